@@ -1,0 +1,309 @@
+"""The composition-keyed multi-task DataModule.
+
+All tasks' tables are joined on the canonical composition key. A composition lacking a task's target is
+masked for that task (never dropped, never imputed). Descriptors are computed once per unique composition.
+Batches are ``TaskBatch(x, targets, masks, t)``:
+
+* ``x``: (B, D) float32 descriptors;
+* ``targets[task]``: regression (B,) or (B, d) float32 (0 where masked), classification (B,) int64
+  (0 where masked), kernel regression: list of B tensors of variable length (empty where masked);
+* ``masks[task]``: (B,) bool;
+* ``t[task]``: kernel regression only: list of B tensors with the curve's ``t`` values.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fm_engine.compositions import parse_many
+from fm_engine.data.splits import overlay_split_labels, resolve_splits, subsample_keep_mask
+from fm_engine.data.tables import TaskTable, load_task_table
+from fm_engine.descriptors import Descriptor, DescriptorCache, DescriptorSpec
+from fm_engine.tasks import TaskSpec, TaskType, check_unique_names
+
+STAGES = ("train", "val", "test")
+
+
+class TaskBatch(NamedTuple):
+    x: torch.Tensor
+    targets: dict[str, torch.Tensor | list[torch.Tensor]]
+    masks: dict[str, torch.Tensor]
+    t: dict[str, list[torch.Tensor]]
+
+
+class CompositionDataset(Dataset):
+    """Rows ``indices`` of the joined table; fetches whole batches at once (``__getitems__``)."""
+
+    def __init__(self, module: CompositionDataModule, indices: np.ndarray, keep: Mapping[str, np.ndarray]):
+        self.module = module
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.keep = keep  # task -> (N,) bool over the joined table
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> TaskBatch:
+        return self.__getitems__([item])
+
+    def __getitems__(self, items: Sequence[int]) -> TaskBatch:
+        rows = self.indices[np.asarray(items, dtype=np.int64)]
+        m = self.module
+        x = torch.from_numpy(m.x[rows])
+        targets: dict[str, torch.Tensor | list[torch.Tensor]] = {}
+        masks: dict[str, torch.Tensor] = {}
+        t: dict[str, list[torch.Tensor]] = {}
+        for task in m.tasks:
+            name = task.name
+            mask = self.keep[name][rows]
+            masks[name] = torch.from_numpy(mask)
+            if task.type is TaskType.KERNEL_REGRESSION:
+                curves = m.curves[name]
+                empty = torch.zeros(0, dtype=torch.float32)
+                present = [curves[r] if ok else None for r, ok in zip(rows, mask, strict=True)]
+                targets[name] = [torch.from_numpy(c[1]) if c else empty for c in present]
+                t[name] = [torch.from_numpy(c[0]) if c else empty for c in present]
+            else:
+                values = m.values[name][rows]
+                targets[name] = torch.from_numpy(np.where(_expand(mask, values), values, 0))
+        return TaskBatch(x, targets, masks, t)
+
+
+def _expand(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return mask.reshape(mask.shape + (1,) * (values.ndim - 1))
+
+
+def _collate_batch(batch: TaskBatch) -> TaskBatch:
+    return batch
+
+
+class CompositionDataModule(L.LightningDataModule):
+    """Joins task tables on composition, computes descriptors, splits, and serves batches.
+
+    Args:
+        tasks: the task specs (each names its own data files).
+        descriptor: descriptor (or its spec); default KMD-1d with 8 grids.
+        base_dir: folder that relative ``data_files`` are resolved against.
+        frames: optional in-memory tables by task name, replacing that task's ``data_files``.
+        val_ratio, test_ratio: fractions of the compositions without a file split label.
+        seed: seeds the split and the ``task_masking_ratio`` subsampling.
+        batch_size: training/evaluation batch size.
+        drop_last_train: drop the last incomplete training batch (BatchNorm cannot take one sample).
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[TaskSpec],
+        *,
+        descriptor: Descriptor | DescriptorSpec | None = None,
+        base_dir: str | Path | None = None,
+        frames: Mapping[str, pd.DataFrame] | None = None,
+        val_ratio: float = 0.1,
+        test_ratio: float = 0.1,
+        seed: int = 42,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        drop_last_train: bool = True,
+    ) -> None:
+        super().__init__()
+        if not tasks:
+            raise ValueError("at least one task is needed")
+        self.tasks = list(tasks)
+        check_unique_names(self.tasks)
+        if descriptor is None or isinstance(descriptor, DescriptorSpec):
+            descriptor = Descriptor(descriptor)
+        self.descriptor = descriptor
+        self.base_dir = Path(base_dir) if base_dir is not None else None
+        self.frames = dict(frames or {})
+        self.val_ratio = val_ratio
+        self.test_ratio = test_ratio
+        self.seed = seed
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.drop_last_train = drop_last_train
+        self._prepared = False
+
+    # ------------------------------------------------------------------ preparation
+    def setup(self, stage: str | None = None) -> None:
+        if not self._prepared:
+            self._prepare()
+            self._prepared = True
+
+    def _prepare(self) -> None:
+        self.tables: dict[str, TaskTable] = {
+            task.name: load_task_table(task, base_dir=self.base_dir, frame=self.frames.get(task.name))
+            for task in self.tasks
+        }
+        # The composition universe: every task's keys (first-seen order) + explicit predict lists.
+        weights_by_key: dict[str, np.ndarray] = {}
+        for table in self.tables.values():
+            for key, w in zip(table.keys, table.weights, strict=True):
+                weights_by_key.setdefault(key, w)
+        self.predict_only_bad = pd.DataFrame(columns=["row", "input", "reason"])
+        for task in self.tasks:
+            if isinstance(task.predict_idx, list):
+                parsed = parse_many(task.predict_idx)
+                for key, w in zip(parsed.keys, parsed.weights, strict=True):
+                    weights_by_key.setdefault(key, w)
+                self.predict_only_bad = pd.concat([self.predict_only_bad, parsed.bad], ignore_index=True)
+
+        keys = list(weights_by_key)
+        weights = np.stack([weights_by_key[k] for k in keys])
+        cache = DescriptorCache(self.descriptor)
+        x = cache.get(keys, weights)
+        finite = np.all(np.isfinite(x), axis=1)
+        self.n_dropped_descriptor = int((~finite).sum())
+        if self.n_dropped_descriptor:
+            warnings.warn(
+                f"dropped {self.n_dropped_descriptor} composition(s) without a valid descriptor", stacklevel=2
+            )
+        self.keys = [k for k, ok in zip(keys, finite, strict=True) if ok]
+        self.weights = weights[finite]
+        self.x = x[finite].astype(np.float32)
+        position = {key: i for i, key in enumerate(self.keys)}
+        n = len(self.keys)
+
+        self.masks: dict[str, np.ndarray] = {}
+        self.values: dict[str, np.ndarray] = {}
+        self.curves: dict[str, list[tuple[np.ndarray, np.ndarray] | None]] = {}
+        for task in self.tasks:
+            table = self.tables[task.name]
+            rows = np.array([position.get(k, -1) for k in table.keys], dtype=np.int64)
+            ok = rows >= 0
+            mask = np.zeros(n, dtype=bool)
+            mask[rows[ok]] = True
+            self.masks[task.name] = mask
+            if task.type is TaskType.KERNEL_REGRESSION:
+                curves: list[tuple[np.ndarray, np.ndarray] | None] = [None] * n
+                for row, t_values, y_values in zip(rows, table.t, table.values, strict=True):  # type: ignore[arg-type]
+                    if row >= 0:
+                        curves[row] = (t_values.astype(np.float32), y_values.astype(np.float32))
+                self.curves[task.name] = curves
+            else:
+                source = np.asarray(table.values)
+                dtype = np.int64 if task.type is TaskType.CLASSIFICATION else np.float32
+                values = np.zeros((n,) + source.shape[1:], dtype=dtype)
+                values[rows[ok]] = source[ok]
+                self.values[task.name] = values
+            if task.type is TaskType.CLASSIFICATION and task.classes is None:
+                task.classes = table.classes
+
+        availability = np.stack([self.masks[t.name] for t in self.tasks], axis=1)
+        file_labels = overlay_split_labels(
+            [dict(zip(table.keys, table.split, strict=True)) for table in self.tables.values()]
+        )
+        labelled = availability.any(axis=1)
+        self.split = np.full(n, "unlabelled", dtype=object)
+        labelled_idx = np.flatnonzero(labelled)
+        self.split[labelled_idx] = resolve_splits(
+            [self.keys[i] for i in labelled_idx],
+            availability[labelled_idx],
+            file_labels,
+            val_ratio=self.val_ratio,
+            test_ratio=self.test_ratio,
+            seed=self.seed,
+        )
+        self.train_keep = {
+            task.name: subsample_keep_mask(
+                self.masks[task.name] & (self.split == "train"),
+                task.task_masking_ratio,
+                seed=self.seed,
+                task=task.name,
+            )
+            for task in self.tasks
+        }
+        self.predict_indices = self._predict_indices(position)
+
+    def _predict_indices(self, position: Mapping[str, int]) -> np.ndarray:
+        chosen: list[int] = []
+        seen: set[int] = set()
+        has_test = bool(np.any(self.split == "test"))
+        for task in self.tasks:
+            idx = task.predict_idx
+            if isinstance(idx, list):
+                rows = [position[k] for k in parse_many(idx).keys if k in position]
+            else:
+                stage = idx or ("test" if has_test else "all")
+                selected = (
+                    self.masks[task.name] if stage == "all" else self.masks[task.name] & (self.split == stage)
+                )
+                rows = list(np.flatnonzero(selected))
+            for row in rows:
+                if row not in seen:
+                    seen.add(row)
+                    chosen.append(int(row))
+        return np.asarray(chosen, dtype=np.int64)
+
+    # ------------------------------------------------------------------ views
+    def stage_indices(self, stage: str) -> np.ndarray:
+        """Row indices of the joined table in a split stage (train / val / test)."""
+        self.setup()
+        return np.flatnonzero(self.split == stage)
+
+    @property
+    def predict_compositions(self) -> list[str]:
+        self.setup()
+        return [self.keys[i] for i in self.predict_indices]
+
+    def summary(self) -> pd.DataFrame:
+        """Per task: labelled compositions per split (after masking) and skipped rows."""
+        self.setup()
+        rows = []
+        for task in self.tasks:
+            mask = self.masks[task.name]
+            rows.append(
+                {
+                    "task": task.name,
+                    "type": task.type.value,
+                    "unit": task.unit,
+                    "train": int((mask & (self.split == "train")).sum()),
+                    "train_kept": int(self.train_keep[task.name].sum()),
+                    "val": int((mask & (self.split == "val")).sum()),
+                    "test": int((mask & (self.split == "test")).sum()),
+                    "bad_rows": len(self.tables[task.name].bad_rows),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    # ------------------------------------------------------------------ loaders
+    def dataset(self, stage: str) -> CompositionDataset:
+        self.setup()
+        if stage == "predict":
+            return CompositionDataset(self, self.predict_indices, self.masks)
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage '{stage}'")
+        keep = self.train_keep if stage == "train" else self.masks
+        return CompositionDataset(self, self.stage_indices(stage), keep)
+
+    def _loader(self, stage: str, *, shuffle: bool, drop_last: bool) -> DataLoader:
+        dataset = self.dataset(stage)
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last and len(dataset) > self.batch_size,
+            collate_fn=_collate_batch,
+            num_workers=self.num_workers,
+            generator=generator,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True, drop_last=self.drop_last_train)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False, drop_last=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False, drop_last=False)

@@ -1,0 +1,228 @@
+"""Differentiable composition descriptors ``x = f(w)`` of an element weight vector ``w`` (B, 94).
+
+Two kinds, each with a numpy path and a torch path that give the same numbers (float64):
+
+* ``kmd``: the 1-d kernel mean descriptor. Each element feature is min-max scaled to [0, 1]; for each
+  feature ``n_grids`` equally spaced grid points ``g_j`` carry a Gaussian kernel of width
+  ``sigma = spacing / sqrt(2)`` (``sigma="auto"``) so ``K[e, f*n + j] = exp(-(x_ef - g_j)^2 / (2 sigma^2))``
+  and ``x = w @ K``. 58 features x 8 grids = 464 dims. Linear in ``w``.
+* ``stats``: weighted mean, weighted variance, smooth max and smooth min of the (min-max scaled)
+  element features over the elements present. The smooth max is a ``w``-weighted soft-argmax average
+  ``sum_e w_e exp(b f_e) f_e / sum_e w_e exp(b f_e)`` with sharpness ``b`` (``smooth_beta``); it tends to
+  the max over present elements as ``b`` grows and is differentiable in ``w``.
+
+A :class:`DescriptorSpec` (kind, parameters, element-table hash) is JSON-serialisable and rebuilds the
+same descriptor; building from a spec whose table hash differs from the shipped table is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from fm_engine.compositions import CompositionLike, parse_many
+from fm_engine.elements import element_table, element_table_hash, feature_matrix
+
+DescriptorKind = Literal["kmd", "stats"]
+_STATS = ("mean", "var", "max", "min")
+
+
+@dataclass(frozen=True)
+class DescriptorSpec:
+    """Everything needed to rebuild a descriptor exactly (stored in every checkpoint)."""
+
+    kind: DescriptorKind = "kmd"
+    n_grids: int = 8
+    sigma: float | Literal["auto"] = "auto"
+    stats: tuple[str, ...] = _STATS
+    smooth_beta: float = 20.0
+    element_table_hash: str = field(default_factory=element_table_hash)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("kmd", "stats"):
+            raise ValueError(f"unknown descriptor kind '{self.kind}' (expected 'kmd' or 'stats')")
+        if self.kind == "kmd" and self.n_grids < 2:
+            raise ValueError(f"n_grids must be >= 2, got {self.n_grids}")
+        if self.sigma != "auto" and not (isinstance(self.sigma, int | float) and self.sigma > 0):
+            raise ValueError(f"sigma must be 'auto' or a positive number, got {self.sigma!r}")
+        unknown = [s for s in self.stats if s not in _STATS]
+        if unknown:
+            raise ValueError(f"unknown statistics {unknown} (choose from {list(_STATS)})")
+        object.__setattr__(self, "stats", tuple(self.stats))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stats"] = list(self.stats)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DescriptorSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown descriptor setting(s): {', '.join(unknown)}")
+        values = dict(data)
+        if "stats" in values:
+            values["stats"] = tuple(values["stats"])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> DescriptorSpec:
+        return cls.from_dict(json.loads(text))
+
+
+def _scaled_features() -> np.ndarray:
+    """Element features min-max scaled per feature to [0, 1] (constant features -> 0)."""
+    features = feature_matrix()
+    low, high = features.min(axis=0), features.max(axis=0)
+    span = np.where(high > low, high - low, 1.0)
+    return (features - low) / span
+
+
+class Descriptor:
+    """A descriptor built from a :class:`DescriptorSpec`; maps weights (B, 94) to features (B, dim)."""
+
+    def __init__(self, spec: DescriptorSpec | None = None) -> None:
+        spec = spec or DescriptorSpec()
+        if spec.element_table_hash != element_table_hash():
+            raise ValueError(
+                "descriptor was built on a different element table "
+                f"(hash {spec.element_table_hash[:12]}..., shipped table {element_table_hash()[:12]}...)"
+            )
+        self.spec = spec
+        self._features = _scaled_features()  # (E, F)
+        self._kernel = self._build_kernel() if spec.kind == "kmd" else None
+        self._torch_cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+
+    # ----------------------------------------------------------------- description
+    @property
+    def dim(self) -> int:
+        n_features = self._features.shape[1]
+        if self.spec.kind == "kmd":
+            return n_features * self.spec.n_grids
+        return n_features * len(self.spec.stats)
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = list(element_table().columns)
+        if self.spec.kind == "kmd":
+            return [f"{name}_k{j}" for name in names for j in range(self.spec.n_grids)]
+        return [f"{stat}_{name}" for stat in self.spec.stats for name in names]
+
+    def _build_kernel(self) -> np.ndarray:
+        n = self.spec.n_grids
+        grid = np.linspace(0.0, 1.0, n)
+        spacing = 1.0 / (n - 1)
+        sigma = spacing / math.sqrt(2.0) if self.spec.sigma == "auto" else float(self.spec.sigma)
+        diff = self._features[:, :, None] - grid[None, None, :]  # (E, F, n)
+        return np.exp(-(diff**2) / (2.0 * sigma**2)).reshape(self._features.shape[0], -1)
+
+    @property
+    def kernel(self) -> np.ndarray:
+        """The KMD kernel matrix K (94, F * n_grids); only for ``kind='kmd'``."""
+        if self._kernel is None:
+            raise AttributeError("only the 'kmd' descriptor has a kernel matrix")
+        return self._kernel.copy()
+
+    # ----------------------------------------------------------------- numpy path
+    def transform(self, weights: np.ndarray) -> np.ndarray:
+        """Descriptor of weight rows (B, 94) or (94,), numpy float64."""
+        w = np.asarray(weights, dtype=np.float64)
+        squeeze = w.ndim == 1
+        w = np.atleast_2d(w)
+        out = w @ self._kernel if self._kernel is not None else self._stats_numpy(w)
+        return out[0] if squeeze else out
+
+    def _stats_numpy(self, w: np.ndarray) -> np.ndarray:
+        f = self._features
+        total = w.sum(axis=1, keepdims=True)
+        p = w / total
+        parts = []
+        mean = p @ f
+        for stat in self.spec.stats:
+            if stat == "mean":
+                parts.append(mean)
+            elif stat == "var":
+                parts.append(p @ (f**2) - mean**2)
+            else:
+                sign = 1.0 if stat == "max" else -1.0
+                logits = sign * self.spec.smooth_beta * f  # (E, F)
+                shift = logits.max(axis=0, keepdims=True)
+                e = np.exp(logits - shift)  # (E, F)
+                parts.append((p @ (e * f)) / (p @ e))
+        return np.concatenate(parts, axis=1)
+
+    # ----------------------------------------------------------------- torch path
+    def _torch_constants(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        key = (device, dtype)
+        if key not in self._torch_cache:
+            if self._kernel is not None:
+                self._torch_cache[key] = (torch.as_tensor(self._kernel, device=device, dtype=dtype),)
+            else:
+                f = torch.as_tensor(self._features, device=device, dtype=dtype)
+                self._torch_cache[key] = (f,)
+        return self._torch_cache[key]
+
+    def transform_torch(self, weights: torch.Tensor) -> torch.Tensor:
+        """Differentiable descriptor of weight rows (B, 94) -> (B, dim), same dtype/device as ``weights``."""
+        (const,) = self._torch_constants(weights.device, weights.dtype)
+        if self._kernel is not None:
+            return weights @ const
+        f = const
+        p = weights / weights.sum(dim=-1, keepdim=True)
+        mean = p @ f
+        parts = []
+        for stat in self.spec.stats:
+            if stat == "mean":
+                parts.append(mean)
+            elif stat == "var":
+                parts.append(p @ (f**2) - mean**2)
+            else:
+                sign = 1.0 if stat == "max" else -1.0
+                logits = sign * self.spec.smooth_beta * f
+                e = torch.exp(logits - logits.max(dim=0, keepdim=True).values)
+                parts.append((p @ (e * f)) / (p @ e))
+        return torch.cat(parts, dim=-1)
+
+    # ----------------------------------------------------------------- compositions
+    def from_compositions(self, compositions: Sequence[CompositionLike]) -> np.ndarray:
+        """Descriptor rows for compositions; raises ``ValueError`` naming the first bad row."""
+        batch = parse_many(compositions)
+        if batch.n_bad:
+            first = batch.bad.iloc[0]
+            raise ValueError(f"row {first['row']}: {first['reason']}")
+        return self.transform(batch.weights)
+
+
+class DescriptorCache:
+    """Descriptor rows cached per canonical composition key (computed once per unique composition)."""
+
+    def __init__(self, descriptor: Descriptor) -> None:
+        self.descriptor = descriptor
+        self._rows: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._rows
+
+    def get(self, keys: Sequence[str], weights: np.ndarray) -> np.ndarray:
+        """Descriptor rows (len(keys), dim) for canonical ``keys`` with matching ``weights`` rows."""
+        missing = [i for i, key in enumerate(keys) if key not in self._rows]
+        if missing:
+            computed = self.descriptor.transform(weights[missing])
+            for i, row in zip(missing, computed, strict=True):
+                self._rows[keys[i]] = row
+        if not keys:
+            return np.zeros((0, self.descriptor.dim))
+        return np.stack([self._rows[key] for key in keys])

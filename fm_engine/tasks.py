@@ -1,0 +1,122 @@
+"""Task specifications: what a task predicts, in which unit, from which data files.
+
+A task dict (or YAML block) drives both the data layer and, later, the model heads::
+
+    TaskSpec.from_dict({"name": "band_gap", "type": "regression",
+                        "data_files": ["my_gaps.csv"], "composition_column": "formula",
+                        "data_column": "gap", "unit": "eV"})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class TaskType(StrEnum):
+    REGRESSION = "regression"
+    CLASSIFICATION = "classification"
+    KERNEL_REGRESSION = "kernel_regression"
+
+    @classmethod
+    def parse(cls, value: str | TaskType) -> TaskType:
+        text = str(value).strip().lower().replace("-", "_").replace(" ", "_")
+        aliases = {"kernelregression": "kernel_regression", "sequence": "kernel_regression"}
+        text = aliases.get(text, text)
+        try:
+            return cls(text)
+        except ValueError:
+            choices = ", ".join(t.value for t in cls)
+            raise ValueError(f"unknown task type '{value}' (choose from {choices})") from None
+
+
+PredictIdx = str | list[str] | None
+
+
+@dataclass
+class TaskSpec:
+    """One task: its type, data source and unit.
+
+    Attributes:
+        name: unique task name (used as the output column name).
+        type: regression, classification or kernel_regression (property vs ``t`` curves).
+        data_files: the task's own file(s) (csv / parquet / pkl), concatenated by rows. Relative paths
+            are resolved against the config file's folder (or the working directory).
+        data_column: column holding the target (a number, a list of numbers for vector/curve targets,
+            or a class label).
+        composition_column: column holding the formula (default ``composition``).
+        t_column: kernel regression only: column with the sequence axis (e.g. temperature).
+        split_column: optional in-file ``train``/``val``/``test`` labels (default ``split``; ignored if
+            absent from the file).
+        unit: physical unit of the target (e.g. ``GPa``); ``t_unit`` likewise for ``t``.
+        classes: classification only: class names; file labels may be these names or 0-based indices.
+            Inferred (sorted unique labels) when not given.
+        task_masking_ratio: keep-ratio in [0, 1] applied to this task's labelled *training* rows.
+        predict_idx: which compositions to predict: ``None`` (test split, or all if no test),
+            ``"train"``, ``"val"``, ``"test"``, ``"all"`` or an explicit list of formulas.
+        description: free text shown to users.
+    """
+
+    name: str
+    type: TaskType = TaskType.REGRESSION
+    data_files: list[str] = field(default_factory=list)
+    data_column: str | None = None
+    composition_column: str = "composition"
+    t_column: str | None = None
+    split_column: str = "split"
+    unit: str = ""
+    t_unit: str = ""
+    classes: list[str] | None = None
+    task_masking_ratio: float = 1.0
+    predict_idx: PredictIdx = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or not str(self.name).strip():
+            raise ValueError("a task needs a non-empty name")
+        self.type = TaskType.parse(self.type)
+        if isinstance(self.data_files, str | Path):
+            self.data_files = [str(self.data_files)]
+        self.data_files = [str(path) for path in self.data_files]
+        if self.data_column is None:
+            self.data_column = self.name
+        if not 0.0 <= float(self.task_masking_ratio) <= 1.0:
+            raise ValueError(f"task '{self.name}': task_masking_ratio must be in [0, 1]")
+        if self.type is TaskType.KERNEL_REGRESSION and not self.t_column:
+            raise ValueError(f"task '{self.name}': a kernel_regression task needs a t_column")
+        if self.type is not TaskType.KERNEL_REGRESSION and self.t_column:
+            raise ValueError(f"task '{self.name}': t_column is only for kernel_regression tasks")
+        if self.type is not TaskType.CLASSIFICATION and self.classes:
+            raise ValueError(f"task '{self.name}': classes are only for classification tasks")
+        if self.classes is not None:
+            self.classes = [str(c) for c in self.classes]
+            if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
+                raise ValueError(f"task '{self.name}': classes must be >= 2 distinct names")
+        if isinstance(self.predict_idx, str) and self.predict_idx not in ("train", "val", "test", "all"):
+            raise ValueError(
+                f"task '{self.name}': predict_idx must be train, val, test, all or a list of formulas"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["type"] = self.type.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            name = data.get("name", "?")
+            raise ValueError(f"task '{name}': unknown key(s) {', '.join(unknown)}")
+        return cls(**dict(data))
+
+
+def check_unique_names(tasks: Sequence[TaskSpec]) -> None:
+    names = [task.name for task in tasks]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate task name(s): {', '.join(duplicates)}")

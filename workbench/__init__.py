@@ -1,0 +1,1 @@
+"""The Streamlit design workbench (``streamlit run workbench/Home.py``)."""
