@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import hashlib
 from functools import cache
-from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-_TABLE_FILE = "element_data/element_features.csv"
+_TABLE_FILE = Path(__file__).resolve().parent / "element_data" / "element_features.csv"
 
 
 @cache
 def _table_bytes() -> bytes:
-    return (resources.files("fm_engine") / _TABLE_FILE).read_bytes()
+    return _TABLE_FILE.read_bytes()
 
 
 @cache

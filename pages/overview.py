@@ -4,6 +4,7 @@ import streamlit as st
 
 from fm_engine import __version__
 from fm_engine.datasets import dataset_overview
+from workbench.paths import page
 
 st.title("fm_engine design workbench")
 st.caption(f"fm_engine {__version__}: multi-task property models from chemical composition.")
@@ -19,4 +20,4 @@ st.dataframe(
     hide_index=True,
     width="stretch",
 )
-st.page_link("pages/data.py", label="Browse the datasets", icon=":material/table:")
+st.page_link(page("data.py"), label="Browse the datasets", icon=":material/table:")

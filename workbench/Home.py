@@ -11,14 +11,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `streamlit run` puts only workbench/ on the path
     sys.path.insert(0, str(ROOT))
 
-PAGES = ROOT / "pages"
+from workbench.paths import page  # noqa: E402
 
 st.set_page_config(page_title="fm_engine workbench", page_icon=":material/science:", layout="wide")
 
 navigation = st.navigation(
     [
-        st.Page(PAGES / "overview.py", title="Overview", icon=":material/home:", default=True),
-        st.Page(PAGES / "data.py", title="Data", icon=":material/table:", url_path="data"),
+        st.Page(page("overview.py"), title="Overview", icon=":material/home:", default=True),
+        st.Page(page("data.py"), title="Data", icon=":material/table:", url_path="data"),
     ]
 )
 navigation.run()

@@ -57,10 +57,10 @@ class MultiTaskSplitter:
     def split(self, keys: Sequence[str], availability: np.ndarray) -> np.ndarray:
         """Labels 'train' / 'val' / 'test' for ``keys``; ``availability`` is (n_keys, n_tasks) bool."""
         n = len(keys)
-        availability = np.asarray(availability, dtype=bool).reshape(n, -1)
         labels = np.full(n, "train", dtype=object)
         if n == 0:
             return labels
+        availability = np.asarray(availability, dtype=bool).reshape(n, -1)
         rng = np.random.default_rng(self.seed)
         # Deterministic whatever the input order: work on keys sorted alphabetically.
         order = np.argsort(np.asarray(keys, dtype=object), kind="stable")

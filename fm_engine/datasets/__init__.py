@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +84,12 @@ _TASK_KEYS = {
 
 
 def files_dir() -> Path:
-    return Path(str(resources.files("fm_engine") / "datasets" / "files"))
+    return Path(__file__).resolve().parent / "files"
 
 
 @cache
 def _catalog() -> dict[str, Any]:
-    return json.loads(
-        (resources.files("fm_engine") / "datasets" / "catalog.json").read_text(encoding="utf-8")
-    )
+    return json.loads((Path(__file__).resolve().parent / "catalog.json").read_text(encoding="utf-8"))
 
 
 @cache
