@@ -806,7 +806,8 @@ def build_janaf(files_dir: Path) -> Dataset:
         f"so points with T > Tm are removed, Tm = chemicals.phase_change.Tm(CAS) (CRC Handbook and other "
         f"sources); {n_no_tm} compounds without a melting point are dropped. T = 0 K rows (Cp = 0) are "
         f"removed; {n_transition_dupes} transition temperatures listed twice (solid-solid, magnetic or "
-        f"melting) keep the first (lower-temperature phase) value. Curves with < {MIN_TEMPERATURES} points are dropped ({n_short})."
+        f"melting) keep the first (lower-temperature phase) value. "
+        f"Curves with < {MIN_TEMPERATURES} points are dropped ({n_short})."
     )
     processing.append(
         f"Each curve subsampled to <= {MAX_JANAF_POINTS} temperatures evenly spaced in table index "

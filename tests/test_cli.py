@@ -17,9 +17,8 @@ def test_fm_datasets_lists_every_task_with_units_and_rows(capsys):
 
 
 def test_fm_datasets_json_from_the_installed_entry_point():
-    result = subprocess.run(
-        [sys.executable, "-m", "fm_engine.cli", "datasets", "--json"], capture_output=True, text=True, check=True
-    )
+    command = [sys.executable, "-m", "fm_engine.cli", "datasets", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
     records = json.loads(result.stdout)
     assert {r["task"] for r in records} == set(bundled_tasks())
     assert all(r["rows"] > 0 for r in records)

@@ -7,5 +7,5 @@ PAGES = ROOT / "pages"
 
 
 def page(name: str) -> str:
-    """Absolute path of a page file, as given to ``st.Page`` (usable by ``st.page_link``/``st.switch_page``)."""
+    """Absolute path of a page file, as given to ``st.Page`` (for ``st.page_link`` / ``st.switch_page``)."""
     return str(PAGES / name)

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import socket
 import subprocess
@@ -5,6 +6,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,30 +21,44 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def streamlit_server():
-    """A real `streamlit run workbench/Home.py` on a free localhost port; yields its base URL."""
+@contextlib.contextmanager
+def running_streamlit(env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run `streamlit run workbench/Home.py` on a free localhost port; yield its base URL, then stop it."""
     port = free_port()
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(HOME), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false", "--server.enableAgentApi", "true"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(HOME), "--server.headless", "true",
+        "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false", "--server.enableAgentApi", "true",
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment)
         try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            log.seek(0)
-            process.kill()
-            pytest.fail(f"streamlit did not start:\n{log.read().decode(errors='replace')}")
-        time.sleep(0.3)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.time() + 60
+            while not _healthy(url):
+                if process.poll() is not None or time.time() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"streamlit did not start:\n{log.read().decode(errors='replace')}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def streamlit_server() -> Iterator[str]:
+    """A real workbench server shared by the tests of a session."""
+    with running_streamlit() as url:
+        yield url
