@@ -1,10 +1,15 @@
-"""The ``fm`` command line."""
+"""The ``fm`` command line: datasets, train, demo, predict."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_CANCELLED = 143  # 128 + SIGTERM, the shell convention
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
@@ -29,12 +34,153 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    """Outside Lightning's fit loop (which handles SIGTERM itself), cancel at once."""
+    from fm_engine.training.trainer import fitting
+
+    if not fitting():
+        raise KeyboardInterrupt("SIGTERM")
+
+
+def _run_training(config: object, out: Path, *, resume: bool, progress_bar: bool | None) -> int:
+    from fm_engine.training import train
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = train(config, out, resume=resume, progress_bar=progress_bar)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        print(f"cancelled; continue with: fm train --out {out} --resume", file=sys.stderr)
+        return EXIT_CANCELLED
+    if result.state == "cancelled":
+        print(f"cancelled; continue with: fm train --out {out} --resume", file=sys.stderr)
+        return EXIT_CANCELLED
+    if result.checkpoint is not None:
+        print(f"\ncheckpoint: {result.checkpoint}  ({result.epochs} epochs, {result.seconds:.1f} s)")
+        print((result.checkpoint / "card.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def _apply_trainer_overrides(config: object, args: argparse.Namespace) -> None:
+    trainer = config.trainer  # type: ignore[attr-defined]
+    for key in ("devices", "num_nodes", "strategy", "max_epochs", "accelerator"):
+        value = getattr(args, key, None)
+        if value is not None:
+            setattr(trainer, key, value)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from fm_engine.training import TrainConfig
+
+    if args.resume:
+        config = None
+    else:
+        if not args.config:
+            raise ValueError("--config is required (unless --resume)")
+        config = TrainConfig.from_file(args.config)
+        _apply_trainer_overrides(config, args)
+    return _run_training(config, Path(args.out), resume=args.resume, progress_bar=not args.no_progress)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from fm_engine.training import demo_config
+    from fm_engine.workspace import demo_run_dir
+
+    out = Path(args.out) if args.out else demo_run_dir()
+    if out.exists():
+        if not args.force:
+            if (out / "checkpoint").exists():
+                print(f"the demo model is already trained: {out} (use --force to retrain)")
+                return 0
+            raise ValueError(f"{out} exists but holds no finished demo; use --force to start again")
+        shutil.rmtree(out)
+    config = demo_config()
+    _apply_trainer_overrides(config, args)
+    print(f"training the demo model into {out}")
+    return _run_training(config, out, resume=False, progress_bar=not args.no_progress)
+
+
+def _parse_t_grids(values: Sequence[str] | None) -> tuple[list[float] | None, dict[str, list[float]]]:
+    common: list[float] | None = None
+    per_task: dict[str, list[float]] = {}
+    for value in values or []:
+        task, _, numbers = value.rpartition("=")
+        try:
+            grid = [float(v) for v in numbers.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--t-grid {value!r}: expected numbers like 300,600,900 or task=300,600") from None
+        if not grid:
+            raise ValueError(f"--t-grid {value!r}: no values")
+        if task:
+            per_task[task] = grid
+        else:
+            common = grid
+    return common, per_task
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from fm_engine.checkpoints import load_checkpoint
+    from fm_engine.data import read_table
+    from fm_engine.predict import predict_frame, units_table
+    from fm_engine.tasks import TaskType
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    frame = read_table(args.input)
+    common, per_task = _parse_t_grids(args.t_grid)
+    sequence_tasks = [n for n, t in checkpoint.model.tasks.items() if t.type is TaskType.KERNEL_REGRESSION]
+    unknown = sorted(set(per_task) - set(sequence_tasks))
+    if unknown:
+        raise ValueError(f"--t-grid names {', '.join(unknown)}, not a sequence task (sequence tasks: {sequence_tasks})")
+    grids = {name: per_task.get(name, common) for name in sequence_tasks if per_task.get(name, common)}
+    result = predict_frame(checkpoint, frame, composition_column=args.composition_column, t_grids=grids)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result.to_csv(output, index=False, float_format="%.6g")
+    n_bad = int((result["error"] != "").sum())
+    print(f"wrote {output}: {len(result) - n_bad} rows predicted, {n_bad} bad rows (see the 'error' column)")
+    print("units:")
+    print(units_table(checkpoint).to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fm", description="fm_engine: composition -> property models.")
     commands = parser.add_subparsers(dest="command", required=True)
+
     datasets = commands.add_parser("datasets", help="list the bundled datasets (tasks, rows, units, source)")
     datasets.add_argument("--json", action="store_true", help="print machine-readable JSON")
     datasets.set_defaults(handler=_cmd_datasets)
+
+    def trainer_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--max-epochs", type=int, help="override trainer.max_epochs")
+        sub.add_argument("--devices", type=int, help="processes/devices per node (Lightning)")
+        sub.add_argument("--num-nodes", type=int, help="machines (Lightning DDP)")
+        sub.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
+        sub.add_argument("--accelerator", help="cpu (default), gpu or auto")
+        sub.add_argument("--no-progress", action="store_true", help="no console progress bar")
+
+    train = commands.add_parser("train", help="train a model from a YAML config into a run directory")
+    train.add_argument("--config", help="training config (YAML); see the README for the schema")
+    train.add_argument("--out", required=True, help="run directory (status.json, metrics.jsonl, checkpoint/)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last.ckpt")
+    trainer_options(train)
+    train.set_defaults(handler=_cmd_train)
+
+    demo = commands.add_parser("demo", help="train the built-in demo model on the bundled data")
+    demo.add_argument("--out", help="run directory (default: <workspace>/runs/demo)")
+    demo.add_argument("--force", action="store_true", help="retrain even if the demo model exists")
+    trainer_options(demo)
+    demo.set_defaults(handler=_cmd_demo)
+
+    predict = commands.add_parser("predict", help="predict a CSV of compositions with a checkpoint")
+    predict.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
+    predict.add_argument("--input", required=True, help="CSV/parquet with a composition column")
+    predict.add_argument("--output", required=True, help="output CSV")
+    predict.add_argument("--composition-column", default="composition", help="default: composition")
+    predict.add_argument(
+        "--t-grid", action="append", metavar="[TASK=]T1,T2,...",
+        help="t values for sequence tasks (default: 8 points over the training range); repeatable per task",
+    )  # fmt: skip
+    predict.set_defaults(handler=_cmd_predict)
     return parser
 
 

@@ -7,7 +7,7 @@ Two kinds, each with a numpy path and a torch path that give the same numbers (f
   ``sigma = spacing / sqrt(2)`` (``sigma="auto"``) so ``K[e, f*n + j] = exp(-(x_ef - g_j)^2 / (2 sigma^2))``
   and ``x = w @ K``. 58 features x 8 grids = 464 dims. Linear in ``w``.
 * ``stats``: weighted mean, weighted variance, smooth max and smooth min of the (min-max scaled)
-  element features over the elements present. The smooth max is a ``w``-weighted soft-argmax average
+  element features over the elements present, laid out feature by feature. The smooth max is a ``w``-weighted soft-argmax average
   ``sum_e w_e exp(b f_e) f_e / sum_e w_e exp(b f_e)`` with sharpness ``b`` (``smooth_beta``); it tends to
   the max over present elements as ``b`` grows and is differentiable in ``w``.
 
@@ -116,7 +116,12 @@ class Descriptor:
         names = list(element_table().columns)
         if self.spec.kind == "kmd":
             return [f"{name}_k{j}" for name in names for j in range(self.spec.n_grids)]
-        return [f"{stat}_{name}" for stat in self.spec.stats for name in names]
+        return [f"{stat}_{name}" for name in names for stat in self.spec.stats]
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of element features; the descriptor is feature-major: (n_tokens, dim // n_tokens)."""
+        return self._features.shape[1]
 
     def _build_kernel(self) -> np.ndarray:
         n = self.spec.n_grids
@@ -159,7 +164,7 @@ class Descriptor:
                 shift = logits.max(axis=0, keepdims=True)
                 e = np.exp(logits - shift)  # (E, F)
                 parts.append((p @ (e * f)) / (p @ e))
-        return np.concatenate(parts, axis=1)
+        return np.stack(parts, axis=2).reshape(len(w), -1)  # feature-major
 
     # ----------------------------------------------------------------- torch path
     def _torch_constants(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
@@ -191,7 +196,7 @@ class Descriptor:
                 logits = sign * self.spec.smooth_beta * f
                 e = torch.exp(logits - logits.max(dim=0, keepdim=True).values)
                 parts.append((p @ (e * f)) / (p @ e))
-        return torch.cat(parts, dim=-1)
+        return torch.stack(parts, dim=-1).flatten(-2)  # feature-major
 
     # ----------------------------------------------------------------- compositions
     def from_compositions(self, compositions: Sequence[CompositionLike]) -> np.ndarray:

@@ -58,6 +58,11 @@ class TaskSpec:
         predict_idx: which compositions to predict: ``None`` (test split, or all if no test),
             ``"train"``, ``"val"``, ``"test"``, ``"all"`` or an explicit list of formulas.
         description: free text shown to users.
+        loss_weight: static weight of this task's loss in the total loss.
+        head_hidden_dims: hidden layer sizes of the task's head (an MLP on the shared latent).
+        class_weights: classification only: per-class loss weights, or ``"balanced"`` (inverse class
+            frequency on the training split).
+        n_kernels: kernel regression only: number of Gaussian kernels in ``t``.
     """
 
     name: str
@@ -73,6 +78,10 @@ class TaskSpec:
     task_masking_ratio: float = 1.0
     predict_idx: PredictIdx = None
     description: str = ""
+    loss_weight: float = 1.0
+    head_hidden_dims: list[int] = field(default_factory=lambda: [64])
+    class_weights: list[float] | str | None = None
+    n_kernels: int = 8
 
     def __post_init__(self) -> None:
         if not self.name or not str(self.name).strip():
@@ -95,6 +104,22 @@ class TaskSpec:
             self.classes = [str(c) for c in self.classes]
             if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
                 raise ValueError(f"task '{self.name}': classes must be >= 2 distinct names")
+        if self.loss_weight < 0:
+            raise ValueError(f"task '{self.name}': loss_weight must be >= 0")
+        self.head_hidden_dims = [int(d) for d in self.head_hidden_dims]
+        if self.class_weights is not None:
+            if self.type is not TaskType.CLASSIFICATION:
+                raise ValueError(f"task '{self.name}': class_weights are only for classification tasks")
+            if isinstance(self.class_weights, str) and self.class_weights != "balanced":
+                raise ValueError(f"task '{self.name}': class_weights must be 'balanced' or a list of numbers")
+            if isinstance(self.class_weights, list | tuple):
+                self.class_weights = [float(w) for w in self.class_weights]
+                if self.classes is not None and len(self.class_weights) != len(self.classes):
+                    raise ValueError(
+                        f"task '{self.name}': {len(self.class_weights)} class_weights for {len(self.classes)} classes"
+                    )
+        if self.n_kernels < 1:
+            raise ValueError(f"task '{self.name}': n_kernels must be >= 1")
         if isinstance(self.predict_idx, str) and self.predict_idx not in ("train", "val", "test", "all"):
             raise ValueError(
                 f"task '{self.name}': predict_idx must be train, val, test, all or a list of formulas"

@@ -72,12 +72,13 @@ def test_stats_descriptor_mean_var_and_smooth_extremes():
     x = descriptor.transform(to_weights("Fe0.5Ni0.5"))
     f = descriptor._features  # min-max scaled features
     fe, ni = element_index()["Fe"], element_index()["Ni"]
-    n = f.shape[1]
-    np.testing.assert_allclose(x[:n], 0.5 * (f[fe] + f[ni]))
-    np.testing.assert_allclose(x[n : 2 * n], 0.25 * (f[fe] - f[ni]) ** 2, atol=1e-12)
+    x = x.reshape(descriptor.n_tokens, 4)  # feature-major: mean, var, max, min per feature
+    np.testing.assert_allclose(x[:, 0], 0.5 * (f[fe] + f[ni]))
+    np.testing.assert_allclose(x[:, 1], 0.25 * (f[fe] - f[ni]) ** 2, atol=1e-12)
     # Smooth max/min approach the max/min over the elements present (absent elements never count).
-    np.testing.assert_allclose(x[2 * n : 3 * n], np.maximum(f[fe], f[ni]), atol=0.02)
-    np.testing.assert_allclose(x[3 * n :], np.minimum(f[fe], f[ni]), atol=0.02)
+    np.testing.assert_allclose(x[:, 2], np.maximum(f[fe], f[ni]), atol=0.02)
+    np.testing.assert_allclose(x[:, 3], np.minimum(f[fe], f[ni]), atol=0.02)
+    assert descriptor.feature_names[:2] == ["mean_atomic_number", "var_atomic_number"]
 
 
 def test_spec_json_round_trip_rebuilds_identical_descriptor():

@@ -1,0 +1,292 @@
+"""FlexibleMultiTaskModel: descriptor -> encoder -> tanh -> task heads (+ optional autoencoder).
+
+Heads work in normalised target space; :class:`TargetScaler` (stored in the config and the checkpoint)
+maps to and from physical units. ``forward`` takes ``t`` in physical units for sequence tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fm_engine.descriptors import DescriptorSpec
+from fm_engine.models.encoders import EncoderConfig, build_encoder
+from fm_engine.models.heads import AutoencoderHead, ClassificationHead, KernelRegressionHead, RegressionHead
+from fm_engine.tasks import TaskSpec, TaskType, check_unique_names
+
+AUTOENCODER = "autoencoder"
+
+
+@dataclass
+class TargetScaler:
+    """Per-task normalisation fitted on the training split: ``y_norm = (y - mean) / std``.
+
+    ``mean``/``std`` are lists (one entry per output; scalar tasks have one). Sequence tasks also
+    normalise ``t`` and record the training range ``[t_min, t_max]`` (the default prediction grid).
+    Classification tasks use the identity.
+    """
+
+    mean: list[float] = field(default_factory=lambda: [0.0])
+    std: list[float] = field(default_factory=lambda: [1.0])
+    t_mean: float = 0.0
+    t_std: float = 1.0
+    t_min: float | None = None
+    t_max: float | None = None
+
+    @property
+    def output_dim(self) -> int:
+        return len(self.mean)
+
+
+@dataclass
+class AutoencoderConfig:
+    enabled: bool = True
+    hidden_dims: list[int] = field(default_factory=lambda: [256])
+    loss_weight: float = 0.1
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines the network's shape; saved in every checkpoint."""
+
+    input_dim: int
+    n_tokens: int
+    tasks: list[TaskSpec]
+    scalers: dict[str, TargetScaler]
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    loss_balancer: bool = False
+    descriptor: DescriptorSpec = field(default_factory=DescriptorSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_dim": self.input_dim,
+            "n_tokens": self.n_tokens,
+            "tasks": [task.to_dict() for task in self.tasks],
+            "scalers": {name: asdict(scaler) for name, scaler in self.scalers.items()},
+            "encoder": self.encoder.to_dict(),
+            "autoencoder": asdict(self.autoencoder),
+            "loss_balancer": self.loss_balancer,
+            "descriptor": self.descriptor.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        return cls(
+            input_dim=int(data["input_dim"]),
+            n_tokens=int(data["n_tokens"]),
+            tasks=[TaskSpec.from_dict(task) for task in data["tasks"]],
+            scalers={name: TargetScaler(**values) for name, values in data["scalers"].items()},
+            encoder=EncoderConfig(**data["encoder"]),
+            autoencoder=AutoencoderConfig(**data["autoencoder"]),
+            loss_balancer=bool(data["loss_balancer"]),
+            descriptor=DescriptorSpec.from_dict(data["descriptor"]),
+        )
+
+
+def flatten_curves(
+    t: Sequence[torch.Tensor], y: Sequence[torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Lists of per-sample curves -> flat ``t`` (P,), sample ``index`` (P,), flat ``y`` (P,) or None."""
+    lengths = torch.tensor([len(v) for v in t], dtype=torch.long)
+    index = torch.repeat_interleave(torch.arange(len(t)), lengths)
+    flat_t = torch.cat(list(t)) if len(t) else torch.zeros(0)
+    flat_y = torch.cat(list(y)) if y is not None and len(y) else None
+    return flat_t, index.to(flat_t.device), flat_y
+
+
+class FlexibleMultiTaskModel(nn.Module):
+    """Multi-task network: ``x -> encoder -> tanh -> {task head}``.
+
+    Outputs (``forward``) are in normalised units: regression (B,) or (B, d); classification logits
+    (B, C); kernel regression (P,) values at the requested points; ``autoencoder`` (B, input_dim).
+    Use :meth:`to_physical` for physical units.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        check_unique_names(config.tasks)
+        self.config = config
+        self.encoder = build_encoder(config.input_dim, config.n_tokens, config.encoder)
+        self.latent_dim = config.encoder.output_dim
+        self.heads = nn.ModuleDict()
+        self.log_sigma = nn.ParameterDict()
+        self.tasks: dict[str, TaskSpec] = {}
+        self._encoder_frozen = False
+        for task in config.tasks:
+            self._build_head(task, config.scalers[task.name])
+        self.autoencoder = (
+            AutoencoderHead(self.latent_dim, config.autoencoder.hidden_dims, config.input_dim)
+            if config.autoencoder.enabled
+            else None
+        )
+        if self.autoencoder is not None and config.loss_balancer:
+            self.log_sigma[AUTOENCODER] = nn.Parameter(torch.zeros(()))
+
+    # ------------------------------------------------------------------ task management
+    def _build_head(self, task: TaskSpec, scaler: TargetScaler) -> None:
+        if task.type is TaskType.REGRESSION:
+            head: nn.Module = RegressionHead(self.latent_dim, task.head_hidden_dims, scaler.output_dim)
+        elif task.type is TaskType.CLASSIFICATION:
+            if not task.classes:
+                raise ValueError(f"task '{task.name}': classification needs its class names")
+            head = ClassificationHead(self.latent_dim, task.head_hidden_dims, len(task.classes))
+            if isinstance(task.class_weights, list):
+                head.class_weights.copy_(torch.tensor(task.class_weights))
+        else:
+            head = KernelRegressionHead(self.latent_dim, task.head_hidden_dims, task.n_kernels)
+        self.heads[task.name] = head
+        self.tasks[task.name] = task
+        self.config.scalers[task.name] = scaler
+        if self.config.loss_balancer:
+            self.log_sigma[task.name] = nn.Parameter(torch.zeros(()))
+
+    def add_task(self, task: TaskSpec, scaler: TargetScaler | None = None) -> None:
+        """Add a task head at runtime (e.g. the next task of a continual-learning sequence)."""
+        if task.name in self.tasks or task.name == AUTOENCODER:
+            raise ValueError(f"task '{task.name}' already exists")
+        device = next(self.parameters()).device
+        self._build_head(task, scaler or TargetScaler())
+        self.heads[task.name].to(device)
+        if task.name in self.log_sigma:
+            self.log_sigma[task.name].data = self.log_sigma[task.name].data.to(device)
+        self.config.tasks.append(task)
+
+    def remove_tasks(self, *names: str) -> None:
+        unknown = [n for n in names if n not in self.tasks]
+        if unknown:
+            raise ValueError(f"unknown task(s): {', '.join(unknown)}")
+        for name in names:
+            del self.heads[name]
+            del self.tasks[name]
+            self.config.scalers.pop(name, None)
+            if name in self.log_sigma:
+                del self.log_sigma[name]
+        self.config.tasks = [t for t in self.config.tasks if t.name not in names]
+
+    def freeze_encoder(self, frozen: bool = True) -> None:
+        """Freeze (or unfreeze) the encoder for head-only fine-tuning; its norm statistics stay fixed too."""
+        self._encoder_frozen = frozen
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad_(not frozen)
+        self.encoder.train(self.training and not frozen)
+
+    def train(self, mode: bool = True) -> FlexibleMultiTaskModel:
+        super().train(mode)
+        if self._encoder_frozen:
+            self.encoder.eval()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``h_task = tanh(encoder(x))``, shared by every head."""
+        return torch.tanh(self.encoder(x))
+
+    def normalise_t(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        scaler = self.config.scalers[name]
+        return (t - scaler.t_mean) / scaler.t_std
+
+    def heads_forward(
+        self,
+        h: torch.Tensor,
+        points: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        *,
+        tasks: Iterable[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Task outputs from a latent ``h_task``; ``points[task] = (t, index)`` for sequence tasks."""
+        out: dict[str, torch.Tensor] = {}
+        for name in tasks if tasks is not None else self.tasks:
+            head = self.heads[name]
+            if isinstance(head, KernelRegressionHead):
+                if points is None or name not in points:
+                    continue
+                t, index = points[name]
+                out[name] = head(h, self.normalise_t(name, t), index)
+            else:
+                out[name] = head(h)
+        if self.autoencoder is not None and (tasks is None or AUTOENCODER in tasks):
+            out[AUTOENCODER] = self.autoencoder(h)
+        return out
+
+    def forward(
+        self, x: torch.Tensor, points: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    ) -> dict[str, torch.Tensor]:
+        return self.heads_forward(self.encode(x), points)
+
+    # ------------------------------------------------------------------ units
+    def to_physical(self, name: str, y: torch.Tensor) -> torch.Tensor:
+        """Normalised regression / sequence output -> physical units (classification: probabilities)."""
+        task = self.tasks[name]
+        if task.type is TaskType.CLASSIFICATION:
+            return torch.softmax(y, dim=-1)
+        scaler = self.config.scalers[name]
+        mean = torch.as_tensor(scaler.mean, dtype=y.dtype, device=y.device)
+        std = torch.as_tensor(scaler.std, dtype=y.dtype, device=y.device)
+        if y.ndim == 1 or task.type is TaskType.KERNEL_REGRESSION:
+            return y * std[0] + mean[0]
+        return y * std + mean
+
+    def to_normalised(self, name: str, y: torch.Tensor) -> torch.Tensor:
+        scaler = self.config.scalers[name]
+        mean = torch.as_tensor(scaler.mean, dtype=y.dtype, device=y.device)
+        std = torch.as_tensor(scaler.std, dtype=y.dtype, device=y.device)
+        if y.ndim == 1:
+            return (y - mean[0]) / std[0]
+        return (y - mean) / std
+
+    # ------------------------------------------------------------------ losses
+    def task_losses(
+        self,
+        x: torch.Tensor,
+        targets: Mapping[str, Any],
+        masks: Mapping[str, torch.Tensor],
+        t: Mapping[str, Sequence[torch.Tensor]],
+    ) -> dict[str, torch.Tensor]:
+        """Raw masked loss per task (normalised units); tasks without labels in the batch are absent."""
+        points: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        curve_targets: dict[str, torch.Tensor] = {}
+        for name, task in self.tasks.items():
+            if task.type is TaskType.KERNEL_REGRESSION and name in t:
+                flat_t, index, flat_y = flatten_curves(t[name], targets[name])
+                if len(flat_t):
+                    points[name] = (flat_t, index)
+                    curve_targets[name] = flat_y  # type: ignore[assignment]
+        outputs = self(x, points)
+        losses: dict[str, torch.Tensor] = {}
+        for name, task in self.tasks.items():
+            if name not in masks:
+                continue
+            mask = masks[name]
+            if task.type is TaskType.KERNEL_REGRESSION:
+                if name in outputs:
+                    target = self.to_normalised(name, curve_targets[name])
+                    losses[name] = F.mse_loss(outputs[name], target)
+                continue
+            if not bool(mask.any()):
+                continue
+            prediction = outputs[name][mask]
+            if task.type is TaskType.CLASSIFICATION:
+                head = self.heads[name]
+                losses[name] = F.cross_entropy(prediction, targets[name][mask], weight=head.class_weights)
+            else:
+                losses[name] = F.mse_loss(prediction, self.to_normalised(name, targets[name][mask]))
+        if AUTOENCODER in outputs:
+            losses[AUTOENCODER] = F.mse_loss(outputs[AUTOENCODER], x)
+        return losses
+
+    def total_loss(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Weighted sum; with the balancer ``0.5 * w * exp(-2 s) * L + s`` per task (Kendall et al. 2018)."""
+        total = torch.zeros((), device=next(iter(losses.values())).device) if losses else torch.zeros(())
+        for name, loss in losses.items():
+            weight = self.config.autoencoder.loss_weight if name == AUTOENCODER else self.tasks[name].loss_weight
+            if name in self.log_sigma:
+                s = self.log_sigma[name]
+                total = total + 0.5 * weight * torch.exp(-2 * s) * loss + s
+            else:
+                total = total + weight * loss
+        return total

@@ -1,0 +1,189 @@
+"""Lightning pieces: the training module and the callback that validates, stops early and writes run files."""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from fm_engine.data import CompositionDataModule, TaskBatch
+from fm_engine.models import FlexibleMultiTaskModel
+from fm_engine.training.evaluate import evaluate, flat_metrics
+from fm_engine.training.run_files import RunDirectory, now_iso
+
+
+class MultiTaskModule(L.LightningModule):
+    """Wraps a :class:`FlexibleMultiTaskModel`: masked multi-task loss, one AdamW optimizer."""
+
+    def __init__(self, model: FlexibleMultiTaskModel, *, lr: float = 2e-3, weight_decay: float = 1e-5) -> None:
+        super().__init__()
+        self.model = model
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.step_losses: dict[str, torch.Tensor] = {}
+
+    def training_step(self, batch: TaskBatch, batch_idx: int) -> torch.Tensor:
+        losses = self.model.task_losses(batch.x, batch.targets, batch.masks, batch.t)
+        total = self.model.total_loss(losses)
+        self.step_losses = {"loss": total.detach(), **{k: v.detach() for k, v in losses.items()}}
+        return total
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(parameters, lr=self.lr, weight_decay=self.weight_decay)
+
+
+class RunMonitor(L.Callback):
+    """Validation in physical units after every epoch, early stopping with best-weights restore,
+    run files (status.json, metrics.jsonl, last.ckpt) and cancellation on SIGTERM.
+
+    Validation is a full pass over the validation split on every rank (identical decisions in DDP).
+    """
+
+    def __init__(
+        self,
+        run: RunDirectory,
+        dm: CompositionDataModule,
+        *,
+        patience: int = 10,
+        min_delta: float = 0.0,
+        step_interval_s: float = 1.0,
+        write_files: bool = True,
+    ) -> None:
+        self.run = run
+        self.dm = dm
+        self.patience = patience
+        self.min_delta = min_delta
+        self.step_interval_s = step_interval_s
+        self.write_files = write_files
+        self.best_loss = float("inf")
+        self.best_epoch = -1
+        self.wait = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.cancelled = False
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._last_write = 0.0
+        self._epoch_start = 0.0
+        self._fit_start = 0.0
+        self.epoch_seconds: list[float] = []
+        self.samples_seen = 0
+
+    # ---------------------------------------------------------------- state for --resume
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "best_state": self.best_state or {},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_loss = float(state_dict["best_loss"])
+        self.best_epoch = int(state_dict["best_epoch"])
+        self.wait = int(state_dict["wait"])
+        self.best_state = dict(state_dict["best_state"]) or None
+
+    # ---------------------------------------------------------------- hooks
+    def _files(self, trainer: L.Trainer) -> bool:
+        return self.write_files and trainer.is_global_zero
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
+        if self._files(trainer):
+            self.run.update_status(
+                state="running",
+                pid=os.getpid(),
+                started_at=now_iso(),
+                max_epochs=trainer.max_epochs,
+                steps_per_epoch=trainer.num_training_batches,
+                epoch=trainer.current_epoch,
+                step=trainer.global_step,
+                message="training",
+            )
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._sums = {}
+        self._count = 0
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        losses = pl_module.step_losses  # type: ignore[attr-defined]
+        for name, value in losses.items():
+            self._sums[name] = self._sums.get(name, 0.0) + float(value)
+        self._count += 1
+        self.samples_seen += len(batch.x)
+        now = time.perf_counter()
+        if self._files(trainer) and now - self._last_write >= self.step_interval_s:
+            self._last_write = now
+            self.run.append_metrics(
+                {"kind": "step", "epoch": trainer.current_epoch, "step": trainer.global_step,
+                 **{f"train/{k}": float(v) for k, v in losses.items()}}
+            )  # fmt: skip
+            self.run.update_status(epoch=trainer.current_epoch, step=trainer.global_step, eta_seconds=self._eta(trainer))
+
+    def _eta(self, trainer: L.Trainer) -> float | None:
+        """Seconds left if training runs to max_epochs (early stopping may end it sooner)."""
+        elapsed = time.perf_counter() - self._fit_start
+        steps_total = (trainer.max_epochs or 0) * max(trainer.num_training_batches, 1)
+        done = max(trainer.global_step, 1)
+        return max(elapsed / done * (steps_total - done), 0.0) if steps_total else None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
+        model: FlexibleMultiTaskModel = pl_module.model  # type: ignore[assignment]
+        validation = evaluate(model, self.dm, "val")
+        epoch = trainer.current_epoch
+        improved = validation.loss < self.best_loss - self.min_delta
+        if improved:
+            self.best_loss = validation.loss
+            self.best_epoch = epoch
+            self.wait = 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                trainer.should_stop = True
+        train_means = {f"train/{k}": v / max(self._count, 1) for k, v in self._sums.items()}
+        if self._files(trainer):
+            self.run.append_metrics(
+                {"kind": "epoch", "epoch": epoch, "step": trainer.global_step,
+                 "epoch_seconds": self.epoch_seconds[-1], "best_epoch": self.best_epoch,
+                 **train_means, **flat_metrics(validation)}
+            )  # fmt: skip
+        self._save_resume_state(trainer)
+        if self._files(trainer):
+            self.run.update_status(
+                epoch=epoch + 1,
+                step=trainer.global_step,
+                eta_seconds=self._eta(trainer),
+                best_epoch=self.best_epoch,
+                best_val_loss=self.best_loss,
+            )
+
+    def _save_resume_state(self, trainer: L.Trainer) -> None:
+        """Lightning checkpoint for ``--resume``: written to a temp file, then renamed (atomic)."""
+        tmp = self.run.path / ".last.ckpt.tmp"
+        trainer.save_checkpoint(tmp, weights_only=False)  # optimizer state too, for --resume
+        if trainer.is_global_zero:
+            os.replace(tmp, self.run.resume_path)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException | KeyboardInterrupt):
+            self.cancelled = True
+            self._save_resume_state(trainer)
+            if self._files(trainer):
+                self.run.update_status(
+                    state="cancelled", finished_at=now_iso(), message="cancelled; continue with --resume"
+                )
+
+    def restore_best(self, model: FlexibleMultiTaskModel) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(copy.deepcopy(self.best_state))

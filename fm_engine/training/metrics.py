@@ -1,0 +1,69 @@
+"""Metrics in physical units: regression (MAE, RMSE, R2), classification (accuracy, macro-F1, ROC-AUC),
+sequence tasks (curve RMSE over all points, MAE)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(len(y_pred), -1)
+    error = y_pred - y_true
+    ss_res = float((error**2).sum())
+    ss_tot = float(((y_true - y_true.mean(axis=0)) ** 2).sum())
+    return {
+        "mae": float(np.abs(error).mean()),
+        "rmse": float(np.sqrt((error**2).mean())),
+        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+    }
+
+
+def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """ROC-AUC by the rank-sum (Mann-Whitney) formula, ties averaged."""
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score), dtype=np.float64)
+    sorted_scores = score[order]
+    i = 0
+    while i < len(score):  # average ranks over ties
+        j = i
+        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """``proba`` (n, C) class probabilities; ROC-AUC is binary or macro one-vs-rest."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    proba = np.asarray(proba, dtype=np.float64)
+    n_classes = proba.shape[1]
+    y_pred = proba.argmax(axis=1)
+    f1s = []
+    for c in range(n_classes):
+        tp = int(((y_pred == c) & (y_true == c)).sum())
+        fp = int(((y_pred == c) & (y_true != c)).sum())
+        fn = int(((y_pred != c) & (y_true == c)).sum())
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    if n_classes == 2:
+        auc = _binary_auc(y_true == 1, proba[:, 1])
+    else:
+        aucs = [_binary_auc(y_true == c, proba[:, c]) for c in range(n_classes)]
+        aucs = [a for a in aucs if not np.isnan(a)]
+        auc = float(np.mean(aucs)) if aucs else float("nan")
+    return {
+        "accuracy": float((y_pred == y_true).mean()),
+        "macro_f1": float(np.mean(f1s)) if f1s else float("nan"),
+        "roc_auc": auc,
+    }
+
+
+def curve_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Over all points of all curves: RMSE and MAE (and R2 of the pooled points)."""
+    return regression_metrics(y_true, y_pred)

@@ -1,0 +1,348 @@
+"""``train(config, run_dir)``: data -> scalers -> model -> Lightning fit -> best weights -> test -> checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import yaml
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from fm_engine import __version__
+from fm_engine.checkpoints import save_checkpoint
+from fm_engine.data import CompositionDataModule
+from fm_engine.datasets import bundled_datasets
+from fm_engine.descriptors import Descriptor
+from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
+from fm_engine.tasks import TaskSpec, TaskType
+from fm_engine.training.config import TrainConfig
+from fm_engine.training.evaluate import StageEvaluation, evaluate
+from fm_engine.training.lightning import MultiTaskModule, RunMonitor
+from fm_engine.training.run_files import RunDirectory, now_iso
+
+STAGES = ("train", "val", "test")
+_fitting = False
+
+
+def fitting() -> bool:
+    """True while Lightning's fit loop runs (it handles SIGTERM itself then)."""
+    return _fitting
+
+
+def _quiet_lightning() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*val_dataloader.*validation_step.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+
+
+@dataclass
+class TrainResult:
+    state: str  # done / cancelled
+    run_dir: Path
+    checkpoint: Path | None
+    test: StageEvaluation | None
+    epochs: int
+    seconds: float
+
+
+def is_rank_zero() -> bool:
+    """Before the Trainer exists: rank from the launcher's environment (DDP re-launches this process)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def fit_scalers(dm: CompositionDataModule) -> dict[str, TargetScaler]:
+    """Per-task normalisation from the (kept) training rows."""
+    scalers: dict[str, TargetScaler] = {}
+    for task in dm.tasks:
+        keep = dm.train_keep[task.name]
+        if task.type is TaskType.CLASSIFICATION:
+            scalers[task.name] = TargetScaler()
+            continue
+        if task.type is TaskType.KERNEL_REGRESSION:
+            curves = [dm.curves[task.name][i] for i in np.flatnonzero(keep)]
+            if not curves:
+                raise ValueError(f"task '{task.name}' has no training curves")
+            t = np.concatenate([c[0] for c in curves]).astype(np.float64)
+            y = np.concatenate([c[1] for c in curves]).astype(np.float64)
+            scalers[task.name] = TargetScaler(
+                mean=[float(y.mean())],
+                std=[float(y.std()) or 1.0],
+                t_mean=float(t.mean()),
+                t_std=float(t.std()) or 1.0,
+                t_min=float(t.min()),
+                t_max=float(t.max()),
+            )
+            continue
+        values = dm.values[task.name][keep].astype(np.float64)
+        if len(values) == 0:
+            raise ValueError(f"task '{task.name}' has no training rows")
+        values = values.reshape(len(values), -1)
+        std = values.std(axis=0)
+        scalers[task.name] = TargetScaler(mean=values.mean(axis=0).tolist(), std=np.where(std > 0, std, 1.0).tolist())
+    return scalers
+
+
+def resolve_class_weights(dm: CompositionDataModule) -> None:
+    """Turn ``class_weights: balanced`` into numbers (inverse class frequency on the training rows)."""
+    for task in dm.tasks:
+        if task.type is TaskType.CLASSIFICATION and task.class_weights == "balanced":
+            labels = dm.values[task.name][dm.train_keep[task.name]]
+            counts = np.bincount(labels, minlength=len(task.classes or []))
+            weights = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 1.0)
+            task.class_weights = [round(float(w), 6) for w in weights]
+
+
+def build_datamodule(config: TrainConfig, specs: list[TaskSpec] | None = None) -> CompositionDataModule:
+    return CompositionDataModule(
+        specs if specs is not None else config.task_specs(),
+        descriptor=Descriptor(config.descriptor),
+        val_ratio=config.data.val_ratio,
+        test_ratio=config.data.test_ratio,
+        seed=config.seed,
+        batch_size=config.data.batch_size,
+        num_workers=config.data.num_workers,
+    )
+
+
+def build_model(config: TrainConfig, dm: CompositionDataModule) -> FlexibleMultiTaskModel:
+    dm.setup()
+    resolve_class_weights(dm)
+    model_config = ModelConfig(
+        input_dim=dm.descriptor.dim,
+        n_tokens=dm.descriptor.n_tokens,
+        tasks=list(dm.tasks),
+        scalers=fit_scalers(dm),
+        encoder=config.model.encoder,
+        autoencoder=config.model.autoencoder,
+        loss_balancer=config.model.loss_balancer,
+        descriptor=config.descriptor,
+    )
+    return FlexibleMultiTaskModel(model_config)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"fm_engine": __version__, "python": platform.python_version()}
+    for name in ("torch", "lightning", "numpy", "pandas", "pymatgen", "safetensors"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _data_sources(specs: list[TaskSpec]) -> dict[str, dict[str, str]]:
+    by_file = {}
+    for dataset in bundled_datasets():
+        for task in dataset.tasks:
+            by_file[str(task.path)] = {"dataset": dataset.name, "source": dataset.source,
+                                       "license": dataset.license, "citation": dataset.citation}  # fmt: skip
+    sources = {}
+    for spec in specs:
+        bundled = [by_file[f] for f in spec.data_files if f in by_file]
+        sources[spec.name] = bundled[0] if bundled else {"dataset": "user data", "files": ", ".join(spec.data_files)}
+    return sources
+
+
+def build_card(
+    *,
+    config: TrainConfig,
+    model: FlexibleMultiTaskModel,
+    dm: CompositionDataModule,
+    evaluations: dict[str, StageEvaluation],
+    monitor: RunMonitor,
+    seconds: float,
+    epochs: int,
+) -> dict[str, Any]:
+    summary = dm.summary().set_index("task")
+    tasks = []
+    for task in model.tasks.values():
+        row = summary.loc[task.name]
+        tasks.append(
+            {
+                "name": task.name,
+                "type": task.type.value,
+                "unit": task.unit,
+                "t_unit": task.t_unit,
+                "classes": task.classes,
+                "description": task.description,
+                "compositions": {stage: int(row[stage]) for stage in STAGES} | {"train_kept": int(row["train_kept"])},
+                "bad_rows_skipped": int(row["bad_rows"]),
+                "test_metrics": evaluations["test"].metrics.get(task.name, {}),
+                "val_metrics": evaluations["val"].metrics.get(task.name, {}),
+            }
+        )
+    n_parameters = sum(p.numel() for p in model.parameters())
+    return {
+        "name": config.name,
+        "created": now_iso(),
+        "tasks": tasks,
+        "data_sources": _data_sources(list(model.tasks.values())),
+        "split": {stage: int((dm.split == stage).sum()) for stage in STAGES},
+        "split_seed": config.seed,
+        "descriptor": config.descriptor.to_dict() | {"dim": dm.descriptor.dim},
+        "encoder": config.model.encoder.to_dict(),
+        "autoencoder": config.model.autoencoder.__dict__,
+        "loss_balancer": config.model.loss_balancer,
+        "n_parameters": n_parameters,
+        "training": {
+            "epochs_run": epochs,
+            "best_epoch": monitor.best_epoch,
+            "best_val_loss": monitor.best_loss,
+            "wall_time_s": round(seconds, 2),
+            "mean_epoch_s": round(float(np.mean(monitor.epoch_seconds)), 3) if monitor.epoch_seconds else None,
+            "samples_per_s": round(monitor.samples_seen / sum(monitor.epoch_seconds), 1)
+            if monitor.epoch_seconds
+            else None,
+            "devices": config.trainer.devices,
+            "strategy": config.trainer.strategy,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "versions": package_versions(),
+        "config": config.to_dict(),
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_card_markdown(card: dict[str, Any]) -> str:
+    lines = [f"# Model card: {card.get('name') or 'fm_engine model'}", ""]
+    lines += [f"Created {card['created']} with fm_engine {card['versions'].get('fm_engine')}; "
+              f"{card['n_parameters']:,} parameters; descriptor {card['descriptor']['kind']} "
+              f"({card['descriptor']['dim']} dims); encoder {card['encoder']['type']}.", ""]  # fmt: skip
+    lines += ["## Test metrics (physical units)", "", "| task | type | unit | test n | metrics |", "|---|---|---|---|---|"]
+    for task in card["tasks"]:
+        metrics = task["test_metrics"]
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items() if k != "n")
+        unit = task["unit"] or (", ".join(task["classes"]) if task["classes"] else "")
+        lines.append(f"| {task['name']} | {task['type']} | {unit} | {_fmt(metrics.get('n'))} | {shown} |")
+    lines += ["", "MAE/RMSE are in the task's unit; sequence tasks pool all curve points.", ""]
+    lines += ["## Data", "", "| task | train | val | test | source | license |", "|---|---|---|---|---|---|"]
+    for task in card["tasks"]:
+        source = card["data_sources"].get(task["name"], {})
+        c = task["compositions"]
+        lines.append(
+            f"| {task['name']} | {c['train']} | {c['val']} | {c['test']} | "
+            f"{source.get('dataset', '')} | {source.get('license', '')[:60]} |"
+        )
+    split = card["split"]
+    lines += ["", f"Compositions: {split['train']} train / {split['val']} val / {split['test']} test "
+              f"(seed {card['split_seed']}).", ""]  # fmt: skip
+    training = card["training"]
+    lines += ["## Training", ""]
+    lines += [f"- {key.replace('_', ' ')}: {_fmt(value)}" for key, value in training.items()]
+    lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in card["versions"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress_bar: bool | None = None,
+) -> TrainResult:
+    """Train a model into ``run_dir``; returns when done or cancelled (SIGTERM). See module docstring."""
+    global _fitting
+    _quiet_lightning()
+    run = RunDirectory(run_dir)
+    rank_zero = is_rank_zero()
+    start = time.perf_counter()
+    if resume:
+        if not run.resume_path.exists():
+            raise ValueError(f"{run.path}: nothing to resume (no last.ckpt)")
+        config = TrainConfig.from_dict(yaml.safe_load(run.config_path.read_text(encoding="utf-8")))
+    elif rank_zero:
+        if run.checkpoint_path.exists() or run.resume_path.exists():
+            raise ValueError(f"{run.path} already holds a run; choose another --out or use --resume")
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.config_path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+        run.update_status(state="queued", pid=os.getpid(), created_at=now_iso(), name=config.name, message="loading data")
+    try:
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        dm = build_datamodule(config)
+        if resume:
+            model_config = ModelConfig.from_dict(json.loads(run.model_config_path.read_text(encoding="utf-8")))
+            dm = build_datamodule(config, model_config.tasks)
+            dm.setup()
+            model = FlexibleMultiTaskModel(model_config)
+        else:
+            model = build_model(config, dm)
+            if rank_zero:
+                run.model_config_path.write_text(json.dumps(model.config.to_dict(), indent=2), encoding="utf-8")
+        module = MultiTaskModule(model, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
+        monitor = RunMonitor(run, dm, patience=config.trainer.patience, min_delta=config.trainer.min_delta)
+        show_bar = config.trainer.progress_bar if progress_bar is None else progress_bar
+        trainer = L.Trainer(
+            max_epochs=config.trainer.max_epochs,
+            accelerator=config.trainer.accelerator,
+            devices=config.trainer.devices,
+            num_nodes=config.trainer.num_nodes,
+            strategy=config.trainer.strategy,
+            deterministic=config.trainer.deterministic,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            callbacks=[monitor] + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
+            enable_progress_bar=show_bar,
+        )
+        _fitting = True
+        try:
+            trainer.fit(
+                module,
+                datamodule=dm,
+                ckpt_path=str(run.resume_path) if resume else None,
+                weights_only=True if resume else None,
+            )
+        except SIGTERMException:
+            return TrainResult("cancelled", run.path, None, None, trainer.current_epoch, time.perf_counter() - start)
+        finally:
+            _fitting = False
+        if not trainer.is_global_zero:
+            return TrainResult("done", run.path, None, None, trainer.current_epoch, time.perf_counter() - start)
+        monitor.restore_best(model)
+        evaluations = {stage: evaluate(model, dm, stage) for stage in STAGES}
+        seconds = time.perf_counter() - start
+        card = build_card(
+            config=config, model=model, dm=dm, evaluations=evaluations, monitor=monitor,
+            seconds=seconds, epochs=trainer.current_epoch,
+        )  # fmt: skip
+        checkpoint = save_checkpoint(model, run.checkpoint_path, card=card, card_md=render_card_markdown(card))
+        run.update_status(
+            state="done",
+            finished_at=now_iso(),
+            epoch=trainer.current_epoch,
+            eta_seconds=0,
+            message=f"done in {seconds:.0f} s; best epoch {monitor.best_epoch}",
+            test_metrics=evaluations["test"].metrics,
+        )
+        return TrainResult("done", run.path, checkpoint, evaluations["test"], trainer.current_epoch, seconds)
+    except BaseException as error:
+        if rank_zero and not isinstance(error, SIGTERMException):
+            state = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
+            run.update_status(
+                state=state, finished_at=now_iso(), message=f"{type(error).__name__}: {error}",
+                traceback=traceback.format_exc(limit=8),
+            )  # fmt: skip
+        raise
