@@ -7,7 +7,8 @@ Two kinds, each with a numpy path and a torch path that give the same numbers (f
   ``sigma = spacing / sqrt(2)`` (``sigma="auto"``) so ``K[e, f*n + j] = exp(-(x_ef - g_j)^2 / (2 sigma^2))``
   and ``x = w @ K``. 58 features x 8 grids = 464 dims. Linear in ``w``.
 * ``stats``: weighted mean, weighted variance, smooth max and smooth min of the (min-max scaled)
-  element features over the elements present, laid out feature by feature. The smooth max is a ``w``-weighted soft-argmax average
+  element features over the elements present, laid out feature by feature. The smooth max is a
+  ``w``-weighted soft-argmax average
   ``sum_e w_e exp(b f_e) f_e / sum_e w_e exp(b f_e)`` with sharpness ``b`` (``smooth_beta``); it tends to
   the max over present elements as ``b`` grows and is differentiable in ``w``.
 

@@ -70,7 +70,7 @@ def predict_frame(
     t_grids: Mapping[str, Sequence[float]] | None = None,
     chunk_size: int = 4096,
 ) -> pd.DataFrame:
-    """The input columns + predictions; bad rows get an ``error`` and empty predictions (never fail the batch).
+    """The input columns + predictions; bad rows get an ``error`` and no predictions (never fail the batch).
 
     Columns: ``<task>`` (regression, in the task's unit; vector tasks ``<task>_<i>``), ``<task>`` class
     label + ``<task>_proba_<class>`` (classification), ``<task>@<t>`` (sequence tasks, one column per

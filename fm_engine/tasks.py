@@ -116,7 +116,8 @@ class TaskSpec:
                 self.class_weights = [float(w) for w in self.class_weights]
                 if self.classes is not None and len(self.class_weights) != len(self.classes):
                     raise ValueError(
-                        f"task '{self.name}': {len(self.class_weights)} class_weights for {len(self.classes)} classes"
+                        f"task '{self.name}': {len(self.class_weights)} class_weights "
+                        f"for {len(self.classes)} classes"
                     )
         if self.n_kernels < 1:
             raise ValueError(f"task '{self.name}': n_kernels must be >= 1")

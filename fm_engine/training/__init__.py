@@ -5,4 +5,12 @@ from fm_engine.training.evaluate import StageEvaluation, evaluate
 from fm_engine.training.run_files import RunDirectory
 from fm_engine.training.trainer import TrainResult, train
 
-__all__ = ["RunDirectory", "StageEvaluation", "TrainConfig", "TrainResult", "demo_config", "evaluate", "train"]
+__all__ = [
+    "RunDirectory",
+    "StageEvaluation",
+    "TrainConfig",
+    "TrainResult",
+    "demo_config",
+    "evaluate",
+    "train",
+]

@@ -79,7 +79,9 @@ class TrainConfig:
                 TaskSpec.from_dict(spec.to_dict())  # validates the override keys
             else:
                 spec = TaskSpec.from_dict(entry)
-                spec.data_files = [str((base / f).resolve()) if not Path(f).is_absolute() else f for f in spec.data_files]
+                spec.data_files = [
+                    str((base / f).resolve()) if not Path(f).is_absolute() else f for f in spec.data_files
+                ]
             specs.append(spec)
         return specs
 
@@ -107,8 +109,7 @@ def demo_config() -> TrainConfig:
     """The built-in demo: AFLOW regression, glass and HEA-phase classification, yield strength vs T,
     plus the autoencoder; sized to train in about a minute on 2 CPU cores."""
     tasks: list[dict[str, Any]] = [
-        {"bundled": name}
-        for name in ("bulk_modulus", "shear_modulus", "debye_temperature", "band_gap")
+        {"bundled": name} for name in ("bulk_modulus", "shear_modulus", "debye_temperature", "band_gap")
     ]
     tasks += [
         {"bundled": "glass_forming", "class_weights": "balanced"},
@@ -119,5 +120,7 @@ def demo_config() -> TrainConfig:
         name="demo",
         tasks=tasks,
         trainer=TrainerSection(max_epochs=60, patience=12),
-        model=ModelSection(encoder=EncoderConfig(type="mlp", hidden_dims=[256, 128], norm="batch", dropout=0.1)),
+        model=ModelSection(
+            encoder=EncoderConfig(type="mlp", hidden_dims=[256, 128], norm="batch", dropout=0.1)
+        ),
     )

@@ -20,7 +20,9 @@ from fm_engine.training.run_files import RunDirectory, now_iso
 class MultiTaskModule(L.LightningModule):
     """Wraps a :class:`FlexibleMultiTaskModel`: masked multi-task loss, one AdamW optimizer."""
 
-    def __init__(self, model: FlexibleMultiTaskModel, *, lr: float = 2e-3, weight_decay: float = 1e-5) -> None:
+    def __init__(
+        self, model: FlexibleMultiTaskModel, *, lr: float = 2e-3, weight_decay: float = 1e-5
+    ) -> None:
         super().__init__()
         self.model = model
         self.lr = lr
@@ -127,7 +129,9 @@ class RunMonitor(L.Callback):
                 {"kind": "step", "epoch": trainer.current_epoch, "step": trainer.global_step,
                  **{f"train/{k}": float(v) for k, v in losses.items()}}
             )  # fmt: skip
-            self.run.update_status(epoch=trainer.current_epoch, step=trainer.global_step, eta_seconds=self._eta(trainer))
+            self.run.update_status(
+                epoch=trainer.current_epoch, step=trainer.global_step, eta_seconds=self._eta(trainer)
+            )
 
     def _eta(self, trainer: L.Trainer) -> float | None:
         """Seconds left if training runs to max_epochs (early stopping may end it sooner)."""
@@ -175,7 +179,9 @@ class RunMonitor(L.Callback):
         if trainer.is_global_zero:
             os.replace(tmp, self.run.resume_path)
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         if isinstance(exception, SIGTERMException | KeyboardInterrupt):
             self.cancelled = True
             self._save_resume_state(trainer)

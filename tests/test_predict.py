@@ -1,0 +1,73 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from fm_engine.checkpoints import load_checkpoint
+from fm_engine.cli import main
+from fm_engine.predict import default_t_grid, predict_frame, predict_weights
+
+
+def test_fm_predict_round_trips_a_csv_with_a_bad_row(tiny_run, tmp_path, capsys):
+    source = pd.DataFrame(
+        {"sample": ["s1", "s2", "s3", "s4"], "formula": ["NbMoTaW", "not a formula!", "Al0.5CoCrFeNi", "Xx2"]}
+    )
+    source.to_csv(tmp_path / "in.csv", index=False)
+    code = main(["predict", "--checkpoint", str(tiny_run), "--input", str(tmp_path / "in.csv"),
+                 "--output", str(tmp_path / "out.csv"), "--composition-column", "formula"])  # fmt: skip
+    assert code == 0
+    assert "2 rows predicted, 2 bad rows" in capsys.readouterr().out
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert list(out["sample"]) == ["s1", "s2", "s3", "s4"]  # input columns kept, order kept
+    assert out.loc[0, "error"] == "" and "not a chemical formula" in out.loc[1, "error"]
+    assert "unknown element 'Xx'" in out.loc[3, "error"]
+    assert float(out.loc[0, "bulk_modulus"]) > 0 and out.loc[1, "bulk_modulus"] == ""
+    assert out.loc[2, "hea_phase"] in {"BCC", "FCC", "HCP", "multiphase"}
+    probabilities = out.loc[[0, 2], [c for c in out.columns if c.startswith("hea_phase_proba_")]].astype(
+        float
+    )
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    curve_columns = [c for c in out.columns if c.startswith("yield_strength@")]
+    assert len(curve_columns) == 8  # default grid: the training range
+
+
+def test_custom_t_grid_and_errors(tiny_run, tmp_path):
+    pd.DataFrame({"composition": ["NbMoTaW"]}).to_csv(tmp_path / "in.csv", index=False)
+    args = ["predict", "--checkpoint", str(tiny_run), "--input", str(tmp_path / "in.csv"), "--output",
+            str(tmp_path / "out.csv")]  # fmt: skip
+    assert main([*args, "--t-grid", "yield_strength=298,773,1273"]) == 0
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert [c for c in out.columns if "@" in c] == [
+        "yield_strength@298",
+        "yield_strength@773",
+        "yield_strength@1273",
+    ]
+    assert main([*args, "--t-grid", "bulk_modulus=1,2"]) == 2
+    assert main([*args, "--composition-column", "formula"]) == 2
+    assert (
+        main(["predict", "--checkpoint", str(tmp_path), "--input", str(tmp_path / "in.csv"), "--output", "x"])
+        == 2
+    )
+
+
+def test_python_api_matches_the_csv_path(tiny_run):
+    checkpoint = load_checkpoint(tiny_run)
+    frame = predict_frame(checkpoint, pd.DataFrame({"composition": ["NbMoTaW", "CoCrFeNi"]}))
+    grid = default_t_grid(checkpoint.model, "yield_strength")
+    assert grid[0] == pytest.approx(checkpoint.model.config.scalers["yield_strength"].t_min)
+    from fm_engine.compositions import to_weights
+
+    direct = predict_weights(checkpoint.model, np.stack([to_weights("NbMoTaW"), to_weights("CoCrFeNi")]))
+    np.testing.assert_allclose(frame["bulk_modulus"].to_numpy(dtype=float), direct["bulk_modulus"], rtol=1e-6)
+    assert direct["yield_strength"].shape == (2, 8)
+
+
+def test_fm_demo_trains_every_bundled_task_type(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--max-epochs", "2", "--no-progress"]) == 0
+    checkpoint = load_checkpoint(out)
+    tasks = {t["name"]: t for t in checkpoint.card["tasks"]}
+    assert {t["type"] for t in tasks.values()} == {"regression", "classification", "kernel_regression"}
+    assert all(t["test_metrics"] for t in tasks.values())
+    assert checkpoint.model.autoencoder is not None
+    assert main(["demo", "--out", str(out)]) == 0
+    assert "already trained" in capsys.readouterr().out
