@@ -10,4 +10,5 @@ python3 -m venv .venv-build
 .venv-build/bin/pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python crabnet==2.0.8
 .venv-build/bin/python scripts/build_element_table.py
 .venv-build/bin/python scripts/build_datasets.py
-git status --short fm_engine/element_data fm_engine/datasets || true
+.venv-build/bin/python scripts/build_samples.py
+git status --short fm_engine/element_data fm_engine/datasets samples || true

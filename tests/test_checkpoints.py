@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import fm_engine
 from fm_engine.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from fm_engine.compositions import to_weights
 from fm_engine.predict import predict_weights
@@ -24,7 +25,7 @@ class Payload:
 
 
 def test_round_trip_gives_identical_predictions(tiny_run, tmp_path):
-    checkpoint = load_checkpoint(tiny_run)  # a run directory is accepted
+    checkpoint = fm_engine.load_checkpoint(tiny_run)  # a run directory is accepted
     assert checkpoint.path == tiny_run / "checkpoint"
     assert len(checkpoint.checkpoint_id) == 32 and len(checkpoint.weights_sha256) == 64
     copy = save_checkpoint(checkpoint.model, tmp_path / "copy")
