@@ -75,8 +75,11 @@ class TrainConfig:
             entry = dict(entry)
             if "bundled" in entry:
                 name = entry.pop("bundled")
+                known = set(TaskSpec.__dataclass_fields__)
+                unknown = sorted(set(entry) - known)
+                if unknown:
+                    raise ValueError(f"task '{name}': unknown key(s) {', '.join(unknown)}")
                 spec = bundled_task(name).spec(**entry)
-                TaskSpec.from_dict(spec.to_dict())  # validates the override keys
             else:
                 spec = TaskSpec.from_dict(entry)
                 spec.data_files = [
@@ -120,7 +123,5 @@ def demo_config() -> TrainConfig:
         name="demo",
         tasks=tasks,
         trainer=TrainerSection(max_epochs=60, patience=12),
-        model=ModelSection(
-            encoder=EncoderConfig(type="mlp", hidden_dims=[256, 128], norm="batch", dropout=0.1)
-        ),
+        model=ModelSection(encoder=EncoderConfig(type="mlp", hidden_dims=[256, 128], norm="batch", dropout=0.1)),
     )

@@ -1,0 +1,356 @@
+"""``fm-trainer``: the LightningCLI entry point (``fm-trainer fit --config config.yaml``).
+
+For users who prefer LightningCLI to ``fm train``. The YAML has ``model:`` / ``data:`` / ``trainer:``
+sections; ``model`` and ``data`` take ``class_path`` + ``init_args``::
+
+    seed_everything: 42
+    model:
+      class_path: fm_engine.trainer_cli.FMLightningModel
+      init_args: {encoder: {hidden_dims: [128, 64]}, lr: 0.002}
+    data:
+      class_path: fm_engine.trainer_cli.FMDataModule
+      init_args:
+        tasks: [{bundled: bulk_modulus}, {bundled: hea_phase, class_weights: balanced}]
+    trainer: {max_epochs: 20, accelerator: cpu}
+    export: {name: my-model}        # the fm_engine checkpoint written after ``fit``
+
+Task entries are the task dicts of ``fm train`` (see :class:`fm_engine.tasks.TaskSpec`); relative
+``data_files`` are resolved against the (last) config file's folder. The network is built in ``setup()``
+from the data (tasks, descriptor size, target scalers fitted on the training split). Validation and test
+metrics are computed in physical units on the datamodule's whole split (:func:`evaluate`) and logged as
+``val/loss``, ``val/<task>/<metric>`` (``test/...``). After ``fit``, the best-validation weights are written
+as a self-describing checkpoint with its model card to ``<trainer.default_root_dir>/checkpoint``, so
+``fm predict --checkpoint <default_root_dir>`` and :func:`fm_engine.checkpoints.load_checkpoint` work on it.
+Unknown keys anywhere in the config are errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from fm_engine.checkpoints import save_checkpoint
+from fm_engine.config import from_mapping
+from fm_engine.data import CompositionDataModule, TaskBatch
+from fm_engine.descriptors import Descriptor, DescriptorSpec
+from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel, ModelConfig
+from fm_engine.training.config import DataSection, ModelSection, OptimizerSection, TrainConfig, TrainerSection
+from fm_engine.training.evaluate import StageEvaluation, evaluate, flat_metrics
+from fm_engine.training.lightning import MultiTaskModule
+from fm_engine.training.trainer import STAGES, build_card, build_model, render_card_markdown
+
+MODEL_CONFIG_KEY = "fm_engine_model_config"
+
+
+class FMDataModule(CompositionDataModule):
+    """The composition-keyed multi-task DataModule, configured with plain YAML values.
+
+    Args:
+        tasks: task dicts as in ``fm train`` (TaskSpec keys), or ``{bundled: <task>, ...overrides}``.
+        descriptor: descriptor settings (DescriptorSpec keys: kind, n_grids, sigma, ...); default KMD-1d.
+        val_ratio: fraction of the compositions without a file split label used for validation.
+        test_ratio: fraction of the compositions without a file split label used for testing.
+        seed: seeds the split and the task_masking_ratio subsampling.
+        batch_size: training batch size.
+        num_workers: DataLoader workers.
+        base_dir: folder that relative data_files are resolved against (default: the config file's folder).
+    """
+
+    def __init__(
+        self,
+        tasks: list[dict[str, Any]],
+        descriptor: dict[str, Any] | None = None,
+        val_ratio: float = 0.1,
+        test_ratio: float = 0.1,
+        seed: int = 42,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        base_dir: str | None = None,
+    ) -> None:
+        spec = DescriptorSpec.from_dict(dict(descriptor or {}))
+        self.train_config = TrainConfig(
+            tasks=[dict(entry) if isinstance(entry, dict) else entry for entry in tasks],
+            seed=seed,
+            descriptor=spec,
+            data=DataSection(
+                val_ratio=val_ratio, test_ratio=test_ratio, batch_size=batch_size, num_workers=num_workers
+            ),
+            base_dir=str(Path(base_dir).resolve()) if base_dir else "",
+        )
+        super().__init__(
+            self.train_config.task_specs(),
+            descriptor=Descriptor(spec),
+            val_ratio=val_ratio,
+            test_ratio=test_ratio,
+            seed=seed,
+            batch_size=batch_size,
+            num_workers=num_workers,
+        )
+
+
+def _train_config(dm: CompositionDataModule, section: ModelSection, optimizer: OptimizerSection) -> TrainConfig:
+    """The equivalent ``fm train`` config (recorded in the model card)."""
+    if isinstance(dm, FMDataModule):
+        base = dm.train_config
+        return TrainConfig(tasks=base.tasks, seed=base.seed, descriptor=base.descriptor, data=base.data,
+                           base_dir=base.base_dir, model=section, optimizer=optimizer)  # fmt: skip
+    return TrainConfig(
+        tasks=[task.to_dict() for task in dm.tasks],
+        seed=dm.seed,
+        descriptor=dm.descriptor.spec,
+        data=DataSection(val_ratio=dm.val_ratio, test_ratio=dm.test_ratio, batch_size=dm.batch_size),
+        model=section,
+        optimizer=optimizer,
+    )
+
+
+class FMLightningModel(MultiTaskModule):
+    """A :class:`FlexibleMultiTaskModel` built lazily from the datamodule in ``setup()``.
+
+    Args:
+        encoder: encoder settings (EncoderConfig keys: type, hidden_dims, norm, dropout, d_model, ...).
+        autoencoder: autoencoder head settings (enabled, hidden_dims, loss_weight).
+        loss_balancer: learnable per-task uncertainty weighting of the losses.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
+
+    def __init__(
+        self,
+        encoder: dict[str, Any] | None = None,
+        autoencoder: dict[str, Any] | None = None,
+        loss_balancer: bool = False,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-5,
+    ) -> None:
+        super().__init__(None, lr=lr, weight_decay=weight_decay)  # type: ignore[arg-type]  # built in setup()
+        self.section = ModelSection(
+            encoder=from_mapping(EncoderConfig, encoder, path="encoder"),
+            autoencoder=from_mapping(AutoencoderConfig, autoencoder, path="autoencoder"),
+            loss_balancer=bool(loss_balancer),
+        )
+        self.save_hyperparameters()
+
+    @property
+    def optimizer_section(self) -> OptimizerSection:
+        return OptimizerSection(lr=self.lr, weight_decay=self.weight_decay)
+
+    def datamodule(self) -> CompositionDataModule:
+        dm = getattr(self.trainer, "datamodule", None)
+        if not isinstance(dm, CompositionDataModule):
+            raise ValueError("FMLightningModel needs an FMDataModule (or CompositionDataModule) as its data")
+        return dm
+
+    def setup(self, stage: str) -> None:
+        if self.model is None:
+            dm = self.datamodule()
+            self.model = build_model(_train_config(dm, self.section, self.optimizer_section), dm)
+
+    # A full pass over the split in physical units (the same numbers as ``fm train``) at each epoch end;
+    # the per-batch steps only let Lightning run its loops.
+    def validation_step(self, batch: TaskBatch, batch_idx: int) -> None:
+        return None
+
+    def test_step(self, batch: TaskBatch, batch_idx: int) -> None:
+        return None
+
+    def _log_evaluation(self, stage: str) -> StageEvaluation:
+        evaluation = evaluate(self.model, self.datamodule(), stage)
+        values = {k: float(v) for k, v in flat_metrics(evaluation).items() if v is not None and math.isfinite(v)}
+        self.log_dict(values, batch_size=1, sync_dist=True)  # the same numbers on every rank
+        return evaluation
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._log_evaluation("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_evaluation("test")
+
+    # The network's shape travels with Lightning checkpoints, so ``load_from_checkpoint`` can rebuild it.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[MODEL_CONFIG_KEY] = self.model.config.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.model is None and MODEL_CONFIG_KEY in checkpoint:
+            self.model = FlexibleMultiTaskModel(ModelConfig.from_dict(checkpoint[MODEL_CONFIG_KEY]))
+
+
+@dataclass
+class FitStats:
+    """What the model card reports about training (the fields :func:`build_card` reads)."""
+
+    best_epoch: int = -1
+    best_loss: float = float("inf")
+    epoch_seconds: list[float] = field(default_factory=list)
+    samples_seen: int = 0
+
+
+class FMCheckpointExport(L.Callback):
+    """After ``fit``: restore the best-validation weights, evaluate train/val/test in physical units and
+    write an fm_engine checkpoint (config.json, model.safetensors, card.json, card.md).
+
+    Args:
+        dirpath: checkpoint directory (default: ``<trainer.default_root_dir>/checkpoint``).
+        name: model name shown in the model card.
+        restore_best: export the weights of the epoch with the lowest ``val/loss`` (else the last epoch's).
+    """
+
+    def __init__(self, dirpath: str | None = None, name: str = "", restore_best: bool = True) -> None:
+        self.dirpath = dirpath
+        self.name = name
+        self.restore_best = restore_best
+        self.stats = FitStats()
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.checkpoint: Path | None = None
+        self._start = 0.0
+        self._epoch_start = 0.0
+
+    # best-epoch tracking survives ``fit --ckpt_path last.ckpt`` (resume)
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best_epoch": self.stats.best_epoch,
+            "best_loss": self.stats.best_loss,
+            "best_state": self.best_state or {},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.stats.best_epoch = int(state_dict["best_epoch"])
+        self.stats.best_loss = float(state_dict["best_loss"])
+        self.best_state = dict(state_dict["best_state"]) or None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self.stats.samples_seen += len(batch.x)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.stats.epoch_seconds.append(time.perf_counter() - self._epoch_start)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loss = trainer.callback_metrics.get("val/loss")
+        if trainer.sanity_checking or loss is None or not math.isfinite(float(loss)):
+            return
+        if float(loss) < self.stats.best_loss:
+            self.stats.best_loss = float(loss)
+            self.stats.best_epoch = trainer.current_epoch
+            model: FlexibleMultiTaskModel = pl_module.model  # type: ignore[assignment]
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or not isinstance(pl_module, FMLightningModel):
+            return
+        model = pl_module.model
+        if self.restore_best and self.best_state is not None:
+            model.load_state_dict(copy.deepcopy(self.best_state))
+        dm = pl_module.datamodule()
+        evaluations = {stage: evaluate(model, dm, stage) for stage in STAGES}
+        config = _train_config(dm, pl_module.section, pl_module.optimizer_section)
+        config.name = self.name
+        config.trainer = _trainer_section(trainer)
+        card = build_card(
+            config=config, model=model, dm=dm, evaluations=evaluations, monitor=self.stats,  # type: ignore[arg-type]
+            seconds=time.perf_counter() - self._start, epochs=trainer.current_epoch,
+        )  # fmt: skip
+        card["entry_point"] = "fm-trainer"
+        path = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoint"
+        self.checkpoint = save_checkpoint(model, path, card=card, card_md=render_card_markdown(card))
+        print(f"\ncheckpoint: {self.checkpoint}  (use: fm predict --checkpoint {self.checkpoint} ...)")
+        for task in card["tasks"]:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in task["test_metrics"].items() if k != "n")
+            unit = f" ({task['unit']})" if task["unit"] else ""
+            print(f"  test {task['name']}{unit}: {shown or 'no test rows'}")
+
+
+def _trainer_section(trainer: L.Trainer) -> TrainerSection:
+    early = trainer.early_stopping_callback
+    max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else trainer.current_epoch
+    devices, nodes = trainer.num_devices, trainer.num_nodes
+    return TrainerSection(
+        max_epochs=max_epochs,
+        patience=early.patience if early is not None else max_epochs,
+        min_delta=abs(float(early.min_delta)) if early is not None else 0.0,
+        accelerator="cpu" if isinstance(trainer.accelerator, CPUAccelerator) else "auto",
+        devices=devices,
+        num_nodes=nodes,
+        strategy="auto" if devices * nodes == 1 else getattr(trainer.strategy, "strategy_name", "auto"),
+        deterministic=torch.are_deterministic_algorithms_enabled(),
+        progress_bar=trainer.progress_bar_callback is not None,
+    )
+
+
+class FMTrainerCLI(LightningCLI):
+    """LightningCLI with the checkpoint export as an ``export:`` section and config-relative data paths.
+
+    Subcommands: fit, validate, test (predictions: ``fm predict --checkpoint`` on the exported checkpoint).
+    """
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {name: keys for name, keys in LightningCLI.subcommands().items() if name != "predict"}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(FMCheckpointExport, "export")
+        parser.set_defaults({"model": {"class_path": f"{__name__}.FMLightningModel"}})
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(str(self.subcommand), self.config)
+        files = config.get("config") or []
+        data = config.get("data")
+        if not files or data is None or "init_args" not in data:
+            return
+        init_args = data["init_args"]
+        if "base_dir" in init_args and not init_args["base_dir"]:
+            init_args["base_dir"] = str(Path(os.fspath(files[-1])).resolve().parent)
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as error:  # a bad task entry, unknown encoder key, ...: a config error
+            self._parser(self.subcommand).error(str(error))
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """``fm-trainer {fit,validate,test} --config CONFIG.yaml [--section.key=value ...]``."""
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    try:
+        FMTrainerCLI(
+            FMLightningModel,
+            FMDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "fm-trainer"},
+            args=list(args) if args is not None else None,
+        )
+    except ValueError as error:  # e.g. a missing data file or column, found while loading the data
+        print(f"fm-trainer: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    # ``python -m``: run the importable module's classes, so class_path fm_engine.trainer_cli.X matches them
+    from fm_engine.trainer_cli import main as _main
+
+    sys.exit(_main())
