@@ -108,9 +108,7 @@ def _parse_t_grids(values: Sequence[str] | None) -> tuple[list[float] | None, di
         try:
             grid = [float(v) for v in numbers.split(",") if v.strip()]
         except ValueError:
-            raise ValueError(
-                f"--t-grid {value!r}: expected numbers like 300,600,900 or task=300,600"
-            ) from None
+            raise ValueError(f"--t-grid {value!r}: expected numbers like 300,600,900 or task=300,600") from None
         if not grid:
             raise ValueError(f"--t-grid {value!r}: no values")
         if task:
@@ -132,9 +130,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     sequence_tasks = [n for n, t in checkpoint.model.tasks.items() if t.type is TaskType.KERNEL_REGRESSION]
     unknown = sorted(set(per_task) - set(sequence_tasks))
     if unknown:
-        raise ValueError(
-            f"--t-grid names {', '.join(unknown)}, not a sequence task (sequence tasks: {sequence_tasks})"
-        )
+        raise ValueError(f"--t-grid names {', '.join(unknown)}, not a sequence task (sequence tasks: {sequence_tasks})")
     grids = {name: per_task.get(name, common) for name in sequence_tasks if per_task.get(name, common)}
     result = predict_frame(checkpoint, frame, composition_column=args.composition_column, t_grids=grids)
     output = Path(args.output)

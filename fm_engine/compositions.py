@@ -47,9 +47,7 @@ def _check_amounts(amounts: Mapping[str, float], value: object) -> dict[str, flo
         symbol = str(symbol)
         if symbol not in index:
             if Element.is_valid_symbol(symbol):
-                raise ValueError(
-                    f"{_describe(value)}: element {symbol} is outside the element table (H..Pu supported)"
-                )
+                raise ValueError(f"{_describe(value)}: element {symbol} is outside the element table (H..Pu supported)")
             raise ValueError(f"{_describe(value)}: unknown element '{symbol}'")
         try:
             amount = float(amount)
@@ -148,9 +146,7 @@ def to_weights(value: CompositionLike) -> np.ndarray:
     return weights
 
 
-def weights_to_fractions(
-    weights: Sequence[float] | np.ndarray, *, threshold: float = 0.0
-) -> dict[str, float]:
+def weights_to_fractions(weights: Sequence[float] | np.ndarray, *, threshold: float = 0.0) -> dict[str, float]:
     """Weight vector over the element table -> ``{symbol: atomic fraction}``, largest first.
 
     Entries ``<= threshold`` are dropped and the rest renormalised to sum to 1.

@@ -44,8 +44,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, path: str = ""
         where = f" in '{path}'" if path else ""
         listed = ", ".join(f"'{path + '.' if path else ''}{key}'" for key in unknown)
         raise ValueError(
-            f"unknown key{'s' if len(unknown) > 1 else ''} {listed}{where} "
-            f"(allowed: {', '.join(sorted(names))})"
+            f"unknown key{'s' if len(unknown) > 1 else ''} {listed}{where} (allowed: {', '.join(sorted(names))})"
         )
     values: dict[str, Any] = {}
     for key, value in data.items():

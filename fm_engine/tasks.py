@@ -116,15 +116,12 @@ class TaskSpec:
                 self.class_weights = [float(w) for w in self.class_weights]
                 if self.classes is not None and len(self.class_weights) != len(self.classes):
                     raise ValueError(
-                        f"task '{self.name}': {len(self.class_weights)} class_weights "
-                        f"for {len(self.classes)} classes"
+                        f"task '{self.name}': {len(self.class_weights)} class_weights for {len(self.classes)} classes"
                     )
         if self.n_kernels < 1:
             raise ValueError(f"task '{self.name}': n_kernels must be >= 1")
         if isinstance(self.predict_idx, str) and self.predict_idx not in ("train", "val", "test", "all"):
-            raise ValueError(
-                f"task '{self.name}': predict_idx must be train, val, test, all or a list of formulas"
-            )
+            raise ValueError(f"task '{self.name}': predict_idx must be train, val, test, all or a list of formulas")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

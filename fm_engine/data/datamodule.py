@@ -232,9 +232,7 @@ class CompositionDataModule(L.LightningDataModule):
                 rows = [position[k] for k in parse_many(idx).keys if k in position]
             else:
                 stage = idx or ("test" if has_test else "all")
-                selected = (
-                    self.masks[task.name] if stage == "all" else self.masks[task.name] & (self.split == stage)
-                )
+                selected = self.masks[task.name] if stage == "all" else self.masks[task.name] & (self.split == stage)
                 rows = list(np.flatnonzero(selected))
             for row in rows:
                 if row not in seen:

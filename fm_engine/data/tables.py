@@ -89,9 +89,7 @@ class TaskTable:
     t: list[np.ndarray] | None = None
     split: list[str | None] = field(default_factory=list)
     classes: list[str] | None = None
-    bad_rows: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["file", "row", "input", "reason"])
-    )
+    bad_rows: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["file", "row", "input", "reason"]))
     n_duplicates: int = 0
 
     def __len__(self) -> int:
@@ -129,9 +127,7 @@ def _class_indices(task: TaskSpec, labels: pd.Series) -> tuple[np.ndarray, list[
     if classes is None:
         present = sorted({str(v) for v in raw if not pd.isna(v)}, key=lambda s: (not s.isdigit(), s))
         if len(present) < 2:
-            raise ValueError(
-                f"task '{task.name}': a classification task needs at least 2 classes in its data"
-            )
+            raise ValueError(f"task '{task.name}': a classification task needs at least 2 classes in its data")
         classes = present
     lookup = {name: i for i, name in enumerate(classes)}
     indices = np.full(len(raw), -1, dtype=np.int64)
@@ -263,9 +259,7 @@ def load_task_table(
         else:
             lengths = {np.asarray(v).size for v in values}
             if len(lengths) > 1:
-                raise ValueError(
-                    f"task '{task.name}': vector targets have different lengths {sorted(lengths)}"
-                )
+                raise ValueError(f"task '{task.name}': vector targets have different lengths {sorted(lengths)}")
             stacked = np.stack([np.asarray(v) for v in values]) if values else np.zeros((0, 1))
             result_values = stacked[:, 0] if stacked.shape[1] == 1 else stacked
         result_t = None

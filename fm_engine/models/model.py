@@ -283,9 +283,7 @@ class FlexibleMultiTaskModel(nn.Module):
         """Weighted sum; with the balancer ``0.5 * w * exp(-2 s) * L + s`` per task (Kendall et al. 2018)."""
         total = torch.zeros((), device=next(iter(losses.values())).device) if losses else torch.zeros(())
         for name, loss in losses.items():
-            weight = (
-                self.config.autoencoder.loss_weight if name == AUTOENCODER else self.tasks[name].loss_weight
-            )
+            weight = self.config.autoencoder.loss_weight if name == AUTOENCODER else self.tasks[name].loss_weight
             if name in self.log_sigma:
                 s = self.log_sigma[name]
                 total = total + 0.5 * weight * torch.exp(-2 * s) * loss + s

@@ -20,9 +20,7 @@ from fm_engine.training.run_files import RunDirectory, now_iso
 class MultiTaskModule(L.LightningModule):
     """Wraps a :class:`FlexibleMultiTaskModel`: masked multi-task loss, one AdamW optimizer."""
 
-    def __init__(
-        self, model: FlexibleMultiTaskModel, *, lr: float = 2e-3, weight_decay: float = 1e-5
-    ) -> None:
+    def __init__(self, model: FlexibleMultiTaskModel, *, lr: float = 2e-3, weight_decay: float = 1e-5) -> None:
         super().__init__()
         self.model = model
         self.lr = lr
@@ -179,9 +177,7 @@ class RunMonitor(L.Callback):
         if trainer.is_global_zero:
             os.replace(tmp, self.run.resume_path)
 
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException | KeyboardInterrupt):
             self.cancelled = True
             self._save_resume_state(trainer)

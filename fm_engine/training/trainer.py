@@ -93,9 +93,7 @@ def fit_scalers(dm: CompositionDataModule) -> dict[str, TargetScaler]:
             raise ValueError(f"task '{task.name}' has no training rows")
         values = values.reshape(len(values), -1)
         std = values.std(axis=0)
-        scalers[task.name] = TargetScaler(
-            mean=values.mean(axis=0).tolist(), std=np.where(std > 0, std, 1.0).tolist()
-        )
+        scalers[task.name] = TargetScaler(mean=values.mean(axis=0).tolist(), std=np.where(std > 0, std, 1.0).tolist())
     return scalers
 
 
@@ -156,9 +154,7 @@ def _data_sources(specs: list[TaskSpec]) -> dict[str, dict[str, str]]:
     sources = {}
     for spec in specs:
         bundled = [by_file[f] for f in spec.data_files if f in by_file]
-        sources[spec.name] = (
-            bundled[0] if bundled else {"dataset": "user data", "files": ", ".join(spec.data_files)}
-        )
+        sources[spec.name] = bundled[0] if bundled else {"dataset": "user data", "files": ", ".join(spec.data_files)}
     return sources
 
 
@@ -184,8 +180,7 @@ def build_card(
                 "t_unit": task.t_unit,
                 "classes": task.classes,
                 "description": task.description,
-                "compositions": {stage: int(row[stage]) for stage in STAGES}
-                | {"train_kept": int(row["train_kept"])},
+                "compositions": {stage: int(row[stage]) for stage in STAGES} | {"train_kept": int(row["train_kept"])},
                 "bad_rows_skipped": int(row["bad_rows"]),
                 "test_metrics": evaluations["test"].metrics.get(task.name, {}),
                 "val_metrics": evaluations["val"].metrics.get(task.name, {}),
@@ -209,9 +204,7 @@ def build_card(
             "best_epoch": monitor.best_epoch,
             "best_val_loss": monitor.best_loss,
             "wall_time_s": round(seconds, 2),
-            "mean_epoch_s": round(float(np.mean(monitor.epoch_seconds)), 3)
-            if monitor.epoch_seconds
-            else None,
+            "mean_epoch_s": round(float(np.mean(monitor.epoch_seconds)), 3) if monitor.epoch_seconds else None,
             "samples_per_s": round(monitor.samples_seen / sum(monitor.epoch_seconds), 1)
             if monitor.epoch_seconds
             else None,
@@ -296,18 +289,14 @@ def train(
         L.seed_everything(config.seed, workers=True, verbose=False)
         dm = build_datamodule(config)
         if resume:
-            model_config = ModelConfig.from_dict(
-                json.loads(run.model_config_path.read_text(encoding="utf-8"))
-            )
+            model_config = ModelConfig.from_dict(json.loads(run.model_config_path.read_text(encoding="utf-8")))
             dm = build_datamodule(config, model_config.tasks)
             dm.setup()
             model = FlexibleMultiTaskModel(model_config)
         else:
             model = build_model(config, dm)
             if rank_zero:
-                run.model_config_path.write_text(
-                    json.dumps(model.config.to_dict(), indent=2), encoding="utf-8"
-                )
+                run.model_config_path.write_text(json.dumps(model.config.to_dict(), indent=2), encoding="utf-8")
         module = MultiTaskModule(model, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
         monitor = RunMonitor(run, dm, patience=config.trainer.patience, min_delta=config.trainer.min_delta)
         show_bar = config.trainer.progress_bar if progress_bar is None else progress_bar
@@ -335,15 +324,11 @@ def train(
                 weights_only=True if resume else None,
             )
         except SIGTERMException:
-            return TrainResult(
-                "cancelled", run.path, None, None, trainer.current_epoch, time.perf_counter() - start
-            )
+            return TrainResult("cancelled", run.path, None, None, trainer.current_epoch, time.perf_counter() - start)
         finally:
             _fitting = False
         if not trainer.is_global_zero:
-            return TrainResult(
-                "done", run.path, None, None, trainer.current_epoch, time.perf_counter() - start
-            )
+            return TrainResult("done", run.path, None, None, trainer.current_epoch, time.perf_counter() - start)
         monitor.restore_best(model)
         evaluations = {stage: evaluate(model, dm, stage) for stage in STAGES}
         seconds = time.perf_counter() - start
@@ -351,9 +336,7 @@ def train(
             config=config, model=model, dm=dm, evaluations=evaluations, monitor=monitor,
             seconds=seconds, epochs=trainer.current_epoch,
         )  # fmt: skip
-        checkpoint = save_checkpoint(
-            model, run.checkpoint_path, card=card, card_md=render_card_markdown(card)
-        )
+        checkpoint = save_checkpoint(model, run.checkpoint_path, card=card, card_md=render_card_markdown(card))
         run.update_status(
             state="done",
             finished_at=now_iso(),

@@ -33,9 +33,7 @@ PHASE = pd.DataFrame(
 def tasks(**overrides):
     return [
         TaskSpec(name="gap", unit="eV", **overrides.get("gap", {})),
-        TaskSpec(
-            name="cp", type="kernel_regression", composition_column="formula", data_column="cp", t_column="T"
-        ),
+        TaskSpec(name="cp", type="kernel_regression", composition_column="formula", data_column="cp", t_column="T"),
         TaskSpec(name="phase", type="classification", classes=["a", "b"]),
     ]
 
@@ -127,9 +125,7 @@ class NaNForCopper(Descriptor):
 
 
 def test_compositions_without_valid_descriptor_are_dropped_with_one_warning():
-    dm = CompositionDataModule(
-        tasks(), descriptor=NaNForCopper(), frames={"gap": GAP, "cp": CP, "phase": PHASE}
-    )
+    dm = CompositionDataModule(tasks(), descriptor=NaNForCopper(), frames={"gap": GAP, "cp": CP, "phase": PHASE})
     with pytest.warns(UserWarning, match="dropped 1 composition\\(s\\) without a valid descriptor"):
         dm.setup()
     assert "Cu1" not in dm.keys

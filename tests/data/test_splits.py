@@ -43,9 +43,7 @@ def test_split_is_reproducible_and_independent_of_row_order():
 
 def test_overlay_precedence_and_conflict_warning():
     with pytest.warns(UserWarning, match="2 composition\\(s\\) have conflicting split labels"):
-        merged = overlay_split_labels(
-            [{"a": "train", "b": "val", "c": None}, {"a": "test", "b": "train", "d": "val"}]
-        )
+        merged = overlay_split_labels([{"a": "train", "b": "val", "c": None}, {"a": "test", "b": "train", "d": "val"}])
     assert merged == {"a": "test", "b": "val", "d": "val"}
 
 

@@ -13,9 +13,7 @@ def write(tmp_path, name, text):
 
 
 def test_regression_table_reports_bad_rows_by_file_and_line(tmp_path):
-    write(
-        tmp_path, "gap.csv", "formula,gap\nFe2O3,2.1\nNaCl,8.5\nnot_a_formula!,1\nXx2,3\nTiO2,\nFe4O6,2.3\n"
-    )
+    write(tmp_path, "gap.csv", "formula,gap\nFe2O3,2.1\nNaCl,8.5\nnot_a_formula!,1\nXx2,3\nTiO2,\nFe4O6,2.3\n")
     task = TaskSpec(name="gap", data_files=["gap.csv"], composition_column="formula", data_column="gap")
     with pytest.warns(UserWarning):
         table = load_task_table(task, base_dir=tmp_path)
@@ -56,9 +54,7 @@ def test_classification_labels_by_name_or_index(tmp_path):
         table = load_task_table(task, base_dir=tmp_path)
     assert list(table.values) == [0, 1, 2]
     assert "unknown class 'LIQUID'" in table.bad_rows["reason"].iloc[0]
-    inferred = load_task_table(
-        TaskSpec(name="phase", type="classification", data_files=["c.csv"]), base_dir=tmp_path
-    )
+    inferred = load_task_table(TaskSpec(name="phase", type="classification", data_files=["c.csv"]), base_dir=tmp_path)
     assert inferred.classes == ["2", "BCC", "FCC", "LIQUID"]
 
 

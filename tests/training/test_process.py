@@ -83,16 +83,12 @@ def test_a_killed_run_resumes_from_its_last_epoch(tiny_data, tmp_path):
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert max(epochs_logged(run)) >= killed_at
-    assert (
-        json.loads((out / "checkpoint" / "card.json").read_text())["training"]["epochs_run"] == killed_at + 2
-    )
+    assert json.loads((out / "checkpoint" / "card.json").read_text())["training"]["epochs_run"] == killed_at + 2
 
 
 def test_ddp_with_two_cpu_processes(tiny_data, tmp_path):
     out = tmp_path / "ddp"
-    process = start_training(
-        tiny_config_dict(tiny_data, max_epochs=2), out, "--devices", "2", "--strategy", "ddp"
-    )
+    process = start_training(tiny_config_dict(tiny_data, max_epochs=2), out, "--devices", "2", "--strategy", "ddp")
     output, _ = process.communicate(timeout=240)
     assert process.returncode == 0, output
     run = RunDirectory(out)
