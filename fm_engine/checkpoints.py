@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -33,6 +34,7 @@ FORMAT = "fm_engine-checkpoint"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+COMPOSITIONS_FILE = "compositions.csv"
 
 
 class CheckpointError(ValueError):
@@ -51,6 +53,13 @@ class LoadedCheckpoint:
     def config(self) -> ModelConfig:
         return self.model.config
 
+    def compositions(self) -> pd.DataFrame:
+        """The training data's compositions (canonical keys) and their split; empty if not recorded."""
+        path = self.path / COMPOSITIONS_FILE
+        if not path.exists():
+            return pd.DataFrame(columns=["composition", "split"])
+        return pd.read_csv(path, keep_default_na=False)
+
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -61,9 +70,18 @@ def _sha256(path: Path) -> str:
 
 
 def save_checkpoint(
-    model: FlexibleMultiTaskModel, path: str | Path, *, card: dict[str, Any] | None = None, card_md: str = ""
+    model: FlexibleMultiTaskModel,
+    path: str | Path,
+    *,
+    card: dict[str, Any] | None = None,
+    card_md: str = "",
+    compositions: pd.DataFrame | None = None,
 ) -> Path:
-    """Write the checkpoint directory atomically (temp dir + rename); returns its path."""
+    """Write the checkpoint directory atomically (temp dir + rename); returns its path.
+
+    ``compositions`` (columns ``composition``, ``split``) records the training data's compositions, so
+    designed recipes can be compared with what the model has seen.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -78,6 +96,8 @@ def save_checkpoint(
             "model": model.config.to_dict(),
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        if compositions is not None:
+            compositions[["composition", "split"]].to_csv(tmp / COMPOSITIONS_FILE, index=False)
         if card is not None:
             card = {**card, "checkpoint_id": checkpoint_id, "weights_sha256": _sha256(tmp / WEIGHTS_FILE)}
             (tmp / "card.json").write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")

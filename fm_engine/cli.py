@@ -143,6 +143,65 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+DESIGN_HELP = """\
+DESIGN.yaml keys (an unknown key is an error; units are the tasks' physical units):
+
+targets:                       # one entry per task, each with a weight (default 1)
+  - {task: bulk_modulus, value: 250}            # hit a value
+  - {task: band_gap, direction: low}             # high or low
+  - {task: shear_modulus, range: [80, 120]}      # stay inside [lo, hi]
+  - {task: hea_phase, classes: [BCC], direction: high}   # raise (high) / lower (low) P(classes)
+  - {task: yield_strength, points: [[300, 1500], [1000, 900]]}   # curve through (t, y) points
+method: composition            # or latent (needs the autoencoder; uses ae_align_scale)
+constraints:
+  allowed_elements: all        # list of symbols, or all / alloy_palette / no_toxic_no_radioactive / no_critical
+  max_elements: null           # at most K elements per recipe
+  annealing_scale: 0.5         # [0, 1]: start temperature 25**scale of the soft top-K
+  fixed_amounts: {}            # {Al: 0.1}: exact atomic fractions
+  min_nonzero_weight: 0.0      # no element below this fraction
+  element_step_scale: 1.0      # float or {Fe: 0.2}; 0 locks an element at its seed amount
+  seed_blend: 0.95             # share of the seed in each start (rest: uniform over allowed elements)
+  diversity_scale: 1.0         # [0, 1]: adds (1 - d) * entropy; small values favour fewer elements
+seeds:
+  source: data                 # data (training compositions) / formulas / random
+  n: 16                        # seeds or random starts
+  strategy: best               # data: best (by objective, one per element system) / random
+  split: all                   # data: all / train / val / test
+  formulas: []                 # formulas: explicit seed formulas
+steps: 300
+lr: 0.05
+random_seed: 0
+ae_align_scale: 0.5            # latent path: pull toward the autoencoder manifold, [0, 1]
+polish_fraction: 0.2           # composition path: share of steps spent on the final support
+record_trajectory: true
+"""
+
+
+def _cmd_design(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from fm_engine.checkpoints import load_checkpoint
+    from fm_engine.config import read_config_file
+    from fm_engine.inverse import DesignConfig, replay, run_design
+    from fm_engine.inverse.report import write_design
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    if args.replay:
+        result = replay(Path(args.replay).read_text(encoding="utf-8"), checkpoint)
+    else:
+        if not args.config:
+            raise ValueError("--config is required (or --replay results.json)")
+        config = DesignConfig.from_dict(read_config_file(args.config))
+        with tqdm(total=config.steps, desc="design", unit="step", disable=args.no_progress) as bar:
+            result = run_design(checkpoint, config, progress=lambda done, total: bar.update(done - bar.n))
+    out = write_design(result, checkpoint, args.out)
+    ok = int(result.table["constraints_ok"].sum())
+    print(f"wrote {out}: {len(result.table)} recipes ({ok} satisfy every hard constraint) in {result.seconds:.2f} s")
+    shown = result.table[["rank", "formula", "objective"] + [f"{n} [{u}]" for n, u in result.units.items()]]
+    print(shown.head(10).to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fm", description="fm_engine: composition -> property models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="t values for sequence tasks (default: 8 points over the training range); repeatable per task",
     )  # fmt: skip
     predict.set_defaults(handler=_cmd_predict)
+
+    design = commands.add_parser(
+        "design", help="design compositions that hit property targets", epilog=DESIGN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    design.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
+    design.add_argument("--config", help="design config (YAML); keys below")
+    design.add_argument("--replay", help="results.json of an earlier run: run it again identically")
+    design.add_argument("--out", required=True, help="folder for recipes.csv, results.json, SUMMARY.md, figures/")
+    design.add_argument("--no-progress", action="store_true", help="no progress bar")
+    design.set_defaults(handler=_cmd_design)
     return parser
 
 

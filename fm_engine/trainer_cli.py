@@ -50,7 +50,7 @@ from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTask
 from fm_engine.training.config import DataSection, ModelSection, OptimizerSection, TrainConfig, TrainerSection
 from fm_engine.training.evaluate import StageEvaluation, evaluate, flat_metrics
 from fm_engine.training.lightning import MultiTaskModule
-from fm_engine.training.trainer import STAGES, build_card, build_model, render_card_markdown
+from fm_engine.training.trainer import STAGES, build_card, build_model, render_card_markdown, training_compositions
 
 MODEL_CONFIG_KEY = "fm_engine_model_config"
 
@@ -273,7 +273,9 @@ class FMCheckpointExport(L.Callback):
         )  # fmt: skip
         card["entry_point"] = "fm-trainer"
         path = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoint"
-        self.checkpoint = save_checkpoint(model, path, card=card, card_md=render_card_markdown(card))
+        self.checkpoint = save_checkpoint(
+            model, path, card=card, card_md=render_card_markdown(card), compositions=training_compositions(dm)
+        )
         print(f"\ncheckpoint: {self.checkpoint}  (use: fm predict --checkpoint {self.checkpoint} ...)")
         for task in card["tasks"]:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in task["test_metrics"].items() if k != "n")

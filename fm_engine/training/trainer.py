@@ -17,6 +17,7 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 from lightning.pytorch.callbacks import TQDMProgressBar
@@ -133,6 +134,12 @@ def build_model(config: TrainConfig, dm: CompositionDataModule) -> FlexibleMulti
         descriptor=config.descriptor,
     )
     return FlexibleMultiTaskModel(model_config)
+
+
+def training_compositions(dm: CompositionDataModule) -> pd.DataFrame:
+    """Canonical keys of every labelled composition with its split (saved in the checkpoint)."""
+    labelled = dm.split != "unlabelled"
+    return pd.DataFrame({"composition": np.asarray(dm.keys, dtype=object)[labelled], "split": dm.split[labelled]})
 
 
 def package_versions() -> dict[str, str]:
@@ -336,7 +343,13 @@ def train(
             config=config, model=model, dm=dm, evaluations=evaluations, monitor=monitor,
             seconds=seconds, epochs=trainer.current_epoch,
         )  # fmt: skip
-        checkpoint = save_checkpoint(model, run.checkpoint_path, card=card, card_md=render_card_markdown(card))
+        checkpoint = save_checkpoint(
+            model,
+            run.checkpoint_path,
+            card=card,
+            card_md=render_card_markdown(card),
+            compositions=training_compositions(dm),
+        )
         run.update_status(
             state="done",
             finished_at=now_iso(),

@@ -1,0 +1,294 @@
+"""Gradient-based design in composition space (``optimize_composition``).
+
+Per row: logits over the allowed free elements -> masked softmax -> (annealed soft top-K when
+``max_elements`` is set) -> free fractions scaled to the mass left by the pinned elements
+(``fixed_amounts`` and elements locked by ``element_step_scale`` 0) -> weights ``w`` -> descriptor
+-> model -> objective ``sum_targets weight * term + (1 - diversity_scale) * H(w)``.
+
+Two phases:
+
+1. *Descent* (``1 - polish_fraction`` of the steps) on all allowed elements, the soft top-K temperature
+   annealed geometrically from ``25 ** annealing_scale`` to 0.01.
+2. *Polish* on the chosen support (the top ``max_elements`` elements, those above the floor), with
+   ``w_i = floor + (M - n * floor) * softmax(phi)_i``: every hard constraint holds exactly at every
+   polish step, so the final recipe is the optimised point itself, not a projection of it.
+
+``element_step_scale`` in (0, 1) scales each element's *update* (after Adam), so it really slows that
+element (scaling the gradient would be undone by Adam's normalisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fm_engine.descriptors import Descriptor
+from fm_engine.elements import element_index, element_symbols
+from fm_engine.inverse.constraints import DesignConstraints
+from fm_engine.inverse.targets import Target, curve_points, target_terms, validate_targets
+from fm_engine.models import FlexibleMultiTaskModel
+
+TRACE = 1e-3  # free fractions below this (0.1 at.%) are dropped from final recipes when there is no floor
+TAU_END = 0.01
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class CompositionRun:
+    """Raw result: final recipes (B, 94) float64, the seeds they started from, per-row pinned amounts."""
+
+    weights: np.ndarray
+    seeds: np.ndarray | None
+    locked: list[dict[str, float]]
+    trajectory: list[dict[str, list[float]]] = field(default_factory=list)
+
+
+def entropy(w: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy of each row (nats); zero fractions contribute nothing."""
+    return -(w * torch.log(w.clamp_min(1e-12))).sum(dim=-1)
+
+
+def soft_top_k(logits: torch.Tensor, k: torch.Tensor, tau: float) -> torch.Tensor:
+    """Differentiable top-k membership in [0, 1] per row (iterated softmax, k per row)."""
+    membership = torch.zeros_like(logits)
+    alpha = logits.clone()
+    for j in range(int(k.max())):
+        p = torch.softmax(alpha / tau, dim=-1)
+        active = (j < k).to(logits.dtype)[:, None]
+        membership = membership + active * p
+        alpha = alpha + active * torch.log((1 - p).clamp_min(1e-12))
+    return membership.clamp(max=1.0)
+
+
+class _Objective:
+    """Model forward + objective for a batch of weight rows (model frozen, float32)."""
+
+    def __init__(self, model: FlexibleMultiTaskModel, targets: Sequence[Target], diversity_scale: float) -> None:
+        self.model = model
+        self.prepared = validate_targets(model, targets)
+        self.descriptor = Descriptor(model.config.descriptor)
+        self.entropy_weight = 1.0 - diversity_scale
+        self.tasks = [p.target.task for p in self.prepared]
+
+    def terms(self, w: torch.Tensor) -> torch.Tensor:
+        """(B, n_targets) weighted target terms."""
+        x = self.descriptor.transform_torch(w)
+        h = self.model.encode(x)
+        outputs = self.model.heads_forward(h, curve_points(self.prepared, len(w)), tasks=self.tasks)
+        return target_terms(self.prepared, outputs, len(w))
+
+    def __call__(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        terms = self.terms(w)
+        return terms.sum(dim=1) + self.entropy_weight * entropy(w), terms
+
+
+def _frozen(model: FlexibleMultiTaskModel) -> list[bool]:
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return flags
+
+
+def _restore(model: FlexibleMultiTaskModel, flags: list[bool], was_training: bool) -> None:
+    for p, flag in zip(model.parameters(), flags, strict=True):
+        p.requires_grad_(flag)
+    model.train(was_training)
+
+
+def optimize_composition(
+    model: FlexibleMultiTaskModel,
+    targets: Sequence[Target],
+    *,
+    constraints: DesignConstraints | None = None,
+    seeds: np.ndarray | None = None,
+    n_starts: int = 16,
+    steps: int = 300,
+    lr: float = 0.05,
+    random_seed: int = 0,
+    polish_fraction: float = 0.2,
+    record_trajectory: bool = False,
+    progress: ProgressCallback | None = None,
+) -> CompositionRun:
+    """Design recipes by descending on element fractions. ``seeds`` (B, 94) atomic-fraction rows, or
+    ``n_starts`` random starts. Returns exact final recipes that satisfy every hard constraint."""
+    constraints = constraints or DesignConstraints()
+    constraints.validate(has_seeds=seeds is not None)
+    if steps < 2:
+        raise ValueError("steps must be >= 2")
+    if not 0.0 <= polish_fraction < 1.0:
+        raise ValueError("polish_fraction must be in [0, 1)")
+    objective = _Objective(model, targets, constraints.diversity_scale)
+    symbols = element_symbols()
+    index = element_index()
+    n_elements = len(symbols)
+    generator = torch.Generator().manual_seed(random_seed)
+
+    # ---- pinned amounts (fixed everywhere, locked at each seed's amount)
+    if seeds is not None:
+        seeds = np.asarray(seeds, dtype=np.float64)
+        if seeds.ndim != 2 or seeds.shape[1] != n_elements or len(seeds) == 0:
+            raise ValueError(f"seeds must be (n, {n_elements}) weight rows")
+        seeds = seeds / seeds.sum(axis=1, keepdims=True)
+    n_rows = len(seeds) if seeds is not None else int(n_starts)
+    if n_rows < 1:
+        raise ValueError("n_starts must be >= 1")
+    pinned = np.zeros((n_rows, n_elements))
+    for symbol, amount in constraints.fixed_amounts.items():
+        pinned[:, index[symbol]] = float(amount)
+    locked: list[dict[str, float]] = [{} for _ in range(n_rows)]
+    for symbol in constraints.locked_elements():
+        column = seeds[:, index[symbol]]  # type: ignore[index]
+        pinned[:, index[symbol]] = column
+        for row, amount in enumerate(column):
+            locked[row][symbol] = float(amount)
+    free_mass = 1.0 - pinned.sum(axis=1)
+    floor = float(constraints.min_nonzero_weight)
+    for row in range(n_rows):
+        if free_mass[row] <= 1e-9:
+            raise ValueError(f"seed row {row}: fixed and locked elements leave nothing to design")
+        small = {s: a for s, a in locked[row].items() if 0 < a < floor}
+        if small:
+            raise ValueError(f"seed row {row}: locked amount(s) {small} below min_nonzero_weight {floor}")
+    pinned_mask = pinned > 0
+    free = constraints.allowed_mask()[None, :] & ~pinned_mask & ~_locked_mask(constraints, n_rows)
+    n_pinned = pinned_mask.sum(axis=1)
+    k_free = (constraints.max_elements - n_pinned) if constraints.max_elements is not None else None
+
+    # ---- start points
+    free_t = torch.as_tensor(free)
+    if seeds is not None:
+        uniform = free / free.sum(axis=1, keepdims=True)
+        seed_free = np.where(free, seeds, 0.0)
+        totals = seed_free.sum(axis=1, keepdims=True)
+        seed_free = np.where(totals > 0, seed_free / np.where(totals > 0, totals, 1.0), uniform)
+        start = constraints.seed_blend * seed_free + (1 - constraints.seed_blend) * uniform
+        logits0 = torch.as_tensor(np.log(np.clip(start, 1e-12, None)), dtype=torch.float32)
+    else:
+        logits0 = 0.5 * torch.randn(n_rows, n_elements, generator=generator)
+    logits = torch.where(free_t, logits0, torch.zeros_like(logits0)).requires_grad_(True)
+    pinned_t = torch.as_tensor(pinned, dtype=torch.float32)
+    mass_t = torch.as_tensor(free_mass, dtype=torch.float32)[:, None]
+    scales = torch.as_tensor(constraints.step_scales(), dtype=torch.float32)
+    k_t = torch.as_tensor(k_free) if k_free is not None else None
+    neg_inf = torch.tensor(float("-inf"))
+
+    steps_polish = int(round(steps * polish_fraction)) if polish_fraction > 0 else 0
+    steps_descent = steps - steps_polish
+    tau_start = 25.0**constraints.annealing_scale
+    trajectory: list[dict[str, list[float]]] = []
+    flags, was_training = _frozen(model), model.training
+    model.eval()
+    try:
+
+        def weights_from(logit_rows: torch.Tensor, tau: float) -> torch.Tensor:
+            masked = torch.where(free_t, logit_rows, neg_inf)
+            q = torch.softmax(masked, dim=-1)
+            if k_t is not None:
+                q = q * soft_top_k(masked, k_t, tau)
+                q = q / q.sum(dim=-1, keepdim=True)
+            return pinned_t + mass_t * q
+
+        optimizer = torch.optim.Adam([logits], lr=lr)
+        for step in range(steps_descent):
+            tau = tau_start * (TAU_END / tau_start) ** (step / max(steps_descent - 1, 1))
+            optimizer.zero_grad(set_to_none=True)
+            w = weights_from(logits, tau)
+            loss_rows, terms = objective(w)
+            loss_rows.sum().backward()
+            _scaled_step(optimizer, logits, scales)
+            if record_trajectory:
+                trajectory.append(_snapshot(step, loss_rows, terms, objective.tasks))
+            if progress is not None:
+                progress(step + 1, steps)
+
+        with torch.no_grad():
+            w_descent = weights_from(logits, TAU_END).double().numpy()
+        support = _choose_support(w_descent, free, k_free, floor, free_mass)
+        support_t = torch.as_tensor(support)
+        n_support = support.sum(axis=1)
+        spare = torch.as_tensor(free_mass - n_support * floor, dtype=torch.float32)[:, None]
+        phi0 = torch.as_tensor(np.log(np.clip(w_descent, 1e-9, None)), dtype=torch.float32)
+        phi = torch.where(support_t, phi0, torch.zeros_like(phi0)).requires_grad_(True)
+
+        def polished(phi_rows: torch.Tensor) -> torch.Tensor:
+            share = torch.softmax(torch.where(support_t, phi_rows, neg_inf), dim=-1)
+            return pinned_t + floor * support_t.float() + spare * share
+
+        optimizer = torch.optim.Adam([phi], lr=lr)
+        for step in range(steps_polish):
+            optimizer.zero_grad(set_to_none=True)
+            loss_rows, terms = objective(polished(phi))
+            loss_rows.sum().backward()
+            _scaled_step(optimizer, phi, scales)
+            if record_trajectory:
+                trajectory.append(_snapshot(steps_descent + step, loss_rows, terms, objective.tasks))
+            if progress is not None:
+                progress(steps_descent + step + 1, steps)
+    finally:
+        _restore(model, flags, was_training)
+
+    final = _exact_recipes(phi.detach().double().numpy(), support, pinned, free_mass, floor)
+    return CompositionRun(weights=final, seeds=seeds, locked=locked, trajectory=trajectory)
+
+
+def _locked_mask(constraints: DesignConstraints, n_rows: int) -> np.ndarray:
+    mask = np.zeros((n_rows, len(element_symbols())), dtype=bool)
+    for symbol in constraints.locked_elements():
+        mask[:, element_index()[symbol]] = True  # locked at 0 in a seed: stays out
+    return mask
+
+
+def _scaled_step(optimizer: torch.optim.Optimizer, parameter: torch.Tensor, scales: torch.Tensor) -> None:
+    """Adam step, then scale each element's update by its ``element_step_scale``."""
+    before = parameter.detach().clone()
+    optimizer.step()
+    with torch.no_grad():
+        parameter.copy_(before + scales * (parameter - before))
+
+
+def _snapshot(step: int, loss_rows: torch.Tensor, terms: torch.Tensor, tasks: list[str]) -> dict[str, list[float]]:
+    record = {"step": [float(step)], "objective": loss_rows.detach().tolist()}
+    for j, task in enumerate(tasks):
+        record[task] = terms[:, j].detach().tolist()
+    return record
+
+
+def _choose_support(
+    w: np.ndarray, free: np.ndarray, k_free: np.ndarray | None, floor: float, free_mass: np.ndarray
+) -> np.ndarray:
+    """Per row: the free elements kept for the polish phase (largest first; cap, floor and trace rules)."""
+    support = np.zeros_like(free)
+    threshold = max(floor, TRACE)
+    for row in range(len(w)):
+        candidates = [i for i in np.argsort(-w[row], kind="stable") if free[row, i]]
+        limit = int(k_free[row]) if k_free is not None else len(candidates)
+        chosen = [i for i in candidates[:limit] if w[row, i] >= threshold] or candidates[:1]
+        while len(chosen) > 1 and len(chosen) * floor > free_mass[row] + 1e-12:
+            chosen.pop()  # drop the smallest until every kept element can sit at or above the floor
+        support[row, chosen] = True
+    return support
+
+
+def _exact_recipes(
+    phi: np.ndarray, support: np.ndarray, pinned: np.ndarray, free_mass: np.ndarray, floor: float
+) -> np.ndarray:
+    """Float64 recipes from the polish parameters; trace fractions dropped when there is no floor."""
+    recipes = pinned.copy()
+    for row in range(len(phi)):
+        idx = np.flatnonzero(support[row])
+        logits = phi[row, idx] - phi[row, idx].max()
+        share = np.exp(logits) / np.exp(logits).sum()
+        spare = free_mass[row] - len(idx) * floor
+        amounts = floor + spare * share
+        if floor == 0.0 and len(idx) > 1:
+            keep = amounts >= TRACE
+            if not keep.any():
+                keep[np.argmax(amounts)] = True
+            idx, amounts = idx[keep], amounts[keep]
+            amounts = amounts * (free_mass[row] / amounts.sum())
+        recipes[row, idx] = amounts
+    return recipes

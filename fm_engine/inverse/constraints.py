@@ -1,0 +1,197 @@
+"""Design constraints on recipes: validation before a run and verification on every final recipe."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fm_engine.elements import element_index, element_symbols
+
+# Presets for allowed_elements (symbols are checked against the element table at import time).
+ALLOY_PALETTE = (
+    "Mg Ca B Al Ga In Si Ge Sc Ti V Cr Mn Fe Co Ni Cu Zn Y Zr Nb Mo Ru Rh Pd Ag Hf Ta W Re Ir Pt Au La Ce Nd Gd Sn"
+).split()
+TOXIC = ("Be", "Cd", "Hg", "Pb", "As", "Tl", "Se", "Te", "Po", "Sb")
+RADIOACTIVE = ("Tc", "Pm", "Po", "At", "Rn", "Fr", "Ra", "Ac", "Th", "Pa", "U", "Np", "Pu")
+# EU critical raw materials (2023 list, elements only): avoided by the "no_critical" preset.
+CRITICAL = (
+    "Sb As Ba Be Bi B Co Cu Ga Ge Hf Li Mg Mn Nb Ni P Sc Si Sr Ta Ti W V "
+    "La Ce Pr Nd Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Y Pt Pd Ir Rh Ru Os"
+).split()
+NOBLE_GASES = ("He", "Ne", "Ar", "Kr", "Xe", "Rn")
+
+
+def element_presets() -> dict[str, list[str]]:
+    """Named element palettes for ``allowed_elements``."""
+    everything = list(element_symbols())
+    return {
+        "all": everything,
+        "alloy_palette": list(ALLOY_PALETTE),
+        "no_toxic_no_radioactive": [e for e in everything if e not in TOXIC + RADIOACTIVE + NOBLE_GASES],
+        "no_critical": [e for e in everything if e not in set(CRITICAL) | set(TOXIC + RADIOACTIVE + NOBLE_GASES)],
+    }
+
+
+@dataclass
+class DesignConstraints:
+    """Hard constraints (allowed elements, max elements, fixed amounts, floor) and descent knobs.
+
+    Attributes:
+        allowed_elements: symbols, or a preset name (``all``, ``alloy_palette``,
+            ``no_toxic_no_radioactive``, ``no_critical``). A hard whitelist.
+        max_elements: at most this many elements in a recipe (``None``: no cap).
+        annealing_scale: in [0, 1]; starting temperature ``25**annealing_scale`` of the soft top-K.
+        fixed_amounts: ``{symbol: atomic fraction}``, exact in every final recipe.
+        min_nonzero_weight: no element of a recipe below this atomic fraction.
+        element_step_scale: a float or ``{symbol: float}`` in [0, 1]: 0 locks an element at its seed
+            amount, values in between slow it down (scales the optimizer's update, not the gradient).
+        seed_blend: share of the seed in a start ``w0 = b * seed + (1 - b) * uniform(allowed)``.
+        diversity_scale: in [0, 1]; adds ``(1 - d) * H(w)`` (entropy) to the objective: small values
+            favour recipes with few elements.
+    """
+
+    allowed_elements: list[str] | str = "all"
+    max_elements: int | None = None
+    annealing_scale: float = 0.5
+    fixed_amounts: dict[str, float] = field(default_factory=dict)
+    min_nonzero_weight: float = 0.0
+    element_step_scale: float | dict[str, float] = 1.0
+    seed_blend: float = 0.95
+    diversity_scale: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    # ------------------------------------------------------------------ resolved views
+    def allowed(self) -> list[str]:
+        if isinstance(self.allowed_elements, str):
+            presets = element_presets()
+            if self.allowed_elements not in presets:
+                raise ValueError(f"unknown element preset '{self.allowed_elements}' (presets: {', '.join(presets)})")
+            return presets[self.allowed_elements]
+        return list(dict.fromkeys(str(s).strip() for s in self.allowed_elements))
+
+    def allowed_mask(self) -> np.ndarray:
+        mask = np.zeros(len(element_symbols()), dtype=bool)
+        mask[[element_index()[s] for s in self.allowed()]] = True
+        return mask
+
+    def step_scales(self) -> np.ndarray:
+        """Per-element update scale over the element table (1 where not given)."""
+        scales = np.ones(len(element_symbols()))
+        if isinstance(self.element_step_scale, Mapping):
+            for symbol, value in self.element_step_scale.items():
+                scales[element_index()[symbol]] = float(value)
+        else:
+            scales[:] = float(self.element_step_scale)
+        return scales
+
+    def locked_elements(self) -> list[str]:
+        if isinstance(self.element_step_scale, Mapping):
+            return [s for s, v in self.element_step_scale.items() if float(v) == 0.0]
+        return []
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, *, has_seeds: bool = True) -> None:
+        """Raise ``ValueError`` naming the conflict for contradictory or impossible settings."""
+        index = element_index()
+
+        def check_symbols(symbols: Sequence[str], where: str) -> None:
+            unknown = [s for s in symbols if s not in index]
+            if unknown:
+                raise ValueError(f"{where}: unknown element symbol(s) {', '.join(map(str, unknown))}")
+
+        allowed = self.allowed()
+        check_symbols(allowed, "allowed_elements")
+        if not allowed:
+            raise ValueError("allowed_elements is empty")
+        check_symbols(list(self.fixed_amounts), "fixed_amounts")
+        if isinstance(self.element_step_scale, Mapping):
+            check_symbols(list(self.element_step_scale), "element_step_scale")
+            bad = {s: v for s, v in self.element_step_scale.items() if not 0.0 <= float(v) <= 1.0}
+        else:
+            bad = {"all": self.element_step_scale} if not 0.0 <= float(self.element_step_scale) <= 1.0 else {}
+        if bad:
+            raise ValueError(f"element_step_scale must be in [0, 1], got {bad}")
+        if isinstance(self.element_step_scale, int | float) and float(self.element_step_scale) == 0.0:
+            raise ValueError("element_step_scale 0 for every element locks the whole recipe: nothing to design")
+        locked = self.locked_elements()
+        if locked and not has_seeds:
+            raise ValueError(f"element_step_scale 0 locks {', '.join(locked)} at its seed amount: give seeds")
+        overlap = sorted(set(locked) & set(self.fixed_amounts))
+        if overlap:
+            raise ValueError(f"{', '.join(overlap)}: both in fixed_amounts and locked by element_step_scale 0")
+        outside = [s for s in list(self.fixed_amounts) + locked if s not in allowed]
+        if outside:
+            raise ValueError(f"fixed/locked element(s) {', '.join(outside)} not in allowed_elements")
+        for symbol, amount in self.fixed_amounts.items():
+            if not 0.0 < float(amount) < 1.0:
+                raise ValueError(f"fixed amount of {symbol} must be between 0 and 1, got {amount}")
+        fixed_total = float(sum(self.fixed_amounts.values()))
+        if fixed_total >= 1.0 - 1e-9:
+            raise ValueError(
+                f"fixed_amounts sum to {fixed_total:.3f}: they must leave room (< 1) for the designed elements"
+            )
+        n_fixed = len(self.fixed_amounts) + len(locked)
+        if len(allowed) <= n_fixed:
+            raise ValueError("allowed_elements has no element left to design besides the fixed/locked ones")
+        if self.max_elements is not None:
+            k = int(self.max_elements)
+            if k < 1:
+                raise ValueError(f"max_elements must be >= 1, got {k}")
+            if k <= n_fixed:
+                raise ValueError(
+                    f"max_elements {k} leaves no room: {n_fixed} element(s) are already fixed or locked "
+                    f"({', '.join(list(self.fixed_amounts) + locked)})"
+                )
+            if k > len(allowed):
+                raise ValueError(f"max_elements {k} is larger than the {len(allowed)} allowed elements")
+        floor = float(self.min_nonzero_weight)
+        if not 0.0 <= floor < 1.0:
+            raise ValueError(f"min_nonzero_weight must be in [0, 1), got {floor}")
+        if self.max_elements is not None and floor > 1.0 / int(self.max_elements) + 1e-12:
+            raise ValueError(f"min_nonzero_weight {floor} is above 1/max_elements = {1 / int(self.max_elements):.3f}")
+        below = {s: a for s, a in self.fixed_amounts.items() if float(a) < floor}
+        if below:
+            raise ValueError(f"min_nonzero_weight {floor} is above fixed amount(s) {below}")
+        if floor > 0 and 1.0 - fixed_total < floor - 1e-12:
+            raise ValueError(
+                f"fixed_amounts leave {1 - fixed_total:.3f} for the designed elements, "
+                f"less than min_nonzero_weight {floor}"
+            )
+        if not 0.0 <= self.annealing_scale <= 1.0:
+            raise ValueError(f"annealing_scale must be in [0, 1], got {self.annealing_scale}")
+        if not 0.0 <= self.seed_blend <= 1.0:
+            raise ValueError(f"seed_blend must be in [0, 1], got {self.seed_blend}")
+        if not 0.0 <= self.diversity_scale <= 1.0:
+            raise ValueError(f"diversity_scale must be in [0, 1], got {self.diversity_scale}")
+
+    # ------------------------------------------------------------------ verification
+    def check_recipe(self, weights: np.ndarray, *, locked_amounts: Mapping[str, float] | None = None) -> list[str]:
+        """Every hard constraint checked on a final recipe; returns the violations (empty = satisfied)."""
+        w = np.asarray(weights, dtype=np.float64)
+        symbols = element_symbols()
+        index = element_index()
+        problems = []
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            problems.append("negative or non-finite fraction")
+        if abs(w.sum() - 1.0) > 1e-6:
+            problems.append(f"fractions sum to {w.sum():.6f}, not 1")
+        present = np.flatnonzero(w > 0)
+        allowed = set(self.allowed())
+        outside = [symbols[i] for i in present if symbols[i] not in allowed]
+        if outside:
+            problems.append(f"element(s) not allowed: {', '.join(outside)}")
+        if self.max_elements is not None and len(present) > self.max_elements:
+            problems.append(f"{len(present)} elements > max_elements {self.max_elements}")
+        for symbol, amount in {**self.fixed_amounts, **(locked_amounts or {})}.items():
+            if abs(w[index[symbol]] - float(amount)) > 1e-6:
+                problems.append(f"{symbol} is {w[index[symbol]]:.6f}, fixed at {float(amount):.6f}")
+        floor = float(self.min_nonzero_weight)
+        small = [f"{symbols[i]} {w[i]:.4f}" for i in present if w[i] < floor - 1e-9]
+        if small:
+            problems.append(f"below min_nonzero_weight {floor}: {', '.join(small)}")
+        return problems

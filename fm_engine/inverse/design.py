@@ -1,0 +1,321 @@
+"""A design run end to end: config -> seeds -> optimisation -> re-scoring -> checks -> results.
+
+Every number reported comes from a plain forward pass on the *final reported recipe*, in physical
+units; every hard constraint is re-checked on that recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fm_engine.checkpoints import LoadedCheckpoint
+from fm_engine.compositions import format_formula, format_percent, parse_many, weights_to_fractions
+from fm_engine.config import from_mapping
+from fm_engine.elements import element_index, element_symbols
+from fm_engine.inverse.charge import charge_balance
+from fm_engine.inverse.composition import CompositionRun, _Objective, optimize_composition
+from fm_engine.inverse.constraints import DesignConstraints
+from fm_engine.inverse.latent import LatentRun, optimize_latent
+from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds
+from fm_engine.inverse.targets import Target
+from fm_engine.predict import predict_weights
+from fm_engine.tasks import TaskType
+from fm_engine.training.trainer import package_versions
+
+RESULTS_FORMAT = "fm_engine-design"
+
+
+@dataclass
+class DesignConfig:
+    """Everything a design run needs besides the checkpoint (the ``fm design`` YAML)."""
+
+    targets: list[Target]
+    method: Literal["composition", "latent"] = "composition"
+    constraints: DesignConstraints = field(default_factory=DesignConstraints)
+    seeds: SeedConfig = field(default_factory=SeedConfig)
+    steps: int = 300
+    lr: float = 0.05
+    random_seed: int = 0
+    ae_align_scale: float = 0.5
+    polish_fraction: float = 0.2
+    record_trajectory: bool = True
+
+    def __post_init__(self) -> None:
+        self.targets = [t if isinstance(t, Target) else Target.from_dict(t) for t in self.targets]
+        if self.method not in ("composition", "latent"):
+            raise ValueError(f"method must be 'composition' or 'latent', not '{self.method}'")
+        if self.steps < 2:
+            raise ValueError("steps must be >= 2")
+        if not self.lr > 0:
+            raise ValueError("lr must be > 0")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DesignConfig:
+        values = dict(data)
+        if "targets" not in values:
+            raise ValueError("the design config needs 'targets'")
+        if not isinstance(values["targets"], list):
+            raise ValueError("'targets' must be a list")
+        values["targets"] = [Target.from_dict(t) for t in values["targets"]]
+        return from_mapping(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["targets"] = [t.to_dict() for t in self.targets]
+        return data
+
+
+@dataclass
+class DesignResult:
+    config: DesignConfig
+    table: pd.DataFrame  # one row per recipe, ranked
+    recipes: np.ndarray  # (B, 94) in table order
+    seeds: np.ndarray | None
+    seed_labels: list[str]
+    checkpoint_id: str
+    weights_sha256: str
+    checkpoint_path: str
+    seconds: float
+    trajectory: list[dict[str, list[float]]] = field(default_factory=list)
+    units: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def all_constraints_satisfied(self) -> bool:
+        return bool(self.table["constraints_ok"].all())
+
+    def to_json_dict(self) -> dict[str, Any]:
+        symbols = element_symbols()
+        return {
+            "format": RESULTS_FORMAT,
+            "format_version": 1,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": package_versions(),
+            "checkpoint": {
+                "path": self.checkpoint_path,
+                "checkpoint_id": self.checkpoint_id,
+                "weights_sha256": self.weights_sha256,
+            },  # fmt: skip
+            "config": self.config.to_dict(),
+            "random_seed": self.config.random_seed,
+            "seeds": None
+            if self.seeds is None
+            else [
+                {"label": label, "fractions": {symbols[i]: float(v) for i, v in enumerate(row) if v > 0}}
+                for label, row in zip(self.seed_labels, self.seeds, strict=True)
+            ],  # fmt: skip
+            "units": self.units,
+            "seconds": round(self.seconds, 3),
+            "recipes": json.loads(self.table.to_json(orient="records")),
+            "trajectory": self.trajectory,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_json_dict(), indent=2)
+
+    def to_csv(self) -> str:
+        return self.table.to_csv(index=False, float_format="%.6g")
+
+
+# ---------------------------------------------------------------------- helpers
+@lru_cache(maxsize=8)
+def _training_weights(checkpoint_path: str, keys: tuple[str, ...]) -> np.ndarray:
+    return parse_many(list(keys)).weights
+
+
+def nearest_training(checkpoint: LoadedCheckpoint, recipes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Closest training composition to each recipe and the distance ``0.5 * sum |w - w_train|``
+    (the fraction of atoms that differ: 0 = identical, 1 = nothing in common)."""
+    keys = tuple(checkpoint.compositions()["composition"])
+    if not keys:
+        return [""] * len(recipes), np.full(len(recipes), np.nan)
+    train = _training_weights(str(checkpoint.path), keys)
+    names, distances = [], []
+    for row in recipes:
+        d = 0.5 * np.abs(train - row).sum(axis=1)
+        best = int(np.argmin(d))
+        names.append(format_formula(weights_to_fractions(train[best])))
+        distances.append(float(d[best]))
+    return names, np.asarray(distances)
+
+
+def _target_columns(
+    checkpoint: LoadedCheckpoint, targets: list[Target], weights: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Per-target values in physical units for weight rows; returns (columns, units by column)."""
+    model = checkpoint.model
+    grids = {t.task: [p[0] for p in t.points] for t in targets if t.points is not None}
+    predictions = predict_weights(model, weights, t_grids=grids)
+    columns: dict[str, np.ndarray] = {}
+    units: dict[str, str] = {}
+    for target in targets:
+        task = model.tasks[target.task]
+        values = predictions[target.task]
+        if task.type is TaskType.CLASSIFICATION:
+            names = task.classes or []
+            chosen = [c if isinstance(c, int) else names.index(str(c)) for c in target.classes or []]
+            label = "/".join(names[c] for c in chosen)
+            columns[f"P({target.task}={label})"] = values[:, chosen].sum(axis=1)
+            units[f"P({target.task}={label})"] = "probability"
+        elif task.type is TaskType.KERNEL_REGRESSION:
+            for j, (t, _) in enumerate(target.points or []):
+                name = f"{target.task}@{t:g}{task.t_unit}"
+                columns[name] = values[:, j]
+                units[name] = task.unit
+        else:
+            columns[target.task] = values if values.ndim == 1 else values.mean(axis=1)
+            units[target.task] = task.unit
+    return columns, units
+
+
+def _objective_of(checkpoint: LoadedCheckpoint, targets: list[Target], weights: np.ndarray) -> np.ndarray:
+    objective = _Objective(checkpoint.model, targets, 1.0)
+    with torch.no_grad():
+        checkpoint.model.eval()
+        return objective.terms(torch.as_tensor(weights, dtype=torch.float32)).sum(dim=1).double().numpy()
+
+
+def resolve_seeds(checkpoint: LoadedCheckpoint, config: DesignConfig) -> tuple[np.ndarray | None, list[str]]:
+    seeds = config.seeds
+    if seeds.source == "random":
+        return None, [f"random start {i + 1}" for i in range(seeds.n)]
+    if seeds.source == "formulas":
+        return formula_seeds(seeds.formulas), list(seeds.formulas)
+    weights, keys = data_seeds(checkpoint, seeds, config.targets, config.constraints, random_seed=config.random_seed)
+    return weights, [format_formula(weights_to_fractions(w)) for w in weights]
+
+
+# ---------------------------------------------------------------------- the run
+def run_design(
+    checkpoint: LoadedCheckpoint,
+    config: DesignConfig,
+    *,
+    seeds: np.ndarray | None = None,
+    seed_labels: list[str] | None = None,
+    progress: Any = None,
+) -> DesignResult:
+    """Run a design. ``seeds``/``seed_labels`` override the config's seed selection (used by replay)."""
+    start = time.perf_counter()
+    model = checkpoint.model
+    config.constraints.validate(has_seeds=config.seeds.source != "random" or seeds is not None)
+    if seeds is None:
+        seeds, seed_labels = resolve_seeds(checkpoint, config)
+    labels = seed_labels or [f"start {i + 1}" for i in range(len(seeds) if seeds is not None else config.seeds.n)]
+    common = {
+        "constraints": config.constraints, "seeds": seeds, "n_starts": config.seeds.n, "steps": config.steps,
+        "lr": config.lr, "random_seed": config.random_seed, "record_trajectory": config.record_trajectory,
+        "progress": progress,
+    }  # fmt: skip
+    latent_objective = None
+    if config.method == "latent":
+        run: CompositionRun | LatentRun = optimize_latent(
+            model, config.targets, ae_align_scale=config.ae_align_scale, **common
+        )
+        latent_objective = run.latent_objective
+        locked: list[dict[str, float]] = [{} for _ in run.weights]
+    else:
+        run = optimize_composition(model, config.targets, polish_fraction=config.polish_fraction, **common)
+        locked = run.locked
+    recipes = run.weights
+    table, units = build_table(checkpoint, config, recipes, seeds, labels, locked, latent_objective)
+    order = table.index.to_numpy()
+    return DesignResult(
+        config=config,
+        table=table.reset_index(drop=True),
+        recipes=recipes[order],
+        seeds=seeds,
+        seed_labels=labels,
+        checkpoint_id=checkpoint.checkpoint_id,
+        weights_sha256=checkpoint.weights_sha256,
+        checkpoint_path=str(checkpoint.path),
+        seconds=time.perf_counter() - start,
+        trajectory=run.trajectory,
+        units=units,
+    )
+
+
+def build_table(
+    checkpoint: LoadedCheckpoint,
+    config: DesignConfig,
+    recipes: np.ndarray,
+    seeds: np.ndarray | None,
+    labels: list[str],
+    locked: list[dict[str, float]],
+    latent_objective: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The ranked results table (index = original row order), re-scored from the recipes themselves."""
+    symbols = element_symbols()
+    objective = _objective_of(checkpoint, config.targets, recipes)
+    values, units = _target_columns(checkpoint, config.targets, recipes)
+    seed_values = _target_columns(checkpoint, config.targets, seeds)[0] if seeds is not None else {}
+    nearest, distance = nearest_training(checkpoint, recipes)
+    rows = []
+    for r, w in enumerate(recipes):
+        fractions = weights_to_fractions(w)
+        violations = config.constraints.check_recipe(w, locked_amounts=locked[r])
+        row: dict[str, Any] = {
+            "formula": format_formula(fractions),
+            "atomic_percent": format_percent(fractions),
+            "n_elements": len(fractions),
+            "objective": float(objective[r]),
+        }
+        if latent_objective is not None:
+            row["objective_latent"] = float(latent_objective[r])
+        for name, column in values.items():
+            unit = units[name]
+            row[f"{name} [{unit}]"] = float(column[r])
+            if name in seed_values:
+                row[f"{name} seed [{unit}]"] = float(seed_values[name][r])
+                row[f"{name} change [{unit}]"] = float(column[r] - seed_values[name][r])
+        row["constraints_ok"] = not violations
+        row["constraint_check"] = "; ".join(violations) if violations else "all hard constraints hold"
+        row["seed"] = labels[r] if r < len(labels) else ""
+        row["nearest_training"] = nearest[r]
+        row["distance_to_training"] = float(distance[r])
+        row["charge_balance"] = charge_balance(fractions)
+        for i in np.flatnonzero(w > 0):
+            row[f"x_{symbols[i]}"] = float(w[i])
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    element_columns = sorted((c for c in table.columns if c.startswith("x_")), key=lambda c: element_index()[c[2:]])
+    table[element_columns] = table[element_columns].fillna(0.0)
+    table = table[[c for c in table.columns if not c.startswith("x_")] + element_columns]
+    table = table.sort_values("objective", kind="stable")
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    first_rank: dict[str, int] = {}
+    duplicates = []
+    for rank, formula in zip(table["rank"], table["formula"], strict=True):
+        duplicates.append(first_rank.setdefault(formula, rank) if formula in first_rank else 0)
+    table.insert(table.columns.get_loc("n_elements") + 1, "duplicate_of_rank", duplicates)
+    return table, units
+
+
+def load_results(text: str) -> dict[str, Any]:
+    data = json.loads(text)
+    if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
+        raise ValueError("not an fm_engine design results file")
+    return data
+
+
+def replay(results_json: str, checkpoint: LoadedCheckpoint) -> DesignResult:
+    """Run a design again from its ``results.json`` (same config, seeds, random seed)."""
+    data = load_results(results_json)
+    if data["checkpoint"]["weights_sha256"] != checkpoint.weights_sha256:
+        raise ValueError("these results were made with a different checkpoint (weights hash differs)")
+    config = DesignConfig.from_dict(data["config"])
+    seeds = labels = None
+    if data["seeds"] is not None:
+        index = element_index()
+        seeds = np.zeros((len(data["seeds"]), len(index)))
+        for row, seed in enumerate(data["seeds"]):
+            for symbol, value in seed["fractions"].items():
+                seeds[row, index[symbol]] = value
+        labels = [seed["label"] for seed in data["seeds"]]
+    return run_design(checkpoint, config, seeds=seeds, seed_labels=labels)

@@ -1,0 +1,124 @@
+"""Write a design run to a folder: recipes.csv, results.json, SUMMARY.md and interactive figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from fm_engine.checkpoints import LoadedCheckpoint
+from fm_engine.elements import element_symbols
+from fm_engine.inverse.design import DesignResult
+from fm_engine.plots import pareto_front, recipe_heatmap, seed_vs_optimized, trajectory_figure
+from fm_engine.tasks import TaskType
+
+
+def seed_elements(result: DesignResult) -> list[str]:
+    if result.seeds is None:
+        return []
+    symbols = element_symbols()
+    return sorted({symbols[i] for i in np.flatnonzero((result.seeds > 0).any(axis=0))})
+
+
+def design_figures(result: DesignResult, checkpoint: LoadedCheckpoint) -> dict[str, go.Figure]:
+    """The standard figures of a run, by file stem."""
+    table = result.table
+    figures = {"element_heatmap": recipe_heatmap(table, seed_elements(result))}
+    value_columns = [name for name in result.units if f"{name} [{result.units[name]}]" in table.columns]
+    for target in result.config.targets:
+        task = checkpoint.model.tasks[target.task]
+        names = [n for n in value_columns if n == target.task or n.startswith(f"{target.task}@")
+                 or n.startswith(f"P({target.task}=")]  # fmt: skip
+        for name in names:
+            if f"{name} seed [{result.units[name]}]" not in table.columns:
+                continue
+            goal: float | list[float] | None = None
+            if task.type is TaskType.REGRESSION and target.value is not None:
+                goal = target.value if isinstance(target.value, float | int) else None
+            elif target.range is not None:
+                goal = list(target.range)
+            elif target.points is not None:
+                goal = next(y for t, y in target.points if name == f"{target.task}@{t:g}{task.t_unit}")
+            stem = "seed_vs_designed_" + "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
+            figures[stem] = seed_vs_optimized(table, name, unit=result.units[name], target=goal)
+    if len(value_columns) >= 2:
+        x, y = (f"{n} [{result.units[n]}]" for n in value_columns[:2])
+        figures["pareto"] = pareto_front(table, x, y, maximize=_maximize(result, value_columns[:2]))
+    if result.trajectory:
+        figures["trajectory"] = trajectory_figure(result.trajectory)
+    return figures
+
+
+def _maximize(result: DesignResult, names: list[str]) -> tuple[bool, bool]:
+    """Direction per plotted column: down for 'low' targets, up otherwise."""
+    flags = []
+    for name in names:
+        target = next(
+            t for t in result.config.targets if name == t.task or name.startswith((f"{t.task}@", f"P({t.task}="))
+        )
+        flags.append(target.direction != "low")
+    return flags[0], flags[1]
+
+
+def summary_markdown(result: DesignResult, checkpoint: LoadedCheckpoint) -> str:
+    config = result.config
+    table = result.table
+    model = checkpoint.model
+    lines = ["# Design summary", ""]
+    lines += [f"Checkpoint `{result.checkpoint_path}` (id {result.checkpoint_id[:12]}, weights sha256 "
+              f"{result.weights_sha256[:12]}); method **{config.method}**, {config.steps} steps, lr {config.lr}, "
+              f"random seed {config.random_seed}; {len(table)} recipes in {result.seconds:.2f} s.", ""]  # fmt: skip
+    lines += ["## Targets", ""] + [f"- {t.describe(model)} (weight {t.weight:g})" for t in config.targets]
+    c = config.constraints
+    lines += ["", "## Constraints", ""]
+    allowed = c.allowed_elements if isinstance(c.allowed_elements, str) else ", ".join(c.allowed())
+    lines += [f"- allowed elements: {allowed}", f"- max elements: {c.max_elements or 'no cap'}",
+              f"- fixed amounts: {c.fixed_amounts or 'none'}", f"- min nonzero fraction: {c.min_nonzero_weight}",
+              f"- element step scale: {c.element_step_scale}", f"- seed blend: {c.seed_blend}",
+              f"- diversity scale: {c.diversity_scale}"]  # fmt: skip
+    ok = int(table["constraints_ok"].sum())
+    lines += ["", f"**Hard constraints verified on the final recipes: {ok}/{len(table)} satisfy all.**", ""]
+    value_columns = [f"{n} [{u}]" for n, u in result.units.items() if f"{n} [{u}]" in table.columns]
+    head = ["rank", "formula", *value_columns, "objective", "distance_to_training"]
+    n_unique = int((table["duplicate_of_rank"] == 0).sum())
+    lines += [
+        "## Best recipes",
+        "",
+        f"{n_unique} distinct recipes (identical ones from other seeds are not repeated).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for _, row in table[table["duplicate_of_rank"] == 0].head(10).iterrows():
+        cells = [str(row["rank"]), row["formula"]] + [f"{row[col]:.4g}" for col in head[2:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    new = sorted(set(recipe_elements(table)) - set(seed_elements(result))) if result.seeds is not None else []
+    lines += ["", "Values are re-scored by a forward pass on each reported recipe, in physical units. "
+              "`objective` is the weighted sum of target terms (lower is better; normalised units). "
+              "`distance_to_training` is the fraction of atoms that differ from the nearest training composition.", ""]  # fmt: skip
+    if result.seeds is not None:
+        lines += [f"Elements in recipes but in no seed: {', '.join(new) if new else 'none'}.", ""]
+    if "objective_latent" in table.columns:
+        lines += [f"Latent path: mean objective at the latent {table['objective_latent'].mean():.3g}, "
+                  f"on the recovered recipes {table['objective'].mean():.3g} (recipes are ranked by the latter).", ""]  # fmt: skip
+    lines += ["Files: `recipes.csv`, `results.json` (full config, seeds, versions: `fm design --replay` "
+              "reproduces the recipes), figures as interactive HTML in `figures/`.", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def recipe_elements(table: pd.DataFrame) -> list[str]:
+    return [c[2:] for c in table.columns if c.startswith("x_") and (table[c] > 0).any()]
+
+
+def write_design(result: DesignResult, checkpoint: LoadedCheckpoint, out: str | Path) -> Path:
+    out = Path(out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "recipes.csv").write_text(result.to_csv(), encoding="utf-8")
+    (out / "results.json").write_text(result.to_json(), encoding="utf-8")
+    (out / "SUMMARY.md").write_text(summary_markdown(result, checkpoint), encoding="utf-8")
+    for stem, figure in design_figures(result, checkpoint).items():
+        # plotly.min.js is written once beside the figures: they open offline.
+        figure.write_html(out / "figures" / f"{stem}.html", include_plotlyjs="directory")
+    return out

@@ -1,0 +1,101 @@
+"""Where designs start: training compositions (best by objective or random), explicit formulas, or
+random points."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from fm_engine.checkpoints import LoadedCheckpoint
+from fm_engine.compositions import parse_many
+from fm_engine.inverse.composition import _Objective
+from fm_engine.inverse.constraints import DesignConstraints
+from fm_engine.inverse.targets import Target
+
+
+@dataclass
+class SeedConfig:
+    """``source``: ``data`` (the checkpoint's training compositions), ``formulas`` or ``random``.
+
+    ``strategy`` (data): ``best`` (lowest objective, one per element system) or ``random``;
+    ``split`` (data): ``all`` / ``train`` / ``val`` / ``test``; ``n``: number of seeds / random starts.
+    """
+
+    source: Literal["data", "formulas", "random"] = "data"
+    n: int = 16
+    strategy: Literal["best", "random"] = "best"
+    split: str = "all"
+    formulas: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.source not in ("data", "formulas", "random"):
+            raise ValueError(f"seeds.source must be data, formulas or random, not '{self.source}'")
+        if self.strategy not in ("best", "random"):
+            raise ValueError(f"seeds.strategy must be best or random, not '{self.strategy}'")
+        if self.n < 1:
+            raise ValueError("seeds.n must be >= 1")
+        if self.source == "formulas" and not self.formulas:
+            raise ValueError("seeds.source 'formulas' needs seeds.formulas")
+
+
+def formula_seeds(formulas: Sequence[str]) -> np.ndarray:
+    batch = parse_many(formulas)
+    if batch.n_bad:
+        first = batch.bad.iloc[0]
+        raise ValueError(f"seed formula {first['row'] + 1}: {first['reason']}")
+    return batch.weights
+
+
+def data_seeds(
+    checkpoint: LoadedCheckpoint,
+    config: SeedConfig,
+    targets: Sequence[Target],
+    constraints: DesignConstraints,
+    *,
+    random_seed: int = 0,
+) -> tuple[np.ndarray, list[str]]:
+    """Seeds from the training compositions, preferring those made only of allowed elements."""
+    pool = checkpoint.compositions()
+    if config.split != "all":
+        pool = pool[pool["split"] == config.split]
+    if pool.empty:
+        raise ValueError("the checkpoint records no training compositions to seed from; use formulas or random")
+    batch = parse_many(pool["composition"].tolist())
+    weights, keys = batch.weights, np.asarray(batch.keys, dtype=object)
+    allowed = constraints.allowed_mask()
+    inside = (weights[:, ~allowed] == 0).all(axis=1)
+    if inside.sum() >= config.n:
+        weights, keys = weights[inside], keys[inside]
+    else:  # not enough compositions from the palette: seeds are renormalised onto the allowed elements
+        touching = weights[:, allowed].sum(axis=1) > 0
+        weights, keys = weights[touching], keys[touching]
+        weights = np.where(allowed, weights, 0.0)
+        weights = weights / weights.sum(axis=1, keepdims=True)
+    if len(weights) == 0:
+        raise ValueError("no training composition contains any allowed element; use random seeds")
+    if config.strategy == "random":
+        rng = np.random.default_rng(random_seed)
+        chosen = rng.choice(len(weights), size=min(config.n, len(weights)), replace=False)
+        return weights[chosen], list(keys[chosen])
+    objective = _Objective(checkpoint.model, targets, 1.0)
+    scores = []
+    with torch.no_grad():
+        checkpoint.model.eval()
+        for start in range(0, len(weights), 4096):
+            w = torch.as_tensor(weights[start : start + 4096], dtype=torch.float32)
+            scores.append(objective.terms(w).sum(dim=1).numpy())
+    order = np.argsort(np.concatenate(scores), kind="stable")
+    chosen, systems = [], set()
+    for i in order:
+        system = frozenset(np.flatnonzero(weights[i]))
+        if system in systems:
+            continue
+        systems.add(system)
+        chosen.append(i)
+        if len(chosen) == config.n:
+            break
+    return weights[chosen], list(keys[chosen])
