@@ -292,7 +292,8 @@ def build_table(
     first_rank: dict[str, int] = {}
     duplicates = []
     for rank, formula in zip(table["rank"], table["formula"], strict=True):
-        duplicates.append(first_rank.setdefault(formula, rank) if formula in first_rank else 0)
+        duplicates.append(first_rank.get(formula, 0))
+        first_rank.setdefault(formula, int(rank))
     table.insert(table.columns.get_loc("n_elements") + 1, "duplicate_of_rank", duplicates)
     return table, units
 

@@ -95,14 +95,21 @@ def summary_markdown(result: DesignResult, checkpoint: LoadedCheckpoint) -> str:
         cells = [str(row["rank"]), row["formula"]] + [f"{row[col]:.4g}" for col in head[2:]]
         lines.append("| " + " | ".join(cells) + " |")
     new = sorted(set(recipe_elements(table)) - set(seed_elements(result))) if result.seeds is not None else []
-    lines += ["", "Values are re-scored by a forward pass on each reported recipe, in physical units. "
-              "`objective` is the weighted sum of target terms (lower is better; normalised units). "
-              "`distance_to_training` is the fraction of atoms that differ from the nearest training composition.", ""]  # fmt: skip
+    lines += [
+        "",
+        "Values are re-scored by a forward pass on each reported recipe, in physical units. "
+        "`objective` is the weighted sum of target terms (lower is better; normalised units). "
+        "`distance_to_training` is the fraction of atoms that differ from the nearest training composition.",
+        "",
+    ]
     if result.seeds is not None:
         lines += [f"Elements in recipes but in no seed: {', '.join(new) if new else 'none'}.", ""]
     if "objective_latent" in table.columns:
-        lines += [f"Latent path: mean objective at the latent {table['objective_latent'].mean():.3g}, "
-                  f"on the recovered recipes {table['objective'].mean():.3g} (recipes are ranked by the latter).", ""]  # fmt: skip
+        lines += [
+            f"Latent path: mean objective at the latent {table['objective_latent'].mean():.3g}, "
+            f"on the recovered recipes {table['objective'].mean():.3g} (recipes are ranked by the latter).",
+            "",
+        ]
     lines += ["Files: `recipes.csv`, `results.json` (full config, seeds, versions: `fm design --replay` "
               "reproduces the recipes), figures as interactive HTML in `figures/`.", ""]  # fmt: skip
     return "\n".join(lines)
