@@ -13,8 +13,8 @@ Two phases:
    ``w_i = floor + (M - n * floor) * softmax(phi)_i``: every hard constraint holds exactly at every
    polish step, so the final recipe is the optimised point itself, not a projection of it.
 
-``element_step_scale`` in (0, 1) scales each element's *update* (after Adam), so it really slows that
-element (scaling the gradient would be undone by Adam's normalisation).
+``element_step_scale`` in (0, 1) scales each element's change in amount after every Adam step, so it
+really slows that element (scaling the gradient would be undone by Adam's normalisation).
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ def optimize_composition(
             w = weights_from(logits, tau)
             loss_rows, terms = objective(w)
             loss_rows.sum().backward()
-            _scaled_step(optimizer, logits, scales)
+            _scaled_step(optimizer, logits, scales, free_t)
             if record_trajectory:
                 trajectory.append(_snapshot(step, loss_rows, terms, objective.tasks))
             if progress is not None:
@@ -223,7 +223,7 @@ def optimize_composition(
             optimizer.zero_grad(set_to_none=True)
             loss_rows, terms = objective(polished(phi))
             loss_rows.sum().backward()
-            _scaled_step(optimizer, phi, scales)
+            _scaled_step(optimizer, phi, scales, support_t)
             if record_trajectory:
                 trajectory.append(_snapshot(steps_descent + step, loss_rows, terms, objective.tasks))
             if progress is not None:
@@ -242,12 +242,31 @@ def _locked_mask(constraints: DesignConstraints, n_rows: int) -> np.ndarray:
     return mask
 
 
-def _scaled_step(optimizer: torch.optim.Optimizer, parameter: torch.Tensor, scales: torch.Tensor) -> None:
-    """Adam step, then scale each element's update by its ``element_step_scale``."""
-    before = parameter.detach().clone()
+def _scaled_step(
+    optimizer: torch.optim.Optimizer, parameter: torch.Tensor, scales: torch.Tensor, mask: torch.Tensor
+) -> None:
+    """Adam step, then scale each element's change *in amount* by its ``element_step_scale``.
+
+    The share ``q = softmax(logits)`` moves from ``q_old`` to ``q_old + s * (q_new - q_old)``; the
+    elements with the largest scale absorb what the slowed ones did not take, so the shares still sum
+    to 1. (Scaling gradients would do nothing: Adam normalises them away.)
+    """
+    if bool((scales == 1).all()):
+        optimizer.step()
+        return
+    neg_inf = torch.tensor(float("-inf"))
+    with torch.no_grad():
+        q_old = torch.softmax(torch.where(mask, parameter, neg_inf), dim=-1)
     optimizer.step()
     with torch.no_grad():
-        parameter.copy_(before + scales * (parameter - before))
+        q_new = torch.softmax(torch.where(mask, parameter, neg_inf), dim=-1)
+        q = q_old + scales * (q_new - q_old)
+        absorbing = mask & (scales >= scales[mask.any(dim=0)].max())
+        absorbed = (q * absorbing).sum(dim=-1, keepdim=True)
+        factor = torch.where(absorbed > 0, (absorbed + 1 - q.sum(dim=-1, keepdim=True)) / absorbed, 1.0)
+        q = torch.where(absorbing, q * factor.clamp_min(0), q).clamp_min(1e-30) * mask
+        q = q / q.sum(dim=-1, keepdim=True)
+        parameter.copy_(torch.where(mask, torch.log(q.clamp_min(1e-30)), parameter))
 
 
 def _snapshot(step: int, loss_rows: torch.Tensor, terms: torch.Tensor, tasks: list[str]) -> dict[str, list[float]]:

@@ -50,6 +50,10 @@ class DesignConfig:
 
     def __post_init__(self) -> None:
         self.targets = [t if isinstance(t, Target) else Target.from_dict(t) for t in self.targets]
+        if isinstance(self.seeds, dict):
+            self.seeds = from_mapping(SeedConfig, self.seeds, path="seeds")
+        if isinstance(self.constraints, dict):
+            self.constraints = from_mapping(DesignConstraints, self.constraints, path="constraints")
         if self.method not in ("composition", "latent"):
             raise ValueError(f"method must be 'composition' or 'latent', not '{self.method}'")
         if self.steps < 2:
