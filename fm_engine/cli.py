@@ -169,7 +169,7 @@ seeds:
   split: all                   # data: all / train / val / test
   formulas: []                 # formulas: explicit seed formulas
 steps: 300
-lr: 0.05
+lr: 0.2
 random_seed: 0
 ae_align_scale: 0.5            # latent path: pull toward the autoencoder manifold, [0, 1]
 polish_fraction: 0.2           # composition path: share of steps spent on the final support

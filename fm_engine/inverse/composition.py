@@ -107,7 +107,7 @@ def optimize_composition(
     seeds: np.ndarray | None = None,
     n_starts: int = 16,
     steps: int = 300,
-    lr: float = 0.05,
+    lr: float = 0.2,
     random_seed: int = 0,
     polish_fraction: float = 0.2,
     record_trajectory: bool = False,
@@ -193,6 +193,7 @@ def optimize_composition(
             return pinned_t + mass_t * q
 
         optimizer = torch.optim.Adam([logits], lr=lr)
+        schedule = _cosine(optimizer, steps_descent)
         for step in range(steps_descent):
             tau = tau_start * (TAU_END / tau_start) ** (step / max(steps_descent - 1, 1))
             optimizer.zero_grad(set_to_none=True)
@@ -200,6 +201,7 @@ def optimize_composition(
             loss_rows, terms = objective(w)
             loss_rows.sum().backward()
             _scaled_step(optimizer, logits, scales, free_t)
+            schedule.step()
             if record_trajectory:
                 trajectory.append(_snapshot(step, loss_rows, terms, objective.tasks))
             if progress is not None:
@@ -219,11 +221,13 @@ def optimize_composition(
             return pinned_t + floor * support_t.float() + spare * share
 
         optimizer = torch.optim.Adam([phi], lr=lr)
+        schedule = _cosine(optimizer, steps_polish)
         for step in range(steps_polish):
             optimizer.zero_grad(set_to_none=True)
             loss_rows, terms = objective(polished(phi))
             loss_rows.sum().backward()
             _scaled_step(optimizer, phi, scales, support_t)
+            schedule.step()
             if record_trajectory:
                 trajectory.append(_snapshot(steps_descent + step, loss_rows, terms, objective.tasks))
             if progress is not None:
@@ -233,6 +237,12 @@ def optimize_composition(
 
     final = _exact_recipes(phi.detach().double().numpy(), support, pinned, free_mass, floor)
     return CompositionRun(weights=final, seeds=seeds, locked=locked, trajectory=trajectory)
+
+
+def _cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Learning rate decays along a half cosine to a tenth of its start over a phase."""
+    base = optimizer.param_groups[0]["lr"]
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1), eta_min=0.1 * base)
 
 
 def _locked_mask(constraints: DesignConstraints, n_rows: int) -> np.ndarray:

@@ -42,7 +42,7 @@ class DesignConfig:
     constraints: DesignConstraints = field(default_factory=DesignConstraints)
     seeds: SeedConfig = field(default_factory=SeedConfig)
     steps: int = 300
-    lr: float = 0.05
+    lr: float = 0.2
     random_seed: int = 0
     ae_align_scale: float = 0.5
     polish_fraction: float = 0.2

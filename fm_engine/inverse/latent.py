@@ -21,12 +21,13 @@ from scipy.optimize import nnls
 
 from fm_engine.descriptors import Descriptor
 from fm_engine.elements import element_index, element_symbols
-from fm_engine.inverse.composition import TRACE, ProgressCallback, _frozen, _restore, _snapshot
+from fm_engine.inverse.composition import ProgressCallback, _frozen, _restore, _snapshot
 from fm_engine.inverse.constraints import DesignConstraints
 from fm_engine.inverse.targets import Target, curve_points, target_terms, validate_targets
 from fm_engine.models import FlexibleMultiTaskModel
 
 SUM_PENALTY = 10.0  # weight of the sum-to-(free mass) row in the least-squares system
+RECOVERY_TRACE = 0.01  # recovered fractions below 1 at.% are dropped (NNLS spreads mass thinly)
 
 
 @dataclass
@@ -46,7 +47,7 @@ def optimize_latent(
     seeds: np.ndarray | None = None,
     n_starts: int = 16,
     steps: int = 300,
-    lr: float = 0.05,
+    lr: float = 0.2,
     ae_align_scale: float = 0.5,
     random_seed: int = 0,
     record_trajectory: bool = False,
@@ -133,7 +134,7 @@ def recover_composition(x: np.ndarray, descriptor: Descriptor, constraints: Desi
     k_free = constraints.max_elements - len(constraints.fixed_amounts) if constraints.max_elements else len(free)
     support = free
     w = _solve(kernel[support], residual, mass)
-    threshold = max(floor, TRACE)
+    threshold = max(floor, RECOVERY_TRACE)
     while True:
         order = np.argsort(-w, kind="stable")
         keep = [i for i in order[:k_free] if w[i] >= threshold] or [int(order[0])]

@@ -65,8 +65,8 @@ def test_locked_elements_keep_their_seed_amount(model):
     seeds = np.stack([to_weights("Fe3Ni"), to_weights("FeCoCrNi")])
     run = optimize_composition(model, TARGETS, constraints=constraints, seeds=seeds, steps=30)
     assert run.weights[0, 25] == pytest.approx(0.75) and run.weights[1, 25] == pytest.approx(0.25)
-    assert all(constraints.check_recipe(w, locked_amounts=locked) == [] for w, locked in zip(run.weights,
-                                                                                             run.locked, strict=True))  # fmt: skip
+    for recipe, locked in zip(run.weights, run.locked, strict=True):
+        assert constraints.check_recipe(recipe, locked_amounts=locked) == []
 
 
 CONFLICTS = [

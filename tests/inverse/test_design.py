@@ -96,7 +96,7 @@ def test_element_step_scale_really_slows_an_element(checkpoint):
         constraints = DesignConstraints(
             allowed_elements=["Fe", "Ni", "Co", "Cr", "W"], element_step_scale={"Fe": scale}, seed_blend=0.9
         )
-        run = optimize_composition(checkpoint.model, target, seeds=seeds, constraints=constraints, steps=100)
+        run = optimize_composition(checkpoint.model, target, seeds=seeds, constraints=constraints, steps=60, lr=0.05)
         return float(np.abs(run.weights[:, 25] - seeds[:, 25]).mean())  # Fe
 
     assert fe_change(0.1) < 0.5 * fe_change(1.0)
@@ -105,13 +105,13 @@ def test_element_step_scale_really_slows_an_element(checkpoint):
 def test_seed_blend_lets_new_elements_enter_and_diversity_scale_sparsifies(checkpoint):
     target = [Target(task="bulk_modulus", direction="high")]
     seeds = seed_weights()
-    strict = optimize_composition(checkpoint.model, target, seeds=seeds, steps=100,
+    strict = optimize_composition(checkpoint.model, target, seeds=seeds, steps=100, lr=0.05,
                                   constraints=DesignConstraints(seed_blend=1.0))  # fmt: skip
     assert ((strict.weights > 0) <= (seeds > 0)).all()  # no element outside each seed
-    blended = optimize_composition(checkpoint.model, target, seeds=seeds, steps=100,
+    blended = optimize_composition(checkpoint.model, target, seeds=seeds, steps=100, lr=0.05,
                                    constraints=DesignConstraints(seed_blend=0.8))  # fmt: skip
     assert ((blended.weights > 0) & (seeds == 0)).any()  # new elements entered
-    sparse = optimize_composition(checkpoint.model, target, seeds=seeds, steps=100,
+    sparse = optimize_composition(checkpoint.model, target, seeds=seeds, steps=100, lr=0.05,
                                   constraints=DesignConstraints(seed_blend=0.8, diversity_scale=0.0))  # fmt: skip
     assert (sparse.weights > 0).sum(axis=1).mean() < (blended.weights > 0).sum(axis=1).mean()
 
@@ -148,8 +148,9 @@ def test_design_help_documents_every_key(capsys):
     with pytest.raises(SystemExit):
         main(["design", "--help"])
     text = capsys.readouterr().out
-    for key in ("allowed_elements", "max_elements", "annealing_scale", "fixed_amounts", "min_nonzero_weight",
-                "element_step_scale", "seed_blend", "diversity_scale", "ae_align_scale", "points", "range"):  # fmt: skip
+    keys = ["allowed_elements", "max_elements", "annealing_scale", "fixed_amounts", "min_nonzero_weight"]
+    keys += ["element_step_scale", "seed_blend", "diversity_scale", "ae_align_scale", "points", "range"]
+    for key in keys:
         assert key in text
 
 
