@@ -31,6 +31,7 @@ from fm_engine.tasks import TaskType
 from fm_engine.training.trainer import package_versions
 
 RESULTS_FORMAT = "fm_engine-design"
+DUPLICATE_DISTANCE = 0.01  # recipes closer than 1 at.% to a better one are marked as its duplicates
 
 
 @dataclass
@@ -293,11 +294,14 @@ def build_table(
     table = table[[c for c in table.columns if not c.startswith("x_")] + element_columns]
     table = table.sort_values("objective", kind="stable")
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    first_rank: dict[str, int] = {}
+    # Recipes within DUPLICATE_DISTANCE of a better-ranked one (fraction of atoms that differ) repeat it.
+    ranked = recipes[table.index.to_numpy()]
     duplicates = []
-    for rank, formula in zip(table["rank"], table["formula"], strict=True):
-        duplicates.append(first_rank.get(formula, 0))
-        first_rank.setdefault(formula, int(rank))
+    for i, recipe in enumerate(ranked):
+        earlier = [
+            j for j in range(i) if duplicates[j] == 0 and 0.5 * np.abs(ranked[j] - recipe).sum() <= DUPLICATE_DISTANCE
+        ]
+        duplicates.append(int(table["rank"].iloc[earlier[0]]) if earlier else 0)
     table.insert(table.columns.get_loc("n_elements") + 1, "duplicate_of_rank", duplicates)
     return table, units
 

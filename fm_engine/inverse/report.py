@@ -86,7 +86,7 @@ def summary_markdown(result: DesignResult, checkpoint: LoadedCheckpoint) -> str:
     lines += [
         "## Best recipes",
         "",
-        f"{n_unique} distinct recipes (identical ones from other seeds are not repeated).",
+        f"{n_unique} distinct recipes (recipes within 1 at.% of a better one are not repeated).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
