@@ -45,6 +45,7 @@ class TrainerSection:
     strategy: str = "auto"
     deterministic: bool = True
     progress_bar: bool = True
+    resume_every_s: float = 10.0  # how often (wall time) last.ckpt is refreshed for --resume
 
 
 @dataclass

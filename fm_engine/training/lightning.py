@@ -53,6 +53,7 @@ class RunMonitor(L.Callback):
         patience: int = 10,
         min_delta: float = 0.0,
         step_interval_s: float = 1.0,
+        resume_interval_s: float = 10.0,
         write_files: bool = True,
     ) -> None:
         self.run = run
@@ -60,6 +61,8 @@ class RunMonitor(L.Callback):
         self.patience = patience
         self.min_delta = min_delta
         self.step_interval_s = step_interval_s
+        self.resume_interval_s = resume_interval_s
+        self._last_resume_save = float("-inf")
         self.write_files = write_files
         self.best_loss = float("inf")
         self.best_epoch = -1
@@ -160,7 +163,8 @@ class RunMonitor(L.Callback):
                  "epoch_seconds": self.epoch_seconds[-1], "best_epoch": self.best_epoch,
                  **train_means, **flat_metrics(validation)}
             )  # fmt: skip
-        self._save_resume_state(trainer)
+        if time.perf_counter() - self._last_resume_save >= self.resume_interval_s or trainer.should_stop:
+            self._save_resume_state(trainer)
         if self._files(trainer):
             self.run.update_status(
                 epoch=epoch + 1,
@@ -171,7 +175,9 @@ class RunMonitor(L.Callback):
             )
 
     def _save_resume_state(self, trainer: L.Trainer) -> None:
-        """Lightning checkpoint for ``--resume``: written to a temp file, then renamed (atomic)."""
+        """Lightning checkpoint for ``--resume`` (after the first epoch, then at most every
+        ``resume_interval_s`` seconds, and on SIGTERM): written to a temp file, then renamed (atomic)."""
+        self._last_resume_save = time.perf_counter()
         tmp = self.run.path / ".last.ckpt.tmp"
         trainer.save_checkpoint(tmp, weights_only=False)  # optimizer state too, for --resume
         if trainer.is_global_zero:

@@ -305,7 +305,13 @@ def train(
             if rank_zero:
                 run.model_config_path.write_text(json.dumps(model.config.to_dict(), indent=2), encoding="utf-8")
         module = MultiTaskModule(model, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
-        monitor = RunMonitor(run, dm, patience=config.trainer.patience, min_delta=config.trainer.min_delta)
+        monitor = RunMonitor(
+            run,
+            dm,
+            patience=config.trainer.patience,
+            min_delta=config.trainer.min_delta,
+            resume_interval_s=config.trainer.resume_every_s,
+        )
         show_bar = config.trainer.progress_bar if progress_bar is None else progress_bar
         trainer = L.Trainer(
             max_epochs=config.trainer.max_epochs,
