@@ -20,11 +20,21 @@ from fm_engine.training.run_files import RunDirectory, now_iso
 class MultiTaskModule(L.LightningModule):
     """Wraps a :class:`FlexibleMultiTaskModel`: masked multi-task loss, one AdamW optimizer."""
 
-    def __init__(self, model: FlexibleMultiTaskModel, *, lr: float = 2e-3, weight_decay: float = 1e-5) -> None:
+    def __init__(
+        self,
+        model: FlexibleMultiTaskModel,
+        *,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-5,
+        scheduler: str = "cosine",
+    ) -> None:
         super().__init__()
+        if scheduler not in ("cosine", "none"):
+            raise ValueError(f"unknown scheduler '{scheduler}' (cosine or none)")
         self.model = model
         self.lr = lr
         self.weight_decay = weight_decay
+        self.scheduler = scheduler
         self.step_losses: dict[str, torch.Tensor] = {}
 
     def training_step(self, batch: TaskBatch, batch_idx: int) -> torch.Tensor:
@@ -33,9 +43,16 @@ class MultiTaskModule(L.LightningModule):
         self.step_losses = {"loss": total.detach(), **{k: v.detach() for k, v in losses.items()}}
         return total
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
+        """AdamW; with ``cosine`` the learning rate decays per epoch to 1 % over ``max_epochs``."""
         parameters = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.AdamW(parameters, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.AdamW(parameters, lr=self.lr, weight_decay=self.weight_decay, foreach=True)
+        if self.scheduler == "none" or self.trainer is None or not self.trainer.max_epochs:
+            return optimizer
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(self.trainer.max_epochs, 1), eta_min=0.01 * self.lr
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
 
 
 class RunMonitor(L.Callback):

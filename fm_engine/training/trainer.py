@@ -304,7 +304,10 @@ def train(
             model = build_model(config, dm)
             if rank_zero:
                 run.model_config_path.write_text(json.dumps(model.config.to_dict(), indent=2), encoding="utf-8")
-        module = MultiTaskModule(model, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
+        optimizer = config.optimizer
+        module = MultiTaskModule(
+            model, lr=optimizer.lr, weight_decay=optimizer.weight_decay, scheduler=optimizer.scheduler
+        )
         monitor = RunMonitor(
             run,
             dm,
