@@ -87,13 +87,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from fm_engine.workspace import demo_run_dir
 
     out = Path(args.out) if args.out else demo_run_dir()
-    if out.exists():
-        if not args.force:
-            if (out / "checkpoint").exists():
-                print(f"the demo model is already trained: {out} (use --force to retrain)")
-                return 0
-            raise ValueError(f"{out} exists but holds no finished demo; use --force to start again")
+    if out.exists() and args.force:
         shutil.rmtree(out)
+    elif (out / "checkpoint").exists():
+        print(f"the demo model is already trained: {out} (use --force to retrain)")
+        return 0
+    elif (out / "last.ckpt").exists():
+        raise ValueError(f"{out} holds an unfinished demo run: --force starts again, or fm train --out {out} --resume")
     config = demo_config()
     _apply_trainer_overrides(config, args)
     print(f"training the demo model into {out}")

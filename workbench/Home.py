@@ -12,6 +12,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only workbench/ on the pat
     sys.path.insert(0, str(ROOT))
 
 from workbench.paths import page  # noqa: E402
+from workbench.sidebar import render_sidebar  # noqa: E402
 
 st.set_page_config(page_title="fm_engine workbench", page_icon=":material/science:", layout="wide")
 
@@ -19,6 +20,11 @@ navigation = st.navigation(
     [
         st.Page(page("overview.py"), title="Overview", icon=":material/home:", default=True),
         st.Page(page("data.py"), title="Data", icon=":material/table:", url_path="data"),
+        st.Page(page("train.py"), title="Train", icon=":material/model_training:", url_path="train"),
+        st.Page(page("predict.py"), title="Predict", icon=":material/query_stats:", url_path="predict"),
+        st.Page(page("design.py"), title="Inverse design", icon=":material/tune:", url_path="design"),
+        st.Page(page("checkpoints.py"), title="Checkpoints", icon=":material/inventory_2:", url_path="checkpoints"),
     ]
 )
+render_sidebar()
 navigation.run()

@@ -62,3 +62,24 @@ def streamlit_server() -> Iterator[str]:
     """A real workbench server shared by the tests of a session."""
     with running_streamlit() as url:
         yield url
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty workspace (FM_WORKSPACE) and clean Streamlit caches."""
+    import streamlit as st
+
+    monkeypatch.setenv("FM_WORKSPACE", str(tmp_path / "workspace"))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    return tmp_path / "workspace"
+
+
+@pytest.fixture
+def workspace_with_model(workspace: Path, tiny_run: Path) -> Path:
+    """A workspace holding one finished run (a copy of the session's tiny trained run) named 'tiny'."""
+    import shutil
+
+    target = workspace / "runs" / "tiny"
+    shutil.copytree(tiny_run, target)
+    return target

@@ -1,0 +1,6 @@
+"""Checkpoints: under construction."""
+
+import streamlit as st
+
+st.title("Checkpoints")
+st.info("This page is being built.")

@@ -1,0 +1,33 @@
+"""Shared, cached resources of the workbench (models are loaded once per checkpoint version)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from fm_engine.checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
+from workbench.runs import list_runs
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading model ...")
+def _load(path: str, version: float) -> LoadedCheckpoint:
+    return load_checkpoint(path)
+
+
+def get_checkpoint(path: str | Path) -> LoadedCheckpoint:
+    """The checkpoint at ``path`` (run or checkpoint folder), cached until its weights change."""
+    directory = Path(path)
+    weights = directory / "checkpoint" / "model.safetensors"
+    if not weights.exists():
+        weights = directory / "model.safetensors"
+    version = weights.stat().st_mtime if weights.exists() else 0.0
+    return _load(str(directory), version)
+
+
+def available_checkpoints() -> dict[str, Path]:
+    """Finished runs of the workspace that hold a checkpoint: label -> run folder (newest first)."""
+    return {run.name: run.path for run in list_runs() if run.has_checkpoint}
+
+
+__all__ = ["CheckpointError", "available_checkpoints", "get_checkpoint"]
