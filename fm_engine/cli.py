@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -95,6 +96,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     elif (out / "last.ckpt").exists():
         raise ValueError(f"{out} holds an unfinished demo run: --force starts again, or fm train --out {out} --resume")
     config = demo_config()
+    if os.environ.get("FM_DEMO_MAX_EPOCHS"):  # a quicker demo (tests, slow machines)
+        config.trainer.max_epochs = int(os.environ["FM_DEMO_MAX_EPOCHS"])
     _apply_trainer_overrides(config, args)
     print(f"training the demo model into {out}")
     return _run_training(config, out, resume=False, progress_bar=not args.no_progress)

@@ -11,7 +11,13 @@ from fm_engine.training.run_files import FINAL_STATES, RunDirectory
 from workbench.components.monitor import eta_text, loss_figure, metric_figure, task_metrics
 from workbench.runs import cancel, run_info
 
-STATE_ICONS = {"queued": "⏳", "running": "🏃", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
+STATE_ICONS = {
+    "queued": ":material/hourglass_empty:",
+    "running": ":material/directions_run:",
+    "done": ":material/check_circle:",
+    "failed": ":material/error:",
+    "cancelled": ":material/stop_circle:",
+}
 
 
 def render_run(run_dir: Path, *, key: str, allow_cancel: bool = True) -> str:
