@@ -179,29 +179,37 @@ def load_task_table(
     data["_key"] = parsed.keys
     weights_by_key = {key: parsed.weights[i] for i, key in enumerate(parsed.keys)}
 
+    # Plain lists: indexing a DataFrame cell by cell is ~50x slower.
+    files, lines, inputs = data["_file"].tolist(), data["_row"].tolist(), data[task.composition_column].tolist()
+    row_keys = data["_key"].tolist()
+    t_cells = data[task.t_column].tolist() if task.t_column else []
+
+    def report(i: int, reason: str) -> None:
+        bad.append({"file": files[i], "row": int(lines[i]), "input": inputs[i], "reason": reason})
+
     classes: list[str] | None = None
     good = np.ones(len(data), dtype=bool)
     parsed_values: list[object] = [None] * len(data)
+    target = data[task.data_column]
     if task.type is TaskType.CLASSIFICATION:
-        indices, classes, errors = _class_indices(task, data[task.data_column])
+        indices, classes, errors = _class_indices(task, target)
         for i, error in enumerate(errors):
             if error is not None:
                 good[i] = False
-                bad.append(
-                    {
-                        "file": data.at[i, "_file"],
-                        "row": int(data.at[i, "_row"]),
-                        "input": data.at[i, task.composition_column],
-                        "reason": error,
-                    }
-                )
+                report(i, error)
         parsed_values = list(indices)
+    elif task.type is TaskType.REGRESSION and pd.api.types.is_numeric_dtype(target):
+        numbers = target.to_numpy(dtype=np.float64)  # fast path: a plain numeric column
+        for i in np.flatnonzero(~np.isfinite(numbers)):
+            good[i] = False
+            report(int(i), f"target is not a finite number: {numbers[i]!r}")
+        parsed_values = list(numbers.reshape(-1, 1))
     else:
-        for i, value in enumerate(data[task.data_column].tolist()):
+        for i, value in enumerate(target.tolist()):
             try:
                 array = _as_float_array(value)
                 if task.t_column:
-                    t_array = _as_float_array(data.at[i, task.t_column])
+                    t_array = _as_float_array(t_cells[i])
                     if t_array.shape != array.shape:
                         raise ValueError(f"{len(t_array)} t values for {len(array)} target values")
                     array = np.stack([t_array, array])
@@ -210,16 +218,10 @@ def load_task_table(
                 parsed_values[i] = array
             except ValueError as error:
                 good[i] = False
-                bad.append(
-                    {
-                        "file": data.at[i, "_file"],
-                        "row": int(data.at[i, "_row"]),
-                        "input": data.at[i, task.composition_column],
-                        "reason": str(error),
-                    }
-                )
+                report(i, str(error))
 
     split_column = task.split_column if task.split_column in data.columns else None
+    split_cells = data[split_column].tolist() if split_column else []
     keys: list[str] = []
     values: list[object] = []
     splits: list[str | None] = []
@@ -229,9 +231,9 @@ def load_task_table(
         curves: dict[str, list[np.ndarray]] = {}
         curve_split: dict[str, str | None] = {}
         for i in np.flatnonzero(good):
-            key = data.at[i, "_key"]
+            key = row_keys[i]
             curves.setdefault(key, []).append(parsed_values[i])  # type: ignore[arg-type]
-            label = _split_label(data.at[i, split_column]) if split_column else None
+            label = _split_label(split_cells[i]) if split_column else None
             curve_split[key] = curve_split.get(key) or label
         t_list: list[np.ndarray] = []
         for key, pieces in curves.items():
@@ -246,14 +248,14 @@ def load_task_table(
     else:
         seen: set[str] = set()
         for i in np.flatnonzero(good):
-            key = data.at[i, "_key"]
+            key = row_keys[i]
             if key in seen:
                 n_duplicates += 1
                 continue
             seen.add(key)
             keys.append(key)
             values.append(parsed_values[i])
-            splits.append(_split_label(data.at[i, split_column]) if split_column else None)
+            splits.append(_split_label(split_cells[i]) if split_column else None)
         if task.type is TaskType.CLASSIFICATION:
             result_values = np.asarray(values, dtype=np.int64)
         else:
