@@ -1,0 +1,113 @@
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fm_engine.inverse import element_presets
+from tests.workbench.conftest import HOME
+from workbench import state
+
+DESIGN = "../pages/design.py"
+FIXED = "fm_design_table_fixed"  # canonical content of the fixed-amounts editor (pages/design.py)
+
+
+def design_page() -> AppTest:
+    at = AppTest.from_file(str(HOME), default_timeout=60)
+    at.run()
+    at.switch_page(DESIGN).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def fixed(**amounts: float) -> pd.DataFrame:
+    return pd.DataFrame({"element": list(amounts), "fraction": list(amounts.values())})
+
+
+def test_design_page_without_model_points_to_overview(workspace):
+    at = design_page()
+    assert at.title[0].value == "Inverse design"
+    assert "Overview" in at.info[0].value
+
+
+def test_design_page_renders_targets_per_task(workspace_with_model):
+    at = design_page()
+    assert at.title[0].value == "Inverse design"
+    goals = {box.key: box.options for box in at.selectbox if box.key and box.key.startswith("design_goal_")}
+    assert set(goals) == {"design_goal_bulk_modulus", "design_goal_hea_phase", "design_goal_yield_strength"}
+    assert "range" in goals["design_goal_bulk_modulus"]
+    assert "probability up" in goals["design_goal_hea_phase"]
+    assert "curve points" in goals["design_goal_yield_strength"]
+    at.selectbox(key="design_goal_bulk_modulus").select("value").run()
+    assert "[GPa]" in at.number_input(key="design_value_bulk_modulus").label
+    at.selectbox(key="design_goal_yield_strength").select("curve points").run()
+    assert not at.exception
+    # the element picker: a preset, the text box and a single toggle change the kept selection
+    at.button(key="fm_design_allowed__preset_alloy_palette").click().run()
+    assert at.session_state["fm_design_allowed"] == sorted(
+        element_presets()["alloy_palette"], key=lambda s: list(element_presets()["all"]).index(s)
+    )
+    at.text_input(key="fm_design_allowed__text").input("fe ni Co Cr").run()
+    assert at.session_state["fm_design_allowed"] == ["Cr", "Fe", "Co", "Ni"]
+    at.button(key="fm_design_allowed__el_Ti").click().run()
+    assert at.session_state["fm_design_allowed"] == ["Ti", "Cr", "Fe", "Co", "Ni"]
+    at.text_input(key="fm_design_allowed__text").input("Fe Qq").run()
+    assert any("Qq" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize(
+    ("amounts", "max_elements", "message"),
+    [({"Al": 0.6, "Ni": 0.5}, 5, "fixed_amounts sum to 1.100"), ({"Al": 0.1}, 1, "max_elements 1 leaves no room")],
+)
+def test_contradictory_settings_show_the_conflict(workspace_with_model, amounts, max_elements, message):
+    at = AppTest.from_file(str(HOME), default_timeout=60)
+    at.session_state[FIXED] = fixed(**amounts)
+    at.run()
+    at.switch_page(DESIGN).run()
+    at.number_input(key="design_max_elements").set_value(max_elements).run()
+    at.button(key="run_design").click().run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any(message in e for e in errors), errors
+    assert state.DESIGN_RESULT not in at.session_state
+
+
+def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_model):
+    at = AppTest.from_file(str(HOME), default_timeout=60)
+    at.session_state[FIXED] = fixed(Al=0.1)
+    at.run()
+    at.switch_page(DESIGN).run()
+    at.button(key="fm_design_allowed__preset_alloy_palette").click().run()
+    at.selectbox(key="design_goal_bulk_modulus").select("value").run()
+    at.number_input(key="design_value_bulk_modulus").set_value(250.0)
+    at.selectbox(key="design_goal_hea_phase").select("probability up")
+    at.number_input(key="design_max_elements").set_value(4)
+    at.slider(key="design_diversity").set_value(0.5)
+    at.number_input(key="design_seed_n").set_value(4)
+    at.number_input(key="design_steps").set_value(40)
+    at.run()
+    at.button(key="run_design").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+    table = next(frame.value for frame in at.dataframe if "constraints_ok" in frame.value.columns)
+    assert len(table) >= 1 and table["constraints_ok"].all()
+    assert {"formula", "bulk_modulus [GPa]", "bulk_modulus seed [GPa]", "distance_to_training"} <= set(table.columns)
+    assert at.download_button(key="download_csv") is not None
+    assert at.download_button(key="download_json") is not None
+    # heatmap, seed -> designed for both targets, Pareto (two targets) and trajectory
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 5, len(charts)
+
+    result = at.session_state[state.DESIGN_RESULT]
+    recipes = pd.read_csv(io.StringIO(result.to_csv()))
+    assert len(recipes) == 4 and recipes["constraints_ok"].all()
+    fractions = recipes[[c for c in recipes.columns if c.startswith("x_")]]
+    allowed = set(element_presets()["alloy_palette"])
+    assert {c[2:] for c in fractions.columns if (fractions[c] > 0).any()} <= allowed
+    assert ((fractions > 0).sum(axis=1) <= 4).all()
+    np.testing.assert_allclose(fractions["x_Al"], 0.1, atol=1e-5)
+    np.testing.assert_allclose(fractions.sum(axis=1), 1.0, atol=1e-4)
+    assert result.config.constraints.diversity_scale == 0.5
+    assert at.session_state[state.DESIGN_CONFIG]["steps"] == 40
