@@ -87,6 +87,27 @@ def kept_table(name: str, default: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
     )
 
 
+def _fixed_from_text() -> None:
+    """``Al=0.1, Ti 0.05`` -> the fixed-amounts table (a bad entry is reported, the table kept)."""
+    text = st.session_state.get("design_fixed_text", "")
+    rows = []
+    st.session_state["design_fixed_text_error"] = ""
+    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
+        pieces = part.replace("=", " ").replace(":", " ").split()
+        try:
+            symbol, fraction = pieces[0], float(pieces[1])
+        except (IndexError, ValueError):
+            st.session_state["design_fixed_text_error"] = f"Cannot read '{part}': write it like Al=0.1"
+            return
+        if symbol not in element_symbols():
+            st.session_state["design_fixed_text_error"] = f"Unknown element symbol '{symbol}' in '{part}'"
+            return
+        rows.append({"element": symbol, "fraction": fraction})
+    frame = pd.DataFrame(rows, columns=["element", "fraction"]).astype({"element": object, "fraction": float})
+    st.session_state[TABLE.format("fixed")] = frame
+    st.session_state[TABLE_VERSION.format("fixed")] = st.session_state.get(TABLE_VERSION.format("fixed"), 0) + 1
+
+
 def _symbol_amounts(frame: pd.DataFrame, what: str) -> dict[str, float]:
     """``{symbol: number}`` from a two-column (element, number) table; ``ValueError`` names a bad row."""
     amounts: dict[str, float] = {}
@@ -196,6 +217,12 @@ def constraint_inputs() -> dict[str, Any]:
     element_options = list(element_symbols())
     with right:
         st.caption("Fixed amounts (atomic fraction, exact in every recipe)")
+        st.text_input(
+            "Fixed amounts as text", key="design_fixed_text", placeholder="Al=0.1, Ti=0.05",
+            on_change=_fixed_from_text, help="Replaces the table below; leave empty to edit the table directly.",
+        )  # fmt: skip
+        if st.session_state.get("design_fixed_text_error"):
+            st.error(st.session_state["design_fixed_text_error"])
         fixed = kept_table(
             "fixed",
             pd.DataFrame({"element": pd.Series([], dtype=object), "fraction": pd.Series([], dtype=float)}),

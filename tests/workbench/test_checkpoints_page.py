@@ -1,0 +1,132 @@
+"""The Checkpoints page: list with model cards, compare two, delete with confirmation, corrupt checkpoints."""
+
+import importlib.util
+import json
+import shutil
+import sys
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.workbench.conftest import HOME, ROOT
+
+
+def load_page(name: str):
+    """Import a page file as a module (its UI runs only under Streamlit, as ``__main__``)."""
+    spec = importlib.util.spec_from_file_location(f"fm_page_{name}", ROOT / "pages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+page = load_page("checkpoints")
+
+
+def table(at: AppTest, *columns: str):
+    """The first table showing all these columns (read-only tables carry no key in AppTest)."""
+    for frame in at.dataframe:
+        value = frame.value
+        if set(columns) <= set(value.columns):
+            return value
+    raise AssertionError(f"no table with columns {columns}")
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(str(HOME), default_timeout=60)
+    at.run()
+    at.switch_page("../pages/checkpoints.py").run()
+    assert not at.exception
+    return at
+
+
+def second_run(run, name="tiny2"):
+    """A copy of the tiny run, with worse test metrics in its card (to compare)."""
+    other = run.parent / name
+    shutil.copytree(run, other)
+    card_path = other / "checkpoint" / "card.json"
+    card = json.loads(card_path.read_text())
+    card["name"] = name
+    for task in card["tasks"]:
+        for key in ("mae", "rmse"):
+            if key in task["test_metrics"]:
+                task["test_metrics"][key] *= 2
+    card_path.write_text(json.dumps(card))
+    return other
+
+
+def test_empty_workspace_points_to_the_demo(workspace):
+    at = open_page()
+    assert "No checkpoint" in at.info[0].value
+
+
+def test_lists_checkpoints_with_their_model_cards(workspace_with_model):
+    at = open_page()
+    overview = table(at, "checkpoint", "problem")
+    assert list(overview["checkpoint"]) == ["tiny"]
+    assert overview["tasks"].iloc[0] == "bulk_modulus, hea_phase, yield_strength"
+    tasks = table(at, "task", "test metrics").set_index("task")
+    assert tasks.loc["bulk_modulus", "unit"] == "GPa"
+    assert tasks.loc["yield_strength", "t unit"] == "K"
+    assert tasks.loc["hea_phase", "unit"].startswith("classes: BCC")
+    assert "MAE" in tasks.loc["bulk_modulus", "test metrics"] and "GPa" in tasks.loc["bulk_modulus", "test metrics"]
+    assert set(table(at, "task", "dataset")["task"]) == {"bulk_modulus", "hea_phase", "yield_strength"}
+    assert "torch" in set(table(at, "package", "version")["package"])
+    assert any("Model card: tiny" in m.value for m in at.markdown)
+    assert not at.error
+
+
+def test_compare_two_checkpoints(workspace_with_model):
+    second_run(workspace_with_model)
+    at = open_page()
+    at.selectbox(key="compare_a").select("tiny").run()
+    at.selectbox(key="compare_b").select("tiny2").run()
+    assert not at.exception
+    metrics = table(at, "task", "metric", "better")
+    assert list(metrics.columns) == ["task", "metric", "unit", "tiny", "tiny2", "better"]
+    mae = metrics[(metrics["task"] == "bulk_modulus") & (metrics["metric"] == "MAE")].iloc[0]
+    assert mae["unit"] == "GPa" and mae["tiny2"] == pytest.approx(2 * mae["tiny"]) and mae["better"] == "tiny"
+    auc = metrics[(metrics["task"] == "hea_phase") & (metrics["metric"] == "ROC-AUC")].iloc[0]
+    assert auc["better"] == "" and auc["unit"] == ""
+    assert "tiny2" in table(at, "tiny2", "").columns
+
+
+def test_delete_asks_for_confirmation(workspace_with_model):
+    other = second_run(workspace_with_model)
+    at = open_page()
+    at.selectbox(key="delete_choice").select("tiny2").run()
+    at.button(key="delete_start").click().run()
+    assert not at.exception
+    assert "cannot be undone" in at.warning[0].value
+    at.button(key="delete_cancel").click().run()
+    assert other.exists() and not at.warning
+    at.selectbox(key="delete_choice").select("tiny2").run()
+    at.button(key="delete_start").click().run()
+    at.button(key="delete_confirm").click().run()
+    assert not at.exception
+    assert not other.exists() and workspace_with_model.exists()
+    assert "Deleted 'tiny2'" in at.success[0].value
+    assert list(table(at, "checkpoint", "problem")["checkpoint"]) == ["tiny"]
+
+
+def test_delete_refuses_folders_outside_the_workspace(workspace_with_model, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    with pytest.raises(ValueError, match="not a run folder"):
+        page.delete_run(outside)
+    assert outside.exists()
+
+
+def test_corrupt_checkpoint_shows_a_clear_error(workspace_with_model):
+    broken = second_run(workspace_with_model, "broken")
+    (broken / "checkpoint" / "model.safetensors").write_bytes(b"not safetensors at all")
+    (broken / "checkpoint" / "card.json").write_text("{ truncated")
+    at = open_page()
+    at.selectbox(key="card_choice").select("broken").run()
+    assert not at.exception
+    assert any("cannot be loaded" in e.value and "corrupt" in e.value for e in at.error)
+    overview = table(at, "checkpoint", "problem").set_index("checkpoint")
+    assert "unreadable" in overview.loc["broken", "problem"]
+    at.selectbox(key="compare_a").select("broken").run()
+    assert not at.exception
+    assert any("broken: the model card is unreadable" in e.value for e in at.error)

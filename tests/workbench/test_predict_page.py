@@ -1,0 +1,127 @@
+"""The Predict page: one formula (AppTest) and CSV batches (through the page's pure functions)."""
+
+import importlib.util
+import sys
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.workbench.conftest import HOME, ROOT
+
+
+def load_page(name: str):
+    """Import a page file as a module (its UI runs only under Streamlit, as ``__main__``)."""
+    spec = importlib.util.spec_from_file_location(f"fm_page_{name}", ROOT / "pages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+page = load_page("predict")
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(str(HOME), default_timeout=60)
+    at.run()
+    at.switch_page("../pages/predict.py").run()
+    assert not at.exception
+    return at
+
+
+@pytest.fixture
+def checkpoint(workspace_with_model):
+    from fm_engine.checkpoints import load_checkpoint
+
+    return load_checkpoint(workspace_with_model)
+
+
+def test_without_a_model_points_to_the_demo_training(workspace):
+    at = open_page()
+    assert "Overview" in at.info[0].value
+    assert not at.error
+
+
+def test_one_formula_gives_every_task_in_units(workspace_with_model):
+    at = open_page()
+    metrics = {m.label: m.value for m in at.metric}
+    assert "bulk_modulus (GPa)" in metrics
+    assert metrics["bulk_modulus (GPa)"].endswith(" GPa")
+    float(metrics["bulk_modulus (GPa)"].split()[0])
+    assert metrics["hea_phase (predicted class)"] in {"BCC", "FCC", "HCP", "multiphase"}
+    charts = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("temperature (K)" in spec and "yield_strength (MPa)" in spec for spec in charts)
+    assert any("class probabilities" in spec for spec in charts)
+    assert not at.error
+
+    at.text_input(key="predict_formula").set_value("Xx2O3").run()
+    assert not at.exception
+    assert "unknown element 'Xx'" in at.error[0].value
+    assert not at.metric
+
+    at.text_input(key="predict_formula").set_value("Fe2O3").run()
+    assert not at.exception and not at.error
+    assert any("O0.600Fe0.400" in c.value for c in at.caption)
+
+
+def test_single_formula_function(checkpoint):
+    result = page.predict_formula(checkpoint, "Al0.3CoCrFeNi")
+    by_name = {p.task.name: p for p in result.tasks}
+    assert abs(sum(by_name["hea_phase"].probabilities.values()) - 1) < 1e-5
+    curve = by_name["yield_strength"]
+    assert len(curve.t) == page.CURVE_POINTS == len(curve.curve)
+    figure = page.curve_figure(curve)
+    assert figure.layout.xaxis.title.text == "temperature (K)"
+    assert figure.layout.yaxis.title.text == "yield_strength (MPa)"
+    with pytest.raises(ValueError, match="unknown element"):
+        page.predict_formula(checkpoint, "Xx2O3")
+
+
+def test_csv_batch_lists_bad_rows_and_predicts_the_rest(checkpoint):
+    data = b"id,formula\n1,Fe2O3\n2,Xx2O3\n3,\n4,Al0.3CoCrFeNi\n"
+    result = page.predict_csv(checkpoint, data, "formula")
+    assert result.message == ""
+    assert list(result.bad_rows["row"]) == [3, 4]  # lines in the file (header = line 1)
+    assert "unknown element 'Xx'" in result.bad_rows["reason"].iloc[0]
+    assert "empty" in result.bad_rows["reason"].iloc[1]
+    assert list(result.predicted["id"]) == [1, 4]
+    assert result.predicted["bulk_modulus"].notna().all()
+    assert set(result.predicted["hea_phase"]) <= {"BCC", "FCC", "HCP", "multiphase"}
+    assert any(c.startswith("yield_strength@") for c in result.predictions.columns)
+    downloaded = pd.read_csv(__import__("io").BytesIO(result.csv_bytes()), keep_default_na=False)
+    assert len(downloaded) == 4 and "error" in downloaded.columns
+    # the composition column is guessed when not given; a custom t grid is used
+    guessed = page.predict_csv(checkpoint, data, t_grids={"yield_strength": page.parse_t_grid("300, 900")})
+    assert {"yield_strength@300", "yield_strength@900"} <= set(guessed.predictions.columns)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        (b"formula\n", "no rows"),
+        (b'formula,x\n"Fe2O3,1\n', "Malformed CSV"),
+        (b"a,b\n1,2\n3,4,5,6\n", "Malformed CSV"),
+    ],
+)
+def test_empty_or_malformed_csv_gives_a_message(checkpoint, data, expected):
+    result = page.predict_csv(checkpoint, data)
+    assert expected in result.message
+    assert result.predictions.empty
+
+
+def test_missing_column_or_all_bad_rows_give_a_message(checkpoint):
+    assert "not found" in page.predict_csv(checkpoint, b"formula\nFe2O3\n", "nope").message
+    result = page.predict_csv(checkpoint, b"formula\nXx\nQq2\n", "formula")
+    assert "No row could be predicted" in result.message
+    assert len(result.bad_rows) == 2
+
+
+def test_t_grid_parsing():
+    assert page.parse_t_grid("300; 500,800") == [300.0, 500.0, 800.0]
+    with pytest.raises(ValueError, match="'abc' is not a number"):
+        page.parse_t_grid("300, abc")
+    with pytest.raises(ValueError):
+        page.parse_t_grid(" , ")
