@@ -51,7 +51,7 @@ def _unit_of(task: BundledTask) -> str:
     if task.type == "classification":
         return "classes: " + ", ".join(task.classes or ())
     if task.type == "kernel_regression":
-        return f"{task.unit} vs {task.t_column} in {task.t_unit}"
+        return f"{task.unit}, vs T in {task.t_unit}"
     return task.unit
 
 
@@ -60,8 +60,14 @@ def bundled_choices(datasets: Sequence[BundledDataset]) -> dict[str, list[TaskCh
     groups: dict[str, list[TaskChoice]] = {}
     for dataset in datasets:
         groups[dataset.title] = [
-            TaskChoice(name=t.name, type=t.type, unit=_unit_of(t), group=dataset.title, n_rows=t.n_rows,
-                       description=t.description)  # fmt: skip
+            TaskChoice(
+                name=t.name,
+                type=t.type,
+                unit=_unit_of(t),
+                group=dataset.title,
+                n_rows=t.n_rows,
+                description=t.description,
+            )  # fmt: skip
             for t in dataset.tasks
         ]
     return groups
@@ -77,11 +83,13 @@ def uploaded_choices(uploaded: Mapping[str, Mapping[str, Any]] | None) -> list[T
         if kind == "classification" and spec.get("classes"):
             unit = "classes: " + ", ".join(str(c) for c in spec["classes"])
         elif kind == "kernel_regression":
-            unit = f"{unit or '?'} vs {spec.get('t_column', 't')} in {spec.get('t_unit') or '?'}"
+            unit = f"{unit or '?'}, vs {spec.get('t_column', 't')} in {spec.get('t_unit') or '?'}"
         frame = entry.get("frame")
         rows = len(frame) if isinstance(frame, pd.DataFrame) else None
-        choices.append(TaskChoice(name=str(spec.get("name") or name), type=kind, unit=unit, group="Your uploaded data",
-                                  n_rows=rows, description=str(spec.get("description", "")), uploaded=True))  # fmt: skip
+        choices.append(
+            TaskChoice(name=str(spec.get("name") or name), type=kind, unit=unit, group="Your uploaded data",
+                       n_rows=rows, description=str(spec.get("description", "")), uploaded=True)
+        )  # fmt: skip
     return choices
 
 
@@ -185,10 +193,16 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
         "name": values.name.strip(),
         "seed": int(values.seed),
         "tasks": tasks,
-        "model": {"encoder": encoder, "autoencoder": {"enabled": bool(values.autoencoder)},
-                  "loss_balancer": bool(values.loss_balancer)},  # fmt: skip
-        "data": {"batch_size": int(values.batch_size), "val_ratio": float(values.val_ratio),
-                 "test_ratio": float(values.test_ratio)},  # fmt: skip
+        "model": {
+            "encoder": encoder,
+            "autoencoder": {"enabled": bool(values.autoencoder)},
+            "loss_balancer": bool(values.loss_balancer),
+        },  # fmt: skip
+        "data": {
+            "batch_size": int(values.batch_size),
+            "val_ratio": float(values.val_ratio),
+            "test_ratio": float(values.test_ratio),
+        },  # fmt: skip
         "optimizer": {"lr": float(values.lr)},
         "trainer": {"max_epochs": int(values.max_epochs), "patience": int(values.patience), "progress_bar": False},
     }
