@@ -1,7 +1,12 @@
 """A first visit in a real browser: the demo model trains from one click, then the pages work."""
 
+import json
+
+import pandas as pd
+import pytest
 from playwright.sync_api import expect
 
+from fm_engine.inverse import element_presets
 from tests.browser.conftest import screenshot, wait_for_app
 
 
@@ -22,4 +27,66 @@ def test_first_visit_trains_the_demo_model(app, page):
     wait_for_app(page)
     expect(page.get_by_text("Bundled datasets").first).to_be_visible()
     screenshot(page, "data")
+    assert not page.get_by_test_id("stException").count()
+
+
+def set_number(page, label: str, value: str) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(value)
+    field.press("Enter")
+    wait_for_app(page)
+
+
+def test_design_with_constraints_and_downloads(app, page, tmp_path):
+    """Needs the demo model of the previous test (same server and workspace)."""
+    url, workspace = app
+    assert (workspace / "runs" / "demo" / "checkpoint").exists(), "run the first-visit test first"
+    page.goto(url + "/design")
+    wait_for_app(page)
+    page.get_by_role("button", name="alloy_palette").click()
+    wait_for_app(page)
+    set_number(page, "Max elements per recipe (0 = no cap)", "4")
+    fixed = page.get_by_role("textbox", name="Fixed amounts as text")
+    fixed.fill("Al=0.1")
+    fixed.press("Enter")
+    wait_for_app(page)
+    slider = page.get_by_role("slider").first  # diversity scale: 1.0 -> 0.5 in steps of 0.05
+    slider.focus()
+    for _ in range(10):
+        slider.press("ArrowLeft")
+    wait_for_app(page)
+    set_number(page, "Number of seeds / starts", "6")
+    set_number(page, "Steps", "80")
+    screenshot(page, "design_form")
+    page.get_by_role("button", name="Run design").click()
+    expect(page.get_by_role("button", name="Download CSV")).to_be_visible(timeout=120_000)
+    wait_for_app(page)
+    expect(page.get_by_text("Element frequency").first).to_be_visible()
+    assert page.get_by_test_id("stPlotlyChart").count() >= 1
+    screenshot(page, "design_results")
+    page.get_by_role("tab", name="Seed → designed").click()
+    expect(page.locator("[data-testid='stPlotlyChart']:visible").first).to_be_visible()
+    screenshot(page, "design_seed_to_designed")
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    csv_path = tmp_path / "recipes.csv"
+    download.value.save_as(csv_path)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download JSON").click()
+    json_path = tmp_path / "results.json"
+    download.value.save_as(json_path)
+
+    recipes = pd.read_csv(csv_path)
+    results = json.loads(json_path.read_text())
+    assert len(recipes) == 6 and recipes["constraints_ok"].all()
+    assert results["config"]["constraints"]["max_elements"] == 4
+    assert results["config"]["constraints"]["fixed_amounts"] == {"Al": 0.1}
+    assert results["config"]["constraints"]["diversity_scale"] == pytest.approx(0.5)
+    allowed = set(element_presets()["alloy_palette"])
+    for _, row in recipes.iterrows():
+        fractions = {c[2:]: row[c] for c in recipes.columns if c.startswith("x_") and row[c] > 0}
+        assert set(fractions) <= allowed and len(fractions) <= 4
+        assert fractions["Al"] == pytest.approx(0.1)
+        assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-6)
     assert not page.get_by_test_id("stException").count()
