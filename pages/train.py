@@ -148,7 +148,7 @@ with st.container(border=True):
         help="Fills the size fields below; edit them freely afterwards. Small trains in seconds on a laptop CPU.",
     )
 
-    with st.form("train_form", border=False):
+    with st.form("train_form", border=False, enter_to_submit=False):
         head = st.columns([2, 1])
         name = head[0].text_input(
             "Run name", value="my-model", max_chars=60, key="train_name",

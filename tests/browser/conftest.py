@@ -6,6 +6,7 @@ Without it the tests are skipped locally, and fail under CI=true: a browser test
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -51,8 +52,23 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A workbench server on a fresh, empty workspace; yields (base URL, workspace)."""
     workspace = tmp_path_factory.mktemp("browser_workspace")
     env = {"FM_WORKSPACE": str(workspace), "FM_DEMO_MAX_EPOCHS": "8"}
-    with running_streamlit(env) as url:
-        yield url, workspace
+    try:
+        with running_streamlit(env) as url:
+            yield url, workspace
+    finally:
+        stop_runs(workspace)
+
+
+def stop_runs(workspace: Path) -> None:
+    """Training processes started by the tests live in their own sessions: end them with the tests."""
+    import signal
+
+    for status in workspace.glob("runs/*/status.json"):
+        pid = json.loads(status.read_text()).get("pid")
+        try:
+            os.killpg(os.getpgid(int(pid)), signal.SIGKILL)
+        except (ProcessLookupError, TypeError, ValueError, PermissionError):
+            continue
 
 
 @pytest.fixture
@@ -64,7 +80,8 @@ def page(browser: object) -> Iterator[object]:
 
 
 def wait_for_app(page: object, timeout_ms: int = 60_000) -> None:
-    """Until the script has run and no element is still loading."""
+    """Until the script has run. After an interaction, give the rerun a moment to start first."""
+    page.wait_for_timeout(400)  # type: ignore[attr-defined]
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)  # type: ignore[attr-defined]
 
 

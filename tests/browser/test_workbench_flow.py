@@ -1,12 +1,15 @@
 """A first visit in a real browser: the demo model trains from one click, then the pages work."""
 
 import json
+import re
+import time
 
 import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
 from fm_engine.inverse import element_presets
+from fm_engine.training import RunDirectory
 from tests.browser.conftest import screenshot, wait_for_app
 
 
@@ -33,7 +36,7 @@ def test_first_visit_trains_the_demo_model(app, page):
 def set_number(page, label: str, value: str) -> None:
     field = page.get_by_label(label, exact=True)
     field.fill(value)
-    field.press("Enter")
+    field.press("Tab")  # commit by leaving the field (Enter would submit a form)
     wait_for_app(page)
 
 
@@ -62,7 +65,7 @@ def test_design_with_constraints_and_downloads(app, page, tmp_path):
     expect(page.get_by_role("button", name="Download CSV")).to_be_visible(timeout=120_000)
     wait_for_app(page)
     expect(page.get_by_text("Element frequency").first).to_be_visible()
-    assert page.get_by_test_id("stPlotlyChart").count() >= 1
+    expect(page.locator("[data-testid='stPlotlyChart']:visible").first).to_be_visible(timeout=30_000)
     screenshot(page, "design_results")
     page.get_by_role("tab", name="Seed → designed").click()
     expect(page.locator("[data-testid='stPlotlyChart']:visible").first).to_be_visible()
@@ -89,4 +92,62 @@ def test_design_with_constraints_and_downloads(app, page, tmp_path):
         assert set(fractions) <= allowed and len(fractions) <= 4
         assert fractions["Al"] == pytest.approx(0.1)
         assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-6)
+    assert not page.get_by_test_id("stException").count()
+
+
+def test_train_monitor_advances_then_cancel(app, page):
+    url, workspace = app
+    page.goto(url + "/train")
+    wait_for_app(page)
+    page.get_by_text("bulk_modulus (GPa)", exact=True).click()
+    set_number(page, "Epochs (passes over the data)", "400")
+    set_number(page, "Patience (epochs)", "400")
+    page.get_by_role("button", name="Start training").click()
+    wait_for_app(page)
+    runs = [p for p in (workspace / "runs").iterdir() if p.is_dir() and p.name != "demo"]
+    assert len(runs) == 1  # one click, one run
+    run = RunDirectory(runs[0])
+    expect(page.get_by_text("running").first).to_be_visible(timeout=60_000)
+
+    def shown_epoch() -> int:
+        text = page.get_by_text(re.compile(r"epoch \d+ / 400")).first.inner_text()
+        return int(re.search(r"epoch (\d+) /", text).group(1))
+
+    expect(page.get_by_text(re.compile(r"epoch [1-9]\d* / 400")).first).to_be_visible(timeout=60_000)
+    first = shown_epoch()
+    deadline = time.time() + 30
+    while shown_epoch() <= first and time.time() < deadline:
+        page.wait_for_timeout(500)
+    assert shown_epoch() > first  # the live monitor advances without a reload
+    expect(page.locator("[data-testid='stPlotlyChart']:visible").first).to_be_visible(timeout=30_000)
+    screenshot(page, "train_monitor")
+    page.get_by_role("button", name="Cancel run").click()
+    expect(page.get_by_text("cancelled").first).to_be_visible(timeout=60_000)
+    assert run.read_status()["state"] == "cancelled"
+    screenshot(page, "train_cancelled")
+
+
+def test_predict_csv_with_a_bad_row(app, page, tmp_path):
+    url, _ = app
+    source = tmp_path / "alloys.csv"
+    source.write_text("formula,note\nNbMoTaW,refractory\nnot a formula!,typo\nAl0.5CoCrFeNi,cantor\n")
+    page.goto(url + "/predict")
+    wait_for_app(page)
+    page.locator("input[type='file']").set_input_files(str(source))
+    wait_for_app(page)
+    expect(page.get_by_role("button", name="Download predictions (CSV)")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("not a chemical formula").first).to_be_attached()  # a cell of the bad-rows table
+    screenshot(page, "predict_csv")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download predictions (CSV)").click()
+    path = tmp_path / "predicted.csv"
+    download.value.save_as(path)
+    predicted = pd.read_csv(path, keep_default_na=False)
+    assert list(predicted["formula"]) == ["NbMoTaW", "not a formula!", "Al0.5CoCrFeNi"]
+    assert predicted.loc[1, "error"] and not predicted.loc[0, "error"] and not predicted.loc[2, "error"]
+    assert float(predicted.loc[0, "bulk_modulus"]) > 0
+    page.goto(url + "/checkpoints")
+    wait_for_app(page)
+    expect(page.get_by_text("demo").first).to_be_visible()
+    screenshot(page, "checkpoints")
     assert not page.get_by_test_id("stException").count()
