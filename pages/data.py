@@ -7,7 +7,6 @@ this file as a page.
 
 from __future__ import annotations
 
-import io
 import re
 import warnings
 from collections.abc import Iterable, MutableMapping
@@ -21,13 +20,13 @@ from fm_engine.compositions import parse_many
 from fm_engine.data.tables import TaskTable, load_task_table
 from fm_engine.elements import element_symbols
 from fm_engine.tasks import TaskSpec, TaskType
+from workbench.components.uploads import COMPOSITION_GUESSES, guess_column, read_csv_bytes
 
 UPLOAD = "fm_data_upload"  # {"name": file name, "frame": DataFrame}: the table being mapped (survives page switches)
 UPLOAD_SEEN = "fm_data_upload_seen"  # file_id of the last upload read (a file is read once, not on every rerun)
 UPLOAD_ERROR = "fm_data_upload_error"  # why the last upload could not be read
 NONE = "(none)"
 TASK_TYPES = [t.value for t in TaskType]
-COMPOSITION_GUESSES = ("composition", "formula", "compositions", "formulas", "alloy", "material")
 NO_SPLIT_COLUMN = "__no_split_column__"  # split_column value that matches no column: the splitter decides
 
 
@@ -40,32 +39,6 @@ def element_coverage(compositions: Iterable[object]) -> dict[str, float]:
     weights = parsed.weights[np.unique(parsed.keys, return_index=True)[1]]
     share = (weights > 0).mean(axis=0)
     return {symbol: float(s) for symbol, s in zip(element_symbols(), share, strict=True) if s > 0}
-
-
-def read_csv_bytes(data: bytes) -> tuple[pd.DataFrame | None, str]:
-    """Read an uploaded CSV; returns (table, "") or (None, a message saying what is wrong)."""
-    if not data or not data.strip():
-        return None, "The file is empty: upload a CSV with a header row and one row per measurement."
-    try:
-        frame = pd.read_csv(io.BytesIO(data))
-    except pd.errors.EmptyDataError:
-        return None, "The file is empty: upload a CSV with a header row and one row per measurement."
-    except pd.errors.ParserError as error:
-        return None, f"Malformed CSV: {str(error).strip()}"
-    except (UnicodeDecodeError, ValueError) as error:
-        return None, f"The file cannot be read as CSV: {error}"
-    if frame.empty:
-        return None, "The CSV has a header but no rows."
-    frame.columns = [str(c) for c in frame.columns]
-    return frame, ""
-
-
-def guess_column(columns: list[str], guesses: Iterable[str], *, exclude: Iterable[str] = ()) -> int:
-    lowered = [c.strip().lower() for c in columns]
-    for guess in guesses:
-        if guess in lowered and columns[lowered.index(guess)] not in exclude:
-            return lowered.index(guess)
-    return next((i for i, c in enumerate(columns) if c not in exclude), 0)
 
 
 def suggest_task_name(file_name: str) -> str:

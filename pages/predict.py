@@ -6,7 +6,6 @@ tests can call them directly; the Streamlit UI runs only when Streamlit executes
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,9 +17,9 @@ from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import format_formula, parse_many
 from fm_engine.predict import default_t_grid, predict_frame, predict_weights
 from fm_engine.tasks import TaskSpec, TaskType
+from workbench.components.uploads import guess_column, read_csv_bytes
 
 CURVE_POINTS = 60
-COMPOSITION_GUESSES = ("composition", "formula", "compositions", "formulas", "alloy", "material")
 
 
 # ----------------------------------------------------------------------------------------------- pure logic
@@ -106,32 +105,6 @@ def curve_figure(prediction: TaskPrediction) -> go.Figure:
     return figure
 
 
-def read_csv_bytes(data: bytes) -> tuple[pd.DataFrame | None, str]:
-    """Read an uploaded CSV; returns (table, "") or (None, a message saying what is wrong)."""
-    if not data or not data.strip():
-        return None, "The file is empty: upload a CSV with a header row and one composition per row."
-    try:
-        frame = pd.read_csv(io.BytesIO(data))
-    except pd.errors.EmptyDataError:
-        return None, "The file is empty: upload a CSV with a header row and one composition per row."
-    except pd.errors.ParserError as error:
-        return None, f"Malformed CSV: {str(error).strip()}"
-    except (UnicodeDecodeError, ValueError) as error:
-        return None, f"The file cannot be read as CSV: {error}"
-    if frame.empty:
-        return None, "The CSV has a header but no rows."
-    return frame, ""
-
-
-def guess_composition_column(columns: list[str]) -> int:
-    """Index of the most likely formula column (``composition``, ``formula``, ...; else the first)."""
-    lowered = [str(c).strip().lower() for c in columns]
-    for guess in COMPOSITION_GUESSES:
-        if guess in lowered:
-            return lowered.index(guess)
-    return 0
-
-
 def parse_t_grid(text: str) -> list[float]:
     """``"300, 500, 800"`` -> [300.0, 500.0, 800.0]; raises ``ValueError`` naming the bad entry."""
     values = []
@@ -205,7 +178,7 @@ def predict_csv(
     frame, message = read_csv_bytes(data)
     if frame is None:
         return BatchResult(pd.DataFrame(), pd.DataFrame(columns=["row", "input", "reason"]), message)
-    column = composition_column or frame.columns[guess_composition_column(list(frame.columns))]
+    column = composition_column or frame.columns[guess_column(list(frame.columns))]
     return predict_table(checkpoint, frame, column, t_grids=t_grids)
 
 
@@ -288,9 +261,7 @@ def _batch(checkpoint: LoadedCheckpoint) -> None:
         return
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
-    column = st.selectbox(
-        "Composition column", columns, index=guess_composition_column(columns), key="predict_composition_column"
-    )
+    column = st.selectbox("Composition column", columns, index=guess_column(columns), key="predict_composition_column")
     grids: dict[str, list[float]] = {}
     sequence_tasks = [t for t in checkpoint.model.tasks.values() if t.type is TaskType.KERNEL_REGRESSION]
     if sequence_tasks:

@@ -1,10 +1,12 @@
 import contextlib
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import types
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / "workbench" / "Home.py"
+
+
+def load_page(name: str) -> types.ModuleType:
+    """Import a page file as a module (its UI runs only under Streamlit, as ``__main__``)."""
+    spec = importlib.util.spec_from_file_location(f"fm_page_{name}", ROOT / "pages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:

@@ -1,24 +1,12 @@
 """The Checkpoints page: list with model cards, compare two, delete with confirmation, corrupt checkpoints."""
 
-import importlib.util
 import json
 import shutil
-import sys
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.workbench.conftest import HOME, ROOT
-
-
-def load_page(name: str):
-    """Import a page file as a module (its UI runs only under Streamlit, as ``__main__``)."""
-    spec = importlib.util.spec_from_file_location(f"fm_page_{name}", ROOT / "pages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from tests.workbench.conftest import HOME, load_page
 
 page = load_page("checkpoints")
 

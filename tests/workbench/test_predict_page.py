@@ -1,23 +1,10 @@
 """The Predict page: one formula (AppTest) and CSV batches (through the page's pure functions)."""
 
-import importlib.util
-import sys
-
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.workbench.conftest import HOME, ROOT
-
-
-def load_page(name: str):
-    """Import a page file as a module (its UI runs only under Streamlit, as ``__main__``)."""
-    spec = importlib.util.spec_from_file_location(f"fm_page_{name}", ROOT / "pages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from tests.workbench.conftest import HOME, load_page
 
 page = load_page("predict")
 
