@@ -63,6 +63,7 @@ class TaskSpec:
         class_weights: classification only: per-class loss weights, or ``"balanced"`` (inverse class
             frequency on the training split).
         n_kernels: kernel regression only: number of Gaussian kernels in ``t``.
+        loss: regression only: ``huber`` (default; robust to outliers) or ``mse``.
     """
 
     name: str
@@ -82,6 +83,7 @@ class TaskSpec:
     head_hidden_dims: list[int] = field(default_factory=lambda: [64])
     class_weights: list[float] | str | None = None
     n_kernels: int = 8
+    loss: str = "huber"
 
     def __post_init__(self) -> None:
         if not self.name or not str(self.name).strip():
@@ -118,6 +120,8 @@ class TaskSpec:
                     raise ValueError(
                         f"task '{self.name}': {len(self.class_weights)} class_weights for {len(self.classes)} classes"
                     )
+        if self.loss not in ("huber", "mse"):
+            raise ValueError(f"task '{self.name}': loss must be 'huber' or 'mse', not '{self.loss}'")
         if self.n_kernels < 1:
             raise ValueError(f"task '{self.name}': n_kernels must be >= 1")
         if isinstance(self.predict_idx, str) and self.predict_idx not in ("train", "val", "test", "all"):

@@ -89,6 +89,17 @@ class ModelConfig:
         )
 
 
+HUBER_BETA = 0.5  # in units of the task's training standard deviation
+
+
+def regression_loss(task: TaskSpec, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The task's regression loss on normalised values: ``mse``, or ``huber`` (quadratic within
+    ``HUBER_BETA`` standard deviations, linear beyond: robust to outliers, better MAE)."""
+    if task.loss == "huber":
+        return F.smooth_l1_loss(prediction, target, beta=HUBER_BETA)
+    return F.mse_loss(prediction, target)
+
+
 def flatten_curves(
     t: Sequence[torch.Tensor], y: Sequence[torch.Tensor] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -274,7 +285,7 @@ class FlexibleMultiTaskModel(nn.Module):
                 head = self.heads[name]
                 losses[name] = F.cross_entropy(prediction, targets[name][mask], weight=head.class_weights)
             else:
-                losses[name] = F.mse_loss(prediction, self.to_normalised(name, targets[name][mask]))
+                losses[name] = regression_loss(task, prediction, self.to_normalised(name, targets[name][mask]))
         if AUTOENCODER in outputs:
             losses[AUTOENCODER] = F.mse_loss(outputs[AUTOENCODER], x)
         return losses

@@ -112,7 +112,7 @@ class TrainConfig:
 
 def demo_config() -> TrainConfig:
     """The built-in demo: AFLOW regression, glass and HEA-phase classification, yield strength vs T,
-    plus the autoencoder; sized to train in about 60-75 s on 2 CPU cores."""
+    plus the autoencoder; sized to train in about 80-90 s on 2 CPU cores."""
     tasks: list[dict[str, Any]] = [
         {"bundled": name} for name in ("bulk_modulus", "shear_modulus", "debye_temperature", "band_gap")
     ]

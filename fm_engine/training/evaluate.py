@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from fm_engine.data import CompositionDataModule
 from fm_engine.models import AUTOENCODER, FlexibleMultiTaskModel, flatten_curves
+from fm_engine.models.model import regression_loss
 from fm_engine.tasks import TaskType
 from fm_engine.training.metrics import classification_metrics, curve_metrics, regression_metrics
 
@@ -77,7 +78,11 @@ def evaluate(
                 losses[name] = F.cross_entropy(pred, true, weight=weight)
                 metrics = classification_metrics(true.numpy(), torch.softmax(pred, -1).numpy())
             else:
-                losses[name] = F.mse_loss(pred, model.to_normalised(name, true))
+                normalised = model.to_normalised(name, true)
+                if task.type is TaskType.REGRESSION:
+                    losses[name] = regression_loss(task, pred, normalised)
+                else:
+                    losses[name] = F.mse_loss(pred, normalised)
                 physical = model.to_physical(name, pred).numpy()
                 if task.type is TaskType.KERNEL_REGRESSION:
                     metrics = curve_metrics(true.numpy(), physical)

@@ -178,3 +178,17 @@ def test_bad_encoder_settings():
         EncoderConfig(type="transformer", d_model=10, nhead=4)
     with pytest.raises(ValueError, match="unknown encoder type"):
         EncoderConfig(type="gnn")
+
+
+def test_regression_loss_is_huber_by_default_and_mse_on_request():
+    model = make_model().eval()
+    x, targets, masks, t = batch()
+    huber = model.task_losses(x, targets, masks, t)["gap"]
+    model.tasks["gap"].loss = "mse"
+    mse = model.task_losses(x, targets, masks, t)["gap"]
+    prediction = model(x)["gap"][masks["gap"]]
+    target = model.to_normalised("gap", targets["gap"][masks["gap"]])
+    assert torch.isclose(huber, torch.nn.functional.smooth_l1_loss(prediction, target, beta=0.5))
+    assert torch.isclose(mse, torch.nn.functional.mse_loss(prediction, target))
+    with pytest.raises(ValueError, match="loss must be 'huber' or 'mse'"):
+        TaskSpec(name="a", loss="l1")
