@@ -31,7 +31,7 @@ if not available_checkpoints() or demo_state in ("queued", "running"):
         st.markdown(
             "One click trains the built-in multi-task model on the bundled data (bulk and shear modulus, "
             "Debye temperature, band gap, glass-forming ability, high-entropy-alloy phase, yield strength vs "
-            "temperature) in about a minute on a laptop CPU. It runs as a separate process: you can leave "
+            "temperature) in about a minute and a half on a laptop CPU. It runs as a separate process: you can leave "
             "this page and come back."
         )
         if st.button("Train the demo model", type="primary", key="start_demo"):
