@@ -25,7 +25,7 @@ from _common import OtherLoad, environment, print_environment, write_result
 
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.inverse import DesignConstraints, Target, optimize_composition, optimize_latent
-from fm_engine.inverse.design import _objective_of
+from fm_engine.inverse.design import objective_of
 from fm_engine.predict import predict_weights
 
 TWENTY = "Al Ti V Cr Mn Fe Co Ni Cu Zr Nb Mo Hf Ta W Re Si B C N".split()
@@ -70,7 +70,7 @@ def main() -> None:
             seconds, run = timed(
                 lambda c=constraints: optimize_composition(model, targets, constraints=c, n_starts=64, steps=300)
             )
-            objective = _objective_of(checkpoint, targets, run.weights)
+            objective = objective_of(checkpoint, targets, run.weights)
             violations = sum(bool(constraints.check_recipe(w)) for w in run.weights)
             rows[name] = {
                 "seconds": seconds,
@@ -84,7 +84,7 @@ def main() -> None:
             }
         optimize_latent(model, targets, n_starts=64, steps=20)
         seconds, latent = timed(lambda: optimize_latent(model, targets, n_starts=64, steps=300, ae_align_scale=0.5))
-        recipe_objective = _objective_of(checkpoint, targets, latent.weights)
+        recipe_objective = objective_of(checkpoint, targets, latent.weights)
         scaler = model.config.scalers["bulk_modulus"]
         recipe_values = predict_weights(model, latent.weights)["bulk_modulus"]
         rows["latent"] = {

@@ -20,7 +20,7 @@ from design_speed import demo_checkpoint
 
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.inverse import DesignConstraints, Target, optimize_composition
-from fm_engine.inverse.design import _objective_of
+from fm_engine.inverse.design import objective_of
 
 ROWS, STEPS = 8, 1200  # a budget of 9,600 model evaluations: a few starts, many steps
 
@@ -54,7 +54,7 @@ def compare(checkpoint, targets: list[Target], constraints: DesignConstraints) -
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     scores = np.concatenate([
-        _objective_of(checkpoint, targets, random_recipes(constraints.allowed_mask(), 4096, rng))
+        objective_of(checkpoint, targets, random_recipes(constraints.allowed_mask(), 4096, rng))
         for _ in range(int(np.ceil(budget / 4096)))
     ])[:budget]  # fmt: skip
     random_seconds = time.perf_counter() - start
@@ -63,7 +63,7 @@ def compare(checkpoint, targets: list[Target], constraints: DesignConstraints) -
     needed = int((reached[0] + 1) * ROWS) if len(reached) else None
     return {
         "budget": budget, "gradient_best": float(best_by_step[-1]),
-        "gradient_final_recipes_best": float(_objective_of(checkpoint, targets, run.weights).min()),
+        "gradient_final_recipes_best": float(objective_of(checkpoint, targets, run.weights).min()),
         "random_best": random_best, "evaluations_needed": needed, "ratio": budget / needed if needed else None,
         "gradient_seconds": gradient_seconds, "random_seconds": random_seconds,
     }  # fmt: skip

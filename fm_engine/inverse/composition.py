@@ -64,7 +64,7 @@ def soft_top_k(logits: torch.Tensor, k: torch.Tensor, tau: float) -> torch.Tenso
     return membership.clamp(max=1.0)
 
 
-class _Objective:
+class DesignObjective:
     """Model forward + objective for a batch of weight rows (model frozen, float32)."""
 
     def __init__(self, model: FlexibleMultiTaskModel, targets: Sequence[Target], diversity_scale: float) -> None:
@@ -121,7 +121,7 @@ def optimize_composition(
         raise ValueError("steps must be >= 2")
     if not 0.0 <= polish_fraction < 1.0:
         raise ValueError("polish_fraction must be in [0, 1)")
-    objective = _Objective(model, targets, constraints.diversity_scale)
+    objective = DesignObjective(model, targets, constraints.diversity_scale)
     symbols = element_symbols()
     index = element_index()
     n_elements = len(symbols)

@@ -21,7 +21,7 @@ from fm_engine.compositions import format_formula, format_percent, parse_many, w
 from fm_engine.config import from_mapping
 from fm_engine.elements import element_index, element_symbols
 from fm_engine.inverse.charge import charge_balance
-from fm_engine.inverse.composition import CompositionRun, _Objective, optimize_composition
+from fm_engine.inverse.composition import CompositionRun, DesignObjective, optimize_composition
 from fm_engine.inverse.constraints import DesignConstraints
 from fm_engine.inverse.latent import LatentRun, optimize_latent
 from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds
@@ -180,8 +180,8 @@ def _target_columns(
     return columns, units
 
 
-def _objective_of(checkpoint: LoadedCheckpoint, targets: list[Target], weights: np.ndarray) -> np.ndarray:
-    objective = _Objective(checkpoint.model, targets, 1.0)
+def objective_of(checkpoint: LoadedCheckpoint, targets: list[Target], weights: np.ndarray) -> np.ndarray:
+    objective = DesignObjective(checkpoint.model, targets, 1.0)
     with torch.no_grad():
         checkpoint.model.eval()
         return objective.terms(torch.as_tensor(weights, dtype=torch.float32)).sum(dim=1).double().numpy()
@@ -193,7 +193,7 @@ def resolve_seeds(checkpoint: LoadedCheckpoint, config: DesignConfig) -> tuple[n
         return None, [f"random start {i + 1}" for i in range(seeds.n)]
     if seeds.source == "formulas":
         return formula_seeds(seeds.formulas), list(seeds.formulas)
-    weights, keys = data_seeds(checkpoint, seeds, config.targets, config.constraints, random_seed=config.random_seed)
+    weights = data_seeds(checkpoint, seeds, config.targets, config.constraints, random_seed=config.random_seed)
     return weights, [format_formula(weights_to_fractions(w)) for w in weights]
 
 
@@ -257,7 +257,7 @@ def build_table(
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """The ranked results table (index = original row order), re-scored from the recipes themselves."""
     symbols = element_symbols()
-    objective = _objective_of(checkpoint, config.targets, recipes)
+    objective = objective_of(checkpoint, config.targets, recipes)
     values, units = _target_columns(checkpoint, config.targets, recipes)
     seed_values = _target_columns(checkpoint, config.targets, seeds)[0] if seeds is not None else {}
     nearest, distance = nearest_training(checkpoint, recipes)

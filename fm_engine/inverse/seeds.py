@@ -12,7 +12,7 @@ import torch
 
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import parse_many
-from fm_engine.inverse.composition import _Objective
+from fm_engine.inverse.composition import DesignObjective
 from fm_engine.inverse.constraints import DesignConstraints
 from fm_engine.inverse.targets import Target
 
@@ -57,22 +57,22 @@ def data_seeds(
     constraints: DesignConstraints,
     *,
     random_seed: int = 0,
-) -> tuple[np.ndarray, list[str]]:
-    """Seeds from the training compositions, preferring those made only of allowed elements."""
+) -> np.ndarray:
+    """Seed weight rows from the training compositions, preferring those made only of allowed elements."""
     pool = checkpoint.compositions()
     if config.split != "all":
         pool = pool[pool["split"] == config.split]
     if pool.empty:
         raise ValueError("the checkpoint records no training compositions to seed from; use formulas or random")
     batch = parse_many(pool["composition"].tolist())
-    weights, keys = batch.weights, np.asarray(batch.keys, dtype=object)
+    weights = batch.weights
     allowed = constraints.allowed_mask()
     inside = (weights[:, ~allowed] == 0).all(axis=1)
     if inside.sum() >= config.n:
-        weights, keys = weights[inside], keys[inside]
+        weights = weights[inside]
     else:  # not enough compositions from the palette: seeds are renormalised onto the allowed elements
         touching = weights[:, allowed].sum(axis=1) > 0
-        weights, keys = weights[touching], keys[touching]
+        weights = weights[touching]
         weights = np.where(allowed, weights, 0.0)
         weights = weights / weights.sum(axis=1, keepdims=True)
     if len(weights) == 0:
@@ -80,8 +80,8 @@ def data_seeds(
     if config.strategy == "random":
         rng = np.random.default_rng(random_seed)
         chosen = rng.choice(len(weights), size=min(config.n, len(weights)), replace=False)
-        return weights[chosen], list(keys[chosen])
-    objective = _Objective(checkpoint.model, targets, 1.0)
+        return weights[chosen]
+    objective = DesignObjective(checkpoint.model, targets, 1.0)
     scores = []
     with torch.no_grad():
         checkpoint.model.eval()
@@ -98,4 +98,4 @@ def data_seeds(
         chosen.append(i)
         if len(chosen) == config.n:
             break
-    return weights[chosen], list(keys[chosen])
+    return weights[chosen]

@@ -12,7 +12,7 @@ from fm_engine.cli import main
 from fm_engine.compositions import to_weights
 from fm_engine.inverse import DesignConfig, DesignConstraints, Target, optimize_composition, replay, run_design
 from fm_engine.inverse.charge import charge_balance
-from fm_engine.inverse.design import _objective_of
+from fm_engine.inverse.design import objective_of
 from fm_engine.predict import predict_weights
 
 SEEDS = ["NbMoTaW", "CoCrFeNi", "Al0.5CoCrCuFeNi", "HfNbTaTiZr", "TiZrV", "FeNi"]
@@ -44,8 +44,8 @@ def test_objective_improves_for_every_target_kind(checkpoint, target):
     seeds = seed_weights()
     run = optimize_composition(checkpoint.model, [target], seeds=seeds, steps=150, lr=0.05,
                                constraints=DesignConstraints(seed_blend=0.9))  # fmt: skip
-    before = _objective_of(checkpoint, [target], seeds)
-    after = _objective_of(checkpoint, [target], run.weights)
+    before = objective_of(checkpoint, [target], seeds)
+    after = objective_of(checkpoint, [target], run.weights)
     assert after.mean() < before.mean()
     assert (after <= before + 1e-6).mean() >= 0.8  # nearly every row improves
 
@@ -62,7 +62,7 @@ def test_reported_numbers_come_from_the_reported_recipes(checkpoint):
         assert result.all_constraints_satisfied, table["constraint_check"].tolist()
         predictions = predict_weights(checkpoint.model, result.recipes)
         np.testing.assert_allclose(table["bulk_modulus [GPa]"], predictions["bulk_modulus"], rtol=1e-5)
-        np.testing.assert_allclose(table["objective"], _objective_of(checkpoint, config.targets, result.recipes),
+        np.testing.assert_allclose(table["objective"], objective_of(checkpoint, config.targets, result.recipes),
                                    rtol=1e-5)  # fmt: skip
         x_columns = [c for c in table.columns if c.startswith("x_")]
         np.testing.assert_allclose(table[x_columns].sum(axis=1), 1.0, atol=1e-9)

@@ -31,6 +31,18 @@ def wait_for(condition, timeout: float = 90.0) -> None:
         time.sleep(0.2)
 
 
+def resume(run: RunDirectory, *, max_epochs: int) -> None:
+    """``fm train --resume`` with fewer epochs left (max_epochs shortened in the saved config)."""
+    saved = yaml.safe_load(run.config_path.read_text())
+    saved["trainer"]["max_epochs"] = max_epochs
+    run.config_path.write_text(yaml.safe_dump(saved))
+    resumed = subprocess.run(
+        [sys.executable, "-m", "fm_engine.cli", "train", "--out", str(run.path), "--resume", "--no-progress"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
 def epochs_logged(run: RunDirectory) -> list[int]:
     return [r["epoch"] for r in run.read_metrics() if r["kind"] == "epoch"]
 
@@ -48,15 +60,7 @@ def test_sigterm_cancels_then_resume_finishes(tiny_data, tmp_path):
     assert run.resume_path.exists() and not run.checkpoint_path.exists()
     done_before = max(epochs_logged(run))
 
-    # Resume with fewer epochs left: shorten max_epochs in the saved config, then --resume.
-    saved = yaml.safe_load(run.config_path.read_text())
-    saved["trainer"]["max_epochs"] = done_before + 3
-    run.config_path.write_text(yaml.safe_dump(saved))
-    resumed = subprocess.run(
-        [sys.executable, "-m", "fm_engine.cli", "train", "--out", str(out), "--resume", "--no-progress"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    resume(run, max_epochs=done_before + 3)
     assert run.read_status()["state"] == "done"
     epochs = epochs_logged(run)
     assert max(epochs) > done_before  # continued where it stopped, not from epoch 0
@@ -74,14 +78,7 @@ def test_a_killed_run_resumes_from_its_last_epoch(tiny_data, tmp_path):
     assert not run.checkpoint_path.exists()
     assert not list(out.glob(".checkpoint*"))  # never half a checkpoint
     killed_at = max(epochs_logged(run))
-    saved = yaml.safe_load(run.config_path.read_text())
-    saved["trainer"]["max_epochs"] = killed_at + 2
-    run.config_path.write_text(yaml.safe_dump(saved))
-    resumed = subprocess.run(
-        [sys.executable, "-m", "fm_engine.cli", "train", "--out", str(out), "--resume", "--no-progress"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    resume(run, max_epochs=killed_at + 2)
     assert max(epochs_logged(run)) >= killed_at
     assert json.loads((out / "checkpoint" / "card.json").read_text())["training"]["epochs_run"] == killed_at + 2
 
