@@ -103,6 +103,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _run_training(config, out, resume=False, progress_bar=not args.no_progress)
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from fm_engine.checkpoints import load_checkpoint
+    from fm_engine.training import TrainConfig
+    from fm_engine.training.trainer import FinetuneSpec, train
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    if "config" not in checkpoint.card:
+        raise ValueError(f"{checkpoint.path}: the model card holds no training config to rebuild the data from")
+    config = TrainConfig.from_dict(checkpoint.card["config"])
+    config.name = f"{config.name or 'model'}-finetune"
+    _apply_trainer_overrides(config, args)
+    if args.lr is not None:
+        config.optimizer.lr = args.lr
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    spec = FinetuneSpec(checkpoint.model, tasks, checkpoint.checkpoint_id)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    result = train(config, Path(args.out), finetune=spec, progress_bar=not args.no_progress)
+    if result.checkpoint is None:
+        return EXIT_CANCELLED
+    print((result.checkpoint / "card.md").read_text(encoding="utf-8"))
+    return 0
+
+
 def _parse_t_grids(values: Sequence[str] | None) -> tuple[list[float] | None, dict[str, list[float]]]:
     common: list[float] | None = None
     per_task: dict[str, list[float]] = {}
@@ -233,6 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--force", action="store_true", help="retrain even if the demo model exists")
     trainer_options(demo)
     demo.set_defaults(handler=_cmd_demo)
+
+    finetune = commands.add_parser(
+        "finetune", help="retrain chosen heads on a frozen encoder (everything else stays bit-identical)"
+    )
+    finetune.add_argument("--checkpoint", required=True, help="checkpoint or run directory to start from")
+    finetune.add_argument("--tasks", required=True, help="comma-separated task names whose heads are retrained")
+    finetune.add_argument("--out", required=True, help="run directory of the fine-tuned model")
+    finetune.add_argument("--lr", type=float, help="learning rate (default: the original run's)")
+    trainer_options(finetune)
+    finetune.set_defaults(handler=_cmd_finetune)
 
     predict = commands.add_parser("predict", help="predict a CSV of compositions with a checkpoint")
     predict.add_argument("--checkpoint", required=True, help="checkpoint or run directory")

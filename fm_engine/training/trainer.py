@@ -52,6 +52,30 @@ def _quiet_lightning() -> None:
 
 
 @dataclass
+class FinetuneSpec:
+    """Retrain only ``tasks``' heads of a trained ``model``."""
+
+    model: FlexibleMultiTaskModel
+    tasks: list[str]
+    source_checkpoint_id: str = ""
+
+
+def freeze_all_but(model: FlexibleMultiTaskModel, tasks: list[str]) -> None:
+    """Freeze the encoder (weights and norm statistics), the autoencoder, the balancer terms and every
+    head not in ``tasks``; the named heads stay trainable."""
+    unknown = [t for t in tasks if t not in model.tasks]
+    if unknown or not tasks:
+        raise ValueError(f"unknown task(s) to fine-tune: {', '.join(unknown) or '(none given)'} "
+                         f"(tasks: {', '.join(model.tasks)})")  # fmt: skip
+    model.freeze_encoder()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for name in tasks:
+        for parameter in model.heads[name].parameters():
+            parameter.requires_grad_(True)
+
+
+@dataclass
 class TrainResult:
     state: str  # done / cancelled
     run_dir: Path
@@ -260,6 +284,17 @@ def render_card_markdown(card: dict[str, Any]) -> str:
     split = card["split"]
     lines += ["", f"Compositions: {split['train']} train / {split['val']} val / {split['test']} test "
               f"(seed {card['split_seed']}).", ""]  # fmt: skip
+    if "finetune" in card:
+        tuned = card["finetune"]
+        lines += ["## Fine-tuning", "", f"Retrained heads: {', '.join(tuned['trained_heads'])}; frozen: "
+                  f"{tuned['frozen']} (from checkpoint {tuned['source_checkpoint_id'][:12]}).", "",
+                  "| task | metric | before | after |", "|---|---|---|---|"]  # fmt: skip
+        for task, metrics in tuned["test_metrics_after"].items():
+            for key, value in metrics.items():
+                if key != "n":
+                    before = tuned["test_metrics_before"].get(task, {}).get(key)
+                    lines.append(f"| {task} | {key} | {_fmt(before)} | {_fmt(value)} |")
+        lines.append("")
     training = card["training"]
     lines += ["## Training", ""]
     lines += [f"- {key.replace('_', ' ')}: {_fmt(value)}" for key, value in training.items()]
@@ -273,8 +308,12 @@ def train(
     *,
     resume: bool = False,
     progress_bar: bool | None = None,
+    finetune: FinetuneSpec | None = None,
 ) -> TrainResult:
-    """Train a model into ``run_dir``; returns when done or cancelled (SIGTERM). See module docstring."""
+    """Train a model into ``run_dir``; returns when done or cancelled (SIGTERM). See module docstring.
+
+    ``finetune`` starts from a trained model and retrains only the named heads (everything else frozen).
+    """
     global _fitting
     _quiet_lightning()
     run = RunDirectory(run_dir)
@@ -300,6 +339,14 @@ def train(
             dm = build_datamodule(config, model_config.tasks)
             dm.setup()
             model = FlexibleMultiTaskModel(model_config)
+        elif finetune is not None:
+            model = finetune.model
+            dm = build_datamodule(config, list(model.tasks.values()))
+            dm.setup()
+            freeze_all_but(model, finetune.tasks)
+            before = evaluate(model, dm, "test")
+            if rank_zero:
+                run.model_config_path.write_text(json.dumps(model.config.to_dict(), indent=2), encoding="utf-8")
         else:
             model = build_model(config, dm)
             if rank_zero:
@@ -352,6 +399,14 @@ def train(
             config=config, model=model, dm=dm, evaluations=evaluations, monitor=monitor,
             seconds=seconds, epochs=trainer.current_epoch,
         )  # fmt: skip
+        if finetune is not None:
+            card["finetune"] = {
+                "source_checkpoint_id": finetune.source_checkpoint_id,
+                "trained_heads": list(finetune.tasks),
+                "frozen": "encoder, autoencoder, loss-balancer terms and every other head",
+                "test_metrics_before": before.metrics,
+                "test_metrics_after": evaluations["test"].metrics,
+            }
         checkpoint = save_checkpoint(
             model,
             run.checkpoint_path,
