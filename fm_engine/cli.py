@@ -126,6 +126,23 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scaling(args: argparse.Namespace) -> int:
+    from fm_engine.training import TrainConfig
+    from fm_engine.training.scaling import run_scaling
+
+    config = TrainConfig.from_file(args.config)
+    _apply_trainer_overrides(config, args)
+    try:
+        ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
+    except ValueError:
+        raise ValueError(f"--ratios {args.ratios!r}: expected numbers like 1,0.5,0.2") from None
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    table = run_scaling(config, args.task, ratios, args.out, progress_bar=not args.no_progress)
+    print(table.to_string(index=False))
+    print(f"wrote {Path(args.out) / 'scaling.csv'} and scaling.html")
+    return 0
+
+
 def _parse_t_grids(values: Sequence[str] | None) -> tuple[list[float] | None, dict[str, list[float]]]:
     common: list[float] | None = None
     per_task: dict[str, list[float]] = {}
@@ -266,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--lr", type=float, help="learning rate (default: the original run's)")
     trainer_options(finetune)
     finetune.set_defaults(handler=_cmd_finetune)
+
+    scaling = commands.add_parser("scaling", help="error vs training-data size for one task (task_masking_ratio)")
+    scaling.add_argument("--config", required=True, help="training config (YAML)")
+    scaling.add_argument("--task", required=True, help="the task whose training data is thinned")
+    scaling.add_argument("--ratios", default="1,0.5,0.2", help="keep-ratios, e.g. 1,0.5,0.2")
+    scaling.add_argument("--out", required=True, help="folder: one run per ratio + scaling.csv/html")
+    trainer_options(scaling)
+    scaling.set_defaults(handler=_cmd_scaling)
 
     predict = commands.add_parser("predict", help="predict a CSV of compositions with a checkpoint")
     predict.add_argument("--checkpoint", required=True, help="checkpoint or run directory")

@@ -148,6 +148,7 @@ def test_predict_csv_with_a_bad_row(app, page, tmp_path):
     assert float(predicted.loc[0, "bulk_modulus"]) > 0
     page.goto(url + "/checkpoints")
     wait_for_app(page)
-    expect(page.get_by_text("demo").first).to_be_visible()
+    expect(page.get_by_role("heading", name="Compare two checkpoints")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("demo").first).to_be_attached()  # the demo run is listed (a table cell)
     screenshot(page, "checkpoints")
     assert not page.get_by_test_id("stException").count()

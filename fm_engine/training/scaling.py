@@ -1,0 +1,78 @@
+"""Scaling-law runs: retrain with one task's training data thinned by ``task_masking_ratio`` and report
+every task's validation and test error per ratio (``fm scaling``)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from fm_engine.training.config import TrainConfig
+from fm_engine.training.trainer import train
+
+ERROR_METRICS = {"regression": "mae", "kernel_regression": "rmse", "classification": "error"}
+
+
+def _error(metrics: dict[str, float], kind: str) -> float:
+    if kind == "classification":
+        return 1.0 - metrics["accuracy"] if "accuracy" in metrics else float("nan")
+    return metrics.get(ERROR_METRICS[kind], float("nan"))
+
+
+def run_scaling(
+    config: TrainConfig, task: str, ratios: list[float], out: str | Path, *, progress_bar: bool = False
+) -> pd.DataFrame:
+    """One training run per ratio into ``out/ratio_<r>``; returns the long table of errors
+    (columns: ratio, task, unit, metric, n_train, val_error, test_error) and writes scaling.csv/.html."""
+    out = Path(out)
+    names = [spec.name for spec in config.task_specs()]
+    if task not in names:
+        raise ValueError(f"unknown task '{task}' (tasks: {', '.join(names)})")
+    if not ratios or any(not 0 < r <= 1 for r in ratios):
+        raise ValueError("ratios must be numbers in (0, 1]")
+    rows = []
+    for ratio in sorted(set(ratios), reverse=True):
+        run_config = copy.deepcopy(config)
+        run_config.tasks = [
+            {**entry, "task_masking_ratio": ratio} if _entry_name(entry) == task else entry for entry in config.tasks
+        ]
+        result = train(run_config, out / f"ratio_{ratio:g}", progress_bar=progress_bar)
+        card = (result.checkpoint / "card.json").read_text(encoding="utf-8") if result.checkpoint else "{}"
+        for entry in json.loads(card).get("tasks", []):
+            kind = entry["type"]
+            rows.append({
+                "ratio": ratio, "task": entry["name"], "unit": entry["unit"] if kind != "classification" else "",
+                "metric": ERROR_METRICS[kind], "n_train": entry["compositions"]["train_kept"],
+                "val_error": _error(entry["val_metrics"], kind), "test_error": _error(entry["test_metrics"], kind),
+            })  # fmt: skip
+    table = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "scaling.csv", index=False, float_format="%.6g")
+    scaling_figure(table, task).write_html(out / "scaling.html", include_plotlyjs="directory")
+    return table
+
+
+def _entry_name(entry: dict[str, object]) -> str:
+    return entry.get("name") or entry.get("bundled", "")
+
+
+def scaling_figure(table: pd.DataFrame, task: str) -> go.Figure:
+    """Log-log: the thinned task's test and validation error vs its training compositions."""
+    rows = table[table["task"] == task].sort_values("n_train")
+    unit = rows["unit"].iloc[0] if len(rows) else ""
+    metric = rows["metric"].iloc[0] if len(rows) else ""
+    figure = go.Figure()
+    for column, name in (("test_error", "test"), ("val_error", "validation")):
+        figure.add_trace(go.Scatter(x=rows["n_train"], y=rows[column], mode="lines+markers", name=name))
+    if len(rows) >= 2 and (rows["test_error"] > 0).all():
+        slope = np.polyfit(np.log(rows["n_train"]), np.log(rows["test_error"]), 1)[0]
+        figure.add_annotation(text=f"test slope {slope:.2f} (log-log)", x=0.02, y=0.98, xref="paper", yref="paper",
+                              showarrow=False, xanchor="left")  # fmt: skip
+    label = f"{metric} ({unit})" if unit else metric
+    figure.update_layout(title=f"{task}: error vs training data", xaxis_title="training compositions",
+                         yaxis_title=label, xaxis_type="log", yaxis_type="log", height=420)  # fmt: skip
+    return figure
