@@ -69,10 +69,16 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def streamlit_server() -> Iterator[str]:
-    """A real workbench server shared by the tests of a session."""
-    with running_streamlit() as url:
+def streamlit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real workbench server on an empty workspace, shared by the tests of a session."""
+    with running_streamlit({"FM_WORKSPACE": str(tmp_path_factory.mktemp("server_workspace"))}) as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No workbench test reads or writes the user's real workspace."""
+    monkeypatch.setenv("FM_WORKSPACE", str(tmp_path / "default_workspace"))
 
 
 @pytest.fixture
