@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from _common import OtherLoad, environment, print_environment, write_result
 
-from fm_engine.checkpoints import load_checkpoint
+from fm_engine.checkpoints import LoadedCheckpoint, load_checkpoint
 from fm_engine.inverse import DesignConstraints, Target, optimize_composition, optimize_latent
 from fm_engine.inverse.design import objective_of
 from fm_engine.predict import predict_weights
@@ -43,6 +43,16 @@ def demo_checkpoint(path: str | None) -> Path:
     return run
 
 
+def setup_from_cli() -> tuple[dict, LoadedCheckpoint]:
+    """Parse ``--checkpoint``, print the environment, load (or first train) the demo checkpoint."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint")
+    args = parser.parse_args()
+    env = environment()
+    print_environment(env)
+    return env, load_checkpoint(demo_checkpoint(args.checkpoint))
+
+
 def timed(fn, repeats: int = 3) -> tuple[float, object]:  # noqa: ANN001
     results, times = None, []
     for _ in range(repeats):
@@ -53,12 +63,7 @@ def timed(fn, repeats: int = 3) -> tuple[float, object]:  # noqa: ANN001
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--checkpoint")
-    args = parser.parse_args()
-    env = environment()
-    print_environment(env)
-    checkpoint = load_checkpoint(demo_checkpoint(args.checkpoint))
+    env, checkpoint = setup_from_cli()
     model = checkpoint.model
     targets = [Target(task="bulk_modulus", value=300.0)]
     constrained = DesignConstraints(allowed_elements=TWENTY, max_elements=4, fixed_amounts={"Al": 0.2},

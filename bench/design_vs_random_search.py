@@ -11,14 +11,12 @@ Run: ``.venv/bin/python bench/design_vs_random_search.py [--checkpoint RUN]``; w
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
-from _common import environment, print_environment, write_result
-from design_speed import demo_checkpoint
+from _common import write_result
+from design_speed import setup_from_cli
 
-from fm_engine.checkpoints import load_checkpoint
 from fm_engine.inverse import DesignConstraints, Target, optimize_composition
 from fm_engine.inverse.design import objective_of
 
@@ -70,12 +68,7 @@ def compare(checkpoint, targets: list[Target], constraints: DesignConstraints) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--checkpoint")
-    args = parser.parse_args()
-    env = environment()
-    print_environment(env)
-    checkpoint = load_checkpoint(demo_checkpoint(args.checkpoint))
+    env, checkpoint = setup_from_cli()
     constraints = DesignConstraints(allowed_elements="alloy_palette")
     print(f"budget: {ROWS * STEPS} model evaluations each ({ROWS} rows x {STEPS} steps for the gradient path)")
     results = {}
