@@ -1,4 +1,4 @@
-"""The ``fm`` command line: datasets, train, demo, predict."""
+"""The ``fm`` command line: datasets, train, demo, finetune, scaling, rehearsal, predict, design."""
 
 from __future__ import annotations
 
@@ -140,6 +140,30 @@ def _cmd_scaling(args: argparse.Namespace) -> int:
     table = run_scaling(config, args.task, ratios, args.out, progress_bar=not args.no_progress)
     print(table.to_string(index=False))
     print(f"wrote {Path(args.out) / 'scaling.csv'} and scaling.html")
+    return 0
+
+
+def _cmd_rehearsal(args: argparse.Namespace) -> int:
+    from fm_engine.training.rehearsal import REHEARSAL_FILE, RehearsalConfig, run_rehearsal
+
+    out = Path(args.out)
+    if args.config:
+        config = RehearsalConfig.from_file(args.config)
+    elif args.resume and (out / REHEARSAL_FILE).exists():
+        config = RehearsalConfig.from_file(out / REHEARSAL_FILE)
+    else:
+        raise ValueError("--config is required (unless --resume finds the run's rehearsal.json)")
+    _apply_trainer_overrides(config.train, args)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = run_rehearsal(config, out, resume=args.resume, progress_bar=not args.no_progress)
+    except KeyboardInterrupt:
+        print("cancelled; continue with --resume", file=sys.stderr)
+        return EXIT_CANCELLED
+    if result.state != "done":
+        print("cancelled; continue with --resume", file=sys.stderr)
+        return EXIT_CANCELLED
+    print((out / "SUMMARY.md").read_text(encoding="utf-8"))
     return 0
 
 
@@ -291,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--out", required=True, help="folder: one run per ratio + scaling.csv/html")
     trainer_options(scaling)
     scaling.set_defaults(handler=_cmd_scaling)
+
+    rehearsal = commands.add_parser(
+        "rehearsal", help="learn tasks one after another with a small replay of earlier ones (continual learning)"
+    )
+    rehearsal.add_argument("--config", help="rehearsal config (TOML or YAML); see samples/rehearsal.toml")
+    rehearsal.add_argument("--out", required=True, help="folder: one run per step, metrics, forgetting, SUMMARY.md")
+    rehearsal.add_argument("--resume", action="store_true", help="keep finished steps in --out, redo the rest")
+    trainer_options(rehearsal)
+    rehearsal.set_defaults(handler=_cmd_rehearsal)
 
     predict = commands.add_parser("predict", help="predict a CSV of compositions with a checkpoint")
     predict.add_argument("--checkpoint", required=True, help="checkpoint or run directory")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -12,6 +13,26 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """Safe YAML with YAML 1.2 numbers: ``1e-3`` is a float (PyYAML's YAML 1.1 rules make it a string)."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+"
+        r"(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF))$|^\.(?:nan|NaN|NAN)$"
+    ),  # fmt: skip
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML (or JSON) text with :class:`ConfigLoader`."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -64,7 +85,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise ValueError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ValueError(f"{path.name}: not valid YAML ({error})") from None
     if data is None:
@@ -72,3 +93,24 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path.name}: the config must be a mapping of sections")
     return data
+
+
+def known_keys_only(cls: type, data: Mapping[str, Any], *, path: str = "") -> tuple[dict[str, Any], list[str]]:
+    """``data`` without the keys that dataclass ``cls`` (and its nested dataclass fields) does not know,
+    and the dotted paths of the keys dropped (for files shared with other tools, which warn instead of
+    failing)."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            dropped.append(where)
+            continue
+        nested = _dataclass_in(hints.get(key))
+        if nested is not None and isinstance(value, Mapping):
+            value, inner = known_keys_only(nested, value, path=where)
+            dropped += inner
+        kept[key] = value
+    return kept, dropped

@@ -130,6 +130,7 @@ class CompositionDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.drop_last_train = drop_last_train
         self._prepared = False
+        self._train_rows: np.ndarray | None = None
 
     # ------------------------------------------------------------------ preparation
     def setup(self, stage: str | None = None) -> None:
@@ -240,6 +241,23 @@ class CompositionDataModule(L.LightningDataModule):
                     chosen.append(int(row))
         return np.asarray(chosen, dtype=np.int64)
 
+    def restrict_training(self, keep: Mapping[str, np.ndarray]) -> None:
+        """Train only on the rows ``keep[task]`` (a task not named gets none). The training set becomes
+        the training compositions with at least one kept label (e.g. a continual-rehearsal step: the new
+        task's rows plus a small replay of earlier tasks')."""
+        self.setup()
+        unknown = sorted(set(keep) - {t.name for t in self.tasks})
+        if unknown:
+            raise ValueError(f"unknown task(s): {', '.join(unknown)}")
+        train = self.split == "train"
+        self.train_keep = {
+            task.name: np.asarray(keep[task.name], dtype=bool) & train
+            if task.name in keep
+            else np.zeros(len(self.keys), dtype=bool)
+            for task in self.tasks
+        }
+        self._train_rows = np.flatnonzero(np.any(np.stack(list(self.train_keep.values())), axis=0))
+
     # ------------------------------------------------------------------ views
     def stage_indices(self, stage: str) -> np.ndarray:
         """Row indices of the joined table in a split stage (train / val / test)."""
@@ -278,8 +296,10 @@ class CompositionDataModule(L.LightningDataModule):
             return CompositionDataset(self, self.predict_indices, self.masks)
         if stage not in STAGES:
             raise ValueError(f"unknown stage '{stage}'")
-        keep = self.train_keep if stage == "train" else self.masks
-        return CompositionDataset(self, self.stage_indices(stage), keep)
+        if stage == "train":
+            rows = self._train_rows if self._train_rows is not None else self.stage_indices("train")
+            return CompositionDataset(self, rows, self.train_keep)
+        return CompositionDataset(self, self.stage_indices(stage), self.masks)
 
     def _loader(self, stage: str, *, shuffle: bool, drop_last: bool) -> DataLoader:
         dataset = self.dataset(stage)

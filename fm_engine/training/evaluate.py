@@ -1,10 +1,13 @@
-"""Evaluate a model on a split: per-task losses (normalised) and metrics in physical units."""
+"""Evaluate a model on a split: per-task losses (normalised) and metrics in physical units, and the
+per-composition predictions behind them."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -25,79 +28,145 @@ class StageEvaluation:
     loss: float = float("nan")
 
 
+@dataclass
+class StageOutputs:
+    """Raw outputs on a split, per task: ``outputs`` (normalised values or logits), ``targets`` (physical
+    units or class indices), ``rows`` (row of the joined table per output) and ``t`` (sequence tasks:
+    the ``t`` of each output point)."""
+
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+    t: dict[str, np.ndarray] = field(default_factory=dict)
+    ae_error: float = 0.0
+    ae_count: int = 0
+
+
 @torch.no_grad()
-def evaluate(
+def collect_outputs(
     model: FlexibleMultiTaskModel, dm: CompositionDataModule, stage: str, *, chunk_size: int = 4096
-) -> StageEvaluation:
+) -> StageOutputs:
     """Full pass over a split in eval mode (the model's train/eval mode is restored afterwards)."""
     dataset = dm.dataset(stage)
-    result = StageEvaluation(stage=stage)
-    if len(dataset) == 0:
-        return result
+    collected = StageOutputs()
+    parts: dict[str, list[tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]]] = {n: [] for n in model.tasks}
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    predictions: dict[str, list[torch.Tensor]] = {name: [] for name in model.tasks}
-    targets: dict[str, list[torch.Tensor]] = {name: [] for name in model.tasks}
-    ae_error, ae_count = 0.0, 0
     try:
         for start in range(0, len(dataset), chunk_size):
-            batch = dataset.__getitems__(list(range(start, min(start + chunk_size, len(dataset)))))
+            items = list(range(start, min(start + chunk_size, len(dataset))))
+            batch = dataset.__getitems__(items)
+            rows = dataset.indices[items]
             x = batch.x.to(device)
-            points = {}
-            curve_y = {}
+            points, curve_y, curve_rows = {}, {}, {}
             for name, task in model.tasks.items():
                 if task.type is TaskType.KERNEL_REGRESSION and name in batch.t:
                     flat_t, index, flat_y = flatten_curves(batch.t[name], batch.targets[name])
                     if len(flat_t):
                         points[name] = (flat_t.to(device), index.to(device))
                         curve_y[name] = flat_y
+                        curve_rows[name] = rows[index.numpy()]
             outputs = model(x, points)
             for name, task in model.tasks.items():
                 if name not in batch.masks:
                     continue
                 if task.type is TaskType.KERNEL_REGRESSION:
                     if name in outputs:
-                        predictions[name].append(outputs[name].cpu())
-                        targets[name].append(curve_y[name])
+                        t_values = points[name][0].cpu().numpy()
+                        parts[name].append((outputs[name].cpu(), curve_y[name], curve_rows[name], t_values))
                     continue
                 mask = batch.masks[name]
-                predictions[name].append(outputs[name].cpu()[mask])
-                targets[name].append(batch.targets[name][mask])  # type: ignore[index]
+                target = batch.targets[name][mask]  # type: ignore[index]
+                parts[name].append((outputs[name].cpu()[mask], target, rows[mask.numpy()], np.zeros(0)))
             if AUTOENCODER in outputs:
-                ae_error += float(((outputs[AUTOENCODER] - x) ** 2).sum())
-                ae_count += x.numel()
-        losses: dict[str, torch.Tensor] = {}
-        for name, task in model.tasks.items():
-            if not predictions[name] or sum(len(p) for p in predictions[name]) == 0:
-                continue
-            pred = torch.cat(predictions[name])
-            true = torch.cat(targets[name])
-            if task.type is TaskType.CLASSIFICATION:
-                weight = model.heads[name].class_weights.cpu()
-                losses[name] = F.cross_entropy(pred, true, weight=weight)
-                metrics = classification_metrics(true.numpy(), torch.softmax(pred, -1).numpy())
-            else:
-                normalised = model.to_normalised(name, true)
-                if task.type is TaskType.REGRESSION:
-                    losses[name] = regression_loss(task, pred, normalised)
-                else:
-                    losses[name] = F.mse_loss(pred, normalised)
-                physical = model.to_physical(name, pred).numpy()
-                if task.type is TaskType.KERNEL_REGRESSION:
-                    metrics = curve_metrics(true.numpy(), physical)
-                else:
-                    metrics = regression_metrics(true.numpy(), physical)
-            metrics["n"] = float(len(true))
-            result.metrics[name] = metrics
-        if ae_count:
-            losses[AUTOENCODER] = torch.tensor(ae_error / ae_count)
-        result.losses = {name: float(value) for name, value in losses.items()}
-        if losses:
-            result.loss = float(model.total_loss({k: v.to(device) for k, v in losses.items()}))
+                collected.ae_error += float(((outputs[AUTOENCODER] - x) ** 2).sum())
+                collected.ae_count += x.numel()
     finally:
         model.train(was_training)
+    for name, chunks in parts.items():
+        if chunks and sum(len(c[0]) for c in chunks):
+            collected.outputs[name] = torch.cat([c[0] for c in chunks])
+            collected.targets[name] = torch.cat([c[1] for c in chunks])
+            collected.rows[name] = np.concatenate([c[2] for c in chunks])
+            collected.t[name] = np.concatenate([c[3] for c in chunks])
+    return collected
+
+
+@torch.no_grad()
+def evaluate(
+    model: FlexibleMultiTaskModel,
+    dm: CompositionDataModule,
+    stage: str,
+    *,
+    chunk_size: int = 4096,
+    loss_tasks: Collection[str] | None = None,
+) -> StageEvaluation:
+    """Per-task losses and metrics on a split. ``loss`` (the early-stopping criterion) is the weighted
+    total over ``loss_tasks`` (default: every task, and the autoencoder)."""
+    collected = collect_outputs(model, dm, stage, chunk_size=chunk_size)
+    result = StageEvaluation(stage=stage)
+    losses: dict[str, torch.Tensor] = {}
+    for name, pred in collected.outputs.items():
+        task = model.tasks[name]
+        true = collected.targets[name]
+        if task.type is TaskType.CLASSIFICATION:
+            weight = model.heads[name].class_weights.cpu()
+            losses[name] = F.cross_entropy(pred, true, weight=weight)
+            metrics = classification_metrics(true.numpy(), torch.softmax(pred, -1).numpy())
+        else:
+            normalised = model.to_normalised(name, true)
+            if task.type is TaskType.REGRESSION:
+                losses[name] = regression_loss(task, pred, normalised)
+            else:
+                losses[name] = F.mse_loss(pred, normalised)
+            physical = model.to_physical(name, pred).numpy()
+            if task.type is TaskType.KERNEL_REGRESSION:
+                metrics = curve_metrics(true.numpy(), physical)
+            else:
+                metrics = regression_metrics(true.numpy(), physical)
+        metrics["n"] = float(len(true))
+        result.metrics[name] = metrics
+    if collected.ae_count:
+        losses[AUTOENCODER] = torch.tensor(collected.ae_error / collected.ae_count)
+    result.losses = {name: float(value) for name, value in losses.items()}
+    counted = {k: v for k, v in losses.items() if loss_tasks is None or k in loss_tasks or k == AUTOENCODER}
+    if counted:
+        device = next(model.parameters()).device
+        result.loss = float(model.total_loss({k: v.to(device) for k, v in counted.items()}))
     return result
+
+
+def prediction_frame(model: FlexibleMultiTaskModel, dm: CompositionDataModule, task: str, stage: str) -> pd.DataFrame:
+    """One row per labelled composition of ``stage`` (per curve point for sequence tasks): the true and
+    predicted values in the task's unit (classification: class names and class probabilities)."""
+    collected = collect_outputs(model, dm, stage)
+    spec = model.tasks[task]
+    if task not in collected.outputs:
+        return pd.DataFrame(columns=["composition", "split", "true", "predicted"])
+    rows = collected.rows[task]
+    frame = pd.DataFrame({"composition": np.asarray(dm.keys, dtype=object)[rows], "split": stage})
+    if spec.type is TaskType.KERNEL_REGRESSION:
+        frame["t"] = collected.t[task]
+        frame["t_unit"] = spec.t_unit
+    true = collected.targets[task].numpy()
+    predicted = model.to_physical(task, collected.outputs[task]).numpy()
+    if spec.type is TaskType.CLASSIFICATION:
+        classes = np.asarray(spec.classes, dtype=object)
+        frame["true"] = classes[true]
+        frame["predicted"] = classes[predicted.argmax(axis=1)]
+        for index, name in enumerate(classes):
+            frame[f"p_{name}"] = predicted[:, index]
+        return frame
+    if true.ndim > 1:
+        for j in range(true.shape[1]):
+            frame[f"true_{j}"] = true[:, j]
+            frame[f"predicted_{j}"] = predicted[:, j]
+    else:
+        frame["true"] = true
+        frame["predicted"] = predicted
+    frame["unit"] = spec.unit
+    return frame
 
 
 def flat_metrics(evaluation: StageEvaluation) -> dict[str, float]:

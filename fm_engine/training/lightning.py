@@ -60,6 +60,7 @@ class RunMonitor(L.Callback):
     run files (status.json, metrics.jsonl, last.ckpt) and cancellation on SIGTERM.
 
     Validation is a full pass over the validation split on every rank (identical decisions in DDP).
+    ``monitor_tasks`` limits the early-stopping loss to those tasks (default: all).
     """
 
     def __init__(
@@ -72,6 +73,7 @@ class RunMonitor(L.Callback):
         step_interval_s: float = 1.0,
         resume_interval_s: float = 10.0,
         write_files: bool = True,
+        monitor_tasks: list[str] | None = None,
     ) -> None:
         self.run = run
         self.dm = dm
@@ -81,6 +83,7 @@ class RunMonitor(L.Callback):
         self.resume_interval_s = resume_interval_s
         self._last_resume_save = float("-inf")
         self.write_files = write_files
+        self.monitor_tasks = monitor_tasks
         self.best_loss = float("inf")
         self.best_epoch = -1
         self.wait = 0
@@ -161,7 +164,7 @@ class RunMonitor(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
         model: FlexibleMultiTaskModel = pl_module.model  # type: ignore[assignment]
-        validation = evaluate(model, self.dm, "val")
+        validation = evaluate(model, self.dm, "val", loss_tasks=self.monitor_tasks)
         epoch = trainer.current_epoch
         improved = validation.loss < self.best_loss - self.min_delta
         if improved:

@@ -67,3 +67,14 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
 def curve_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Over all points of all curves: RMSE and MAE (and R2 of the pooled points)."""
     return regression_metrics(y_true, y_pred)
+
+
+ERROR_METRICS = {"regression": "mae", "kernel_regression": "rmse", "classification": "error"}
+
+
+def task_error(metrics: dict[str, float], task_type: str) -> float:
+    """A task's headline error (lower is better): MAE (regression), curve RMSE (sequence tasks), error
+    rate = 1 - accuracy (classification); NaN if the metrics lack it."""
+    if task_type == "classification":
+        return 1.0 - metrics["accuracy"] if "accuracy" in metrics else float("nan")
+    return metrics.get(ERROR_METRICS[task_type], float("nan"))

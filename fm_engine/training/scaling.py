@@ -12,22 +12,16 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from fm_engine.training.config import TrainConfig
+from fm_engine.training.metrics import ERROR_METRICS, task_error
 from fm_engine.training.trainer import train
-
-ERROR_METRICS = {"regression": "mae", "kernel_regression": "rmse", "classification": "error"}
-
-
-def _error(metrics: dict[str, float], kind: str) -> float:
-    if kind == "classification":
-        return 1.0 - metrics["accuracy"] if "accuracy" in metrics else float("nan")
-    return metrics.get(ERROR_METRICS[kind], float("nan"))
 
 
 def run_scaling(
     config: TrainConfig, task: str, ratios: list[float], out: str | Path, *, progress_bar: bool = False
 ) -> pd.DataFrame:
     """One training run per ratio into ``out/ratio_<r>``; returns the long table of errors
-    (columns: ratio, task, unit, metric, n_train, val_error, test_error) and writes scaling.csv/.html."""
+    (columns: ratio, task, unit, metric, n_train, val_error, test_error) and writes scaling.csv/.html and
+    scaling.json (the thinned task and the ratios)."""
     out = Path(out)
     names = [spec.name for spec in config.task_specs()]
     if task not in names:
@@ -47,11 +41,14 @@ def run_scaling(
             rows.append({
                 "ratio": ratio, "task": entry["name"], "unit": entry["unit"] if kind != "classification" else "",
                 "metric": ERROR_METRICS[kind], "n_train": entry["compositions"]["train_kept"],
-                "val_error": _error(entry["val_metrics"], kind), "test_error": _error(entry["test_metrics"], kind),
+                "val_error": task_error(entry["val_metrics"], kind),
+                "test_error": task_error(entry["test_metrics"], kind),
             })  # fmt: skip
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "scaling.csv", index=False, float_format="%.6g")
+    about = {"task": task, "ratios": sorted(set(ratios), reverse=True), "name": config.name}
+    (out / "scaling.json").write_text(json.dumps(about, indent=2), encoding="utf-8")
     scaling_figure(table, task).write_html(out / "scaling.html", include_plotlyjs="directory")
     return table
 

@@ -76,6 +76,18 @@ def freeze_all_but(model: FlexibleMultiTaskModel, tasks: list[str]) -> None:
 
 
 @dataclass
+class StartFrom:
+    """Train a given model on a given data module (e.g. one step of a continual rehearsal).
+
+    ``monitor_tasks``: the tasks whose validation loss drives early stopping and best-epoch choice
+    (default: every task of the model)."""
+
+    model: FlexibleMultiTaskModel
+    datamodule: CompositionDataModule
+    monitor_tasks: list[str] | None = None
+
+
+@dataclass
 class TrainResult:
     state: str  # done / cancelled
     run_dir: Path
@@ -160,9 +172,11 @@ def build_model(config: TrainConfig, dm: CompositionDataModule) -> FlexibleMulti
     return FlexibleMultiTaskModel(model_config)
 
 
-def training_compositions(dm: CompositionDataModule) -> pd.DataFrame:
-    """Canonical keys of every labelled composition with its split (saved in the checkpoint)."""
-    labelled = dm.split != "unlabelled"
+def training_compositions(dm: CompositionDataModule, tasks: list[str] | None = None) -> pd.DataFrame:
+    """Canonical keys of every composition labelled for ``tasks`` (default: any task) with its split
+    (saved in the checkpoint)."""
+    names = tasks if tasks is not None else [t.name for t in dm.tasks]
+    labelled = (dm.split != "unlabelled") & np.any(np.stack([dm.masks[n] for n in names]), axis=0)
     return pd.DataFrame({"composition": np.asarray(dm.keys, dtype=object)[labelled], "split": dm.split[labelled]})
 
 
@@ -309,16 +323,18 @@ def train(
     resume: bool = False,
     progress_bar: bool | None = None,
     finetune: FinetuneSpec | None = None,
+    start: StartFrom | None = None,
 ) -> TrainResult:
     """Train a model into ``run_dir``; returns when done or cancelled (SIGTERM). See module docstring.
 
-    ``finetune`` starts from a trained model and retrains only the named heads (everything else frozen).
+    ``finetune`` starts from a trained model and retrains only the named heads (everything else frozen);
+    ``start`` trains a given model on a given data module.
     """
     global _fitting
     _quiet_lightning()
     run = RunDirectory(run_dir)
     rank_zero = is_rank_zero()
-    start = time.perf_counter()
+    started = time.perf_counter()
     if resume:
         if not run.resume_path.exists():
             raise ValueError(f"{run.path}: nothing to resume (no last.ckpt)")
@@ -347,6 +363,10 @@ def train(
             before = evaluate(model, dm, "test")
             if rank_zero:
                 run.model_config_path.write_text(json.dumps(model.config.to_dict(), indent=2), encoding="utf-8")
+        elif start is not None:
+            model, dm = start.model, start.datamodule
+            if rank_zero:
+                run.model_config_path.write_text(json.dumps(model.config.to_dict(), indent=2), encoding="utf-8")
         else:
             model = build_model(config, dm)
             if rank_zero:
@@ -361,6 +381,7 @@ def train(
             patience=config.trainer.patience,
             min_delta=config.trainer.min_delta,
             resume_interval_s=config.trainer.resume_every_s,
+            monitor_tasks=start.monitor_tasks if start is not None else None,
         )
         show_bar = config.trainer.progress_bar if progress_bar is None else progress_bar
         trainer = L.Trainer(
@@ -387,14 +408,14 @@ def train(
                 weights_only=True if resume else None,
             )
         except SIGTERMException:
-            return TrainResult("cancelled", run.path, None, None, trainer.current_epoch, time.perf_counter() - start)
+            return TrainResult("cancelled", run.path, None, None, trainer.current_epoch, time.perf_counter() - started)
         finally:
             _fitting = False
         if not trainer.is_global_zero:
-            return TrainResult("done", run.path, None, None, trainer.current_epoch, time.perf_counter() - start)
+            return TrainResult("done", run.path, None, None, trainer.current_epoch, time.perf_counter() - started)
         monitor.restore_best(model)
         evaluations = {stage: evaluate(model, dm, stage) for stage in STAGES}
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - started
         card = build_card(
             config=config, model=model, dm=dm, evaluations=evaluations, monitor=monitor,
             seconds=seconds, epochs=trainer.current_epoch,
@@ -412,7 +433,7 @@ def train(
             run.checkpoint_path,
             card=card,
             card_md=render_card_markdown(card),
-            compositions=training_compositions(dm),
+            compositions=training_compositions(dm, list(model.tasks)),
         )
         run.update_status(
             state="done",

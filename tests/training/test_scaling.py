@@ -1,5 +1,7 @@
 """`fm scaling`: one run per keep-ratio of a task's training data, errors per ratio, a log-log plot."""
 
+import json
+
 import pandas as pd
 import yaml
 
@@ -21,6 +23,7 @@ def test_scaling_runs_one_model_per_ratio(tiny_data, tmp_path, capsys):
     other = table[table["task"] == "hea_phase"].set_index("ratio")
     assert other.loc[0.25, "n_train"] == other.loc[1.0, "n_train"]  # other tasks keep all their data
     assert (other["metric"] == "error").all()
+    assert json.loads((out / "scaling.json").read_text())["task"] == "bulk_modulus"
     assert (out / "scaling.html").exists() and (out / "ratio_0.25" / "checkpoint").exists()
 
 
