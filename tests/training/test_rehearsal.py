@@ -161,3 +161,10 @@ def test_a_rehearsal_needs_two_tasks(tiny_data):
     config["tasks"] = config["tasks"][:1]
     with pytest.raises(ValueError, match="at least two tasks"):
         RehearsalConfig.from_dict(config)
+
+
+def test_the_sample_config_is_valid_without_warnings(recwarn):
+    config = RehearsalConfig.from_file(Path(__file__).parents[2] / "samples" / "rehearsal.toml")
+    assert config.task_names == ["bulk_modulus", "band_gap", "hea_phase"]
+    assert config.replay_for("bulk_modulus") == 0.2 and config.replay_for("band_gap") == 0.1
+    assert not [w for w in recwarn if "unknown key" in str(w.message)]
