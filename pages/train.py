@@ -1,4 +1,9 @@
-"""Train: pick tasks and an architecture, launch a run (a separate process), watch it live, browse past runs."""
+"""Train: pick tasks and an architecture, launch a run (a separate process), watch it live, browse past runs.
+
+Besides a new training run, the page starts a head-only fine-tune of a finished model (``fm finetune``) and a
+continual-learning rehearsal (``fm rehearsal``: tasks learned one after another with replay); both are
+watched in the same live monitor.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,29 @@ from fm_engine.training import TrainConfig
 from fm_engine.training.run_files import RunDirectory
 from fm_engine.workspace import workspace_dir
 from workbench import state
+from workbench.components.monitor import finetune_comparison
 from workbench.components.train_form import (
     MLP_PRESETS,
     TRANSFORMER_PRESETS,
     FormValues,
+    RehearsalValues,
     TaskChoice,
     build_config,
+    build_rehearsal_config,
     bundled_choices,
+    card_learning_rate,
+    card_task_choices,
+    read_card,
     runs_table,
     upload_path,
     uploaded_choices,
     validate,
+    validate_finetune,
+    validate_rehearsal,
 )
 from workbench.live import live_run
 from workbench.paths import page
-from workbench.runs import list_runs, run_info, start_training
+from workbench.runs import list_runs, run_info, start_finetune, start_rehearsal, start_training
 
 ENCODER_KEY = "train_encoder"
 PRESET_KEY = "train_size_preset"
@@ -98,6 +111,215 @@ def _submit(values: FormValues, uploaded: dict, classification: list[str]) -> li
     return []
 
 
+def _check_rehearsal_config(config: dict) -> None:
+    """Raise ValueError/TypeError/KeyError when ``fm rehearsal`` would reject ``config``."""
+    try:
+        from fm_engine.training.rehearsal import RehearsalConfig  # the engine's own validation, when present
+    except ImportError:
+        RehearsalConfig = None  # noqa: N806
+    if RehearsalConfig is not None and hasattr(RehearsalConfig, "from_dict"):
+        RehearsalConfig.from_dict(config)
+    else:
+        TrainConfig.from_dict({k: v for k, v in config.items() if k not in ("replay_ratio", "replay_ratios", "design")})
+
+
+def _submit_rehearsal(values: RehearsalValues, classification: list[str]) -> list[str]:
+    errors = validate_rehearsal(values)
+    if errors:
+        return errors
+    try:
+        config = build_rehearsal_config(values, classification)
+        _check_rehearsal_config(config)
+    except (ValueError, TypeError, KeyError) as error:
+        return [f"The configuration is not valid: {error}"]
+    try:
+        run_dir = start_rehearsal(config, values.name.strip())
+    except OSError as error:
+        return [f"Could not start the rehearsal process: {error}"]
+    state.put(state.WATCHED_RUN, str(run_dir))
+    st.toast(f"Rehearsal started: {run_dir.name}", icon=":material/model_training:")
+    return []
+
+
+def _finetune_tab() -> None:
+    st.markdown(
+        "Retrain only the **output heads** of chosen tasks on top of a finished model: the shared encoder, the "
+        "autoencoder and every other head stay frozen (bit-identical), on the original run's data and split. "
+        "Quick, and it cannot make the other tasks worse."
+    )
+    sources = {run.name: run for run in list_runs() if run.state == "done" and run.has_checkpoint}
+    if not sources:
+        st.info("No finished model in this workspace yet: train one first (tab *New training run*).",
+                icon=":material/info:")  # fmt: skip
+        return
+    source_name = st.selectbox(
+        "Start from (a finished run)", list(sources), key="finetune_source",
+        help="A finished run with a checkpoint. The fine-tuned model becomes a new run; the original is not changed.",
+    )  # fmt: skip
+    source = sources[source_name]
+    card = read_card(source.path)
+    choices = card_task_choices(card)
+    original_lr = card_learning_rate(card)
+    if not choices:
+        st.warning("This model card lists no tasks, so the model cannot be fine-tuned.", icon=":material/warning:")
+        return
+    with st.form("finetune_form", border=False, enter_to_submit=False):
+        cols = st.columns([2, 1, 1])
+        name = cols[0].text_input(
+            "Name of the fine-tuned run", value=f"{source_name}-finetune"[:60], max_chars=60,
+            key=f"finetune_name_{source_name}",
+            help="A short label; the run folder is <name>-<date>-<time> in the workspace.",
+        )  # fmt: skip
+        max_epochs = cols[1].number_input(
+            "Fine-tuning epochs (at most)", min_value=1, max_value=2000, value=20, step=5, key="finetune_epochs",
+            help="Upper limit; early stopping (with the original run's patience) may end it sooner.",
+        )  # fmt: skip
+        lr = cols[2].selectbox(
+            "Learning rate of the retrained heads", [None, *LEARNING_RATES], key="finetune_lr",
+            format_func=lambda v: (f"as the original run ({original_lr:g})" if original_lr else "as the original run")
+            if v is None else f"{v:g}",
+            help="Step size of the optimiser for the retrained heads.",
+        )  # fmt: skip
+        tasks = st.multiselect(
+            "Tasks whose heads are retrained", list(choices), format_func=lambda t: choices.get(t, t),
+            key=f"finetune_tasks_{source_name}", placeholder="Choose one or more tasks",
+            help="Only these tasks' output heads learn; all other weights stay frozen. The new model card lists "
+            "every task's test metrics before and after.",
+        )  # fmt: skip
+        submitted = st.form_submit_button("Start fine-tuning", type="primary", icon=":material/play_arrow:")
+    if submitted:
+        problems = validate_finetune(name, source, tasks, int(max_epochs))
+        if not problems:
+            try:
+                run_dir = start_finetune(source.path, list(tasks), name.strip(), max_epochs=int(max_epochs), lr=lr)
+            except (OSError, ValueError) as error:
+                problems = [f"Could not start the fine-tuning process: {error}"]
+            else:
+                state.put(state.WATCHED_RUN, str(run_dir))
+                st.toast(f"Fine-tuning started: {run_dir.name}", icon=":material/model_training:")
+        if problems:
+            st.error("Cannot start fine-tuning:\n\n" + "\n".join(f"- {p}" for p in problems), icon=":material/error:")
+
+
+def _rehearsal_tab(classification: list[str]) -> None:
+    st.markdown(
+        "**Continual learning with rehearsal**: the model learns tasks one after another, as when new "
+        "measurements arrive over time. Step 1 trains on the first task; every later step adds the next task and "
+        "replays a fraction of the earlier tasks' training compositions. After each step every learned task is "
+        "tested, so you see how much it is *forgotten* (its test error grows). Results: page "
+        "*Rehearsal & scaling*."
+    )
+    labels = {c.name: c.label for group in groups.values() for c in group}
+    with st.form("rehearsal_form", border=False, enter_to_submit=False):
+        head = st.columns([2, 1])
+        name = head[0].text_input(
+            "Rehearsal name", value="rehearsal", max_chars=60, key="rehearsal_name",
+            help="A short label; the folder is <name>-<date>-<time> in the workspace.",
+        )  # fmt: skip
+        seed = head[1].number_input(
+            "Random seed (splits, replay, weights)", min_value=0, max_value=2**31 - 1, value=42, step=1,
+            key="rehearsal_seed",
+            help="Fixes the splits, the replayed subsets and the initial weights, so the study can be repeated.",
+        )  # fmt: skip
+        tasks = st.multiselect(
+            "Tasks, in learning order", list(labels), format_func=lambda t: labels.get(t, t), key="rehearsal_tasks",
+            placeholder="Pick the first task, then the next ...",
+            help="The order you pick the tasks in is the order they are learned: the first pick is step 1. "
+            "To change the order, remove tasks (x) and pick them again. At least two tasks.",
+        )  # fmt: skip
+        replay = st.slider(
+            "Replay ratio (fraction of each earlier task's training compositions)", 0.0, 1.0, 0.1, 0.05,
+            key="rehearsal_replay",
+            help="At each later step, this fraction of every earlier task's training compositions is trained on "
+            "again beside the new task. 0: no replay (plain sequential training, the most forgetting); 1: all "
+            "earlier data (joint training).",
+        )  # fmt: skip
+        model_col, train_col = st.columns(2)
+        with model_col:
+            encoder = st.radio(
+                "Encoder type", ["MLP", "Transformer"], horizontal=True, key="rehearsal_encoder",
+                help="The shared network, as in a new training run. MLP: fast, a strong default.",
+            )  # fmt: skip
+            preset = st.selectbox(
+                "Encoder size", list(MLP_PRESETS), key="rehearsal_preset",
+                help="Small trains in seconds per step on a laptop CPU. MLP widths: small 128, 64 / medium 256, 128 "
+                "/ large 512, 256.",
+            )  # fmt: skip
+            autoencoder = st.toggle(
+                "Autoencoder (reconstructs the descriptor)", value=True, key="rehearsal_autoencoder",
+                help="Also learns to reconstruct the descriptor (needed for latent-space inverse design).",
+            )  # fmt: skip
+            balanced = st.toggle(
+                "Balance classes (classification tasks)", value=True, key="rehearsal_balanced",
+                help="For classification tasks: weight rare classes up.",
+            )  # fmt: skip
+        with train_col:
+            cols = st.columns(2)
+            max_epochs = cols[0].number_input(
+                "Epochs per step", min_value=1, max_value=2000, value=30, step=5, key="rehearsal_epochs",
+                help="Upper limit of each step's training; early stopping usually ends a step sooner.",
+            )  # fmt: skip
+            patience = cols[1].number_input(
+                "Patience per step (epochs)", min_value=1, max_value=500, value=10, step=1, key="rehearsal_patience",
+                help="Stop a step early when its validation loss has not improved for this many epochs.",
+            )  # fmt: skip
+            batch_size = st.select_slider(
+                "Batch size (compositions per update)", BATCH_SIZES, value=128, key="rehearsal_batch",
+                help="Smaller batches: more, noisier updates per epoch; larger: faster epochs.",
+            )  # fmt: skip
+            lr = st.select_slider(
+                "Learning rate (AdamW, every step)", LEARNING_RATES, value=2e-3, key="rehearsal_lr",
+                format_func=lambda v: f"{v:g}", help="Step size of the optimiser at every step.",
+            )  # fmt: skip
+        submitted = st.form_submit_button("Start rehearsal", type="primary", icon=":material/play_arrow:")
+    if submitted:
+        values = RehearsalValues(
+            name=name, tasks=list(tasks), replay_ratio=float(replay), encoder=encoder.lower(), preset=preset,
+            max_epochs=int(max_epochs), patience=int(patience), batch_size=int(batch_size), lr=float(lr),
+            autoencoder=autoencoder, balanced_classes=balanced, seed=int(seed),
+        )  # fmt: skip
+        problems = _submit_rehearsal(values, classification)
+        if problems:
+            st.error("Cannot start this rehearsal:\n\n" + "\n".join(f"- {p}" for p in problems),
+                     icon=":material/error:")  # fmt: skip
+
+
+def _finished_notes(current: Path) -> None:
+    """Below the monitor: what a finished run is good for, its before/after metrics, its configuration."""
+    info = run_info(current)
+    kind = info.status.get("kind")
+    if info.state == "done" and info.has_checkpoint:
+        what = "The final model of this rehearsal" if kind == "rehearsal" else f"**{info.name}**"
+        st.success(
+            f"{what} is ready: pick **{info.name}** as the active checkpoint in the sidebar to predict or design "
+            "with it.",
+            icon=":material/check_circle:",
+        )
+        links = st.columns([1, 1, 1, 1, 2])
+        links[0].page_link(page("predict.py"), label="Predict", icon=":material/query_stats:")
+        links[1].page_link(page("design.py"), label="Inverse design", icon=":material/tune:")
+        links[2].page_link(page("checkpoints.py"), label="Model card", icon=":material/inventory_2:")
+        if kind == "rehearsal":
+            links[3].page_link(page("studies.py"), label="Forgetting plot", icon=":material/timeline:")
+    if info.state == "done":
+        rows = finetune_comparison(read_card(current))
+        if rows:
+            st.markdown("**Test metrics before and after fine-tuning** (physical units; the other heads are frozen)")
+            st.dataframe(rows, hide_index=True, key="train_finetune_comparison",
+                         column_config={"before": st.column_config.NumberColumn(format="%.4g"),
+                                        "after": st.column_config.NumberColumn(format="%.4g")})  # fmt: skip
+    config_file = RunDirectory(current).config_path
+    rehearsal_file = current / "rehearsal.json"
+    if kind == "rehearsal" and rehearsal_file.exists():
+        with st.expander("Configuration of this rehearsal (rehearsal.json)"):
+            st.code(rehearsal_file.read_text(encoding="utf-8"), language="json")
+            st.caption(f"Folder: `{current}`. Each step is a run folder inside it (`step_<k>_<task>`).")
+    elif config_file.exists():
+        with st.expander("Configuration of this run (config.yaml)"):
+            st.code(config_file.read_text(encoding="utf-8"), language="yaml")
+            st.caption(f"Run folder: `{current}`. Repeat it with `fm train --config config.yaml --out NEW_FOLDER`.")
+
+
 def _watched_run() -> Path | None:
     """The run this session watches; otherwise the newest queued or running run of the workspace."""
     watched = state.get(state.WATCHED_RUN)
@@ -127,8 +349,11 @@ uploads = uploaded_choices(uploaded_tasks)
 classification_tasks = [c.name for group in groups.values() for c in group if c.type == "classification"]
 classification_tasks += [c.name for c in uploads if c.type == "classification"]
 
-with st.container(border=True):
-    st.subheader("New training run")
+tab_train, tab_finetune, tab_rehearsal = st.tabs(
+    [":material/model_training: New training run", ":material/tune: Fine-tune heads",
+     ":material/low_priority: Continual rehearsal"]
+)  # fmt: skip
+with tab_train:
     top = st.columns([1, 1, 2])
     encoder = top[0].segmented_control(
         "Encoder",
@@ -276,6 +501,10 @@ with st.container(border=True):
         problems = _submit(values, uploaded_tasks, classification_tasks)
         if problems:
             st.error("Cannot start this run:\n\n" + "\n".join(f"- {p}" for p in problems), icon=":material/error:")
+with tab_finetune:
+    _finetune_tab()
+with tab_rehearsal:
+    _rehearsal_tab(classification_tasks)
 
 # ---------------------------------------------------------------------------------------------------- monitor
 st.subheader("Live monitor")
@@ -285,21 +514,7 @@ if current is None:
     st.info("No run is training. Start one above, or pick a past run below to see its curves.")
 else:
     live_run(current, key="train_monitor")
-    info = run_info(current)
-    if info.state == "done" and info.has_checkpoint:
-        st.success(
-            f"**{info.name}** is ready: pick it as the active checkpoint in the sidebar to predict or design with it.",
-            icon=":material/check_circle:",
-        )
-        links = st.columns([1, 1, 1, 3])
-        links[0].page_link(page("predict.py"), label="Predict", icon=":material/query_stats:")
-        links[1].page_link(page("design.py"), label="Inverse design", icon=":material/tune:")
-        links[2].page_link(page("checkpoints.py"), label="Model card", icon=":material/inventory_2:")
-    config_file = RunDirectory(current).config_path
-    if config_file.exists():
-        with st.expander("Configuration of this run (config.yaml)"):
-            st.code(config_file.read_text(encoding="utf-8"), language="yaml")
-            st.caption(f"Run folder: `{current}`. Repeat it with `fm train --config config.yaml --out NEW_FOLDER`.")
+    _finished_notes(current)
 
 # ---------------------------------------------------------------------------------------------------- past runs
 st.subheader("Past runs")

@@ -24,6 +24,7 @@ navigation = st.navigation(
         st.Page(page("predict.py"), title="Predict", icon=":material/query_stats:", url_path="predict"),
         st.Page(page("design.py"), title="Inverse design", icon=":material/tune:", url_path="design"),
         st.Page(page("checkpoints.py"), title="Checkpoints", icon=":material/inventory_2:", url_path="checkpoints"),
+        st.Page(page("studies.py"), title="Rehearsal & scaling", icon=":material/timeline:", url_path="studies"),
     ]
 )
 render_sidebar()

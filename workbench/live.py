@@ -8,7 +8,14 @@ from pathlib import Path
 import streamlit as st
 
 from fm_engine.training.run_files import FINAL_STATES, RunDirectory
-from workbench.components.monitor import eta_text, loss_figure, metric_figure, task_metrics
+from workbench.components.monitor import (
+    eta_text,
+    loss_figure,
+    metric_figure,
+    rehearsal_headline,
+    rehearsal_step_lines,
+    task_metrics,
+)
 from workbench.runs import cancel, run_info
 
 STATE_ICONS = {
@@ -20,19 +27,8 @@ STATE_ICONS = {
 }
 
 
-def render_run(run_dir: Path, *, key: str, allow_cancel: bool = True) -> str:
-    """Status, progress, ETA, growing loss and metric curves, and a cancel button; returns the state."""
-    info = run_info(run_dir)
-    status = info.status
-    st.markdown(f"**{STATE_ICONS.get(info.state, '')} {info.name}: {info.state}**: {status.get('message', '')}")
-    total = status.get("max_epochs") or 0
-    epoch = status.get("epoch", 0)
-    if info.state in ("queued", "running"):
-        st.progress(min(epoch / total, 1.0) if total else 0.0, text=eta_text(status))
-        if allow_cancel and st.button("Cancel run", key=f"{key}_cancel", type="secondary") and cancel(run_dir):
-            st.toast("Cancelling: the run saves its state and stops.")
-    elif info.state == "failed":
-        st.error(f"The run failed: {status.get('message', 'see train.log')}")
+def _charts(run_dir: Path, *, key: str) -> None:
+    """Per-task loss and validation-metric curves of one run folder (nothing until its first epoch)."""
     run = RunDirectory(run_dir)
     records = run.read_metrics()
     if run.model_config_path.exists() and records:
@@ -41,6 +37,55 @@ def render_run(run_dir: Path, *, key: str, allow_cancel: bool = True) -> str:
         loss_tasks = list(tasks) + (["autoencoder"] if model_config["autoencoder"]["enabled"] else [])
         st.plotly_chart(loss_figure(records, loss_tasks), key=f"{key}_loss")
         st.plotly_chart(metric_figure(records, tasks), key=f"{key}_metrics")
+
+
+def _rehearsal(run_dir: Path, status: dict, state: str, *, key: str) -> None:
+    """Step progress, the per-step list, and the current step's epoch progress and curves."""
+    steps = status.get("steps") or []
+    total = status.get("n_steps") or len(steps)
+    finished = sum(1 for s in steps if s.get("state") == "done")
+    if state in ("queued", "running"):
+        st.progress(min(finished / total, 1.0) if total else 0.0, text=rehearsal_headline(status))
+    else:
+        st.caption(rehearsal_headline(status))
+    lines = rehearsal_step_lines(status, STATE_ICONS)
+    if lines:
+        st.markdown("\n".join(lines))
+    current = status.get("current_run")
+    step_dir = run_dir / current if current else None
+    if step_dir is not None and step_dir.is_dir():
+        step_status = RunDirectory(step_dir).read_status()
+        st.markdown(f"**Current step** (`{current}`)")
+        if state in ("queued", "running"):
+            st.progress(_fraction(step_status or status), text=eta_text(step_status or status))
+        _charts(step_dir, key=key)
+
+
+def _fraction(status: dict) -> float:
+    total = status.get("max_epochs") or 0
+    return min((status.get("epoch") or 0) / total, 1.0) if total else 0.0
+
+
+def render_run(run_dir: Path, *, key: str, allow_cancel: bool = True) -> str:
+    """Status, progress, ETA, growing loss and metric curves, and a cancel button; returns the state.
+
+    A rehearsal (``kind: rehearsal`` in status.json) shows its steps and the current step's curves."""
+    info = run_info(run_dir)
+    status = info.status
+    rehearsal = status.get("kind") == "rehearsal"
+    st.markdown(f"**{STATE_ICONS.get(info.state, '')} {info.name}: {info.state}**: {status.get('message', '')}")
+    if info.state in ("queued", "running"):
+        if not rehearsal:
+            st.progress(_fraction(status), text=eta_text(status))
+        label = "Cancel rehearsal" if rehearsal else "Cancel run"
+        if allow_cancel and st.button(label, key=f"{key}_cancel", type="secondary") and cancel(run_dir):
+            st.toast("Cancelling: the run saves its state and stops.")
+    elif info.state == "failed":
+        st.error(f"The run failed: {status.get('message') or 'see train.log in its folder'}")
+    if rehearsal:
+        _rehearsal(run_dir, status, info.state, key=key)
+    else:
+        _charts(run_dir, key=key)
     return info.state
 
 

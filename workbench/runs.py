@@ -1,8 +1,11 @@
 """Training runs in the workspace: start them as separate OS processes, list them, cancel them.
 
 Training never runs inside the Streamlit process: each run is ``python -m fm_engine.cli train`` (or
-``demo``) in its own session, writing its run directory (status.json, metrics.jsonl, checkpoint/), so a
-run survives page reloads, closed tabs and even a restart of the workbench.
+``demo``, ``finetune``, ``rehearsal``) in its own session, writing its run directory (status.json,
+metrics.jsonl, checkpoint/), so a run survives page reloads, closed tabs and even a restart of the workbench.
+
+A rehearsal folder is a run folder too: its status.json has ``kind: rehearsal`` and names the current
+step's run folder (``current_run``), which holds that step's metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -36,9 +39,15 @@ class RunInfo:
         return (self.path / "checkpoint" / "config.json").exists()
 
 
+_CHILDREN: dict[int, subprocess.Popen] = {}  # processes started by this workbench process, by pid
+
+
 def _alive(pid: int | None) -> bool:
     if not pid:
         return False
+    child = _CHILDREN.get(int(pid))
+    if child is not None:
+        return child.poll() is None  # also reaps it: a finished child is not left as a zombie
     try:
         os.kill(int(pid), 0)
     except (ProcessLookupError, PermissionError, ValueError):
@@ -46,12 +55,35 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
+LAUNCHER_PID = ".launcher_pid"  # pid of the process the workbench started (before it writes status.json)
+
+
+def _launcher_pid(path: Path) -> int | None:
+    try:
+        return int((path / LAUNCHER_PID).read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def last_error(path: Path) -> str:
+    """The last error line (``error: ...`` from the CLI, or ``SomeError: ...``) of a run's train.log."""
+    try:
+        lines = [line.strip() for line in (path / "train.log").read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    errors = [line for line in lines if line.startswith("error:") or re.match(r"^[\w.]*(Error|Exception): ", line)]
+    return errors[-1][:500] if errors else ""
+
+
 def run_info(path: Path) -> RunInfo:
     status = RunDirectory(path).read_status()
     state = status.get("state", "queued")
-    if state not in FINAL_STATES and status.get("pid") and not _alive(status.get("pid")):
-        state = "failed"  # the process is gone without saying so (killed, machine restarted)
-        status = {**status, "message": status.get("message", "") + " (process ended unexpectedly)"}
+    pid = status.get("pid") or _launcher_pid(path)
+    if state not in FINAL_STATES and pid and not _alive(pid):
+        state = "failed"  # the process is gone without saying so (killed, bad config, machine restarted)
+        reason = last_error(path)
+        message = status.get("message", "") + " (process ended unexpectedly)"
+        status = {**status, "message": f"{reason} (process ended)" if reason else message}
     return RunInfo(path=path, name=path.name, state=state, status=status)
 
 
@@ -74,17 +106,21 @@ def new_run_dir(name: str) -> Path:
 
 def _launch(args: list[str], run_dir: Path) -> subprocess.Popen:
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir / "train.log", "ab")  # noqa: SIM115 - handed to the child process
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "fm_engine.cli", *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # survives the Streamlit session; cancel signals the whole group
-        env=env,
-        cwd=run_dir,
-    )
+    with open(run_dir / "train.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fm_engine.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the Streamlit session; cancel signals the whole group
+            env=env,
+            cwd=run_dir,
+        )
+    _CHILDREN[process.pid] = process
+    # a process that dies before writing its pid into status.json (e.g. a bad config) is still noticed
+    (run_dir / LAUNCHER_PID).write_text(str(process.pid), encoding="utf-8")
+    return process
 
 
 def start_training(config: dict[str, Any], name: str) -> Path:
@@ -95,6 +131,51 @@ def start_training(config: dict[str, Any], name: str) -> Path:
     config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     RunDirectory(run_dir).update_status(state="queued", name=name, message="starting", created_at=_now())
     _launch(["train", "--config", str(config_file), "--out", str(run_dir), "--no-progress"], run_dir)
+    return run_dir
+
+
+def start_finetune(
+    checkpoint_run: Path, tasks: list[str], name: str, *, max_epochs: int | None = None, lr: float | None = None
+) -> Path:
+    """Start ``fm finetune`` (retrain the heads of ``tasks`` on the frozen encoder of ``checkpoint_run``)."""
+    tasks = [t.strip() for t in tasks if t and t.strip()]
+    if not tasks:
+        raise ValueError("choose at least one task whose head is retrained")
+    run_dir = new_run_dir(name)
+    run_dir.mkdir(parents=True)
+    RunDirectory(run_dir).update_status(
+        state="queued", name=name, message="starting", created_at=_now(), kind="finetune",
+        source_run=str(checkpoint_run), finetune_tasks=tasks,
+    )  # fmt: skip
+    args = ["finetune", "--checkpoint", str(checkpoint_run), "--tasks", ",".join(tasks), "--out", str(run_dir)]
+    if max_epochs is not None:
+        args += ["--max-epochs", str(int(max_epochs))]
+    if lr is not None:
+        args += ["--lr", repr(float(lr))]
+    _launch([*args, "--no-progress"], run_dir)
+    return run_dir
+
+
+def _task_name(entry: Any) -> str:
+    if isinstance(entry, dict):
+        return str(entry.get("name") or entry.get("bundled") or "?")
+    return str(entry)
+
+
+def start_rehearsal(config: dict[str, Any], name: str) -> Path:
+    """Start ``fm rehearsal`` on ``config`` (a rehearsal-config dict: tasks in learning order, replay_ratio,
+    and the training sections) in a new run folder; returns it."""
+    run_dir = new_run_dir(name)
+    run_dir.mkdir(parents=True)
+    config_file = run_dir.parent / f".{run_dir.name}.yaml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    tasks = [_task_name(entry) for entry in config.get("tasks", [])]
+    steps = [{"step": i, "task": task, "run_dir": "", "state": "queued"} for i, task in enumerate(tasks, start=1)]
+    RunDirectory(run_dir).update_status(
+        state="queued", name=name, message="starting", created_at=_now(), kind="rehearsal", step=0,
+        n_steps=len(tasks), steps=steps, epoch=0, max_epochs=(config.get("trainer") or {}).get("max_epochs"),
+    )  # fmt: skip
+    _launch(["rehearsal", "--config", str(config_file), "--out", str(run_dir), "--no-progress"], run_dir)
     return run_dir
 
 

@@ -70,6 +70,7 @@ def curve_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
 
 
 ERROR_METRICS = {"regression": "mae", "kernel_regression": "rmse", "classification": "error"}
+METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "error": "error rate"}
 
 
 def task_error(metrics: dict[str, float], task_type: str) -> float:

@@ -38,7 +38,7 @@ from fm_engine.models import FlexibleMultiTaskModel, ModelConfig
 from fm_engine.tasks import TaskSpec
 from fm_engine.training.config import TrainConfig
 from fm_engine.training.evaluate import prediction_frame
-from fm_engine.training.metrics import ERROR_METRICS, task_error
+from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
 from fm_engine.training.run_files import RunDirectory, now_iso, write_json_atomic
 from fm_engine.training.trainer import StartFrom, build_datamodule, fit_scalers, resolve_class_weights, train
 
@@ -267,7 +267,7 @@ def forgetting_figure(table: pd.DataFrame) -> go.Figure:
             row=1, col=j,
         )  # fmt: skip
         unit = row.get("unit")
-        metric = "error rate" if row["metric"] == "error" else row["metric"].upper()
+        metric = METRIC_LABELS[row["metric"]]
         label = f"test {metric} ({unit})" if isinstance(unit, str) and unit else f"test {metric}"
         figure.update_yaxes(title_text=label, row=1, col=j)
         figure.update_xaxes(title_text="after step", tickvals=steps, ticktext=[labels.get(s, str(s)) for s in steps],
@@ -301,7 +301,7 @@ def summary_markdown(config: RehearsalConfig, steps: list[dict[str, Any]], forge
     lines += ["| task | metric | " + " | ".join(c.replace("_", " ") for c in step_columns) + " | forgetting |"]
     lines += ["|---|---|" + "---|" * (len(step_columns) + 1)]
     for _, row in forgetting.iterrows():
-        metric = "error rate" if row["metric"] == "error" else f"{row['metric'].upper()} ({row['unit']})"
+        metric = METRIC_LABELS[row["metric"]] + (f" ({row['unit']})" if row["unit"] else "")
         values = " | ".join(_fmt(row[c]) for c in step_columns)
         lines.append(f"| {row['task']} | {metric} | {values} | {_fmt(row['forgetting'])} |")
     lines += ["", "forgetting = final error - error right after the task was learned (positive: it got worse).", ""]
@@ -381,6 +381,7 @@ def _run_steps(config: RehearsalConfig, out: Path, specs: list[TaskSpec], steps:
                 result = train(step_config, run.path, progress_bar=progress_bar,
                                start=StartFrom(model, dm, monitor_tasks=monitor))  # fmt: skip
                 mirror.step = None
+                top.update_status(epoch=run.read_status().get("epoch", 0))
                 if result.state != "done":
                     step["state"] = "cancelled"
                     top.update_status(state="cancelled", finished_at=now_iso(), steps=steps,

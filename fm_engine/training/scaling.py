@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from fm_engine.training.config import TrainConfig
-from fm_engine.training.metrics import ERROR_METRICS, task_error
+from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
 from fm_engine.training.trainer import train
 
 
@@ -28,8 +28,11 @@ def run_scaling(
         raise ValueError(f"unknown task '{task}' (tasks: {', '.join(names)})")
     if not ratios or any(not 0 < r <= 1 for r in ratios):
         raise ValueError("ratios must be numbers in (0, 1]")
+    out.mkdir(parents=True, exist_ok=True)
+    about = {"task": task, "ratios": sorted(set(ratios), reverse=True), "name": config.name}
+    (out / "scaling.json").write_text(json.dumps(about, indent=2), encoding="utf-8")
     rows = []
-    for ratio in sorted(set(ratios), reverse=True):
+    for ratio in about["ratios"]:
         run_config = copy.deepcopy(config)
         run_config.tasks = [
             {**entry, "task_masking_ratio": ratio} if _entry_name(entry) == task else entry for entry in config.tasks
@@ -45,10 +48,7 @@ def run_scaling(
                 "test_error": task_error(entry["test_metrics"], kind),
             })  # fmt: skip
     table = pd.DataFrame(rows)
-    out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "scaling.csv", index=False, float_format="%.6g")
-    about = {"task": task, "ratios": sorted(set(ratios), reverse=True), "name": config.name}
-    (out / "scaling.json").write_text(json.dumps(about, indent=2), encoding="utf-8")
     scaling_figure(table, task).write_html(out / "scaling.html", include_plotlyjs="directory")
     return table
 
@@ -69,6 +69,7 @@ def scaling_figure(table: pd.DataFrame, task: str) -> go.Figure:
         slope = np.polyfit(np.log(rows["n_train"]), np.log(rows["test_error"]), 1)[0]
         figure.add_annotation(text=f"test slope {slope:.2f} (log-log)", x=0.02, y=0.98, xref="paper", yref="paper",
                               showarrow=False, xanchor="left")  # fmt: skip
+    metric = METRIC_LABELS.get(metric, metric)
     label = f"{metric} ({unit})" if unit else metric
     figure.update_layout(title=f"{task}: error vs training data", xaxis_title="training compositions",
                          yaxis_title=label, xaxis_type="log", yaxis_type="log", height=420)  # fmt: skip

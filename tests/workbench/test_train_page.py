@@ -1,3 +1,5 @@
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -7,9 +9,19 @@ import yaml
 from streamlit.testing.v1 import AppTest
 
 from fm_engine.training import TrainConfig
+from fm_engine.training.run_files import RunDirectory
 from tests.workbench.conftest import HOME
-from workbench.components.train_form import FormValues, build_config, parse_hidden_dims, runs_table, validate
-from workbench.runs import RunInfo, run_info
+from workbench.components.train_form import (
+    FormValues,
+    RehearsalValues,
+    build_config,
+    build_rehearsal_config,
+    parse_hidden_dims,
+    runs_table,
+    validate,
+    validate_rehearsal,
+)
+from workbench.runs import RunInfo, cancel, run_info, start_rehearsal
 from workbench.state import UPLOADED_TASKS, WATCHED_RUN
 
 
@@ -138,3 +150,179 @@ def test_valid_config_trains_in_a_separate_process(workspace: Path):
     fresh.selectbox(key="train_monitor_pick").select(run_dir.name).run()
     assert not fresh.exception
     assert f"{run_dir.name}: done" in "\n".join(m.value for m in fresh.markdown)
+
+
+# ------------------------------------------------------------------------------------------ fine-tune, rehearsal
+def click(at: AppTest, label: str) -> AppTest:
+    next(b for b in at.button if b.label == label).click().run()
+    assert not at.exception
+    return at
+
+
+def text_of(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def wait_for(predicate, seconds: float = 90, what: str = "") -> None:
+    deadline = time.time() + seconds
+    while not predicate():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def test_rehearsal_helpers_build_a_config_the_engine_accepts():
+    from fm_engine.training.rehearsal import RehearsalConfig
+
+    values = RehearsalValues(name="r", tasks=["yield_strength", "hea_phase"], replay_ratio=0.25, preset="small")
+    assert validate_rehearsal(values) == []
+    config = build_rehearsal_config(values, classification=["hea_phase"])
+    assert [t["bundled"] for t in config["tasks"]] == ["yield_strength", "hea_phase"]  # the chosen order
+    assert config["tasks"][1]["class_weights"] == "balanced"
+    assert config["replay_ratio"] == 0.25 and config["model"]["encoder"]["hidden_dims"] == [128, 64]
+    assert RehearsalConfig.from_dict(config).task_names == ["yield_strength", "hea_phase"]
+    both = RehearsalValues(name="t", tasks=["band_gap", "hea_phase"], encoder="transformer")
+    transformer = build_rehearsal_config(both)
+    assert transformer["model"]["encoder"]["d_model"] == 32
+    assert any("at least two" in e for e in validate_rehearsal(RehearsalValues(name="x", tasks=["band_gap"])))
+    assert any("only once" in e for e in validate_rehearsal(RehearsalValues(name="x", tasks=["a", "a"])))
+
+
+def test_finetune_form_needs_a_model_and_a_task(workspace: Path, tiny_run: Path):
+    at = train_page()
+    assert any("No finished model" in i.value for i in at.info)  # nothing to fine-tune in an empty workspace
+    shutil.copytree(tiny_run, workspace / "runs" / "tiny")
+    at.run()
+    assert at.selectbox(key="finetune_source").value == "tiny"
+    labels = at.multiselect(key="finetune_tasks_tiny").options
+    assert "bulk_modulus (GPa)" in labels and any(label.startswith("hea_phase (classes:") for label in labels)
+    click(at, "Start fine-tuning")
+    assert "Select at least one task whose head is retrained" in errors(at)
+    assert sorted(p.name for p in (workspace / "runs").iterdir()) == ["tiny"]
+
+
+def test_finetune_started_from_the_train_page_runs_and_reports_before_and_after(workspace_with_model: Path):
+    at = train_page()
+    at.selectbox(key="finetune_source").select("tiny").run()
+    at.multiselect(key="finetune_tasks_tiny").select("hea_phase")
+    at.number_input(key="finetune_epochs").set_value(2)
+    at.selectbox(key="finetune_lr").select(0.01)
+    at.text_input(key="finetune_name_tiny").input("tuned")
+    click(at, "Start fine-tuning")
+    assert not at.error, errors(at)
+    run_dir = Path(at.session_state[WATCHED_RUN])
+    assert run_dir.name.startswith("tuned-") and run_dir.parent == workspace_with_model.parent
+    assert json.loads((run_dir / "status.json").read_text())["kind"] == "finetune"
+
+    assert wait_until_final(run_dir).has_checkpoint
+    card = json.loads((run_dir / "checkpoint" / "card.json").read_text())
+    assert card["finetune"]["trained_heads"] == ["hea_phase"]
+    assert card["config"]["optimizer"]["lr"] == 0.01 and card["config"]["trainer"]["max_epochs"] == 2
+
+    at.run()
+    assert not at.exception
+    assert f"{run_dir.name}: done" in text_of(at)
+    comparison = next(d.value for d in at.dataframe if "before" in d.value.columns)
+    bulk = comparison[comparison["test metric"] == "MAE (GPa)"].iloc[0]
+    assert bulk["task"] == "bulk_modulus" and bulk["before"] == bulk["after"] and not bulk["retrained"]
+    assert comparison[comparison["task"] == "hea_phase"]["retrained"].all()
+    runs = next(d.value for d in at.dataframe if "kind" in d.value.columns).set_index("run")
+    assert runs.loc[run_dir.name, "kind"] == "fine-tune" and runs.loc["tiny", "kind"] == "training"
+
+
+def rehearsal_page(tasks: list[str], epochs: int, patience: int = 10) -> AppTest:
+    at = train_page()
+    at.text_input(key="rehearsal_name").input("forget")
+    for task in tasks:  # the multiselect keeps the order of picking
+        at.multiselect(key="rehearsal_tasks").select(task)
+    at.selectbox(key="rehearsal_preset").select("small")
+    at.slider(key="rehearsal_replay").set_value(0.2)
+    at.number_input(key="rehearsal_epochs").set_value(epochs)
+    at.number_input(key="rehearsal_patience").set_value(patience)
+    click(at, "Start rehearsal")
+    assert not at.error, errors(at)
+    return at
+
+
+def test_rehearsal_form_rejects_a_single_task(workspace: Path):
+    at = train_page()
+    at.multiselect(key="rehearsal_tasks").select("hea_phase")
+    click(at, "Start rehearsal")
+    assert "at least two tasks" in errors(at)
+    assert not list((workspace / "runs").iterdir())
+
+
+def test_rehearsal_started_from_the_train_page_finishes_and_opens_in_studies(workspace: Path):
+    at = rehearsal_page(["yield_strength", "hea_phase"], epochs=1)
+    run_dir = Path(at.session_state[WATCHED_RUN])
+    config = yaml.safe_load((run_dir.parent / f".{run_dir.name}.yaml").read_text())
+    assert [t["bundled"] for t in config["tasks"]] == ["yield_strength", "hea_phase"]
+    assert config["replay_ratio"] == 0.2 and config["trainer"]["max_epochs"] == 1
+
+    info = wait_until_final(run_dir)
+    assert info.has_checkpoint and info.status["kind"] == "rehearsal"
+    assert [s["task"] for s in info.status["steps"]] == ["yield_strength", "hea_phase"]
+    forgetting = pd.read_csv(run_dir / "forgetting.csv")
+    assert list(forgetting["task"]) == ["yield_strength", "hea_phase"]
+
+    at.run()
+    assert not at.exception
+    text = text_of(at)
+    assert f"{run_dir.name}: done" in text
+    assert "step 1: **yield_strength**" in text and "step 2: **hea_phase**" in text
+    assert any("final model of this rehearsal" in s.value for s in at.success)
+    runs = next(d.value for d in at.dataframe if "kind" in d.value.columns).set_index("run")
+    assert runs.loc[run_dir.name, "kind"] == "rehearsal" and runs.loc[run_dir.name, "epochs"] == "step 2 / 2"
+    assert run_dir.name in at.selectbox(key="fm_sidebar_checkpoint").options  # the final model is a checkpoint
+
+    at.switch_page("../pages/studies.py").run()
+    assert not at.exception
+    assert at.selectbox(key="studies_pick").value == run_dir.name
+    table = at.dataframe[0].value
+    assert "yield_strength: test curve RMSE (MPa)" in table.columns
+    assert table["test error"].iloc[0] == "after step 1 (+yield_strength)"
+
+
+def test_rehearsal_is_monitored_live_and_cancelled(workspace: Path):
+    at = rehearsal_page(["yield_strength", "hea_phase"], epochs=2000, patience=500)
+    run_dir = Path(at.session_state[WATCHED_RUN])
+    try:
+
+        def step_one_training() -> bool:
+            status = run_info(run_dir).status
+            assert run_info(run_dir).state in ("queued", "running"), status
+            current = status.get("current_run")
+            return bool(current) and len(RunDirectory(run_dir / current).read_metrics()) > 2
+
+        wait_for(step_one_training, what="step 1 to train")
+        at.run()
+        assert not at.exception
+        text = text_of(at)
+        assert "step 1 / 2: learning yield_strength" in at.get("progress")[0].proto.text
+        assert "**Current step** (`step_1_yield_strength`)" in text
+        assert "step 2: **hea_phase** (added, earlier tasks replayed): queued" in text
+        assert len(at.get("plotly_chart")) == 2  # the current step's loss and metric curves
+
+        studies = AppTest.from_file(str(HOME), default_timeout=60)  # another session finds it running
+        studies.run()
+        studies.switch_page("../pages/studies.py").run()
+        assert any("still running" in i.value for i in studies.info)
+        click(studies, "Watch it live on the Train page")
+        assert studies.session_state[WATCHED_RUN] == str(run_dir) and studies.title[0].value == "Train"
+
+        click(at, "Cancel rehearsal")
+        wait_for(lambda: run_info(run_dir).state not in ("queued", "running"), 60, "the rehearsal to stop")
+        assert run_info(run_dir).state == "cancelled", run_info(run_dir).status
+        at.run()
+        assert f"{run_dir.name}: cancelled" in text_of(at)
+        at.switch_page("../pages/studies.py").run()
+        assert any("--resume" in w.value for w in at.warning)
+    finally:
+        cancel(run_dir)  # never leave a 2000-epoch process behind when an assertion fails
+
+
+def test_a_process_that_dies_before_writing_its_status_is_reported_failed(workspace: Path):
+    config = build_rehearsal_config(RehearsalValues(name="bad", tasks=["hea_phase", "no_such_task"]))
+    run_dir = start_rehearsal(config, "bad")
+    assert run_info(run_dir).state in ("queued", "failed")
+    wait_for(lambda: run_info(run_dir).state == "failed", 60, "the failure to be noticed")
+    assert "no_such_task" in run_info(run_dir).status["message"]

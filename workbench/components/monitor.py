@@ -73,3 +73,42 @@ def task_metrics(model_config: dict[str, Any]) -> dict[str, tuple[str, str]]:
         else:
             chosen[task["name"]] = ("mae", f"MAE{unit}")
     return chosen
+
+
+def rehearsal_headline(status: dict[str, Any]) -> str:
+    """``step 2 / 3: learning hea_phase`` for a rehearsal's status.json."""
+    step = int(status.get("step") or 0)
+    total = status.get("n_steps") or len(status.get("steps") or []) or "?"
+    if step < 1:
+        return f"step 0 / {total}: preparing"
+    steps = status.get("steps") or []
+    task = next((s.get("task") for s in steps if s.get("step") == step), None) or "?"
+    return f"step {step} / {total}: learning {task}"
+
+
+def rehearsal_step_lines(status: dict[str, Any], icons: dict[str, str]) -> list[str]:
+    """One markdown line per step: its state icon, the task it adds, and its state."""
+    lines = []
+    for entry in status.get("steps") or []:
+        state = str(entry.get("state", "queued"))
+        learned = "learned first" if entry.get("step") == 1 else "added, earlier tasks replayed"
+        lines.append(f"- {icons.get(state, '')} step {entry.get('step')}: **{entry.get('task')}** ({learned}): {state}")
+    return lines
+
+
+def finetune_comparison(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows (task, metric with unit, test before, test after, retrained) from a fine-tuned card's section."""
+    tuned = card.get("finetune") or {}
+    units = {t.get("name"): t.get("unit") or "" for t in card.get("tasks") or []}
+    names = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "accuracy": "accuracy", "macro_f1": "macro-F1",
+             "roc_auc": "ROC-AUC"}  # fmt: skip
+    rows = []
+    for task, after in (tuned.get("test_metrics_after") or {}).items():
+        before = (tuned.get("test_metrics_before") or {}).get(task, {})
+        for key, value in after.items():
+            if key == "n":
+                continue
+            unit = f" ({units.get(task)})" if key in ("mae", "rmse") and units.get(task) else ""
+            rows.append({"task": task, "test metric": f"{names.get(key, key)}{unit}", "before": before.get(key),
+                         "after": value, "retrained": task in (tuned.get("trained_heads") or [])})  # fmt: skip
+    return rows

@@ -218,26 +218,151 @@ def local_time(iso: str | None) -> str:
         return str(iso)
 
 
+RUN_KINDS = {"finetune": "fine-tune", "rehearsal": "rehearsal"}
+
+
+def run_kind(status: Mapping[str, Any]) -> str:
+    """``training``, ``fine-tune`` or ``rehearsal`` from a run's status.json."""
+    return RUN_KINDS.get(str(status.get("kind", "")), "training")
+
+
+def progress_text(status: Mapping[str, Any]) -> str:
+    """``12 / 60`` epochs; for a running rehearsal ``step 2 / 3, epoch 4 / 10`` (epochs of the current step)."""
+    total = status.get("max_epochs")
+    epoch = status.get("epoch", 0) or 0
+    epochs = f"{epoch} / {total}" if total else str(epoch)
+    if status.get("kind") == "rehearsal":
+        steps = f"step {status.get('step') or 0} / {status.get('n_steps') or '?'}"
+        return steps if status.get("state") in ("done", "failed", "cancelled") else f"{steps}, epoch {epochs}"
+    return epochs
+
+
 def runs_table(runs: Sequence[Any]) -> pd.DataFrame:
     """One row per run (``RunInfo``-like objects with ``name``, ``state``, ``status``), newest first."""
     rows = []
     for run in runs:
         status = run.status
         best = status.get("best_val_loss")
-        total = status.get("max_epochs")
-        epoch = status.get("epoch", 0) or 0
         rows.append(
             {
                 "run": run.name,
+                "kind": run_kind(status),
                 "state": run.state,
                 "started": local_time(status.get("started_at") or status.get("created_at")),
-                "epochs": f"{epoch} / {total}" if total else str(epoch),
+                "epochs": progress_text(status),
                 "best val loss (normalised)": float(best) if isinstance(best, int | float) else None,
                 "message": status.get("message", ""),
             }
         )
-    columns = ["run", "state", "started", "epochs", "best val loss (normalised)", "message"]
+    columns = ["run", "kind", "state", "started", "epochs", "best val loss (normalised)", "message"]
     return pd.DataFrame(rows, columns=columns)
+
+
+# ----------------------------------------------------------------------------------------------- fine-tune
+def read_card(run: Path) -> dict[str, Any]:
+    """A run's ``checkpoint/card.json`` ({} when it is missing or unreadable)."""
+    import json
+
+    try:
+        card = json.loads((Path(run) / "checkpoint" / "card.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def card_task_choices(card: Mapping[str, Any]) -> dict[str, str]:
+    """Task name -> label with its unit (or classes), from a checkpoint's card.json."""
+    choices = {}
+    for task in card.get("tasks") or []:
+        kind = task.get("type", "regression")
+        if kind == "classification":
+            unit = "classes: " + ", ".join(str(c) for c in task.get("classes") or ()) if task.get("classes") else ""
+        elif kind == "kernel_regression":
+            unit = f"{task.get('unit') or '?'}, vs T in {task.get('t_unit') or '?'}"
+        else:
+            unit = task.get("unit") or ""
+        choices[str(task["name"])] = f"{task['name']} ({unit or TYPE_LABELS.get(kind, kind)})"
+    return choices
+
+
+def card_learning_rate(card: Mapping[str, Any]) -> float | None:
+    """The learning rate the checkpoint was trained with (from the training config in its card)."""
+    lr = ((card.get("config") or {}).get("optimizer") or {}).get("lr")
+    return float(lr) if isinstance(lr, int | float) else None
+
+
+def validate_finetune(name: str, source: Any, tasks: Sequence[str], max_epochs: int) -> list[str]:
+    errors = []
+    if not name.strip():
+        errors.append("Give the fine-tuned run a name.")
+    if source is None:
+        errors.append("Choose the trained model to start from.")
+    if not tasks:
+        errors.append("Select at least one task whose head is retrained.")
+    if max_epochs < 1:
+        errors.append("Train for at least 1 epoch.")
+    return errors
+
+
+# ----------------------------------------------------------------------------------------------- rehearsal
+@dataclass
+class RehearsalValues:
+    """What the rehearsal form holds: tasks in learning order, replay and per-step training settings."""
+
+    name: str
+    tasks: list[str]
+    replay_ratio: float = 0.1
+    encoder: str = "mlp"
+    preset: str = "small"
+    max_epochs: int = 30
+    patience: int = 10
+    batch_size: int = 128
+    lr: float = 2e-3
+    autoencoder: bool = True
+    balanced_classes: bool = True
+    seed: int = 42
+
+
+def validate_rehearsal(values: RehearsalValues) -> list[str]:
+    errors = []
+    if not values.name.strip():
+        errors.append("Give the rehearsal run a name.")
+    if len(values.tasks) < 2:
+        errors.append("Select at least two tasks: the model learns them one after another, in the order chosen.")
+    if len(set(values.tasks)) != len(values.tasks):
+        errors.append("Each task can be learned only once.")
+    if not 0.0 <= values.replay_ratio <= 1.0:
+        errors.append("The replay ratio is a fraction between 0 and 1.")
+    if values.max_epochs < 1:
+        errors.append("Train for at least 1 epoch per step.")
+    if values.preset not in MLP_PRESETS:
+        errors.append(f"Unknown size preset '{values.preset}' (small, medium or large).")
+    return errors
+
+
+def encoder_values(encoder: str, preset: str) -> dict[str, Any]:
+    """The size fields of ``FormValues`` for an encoder type and a size preset (as the Train form fills them)."""
+    if encoder == "mlp":
+        return {"encoder": "mlp", "hidden_dims": ", ".join(str(d) for d in MLP_PRESETS[preset])}
+    return {"encoder": "transformer", **TRANSFORMER_PRESETS[preset]}
+
+
+def build_rehearsal_config(values: RehearsalValues, classification: Sequence[str] = ()) -> dict[str, Any]:
+    """The rehearsal-config dict (``fm rehearsal --config``): the training sections as ``build_config`` makes
+    them, tasks in learning order, and the replay ratio. ``trainer.max_epochs`` is per step."""
+    form = FormValues(
+        name=values.name, bundled=list(values.tasks), **encoder_values(values.encoder, values.preset),
+        autoencoder=values.autoencoder, balanced_classes=values.balanced_classes, max_epochs=values.max_epochs,
+        patience=values.patience, batch_size=values.batch_size, lr=values.lr, seed=values.seed,
+    )  # fmt: skip
+    config = build_config(form, classification=classification)
+    return {
+        "name": config["name"],
+        "seed": config["seed"],
+        "tasks": config["tasks"],
+        "replay_ratio": float(values.replay_ratio),
+        **{key: config[key] for key in ("model", "data", "optimizer", "trainer")},
+    }
 
 
 def upload_path(folder: Path, name: str) -> Path:
