@@ -271,7 +271,7 @@ def forgetting_figure(table: pd.DataFrame) -> go.Figure:
         label = f"test {metric} ({unit})" if isinstance(unit, str) and unit else f"test {metric}"
         figure.update_yaxes(title_text=label, row=1, col=j)
         figure.update_xaxes(title_text="after step", tickvals=steps, ticktext=[labels.get(s, str(s)) for s in steps],
-                            row=1, col=j)  # fmt: skip
+                            range=[0.7, len(steps) + 0.3], row=1, col=j)  # fmt: skip
     figure.update_layout(title="Forgetting: each task's test error after every step (lower is better)",
                          height=380, margin={"t": 80})  # fmt: skip
     return figure
