@@ -13,6 +13,7 @@ import streamlit as st
 
 from fm_engine.datasets import bundled_datasets
 from fm_engine.training import TrainConfig
+from fm_engine.training.rehearsal import RehearsalConfig
 from fm_engine.training.run_files import RunDirectory
 from fm_engine.workspace import workspace_dir
 from workbench import state
@@ -111,25 +112,13 @@ def _submit(values: FormValues, uploaded: dict, classification: list[str]) -> li
     return []
 
 
-def _check_rehearsal_config(config: dict) -> None:
-    """Raise ValueError/TypeError/KeyError when ``fm rehearsal`` would reject ``config``."""
-    try:
-        from fm_engine.training.rehearsal import RehearsalConfig  # the engine's own validation, when present
-    except ImportError:
-        RehearsalConfig = None  # noqa: N806
-    if RehearsalConfig is not None and hasattr(RehearsalConfig, "from_dict"):
-        RehearsalConfig.from_dict(config)
-    else:
-        TrainConfig.from_dict({k: v for k, v in config.items() if k not in ("replay_ratio", "replay_ratios", "design")})
-
-
 def _submit_rehearsal(values: RehearsalValues, classification: list[str]) -> list[str]:
     errors = validate_rehearsal(values)
     if errors:
         return errors
     try:
         config = build_rehearsal_config(values, classification)
-        _check_rehearsal_config(config)
+        RehearsalConfig.from_dict(config)  # the engine's own validation
     except (ValueError, TypeError, KeyError) as error:
         return [f"The configuration is not valid: {error}"]
     try:
