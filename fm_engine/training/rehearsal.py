@@ -160,7 +160,8 @@ class _StatusMirror:
 
     def __init__(self, top: RunDirectory) -> None:
         self.top = top
-        self.step: RunDirectory | None = None
+        self._step: RunDirectory | None = None
+        self._lock = threading.Lock()  # no mirrored write can land after follow() returns
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -169,18 +170,23 @@ class _StatusMirror:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.follow(None)
         self._stop.set()
         self._thread.join()
 
+    def follow(self, step: RunDirectory | None) -> None:
+        with self._lock:
+            self._step = step
+
     def _loop(self) -> None:
         while not self._stop.wait(1.0):
-            step = self.step
-            if step is None:
-                continue
-            status = step.read_status()
-            fields = {k: status[k] for k in ("epoch", "max_epochs", "eta_seconds", "best_epoch") if k in status}
-            if fields:
-                self.top.update_status(**fields)
+            with self._lock:
+                if self._step is None:
+                    continue
+                status = self._step.read_status()
+                fields = {k: status[k] for k in ("epoch", "max_epochs", "eta_seconds", "best_epoch") if k in status}
+                if fields:
+                    self.top.update_status(**fields)
 
 
 def _replay_buffers(dm: CompositionDataModule, config: RehearsalConfig) -> dict[str, np.ndarray]:
@@ -376,11 +382,11 @@ def _run_steps(config: RehearsalConfig, out: Path, specs: list[TaskSpec], steps:
                 top.update_status(state="running", step=k, current_run=step["run_dir"], steps=steps, epoch=0,
                                   message=f"step {k} / {len(specs)}: learning {spec.name} (replaying "
                                   f"{', '.join(earlier) or 'nothing'})")  # fmt: skip
-                mirror.step = run
+                mirror.follow(run)
                 monitor = [spec.name] + [name for name in earlier if replay[name].any()]
                 result = train(step_config, run.path, progress_bar=progress_bar,
                                start=StartFrom(model, dm, monitor_tasks=monitor))  # fmt: skip
-                mirror.step = None
+                mirror.follow(None)
                 top.update_status(epoch=run.read_status().get("epoch", 0))
                 if result.state != "done":
                     step["state"] = "cancelled"
