@@ -16,6 +16,7 @@ import copy
 import json
 import os
 import shutil
+import sys
 import threading
 import tomllib
 import warnings
@@ -383,6 +384,9 @@ def _run_steps(config: RehearsalConfig, out: Path, specs: list[TaskSpec], steps:
                                   message=f"step {k} / {len(specs)}: learning {spec.name} (replaying "
                                   f"{', '.join(earlier) or 'nothing'})")  # fmt: skip
                 mirror.follow(run)
+                if progress_bar:  # the console: one line per step above the step's epoch bar
+                    print(f"step {k} / {len(specs)}: learning {spec.name} ({step['train_rows']} training rows, "
+                          "new + replay)", file=sys.stderr, flush=True)  # fmt: skip
                 monitor = [spec.name] + [name for name in earlier if replay[name].any()]
                 result = train(step_config, run.path, progress_bar=progress_bar,
                                start=StartFrom(model, dm, monitor_tasks=monitor))  # fmt: skip

@@ -136,3 +136,20 @@ def test_inferred_classes_are_recorded_on_the_task():
     dm = CompositionDataModule([task], frames={"phase": PHASE.drop(columns="split")})
     dm.setup()
     assert task.classes == ["a", "b"]
+
+
+def test_restrict_training_keeps_only_rows_with_a_kept_label(tiny_data):
+    bulk = TaskSpec(name="bulk", data_files=[str(tiny_data / "bulk.csv")], composition_column="formula",
+                    data_column="target")  # fmt: skip
+    phase = TaskSpec(name="hea_phase", type="classification", data_files=[str(tiny_data / "phase.csv")])
+    dm = CompositionDataModule([bulk, phase], batch_size=32)
+    dm.setup()
+    replay = dm.train_keep["bulk"] & (np.cumsum(dm.train_keep["bulk"]) <= 10)  # the first 10 training rows
+    dm.restrict_training({"bulk": replay, "hea_phase": dm.train_keep["hea_phase"]})
+    rows = dm.dataset("train").indices
+    assert dm.train_keep["bulk"].sum() == 10
+    assert set(rows) == set(np.flatnonzero(replay | dm.train_keep["hea_phase"]))
+    dm.restrict_training({"hea_phase": dm.train_keep["hea_phase"]})  # a task not named gets no rows
+    assert dm.train_keep["bulk"].sum() == 0 and len(dm.dataset("train")) == dm.train_keep["hea_phase"].sum()
+    with pytest.raises(ValueError, match="unknown task"):
+        dm.restrict_training({"nope": replay})
