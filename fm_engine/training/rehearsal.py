@@ -405,16 +405,23 @@ def _run_steps(config: RehearsalConfig, out: Path, specs: list[TaskSpec], steps:
             card = json.loads(run.checkpoint_path.joinpath("card.json").read_text(encoding="utf-8"))
             step.update(state="done", epochs=card["training"]["epochs_run"], seconds=card["training"]["wall_time_s"])
             rows += _step_metrics(card, k, spec.name)
+            _write_tables(config, out, pd.DataFrame(rows))
             top.update_status(steps=steps)
     return _finish(config, out, steps, pd.DataFrame(rows))
 
 
-def _finish(config: RehearsalConfig, out: Path, steps: list[dict[str, Any]], metrics: pd.DataFrame) -> RehearsalResult:
-    top = RunDirectory(out)
+def _write_tables(config: RehearsalConfig, out: Path, metrics: pd.DataFrame) -> pd.DataFrame:
+    """metrics.csv, forgetting.csv and forgetting.html over the steps so far (rewritten after every step)."""
     metrics.to_csv(out / "metrics.csv", index=False, float_format="%.6g")
     forgetting = forgetting_table(metrics, config.task_names)
     forgetting.to_csv(out / "forgetting.csv", index=False, float_format="%.6g")
     forgetting_figure(forgetting).write_html(out / "forgetting.html", include_plotlyjs="directory")
+    return forgetting
+
+
+def _finish(config: RehearsalConfig, out: Path, steps: list[dict[str, Any]], metrics: pd.DataFrame) -> RehearsalResult:
+    top = RunDirectory(out)
+    forgetting = _write_tables(config, out, metrics)
     final = out / steps[-1]["run_dir"] / "checkpoint"
     staging = out / ".checkpoint.tmp"
     shutil.rmtree(staging, ignore_errors=True)
