@@ -53,15 +53,16 @@ def _show_rehearsal(study: Study) -> None:
         f"{(config.get('trainer') or {}).get('max_epochs', '?')} epochs."
     )
     forgetting, metrics = data["forgetting"], data["metrics"]
+    icon = STATE_ICONS.get(study.state, "")
+    if study.state in ("queued", "running"):
+        st.info(f"{icon} This rehearsal is still running ({status.get('message', '')}). The plot and tables show "
+                "the steps finished so far (they appear when the first step ends).",
+                icon=":material/hourglass_empty:")  # fmt: skip
+        if st.button("Watch it live on the Train page", icon=":material/monitoring:", key="studies_watch"):
+            state.put(state.WATCHED_RUN, str(study.path))
+            st.switch_page(page("train.py"))
     if forgetting is None or metrics is None:
-        icon = STATE_ICONS.get(study.state, "")
-        if study.state in ("queued", "running"):
-            st.info(f"{icon} This rehearsal is still running ({status.get('message', '')}). The forgetting plot "
-                    "appears when its last step has finished.", icon=":material/hourglass_empty:")  # fmt: skip
-            if st.button("Watch it live on the Train page", icon=":material/monitoring:", key="studies_watch"):
-                state.put(state.WATCHED_RUN, str(study.path))
-                st.switch_page(page("train.py"))
-        else:
+        if study.state not in ("queued", "running"):
             st.warning(f"{icon} This rehearsal ended without results ({study.state}: {status.get('message', '')}). "
                        f"Continue it with `fm rehearsal --out {study.path} --resume`.",
                        icon=":material/warning:")  # fmt: skip

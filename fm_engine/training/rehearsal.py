@@ -412,9 +412,11 @@ def _run_steps(config: RehearsalConfig, out: Path, specs: list[TaskSpec], steps:
 
 def _write_tables(config: RehearsalConfig, out: Path, metrics: pd.DataFrame) -> pd.DataFrame:
     """metrics.csv, forgetting.csv and forgetting.html over the steps so far (rewritten after every step)."""
-    metrics.to_csv(out / "metrics.csv", index=False, float_format="%.6g")
     forgetting = forgetting_table(metrics, config.task_names)
-    forgetting.to_csv(out / "forgetting.csv", index=False, float_format="%.6g")
+    for name, table in (("metrics.csv", metrics), ("forgetting.csv", forgetting)):
+        staging = out / f".{name}.tmp"  # then renamed: a reader never sees half a file
+        table.to_csv(staging, index=False, float_format="%.6g")
+        os.replace(staging, out / name)
     forgetting_figure(forgetting).write_html(out / "forgetting.html", include_plotlyjs="directory")
     return forgetting
 
