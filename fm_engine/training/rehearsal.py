@@ -276,7 +276,7 @@ def forgetting_figure(table: pd.DataFrame) -> go.Figure:
         unit = row.get("unit")
         metric = METRIC_LABELS[row["metric"]]
         label = f"test {metric} ({unit})" if isinstance(unit, str) and unit else f"test {metric}"
-        figure.update_yaxes(title_text=label, row=1, col=j)
+        figure.update_yaxes(title_text=label, rangemode="tozero", row=1, col=j)  # errors start at 0
         figure.update_xaxes(title_text="after step", tickvals=steps, ticktext=[labels.get(s, str(s)) for s in steps],
                             range=[0.7, len(steps) + 0.3], row=1, col=j)  # fmt: skip
     figure.update_layout(title="Forgetting: each task's test error after every step (lower is better)",
