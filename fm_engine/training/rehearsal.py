@@ -328,6 +328,9 @@ def run_rehearsal(
     earlier, interrupted call and restarts from the first unfinished one."""
     out = Path(out)
     top = RunDirectory(out)
+    trainer = config.train.trainer
+    if trainer.devices != 1 or trainer.num_nodes != 1:
+        raise ValueError("fm rehearsal trains in one process (devices 1, num_nodes 1); use fm train for DDP")
     if (out / REHEARSAL_FILE).exists() and not resume:
         raise ValueError(f"{out} already holds a rehearsal; choose another --out or use --resume")
     out.mkdir(parents=True, exist_ok=True)

@@ -168,3 +168,11 @@ def test_the_sample_config_is_valid_without_warnings(recwarn):
     assert config.task_names == ["bulk_modulus", "band_gap", "hea_phase"]
     assert config.replay_for("bulk_modulus") == 0.2 and config.replay_for("band_gap") == 0.1
     assert not [w for w in recwarn if "unknown key" in str(w.message)]
+
+
+def test_a_rehearsal_runs_in_one_process(tiny_data, tmp_path):
+    config = RehearsalConfig.from_dict(rehearsal_dict(tiny_data, 0.1))
+    config.train.trainer.devices = 2
+    with pytest.raises(ValueError, match="one process"):
+        run_rehearsal(config, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
