@@ -7,6 +7,7 @@ watched in the same live monitor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -103,12 +104,17 @@ def _submit(values: FormValues, uploaded: dict, classification: list[str]) -> li
         TrainConfig.from_dict(config)
     except (ValueError, TypeError, KeyError, OSError) as error:
         return [f"The configuration is not valid: {error}"]
+    return _launch(lambda: start_training(config, values.name.strip()), "training")
+
+
+def _launch(start: Callable[[], Path], what: str) -> list[str]:
+    """Start a run's process and watch it in the live monitor; returns the problems (empty on success)."""
     try:
-        run_dir = start_training(config, values.name.strip())
-    except OSError as error:
-        return [f"Could not start the training process: {error}"]
+        run_dir = start()
+    except (OSError, ValueError) as error:
+        return [f"Could not start the {what} process: {error}"]
     state.put(state.WATCHED_RUN, str(run_dir))
-    st.toast(f"Training started: {run_dir.name}", icon=":material/model_training:")
+    st.toast(f"{what.capitalize()} started: {run_dir.name}", icon=":material/model_training:")
     return []
 
 
@@ -121,13 +127,7 @@ def _submit_rehearsal(values: RehearsalValues, classification: list[str]) -> lis
         RehearsalConfig.from_dict(config)  # the engine's own validation
     except (ValueError, TypeError, KeyError) as error:
         return [f"The configuration is not valid: {error}"]
-    try:
-        run_dir = start_rehearsal(config, values.name.strip())
-    except OSError as error:
-        return [f"Could not start the rehearsal process: {error}"]
-    state.put(state.WATCHED_RUN, str(run_dir))
-    st.toast(f"Rehearsal started: {run_dir.name}", icon=":material/model_training:")
-    return []
+    return _launch(lambda: start_rehearsal(config, values.name.strip()), "rehearsal")
 
 
 def _finetune_tab() -> None:
@@ -179,13 +179,10 @@ def _finetune_tab() -> None:
     if submitted:
         problems = validate_finetune(name, source, tasks, int(max_epochs))
         if not problems:
-            try:
-                run_dir = start_finetune(source.path, list(tasks), name.strip(), max_epochs=int(max_epochs), lr=lr)
-            except (OSError, ValueError) as error:
-                problems = [f"Could not start the fine-tuning process: {error}"]
-            else:
-                state.put(state.WATCHED_RUN, str(run_dir))
-                st.toast(f"Fine-tuning started: {run_dir.name}", icon=":material/model_training:")
+            problems = _launch(
+                lambda: start_finetune(source.path, list(tasks), name.strip(), max_epochs=int(max_epochs), lr=lr),
+                "fine-tuning",
+            )
         if problems:
             st.error("Cannot start fine-tuning:\n\n" + "\n".join(f"- {p}" for p in problems), icon=":material/error:")
 
