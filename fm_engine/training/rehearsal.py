@@ -35,13 +35,20 @@ from fm_engine.checkpoints import load_checkpoint
 from fm_engine.config import known_keys_only, load_yaml
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.splits import subsample_keep_mask
-from fm_engine.models import FlexibleMultiTaskModel, ModelConfig
+from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskSpec
 from fm_engine.training.config import TrainConfig
 from fm_engine.training.evaluate import prediction_frame
 from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
 from fm_engine.training.run_files import RunDirectory, now_iso, write_json_atomic
-from fm_engine.training.trainer import StartFrom, build_datamodule, fit_scalers, resolve_class_weights, train
+from fm_engine.training.trainer import (
+    StartFrom,
+    build_datamodule,
+    fit_scalers,
+    model_for,
+    resolve_class_weights,
+    train,
+)
 
 REHEARSAL_FILE = "rehearsal.json"
 TRAIN_SECTIONS = ("name", "seed", "tasks", "descriptor", "model", "data", "optimizer", "trainer")
@@ -198,23 +205,6 @@ def _replay_buffers(dm: CompositionDataModule, config: RehearsalConfig) -> dict[
         )  # fmt: skip
         for name in config.task_names
     }
-
-
-def _first_model(
-    config: TrainConfig, dm: CompositionDataModule, spec: TaskSpec, scalers: dict
-) -> FlexibleMultiTaskModel:
-    return FlexibleMultiTaskModel(
-        ModelConfig(
-            input_dim=dm.descriptor.dim,
-            n_tokens=dm.descriptor.n_tokens,
-            tasks=[spec],
-            scalers={spec.name: scalers[spec.name]},
-            encoder=config.model.encoder,
-            autoencoder=config.model.autoencoder,
-            loss_balancer=config.model.loss_balancer,
-            descriptor=config.descriptor,
-        )
-    )
 
 
 def _step_metrics(card: dict[str, Any], step: int, task_added: str) -> list[dict[str, Any]]:
@@ -376,7 +366,7 @@ def _run_steps(config: RehearsalConfig, out: Path, specs: list[TaskSpec], steps:
                 if run.path.exists():
                     shutil.rmtree(run.path)  # an unfinished step starts again
                 if model is None:
-                    model = _first_model(config.train, dm, spec, scalers)
+                    model = model_for(config.train, dm, [spec], scalers)
                 else:
                     model.add_task(copy.deepcopy(spec), scalers[spec.name])
                 step_config = copy.deepcopy(config.train)

@@ -157,13 +157,21 @@ def build_datamodule(config: TrainConfig, specs: list[TaskSpec] | None = None) -
 
 
 def build_model(config: TrainConfig, dm: CompositionDataModule) -> FlexibleMultiTaskModel:
+    """A new model for every task of ``dm`` (class weights resolved, targets normalised on the train split)."""
     dm.setup()
     resolve_class_weights(dm)
+    return model_for(config, dm, list(dm.tasks), fit_scalers(dm))
+
+
+def model_for(
+    config: TrainConfig, dm: CompositionDataModule, tasks: list[TaskSpec], scalers: dict[str, TargetScaler]
+) -> FlexibleMultiTaskModel:
+    """A new model with heads for ``tasks`` only, on ``dm``'s descriptor."""
     model_config = ModelConfig(
         input_dim=dm.descriptor.dim,
         n_tokens=dm.descriptor.n_tokens,
-        tasks=list(dm.tasks),
-        scalers=fit_scalers(dm),
+        tasks=list(tasks),
+        scalers={task.name: scalers[task.name] for task in tasks},
         encoder=config.model.encoder,
         autoencoder=config.model.autoencoder,
         loss_balancer=config.model.loss_balancer,
