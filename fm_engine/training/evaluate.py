@@ -137,10 +137,17 @@ def evaluate(
     return result
 
 
-def prediction_frame(model: FlexibleMultiTaskModel, dm: CompositionDataModule, task: str, stage: str) -> pd.DataFrame:
-    """One row per labelled composition of ``stage`` (per curve point for sequence tasks): the true and
-    predicted values in the task's unit (classification: class names and class probabilities)."""
+def prediction_frames(model: FlexibleMultiTaskModel, dm: CompositionDataModule, stage: str) -> dict[str, pd.DataFrame]:
+    """Per task, one row per labelled composition of ``stage`` (per curve point for sequence tasks): the
+    true and predicted values in the task's unit (classification: class names and class probabilities).
+    One pass over the split serves every task."""
     collected = collect_outputs(model, dm, stage)
+    return {task: _prediction_frame(model, dm, collected, task, stage) for task in model.tasks}
+
+
+def _prediction_frame(
+    model: FlexibleMultiTaskModel, dm: CompositionDataModule, collected: StageOutputs, task: str, stage: str
+) -> pd.DataFrame:
     spec = model.tasks[task]
     if task not in collected.outputs:
         return pd.DataFrame(columns=["composition", "split", "true", "predicted"])

@@ -38,7 +38,7 @@ from fm_engine.data.splits import subsample_keep_mask
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskSpec
 from fm_engine.training.config import TrainConfig
-from fm_engine.training.evaluate import prediction_frame
+from fm_engine.training.evaluate import prediction_frames
 from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
 from fm_engine.training.run_files import RunDirectory, now_iso, write_json_atomic
 from fm_engine.training.trainer import (
@@ -392,8 +392,9 @@ def _run_steps(config: RehearsalConfig, out: Path, specs: list[TaskSpec], steps:
                     return RehearsalResult("cancelled", out, pd.DataFrame(rows), pd.DataFrame())
                 run.resume_path.unlink(missing_ok=True)  # steps restart whole; the step's checkpoint is kept
                 (run.path / "predictions").mkdir(exist_ok=True)
+                by_stage = [prediction_frames(model, dm, stage) for stage in ("val", "test")]
                 for name in model.tasks:
-                    frames = [prediction_frame(model, dm, name, stage) for stage in ("val", "test")]
+                    frames = [stage_frames[name] for stage_frames in by_stage]
                     pd.concat(frames, ignore_index=True).to_parquet(run.path / "predictions" / f"{name}.parquet")
             card = json.loads(run.checkpoint_path.joinpath("card.json").read_text(encoding="utf-8"))
             step.update(state="done", epochs=card["training"]["epochs_run"], seconds=card["training"]["wall_time_s"])
