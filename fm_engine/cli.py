@@ -156,11 +156,10 @@ def _cmd_rehearsal(args: argparse.Namespace) -> int:
     _apply_trainer_overrides(config.train, args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        result = run_rehearsal(config, out, resume=args.resume, progress_bar=not args.no_progress)
-    except KeyboardInterrupt:
-        print("cancelled; continue with --resume", file=sys.stderr)
-        return EXIT_CANCELLED
-    if result.state != "done":
+        done = run_rehearsal(config, out, resume=args.resume, progress_bar=not args.no_progress).state == "done"
+    except KeyboardInterrupt:  # SIGTERM outside a step's fit
+        done = False
+    if not done:
         print("cancelled; continue with --resume", file=sys.stderr)
         return EXIT_CANCELLED
     print((out / "SUMMARY.md").read_text(encoding="utf-8"))

@@ -6,7 +6,6 @@ directly; the Streamlit UI runs only when Streamlit executes this file as a page
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,31 +13,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fm_engine.training.metrics import METRIC_LABELS
 from fm_engine.workspace import runs_dir
+from workbench.components.cards import read_card
 
 PENDING_DELETE = "fm_checkpoints_pending_delete"  # str path of the run awaiting confirmation
 DELETED_MESSAGE = "fm_checkpoints_deleted"  # message shown after the rerun that follows a deletion
 LOWER_IS_BETTER = {"mae", "rmse"}
 HIGHER_IS_BETTER = {"r2", "accuracy", "macro_f1", "roc_auc"}
-METRIC_NAMES = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "accuracy": "accuracy", "macro_f1": "macro-F1"}
-METRIC_NAMES |= {"roc_auc": "ROC-AUC"}
 
 
 # ----------------------------------------------------------------------------------------------- pure logic
-def read_card(run: Path) -> tuple[dict[str, Any], str]:
-    """The card.json of a run's checkpoint, or ({}, reason) when it is missing or unreadable."""
-    path = Path(run) / "checkpoint" / "card.json"
-    if not path.exists():
-        return {}, "no model card (card.json) in this checkpoint"
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        return {}, f"the model card is unreadable ({error})"
-    if not isinstance(card, dict):
-        return {}, "the model card is not a JSON object"
-    return card, ""
-
-
 def read_card_md(run: Path) -> str:
     path = Path(run) / "checkpoint" / "card.md"
     try:
@@ -63,7 +48,7 @@ def format_metrics(metrics: dict[str, Any] | None, unit: str = "") -> str:
     for name, value in metrics.items():
         if name == "n" or value is None:
             continue
-        text = f"{METRIC_NAMES.get(name, name)} {value:.4g}"
+        text = f"{METRIC_LABELS.get(name, name)} {value:.4g}"
         if name in LOWER_IS_BETTER and unit and not unit.startswith("classes"):
             text += f" {unit}"
         parts.append(text)
@@ -142,7 +127,7 @@ def metrics_long(card: dict[str, Any]) -> pd.DataFrame:
             rows.append(
                 {
                     "task": entry.get("name", "?"),
-                    "metric": "test n" if metric == "n" else METRIC_NAMES.get(metric, metric),
+                    "metric": "test n" if metric == "n" else METRIC_LABELS.get(metric, metric),
                     "key": metric,
                     "unit": metric_unit,
                     "value": value,

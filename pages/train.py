@@ -18,6 +18,7 @@ from fm_engine.training.rehearsal import RehearsalConfig
 from fm_engine.training.run_files import RunDirectory
 from fm_engine.workspace import workspace_dir
 from workbench import state
+from workbench.components.cards import read_card
 from workbench.components.monitor import finetune_comparison
 from workbench.components.train_form import (
     MLP_PRESETS,
@@ -30,7 +31,6 @@ from workbench.components.train_form import (
     bundled_choices,
     card_learning_rate,
     card_task_choices,
-    read_card,
     runs_table,
     upload_path,
     uploaded_choices,
@@ -146,7 +146,7 @@ def _finetune_tab() -> None:
         help="A finished run with a checkpoint. The fine-tuned model becomes a new run; the original is not changed.",
     )  # fmt: skip
     source = sources[source_name]
-    card = read_card(source.path)
+    card, _ = read_card(source.path)
     choices = card_task_choices(card)
     original_lr = card_learning_rate(card)
     if not choices:
@@ -288,7 +288,7 @@ def _finished_notes(current: Path) -> None:
         if kind == "rehearsal":
             links[3].page_link(page("studies.py"), label="Forgetting plot", icon=":material/timeline:")
     if info.state == "done":
-        rows = finetune_comparison(read_card(current))
+        rows = finetune_comparison(read_card(current)[0])
         if rows:
             st.markdown("**Test metrics before and after fine-tuning** (physical units; the other heads are frozen)")
             st.dataframe(rows, hide_index=True, key="train_finetune_comparison",

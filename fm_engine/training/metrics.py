@@ -70,7 +70,8 @@ def curve_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
 
 
 ERROR_METRICS = {"regression": "mae", "kernel_regression": "rmse", "classification": "error"}
-METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "error": "error rate"}
+METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "accuracy": "accuracy", "macro_f1": "macro-F1",
+                 "roc_auc": "ROC-AUC", "error": "error rate"}  # fmt: skip
 
 
 def task_error(metrics: dict[str, float], task_type: str) -> float:

@@ -15,17 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-REHEARSAL_FILE = "rehearsal.json"
+from fm_engine.training.metrics import METRIC_LABELS
+from fm_engine.training.rehearsal import REHEARSAL_FILE
+
 SCALING_FILE = "scaling.json"
-METRIC_NAMES = {
-    "mae": "MAE",
-    "rmse": "RMSE",
-    "r2": "R2",
-    "error": "error rate (1 - accuracy)",
-    "accuracy": "accuracy",
-    "macro_f1": "macro-F1",
-    "roc_auc": "ROC-AUC",
-}
+METRIC_NAMES = METRIC_LABELS | {"error": "error rate (1 - accuracy)"}
 
 
 @dataclass(frozen=True)

@@ -259,17 +259,6 @@ def runs_table(runs: Sequence[Any]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------- fine-tune
-def read_card(run: Path) -> dict[str, Any]:
-    """A run's ``checkpoint/card.json`` ({} when it is missing or unreadable)."""
-    import json
-
-    try:
-        card = json.loads((Path(run) / "checkpoint" / "card.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return {}
-    return card if isinstance(card, dict) else {}
-
-
 def card_task_choices(card: Mapping[str, Any]) -> dict[str, str]:
     """Task name -> label with its unit (or classes), from a checkpoint's card.json."""
     choices = {}
