@@ -47,6 +47,13 @@ class TrainerSection:
     deterministic: bool = True
     progress_bar: bool = True
     resume_every_s: float = 10.0  # how often (wall time) last.ckpt is refreshed for --resume
+    # Exponential moving average of the weights (e.g. 0.999 per optimizer step); validation, early
+    # stopping and the saved checkpoint then use the averaged weights. None: off.
+    ema_decay: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"trainer.ema_decay must be between 0 and 1 (exclusive), got {self.ema_decay}")
 
 
 @dataclass

@@ -55,12 +55,51 @@ class MultiTaskModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
 
 
+class WeightAverage:
+    """Exponential moving average of a model's weights and buffers, updated after every optimizer step.
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so short runs are not
+    dominated by the initial weights. Integer buffers (BatchNorm's batch counter) are copied.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema_decay must be between 0 and 1 (exclusive), got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        weight = 1.0 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for average, current in zip(self._tensors(self.model), self._tensors(model), strict=True):
+            if average.is_floating_point():
+                average.lerp_(current.detach(), weight)
+            else:
+                average.copy_(current)
+        self.updates += 1
+
+    @staticmethod
+    def _tensors(model: torch.nn.Module) -> list[torch.Tensor]:
+        return [*model.parameters(), *model.buffers()]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"updates": self.updates, "state": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.updates = int(state["updates"])
+        self.model.load_state_dict(state["state"])
+
+
 class RunMonitor(L.Callback):
     """Validation in physical units after every epoch, early stopping with best-weights restore,
     run files (status.json, metrics.jsonl, last.ckpt) and cancellation on SIGTERM.
 
     Validation is a full pass over the validation split on every rank (identical decisions in DDP).
-    ``monitor_tasks`` limits the early-stopping loss to those tasks (default: all).
+    ``monitor_tasks`` limits the early-stopping loss to those tasks (default: all). With ``ema_decay``
+    the validation, the early stopping and the kept best weights are those of the
+    :class:`WeightAverage` of the trained weights.
     """
 
     def __init__(
@@ -74,6 +113,7 @@ class RunMonitor(L.Callback):
         resume_interval_s: float = 10.0,
         write_files: bool = True,
         monitor_tasks: list[str] | None = None,
+        ema_decay: float | None = None,
     ) -> None:
         self.run = run
         self.dm = dm
@@ -84,6 +124,9 @@ class RunMonitor(L.Callback):
         self._last_resume_save = float("-inf")
         self.write_files = write_files
         self.monitor_tasks = monitor_tasks
+        self.ema_decay = ema_decay
+        self.average: WeightAverage | None = None
+        self._pending_average: dict[str, Any] | None = None
         self.best_loss = float("inf")
         self.best_epoch = -1
         self.wait = 0
@@ -104,6 +147,7 @@ class RunMonitor(L.Callback):
             "best_epoch": self.best_epoch,
             "wait": self.wait,
             "best_state": self.best_state or {},
+            "average": self.average.state_dict() if self.average is not None else {},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -111,10 +155,26 @@ class RunMonitor(L.Callback):
         self.best_epoch = int(state_dict["best_epoch"])
         self.wait = int(state_dict["wait"])
         self.best_state = dict(state_dict["best_state"]) or None
+        self._pending_average = state_dict.get("average") or None
+        self._apply_pending_average()
+
+    def _apply_pending_average(self) -> None:
+        if self.average is not None and self._pending_average is not None:
+            self.average.load_state_dict(self._pending_average)
+            self._pending_average = None
+
+    def evaluated_model(self, pl_module: L.LightningModule) -> FlexibleMultiTaskModel:
+        """The weights that validation and early stopping judge: the running average, or the trained model."""
+        return self.average.model if self.average is not None else pl_module.model  # type: ignore[return-value]
 
     # ---------------------------------------------------------------- hooks
     def _files(self, trainer: L.Trainer) -> bool:
         return self.write_files and trainer.is_global_zero
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit" and self.ema_decay and self.average is None:
+            self.average = WeightAverage(pl_module.model, self.ema_decay)
+            self._apply_pending_average()
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._fit_start = time.perf_counter()
@@ -138,6 +198,8 @@ class RunMonitor(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if self.average is not None:
+            self.average.update(pl_module.model)
         losses = pl_module.step_losses  # type: ignore[attr-defined]
         for name, value in losses.items():
             self._sums[name] = self._sums.get(name, 0.0) + float(value)
@@ -163,7 +225,7 @@ class RunMonitor(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
-        model: FlexibleMultiTaskModel = pl_module.model  # type: ignore[assignment]
+        model = self.evaluated_model(pl_module)
         validation = evaluate(model, self.dm, "val", loss_tasks=self.monitor_tasks)
         epoch = trainer.current_epoch
         improved = validation.loss < self.best_loss - self.min_delta

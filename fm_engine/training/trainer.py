@@ -390,6 +390,7 @@ def train(
             min_delta=config.trainer.min_delta,
             resume_interval_s=config.trainer.resume_every_s,
             monitor_tasks=start.monitor_tasks if start is not None else None,
+            ema_decay=config.trainer.ema_decay,
         )
         show_bar = config.trainer.progress_bar if progress_bar is None else progress_bar
         trainer = L.Trainer(

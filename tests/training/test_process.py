@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from fm_engine.checkpoints import load_checkpoint
@@ -47,10 +48,18 @@ def epochs_logged(run: RunDirectory) -> list[int]:
     return [r["epoch"] for r in run.read_metrics() if r["kind"] == "epoch"]
 
 
+def averaged_updates_and_steps(run: RunDirectory) -> tuple[int, int]:
+    """The weight average's update count and the optimizer step count saved in ``last.ckpt``."""
+    state = torch.load(run.resume_path, weights_only=True)
+    monitor = next(value for value in state["callbacks"].values() if "average" in value)
+    return monitor["average"]["updates"], state["global_step"]
+
+
 def test_sigterm_cancels_then_resume_finishes(tiny_data, tmp_path):
     out = tmp_path / "run"
     run = RunDirectory(out)
-    process = start_training(tiny_config_dict(tiny_data, max_epochs=400, patience=400), out)
+    config = tiny_config_dict(tiny_data, max_epochs=400, patience=400, ema_decay=0.95)
+    process = start_training(config, out)
     wait_for(lambda: len(epochs_logged(run)) >= 2 and run.resume_path.exists())
     assert run.read_status()["state"] == "running"
     process.send_signal(signal.SIGTERM)
@@ -65,6 +74,8 @@ def test_sigterm_cancels_then_resume_finishes(tiny_data, tmp_path):
     epochs = epochs_logged(run)
     assert max(epochs) > done_before  # continued where it stopped, not from epoch 0
     assert epochs.count(0) == 1
+    updates, steps = averaged_updates_and_steps(run)
+    assert updates == steps > 0  # the weight average carried on from the saved one
     load_checkpoint(out)
 
 
