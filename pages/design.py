@@ -17,8 +17,7 @@ from fm_engine.inverse.targets import validate_targets
 from fm_engine.tasks import TaskType
 from workbench import state
 from workbench.components.element_picker import element_picker
-from workbench.paths import page
-from workbench.resources import CheckpointError, get_checkpoint
+from workbench.resources import CheckpointError, active_checkpoint_or_explain, get_checkpoint
 
 # Session-state keys no widget owns (they survive page switches).
 FORM = "fm_design_form"  # last value of every form widget, restored when the page is shown again
@@ -441,16 +440,10 @@ def show_results(result: Any, checkpoint: Any) -> None:
 def main() -> None:
     st.title("Inverse design")
     st.caption("Compositions from the elements you allow that hit your property targets (gradient-based).")
-    path = state.active_checkpoint()
-    if path is None:
-        st.info("No model yet: train the demo model on the Overview page, then pick it in the sidebar.")
-        st.page_link(page("overview.py"), label="Go to Overview", icon=":material/home:")
+    active = active_checkpoint_or_explain()
+    if active is None:
         return
-    try:
-        checkpoint = get_checkpoint(path)
-    except CheckpointError as error:
-        st.error(f"Cannot load the active checkpoint {path}: {error}")
-        return
+    checkpoint = active[1]
     model = checkpoint.model
 
     st.subheader("Targets")

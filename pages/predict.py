@@ -302,21 +302,13 @@ def main() -> None:
     import streamlit as st
 
     from fm_engine.predict import units_table
-    from workbench import state
-    from workbench.paths import page
-    from workbench.resources import CheckpointError, get_checkpoint
+    from workbench.resources import active_checkpoint_or_explain
 
     st.title("Predict")
-    path = state.active_checkpoint()
-    if path is None:
-        st.info("No trained model yet. Train the demo model on the Overview page (about a minute), then come back.")
-        st.page_link(page("overview.py"), label="Overview: train the demo model", icon=":material/home:")
+    active = active_checkpoint_or_explain()
+    if active is None:
         return
-    try:
-        checkpoint = get_checkpoint(path)
-    except CheckpointError as error:
-        st.error(f"Cannot load the active checkpoint: {error}")
-        return
+    path, checkpoint = active
     st.caption(f"Model: **{path.name}** (choose another in the sidebar). Every value is in the task's unit.")
     with st.expander("Tasks and units"):
         st.dataframe(units_table(checkpoint), hide_index=True)

@@ -451,6 +451,12 @@ with tab_train:
                 format_func=lambda v: f"{v:g}",
                 help="Step size of the optimiser; it decays along a cosine to 1 % by the last epoch.",
             )  # fmt: skip
+            weight_averaging = st.toggle(
+                "Average the weights (EMA)", value=True, key="train_ema",
+                help="Validate, stop early and save a running average of the weights over the last steps "
+                "(decay 0.999 per step) instead of the last step's weights. Steadier and usually a little more "
+                "accurate; the demo model uses it.",
+            )  # fmt: skip
             with st.expander("Data split"):
                 val_ratio = st.slider(
                     "Validation fraction (of compositions)", 0.05, 0.3, 0.1, 0.05, key="train_val",
@@ -480,6 +486,7 @@ with tab_train:
             patience=int(patience),
             batch_size=int(batch_size),
             lr=float(lr),
+            weight_averaging=bool(weight_averaging),
             val_ratio=float(val_ratio),
             test_ratio=float(test_ratio),
             seed=int(seed),

@@ -25,9 +25,26 @@ def get_checkpoint(path: str | Path) -> LoadedCheckpoint:
     return _load(str(directory), version)
 
 
+def active_checkpoint_or_explain() -> tuple[Path, LoadedCheckpoint] | None:
+    """The sidebar's active checkpoint and its folder; or None after telling the user why there is none."""
+    from workbench import state
+    from workbench.paths import page
+
+    path = state.active_checkpoint()
+    if path is None:
+        st.info("No trained model yet. Train the demo model on the Overview page (about a minute), then come back.")
+        st.page_link(page("overview.py"), label="Overview: train the demo model", icon=":material/home:")
+        return None
+    try:
+        return path, get_checkpoint(path)
+    except CheckpointError as error:
+        st.error(f"Cannot load the active checkpoint {path}: {error}")
+        return None
+
+
 def available_checkpoints() -> dict[str, Path]:
     """Finished runs of the workspace that hold a checkpoint: label -> run folder (newest first)."""
     return {run.name: run.path for run in list_runs() if run.has_checkpoint}
 
 
-__all__ = ["CheckpointError", "available_checkpoints", "get_checkpoint"]
+__all__ = ["CheckpointError", "active_checkpoint_or_explain", "available_checkpoints", "get_checkpoint"]

@@ -54,7 +54,9 @@ def test_form_helpers():
     config = build_config(values, classification=["hea_phase"])
     assert config["tasks"] == [{"bundled": "hea_phase", "class_weights": "balanced"}, {"bundled": "bulk_modulus"}]
     assert config["model"]["encoder"]["hidden_dims"] == [32, 16]
-    TrainConfig.from_dict(config)
+    assert TrainConfig.from_dict(config).trainer.ema_decay == 0.999  # weight averaging is on by default
+    no_averaging = build_config(FormValues(name="x", bundled=["band_gap"], weight_averaging=False))
+    assert TrainConfig.from_dict(no_averaging).trainer.ema_decay is None
     transformer = FormValues(name="t", bundled=["band_gap"], encoder="transformer", d_model=30, nhead=4)
     assert any("divisible" in e for e in validate(transformer))
     assert any("task" in e for e in validate(FormValues(name="x", bundled=[])))
@@ -125,6 +127,7 @@ def test_valid_config_trains_in_a_separate_process(workspace: Path):
     at.number_input(key="train_epochs").set_value(2)
     at.number_input(key="train_patience").set_value(2)
     at.toggle(key="train_autoencoder").set_value(False)
+    at.toggle(key="train_ema").set_value(False)
     submit(at)
     assert not at.error, errors(at)
     run_dir = Path(at.session_state[WATCHED_RUN])
@@ -132,6 +135,7 @@ def test_valid_config_trains_in_a_separate_process(workspace: Path):
     assert (run_dir / "status.json").exists()
 
     assert wait_until_final(run_dir).has_checkpoint
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["ema_decay"] is None
 
     at.run()
     assert not at.exception

@@ -116,6 +116,9 @@ def safe_file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name.strip()).strip("-.") or "task"
 
 
+EMA_DECAY = 0.999  # the Train form's weight averaging, as in the demo model
+
+
 @dataclass
 class FormValues:
     """What the Train form holds (widget values, not yet validated)."""
@@ -136,6 +139,7 @@ class FormValues:
     patience: int = 15
     batch_size: int = 128
     lr: float = 2e-3
+    weight_averaging: bool = True
     val_ratio: float = 0.1
     test_ratio: float = 0.1
     seed: int = 42
@@ -204,7 +208,12 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
             "test_ratio": float(values.test_ratio),
         },  # fmt: skip
         "optimizer": {"lr": float(values.lr)},
-        "trainer": {"max_epochs": int(values.max_epochs), "patience": int(values.patience), "progress_bar": False},
+        "trainer": {
+            "max_epochs": int(values.max_epochs),
+            "patience": int(values.patience),
+            "progress_bar": False,
+            "ema_decay": EMA_DECAY if values.weight_averaging else None,
+        },
     }
 
 
