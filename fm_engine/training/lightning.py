@@ -73,11 +73,14 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         weight = 1.0 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+        averages, currents = [], []
         for average, current in zip(self._tensors(self.model), self._tensors(model), strict=True):
             if average.is_floating_point():
-                average.lerp_(current.detach(), weight)
+                averages.append(average)
+                currents.append(current.detach())
             else:
                 average.copy_(current)
+        torch._foreach_lerp_(averages, currents, weight)  # one fused update (as torch.optim.swa_utils does)
         self.updates += 1
 
     @staticmethod
