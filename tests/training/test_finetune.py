@@ -7,6 +7,8 @@ import torch
 
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.cli import main
+from fm_engine.training import TrainConfig, train
+from tests.conftest import tiny_config_dict
 
 
 def test_finetune_retrains_only_the_named_head(tiny_run, tmp_path, capsys):
@@ -26,6 +28,19 @@ def test_finetune_retrains_only_the_named_head(tiny_run, tmp_path, capsys):
     assert tuned["test_metrics_before"]["bulk_modulus"] == tuned["test_metrics_after"]["bulk_modulus"]
     assert "accuracy" in tuned["test_metrics_after"]["hea_phase"]
     assert "## Fine-tuning" in capsys.readouterr().out
+
+
+def test_finetune_of_a_weight_averaged_run_keeps_frozen_parameters_bit_identical(tiny_data, tmp_path):
+    source = tmp_path / "averaged"
+    train(TrainConfig.from_dict(tiny_config_dict(tiny_data, ema_decay=0.9)), source)
+    out = tmp_path / "tuned"
+    assert main(["finetune", "--checkpoint", str(source), "--tasks", "bulk_modulus", "--out", str(out),
+                 "--max-epochs", "3", "--lr", "0.01", "--no-progress"]) == 0  # fmt: skip
+    assert load_checkpoint(out).card["config"]["trainer"]["ema_decay"] == 0.9  # the fine-tune averages too
+    before = load_checkpoint(source).model.state_dict()
+    after = load_checkpoint(out).model.state_dict()
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    assert changed and all(key.startswith("heads.bulk_modulus.") for key in changed)
 
 
 def test_finetune_names_unknown_tasks(tiny_run, tmp_path, capsys):
