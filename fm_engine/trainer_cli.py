@@ -49,10 +49,11 @@ from fm_engine.descriptors import Descriptor, DescriptorSpec
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel, ModelConfig
 from fm_engine.training.config import DataSection, ModelSection, OptimizerSection, TrainConfig, TrainerSection
 from fm_engine.training.evaluate import StageEvaluation, evaluate, flat_metrics
-from fm_engine.training.lightning import MultiTaskModule
+from fm_engine.training.lightning import MultiTaskModule, WeightAverage
 from fm_engine.training.trainer import STAGES, build_card, build_model, render_card_markdown, training_compositions
 
 MODEL_CONFIG_KEY = "fm_engine_model_config"
+AVERAGE_KEY = "fm_engine_weight_average"
 
 
 class FMDataModule(CompositionDataModule):
@@ -126,6 +127,8 @@ class FMLightningModel(MultiTaskModule):
         loss_balancer: learnable per-task uncertainty weighting of the losses.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
+        ema_decay: average the weights (as ``trainer.ema_decay`` of ``fm train``): validation, the kept
+            best weights and the exported checkpoint use the exponential moving average. None: off.
     """
 
     def __init__(
@@ -135,8 +138,13 @@ class FMLightningModel(MultiTaskModule):
         loss_balancer: bool = False,
         lr: float = 2e-3,
         weight_decay: float = 1e-5,
+        ema_decay: float | None = None,
     ) -> None:
         super().__init__(None, lr=lr, weight_decay=weight_decay)  # type: ignore[arg-type]  # built in setup()
+        TrainerSection(ema_decay=ema_decay)  # the same check as fm train's
+        self.ema_decay = ema_decay
+        self.average: WeightAverage | None = None
+        self._pending_average: dict[str, Any] | None = None
         self.section = ModelSection(
             encoder=from_mapping(EncoderConfig, encoder, path="encoder"),
             autoencoder=from_mapping(AutoencoderConfig, autoencoder, path="autoencoder"),
@@ -158,6 +166,22 @@ class FMLightningModel(MultiTaskModule):
         if self.model is None:
             dm = self.datamodule()
             self.model = build_model(_train_config(dm, self.section, self.optimizer_section), dm)
+        if self.ema_decay and self.average is None:
+            self.average = WeightAverage(self.model, self.ema_decay)
+            self._restore_average()
+
+    def _restore_average(self) -> None:
+        if self.average is not None and self._pending_average is not None:
+            self.average.load_state_dict(self._pending_average)
+            self._pending_average = None
+
+    def evaluated_model(self) -> FlexibleMultiTaskModel:
+        """The weights that validation judges: the running average, or the trained model."""
+        return self.average.model if self.average is not None else self.model  # type: ignore[return-value]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.average is not None:
+            self.average.update(self.model)
 
     # A full pass over the split in physical units (the same numbers as ``fm train``) at each epoch end;
     # the per-batch steps only let Lightning run its loops.
@@ -168,7 +192,7 @@ class FMLightningModel(MultiTaskModule):
         return None
 
     def _log_evaluation(self, stage: str) -> StageEvaluation:
-        evaluation = evaluate(self.model, self.datamodule(), stage)
+        evaluation = evaluate(self.evaluated_model(), self.datamodule(), stage)
         values = {k: float(v) for k, v in flat_metrics(evaluation).items() if v is not None and math.isfinite(v)}
         self.log_dict(values, batch_size=1, sync_dist=True)  # the same numbers on every rank
         return evaluation
@@ -183,10 +207,14 @@ class FMLightningModel(MultiTaskModule):
     # The network's shape travels with Lightning checkpoints, so ``load_from_checkpoint`` can rebuild it.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[MODEL_CONFIG_KEY] = self.model.config.to_dict()
+        if self.average is not None:
+            checkpoint[AVERAGE_KEY] = self.average.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.model is None and MODEL_CONFIG_KEY in checkpoint:
             self.model = FlexibleMultiTaskModel(ModelConfig.from_dict(checkpoint[MODEL_CONFIG_KEY]))
+        self._pending_average = checkpoint.get(AVERAGE_KEY)
+        self._restore_average()
 
 
 @dataclass
@@ -253,7 +281,7 @@ class FMCheckpointExport(L.Callback):
         if float(loss) < self.stats.best_loss:
             self.stats.best_loss = float(loss)
             self.stats.best_epoch = trainer.current_epoch
-            model: FlexibleMultiTaskModel = pl_module.model  # type: ignore[assignment]
+            model = pl_module.evaluated_model() if isinstance(pl_module, FMLightningModel) else pl_module.model
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -262,11 +290,13 @@ class FMCheckpointExport(L.Callback):
         model = pl_module.model
         if self.restore_best and self.best_state is not None:
             model.load_state_dict(copy.deepcopy(self.best_state))
+        elif pl_module.average is not None:
+            model.load_state_dict(pl_module.average.model.state_dict())
         dm = pl_module.datamodule()
         evaluations = {stage: evaluate(model, dm, stage) for stage in STAGES}
         config = _train_config(dm, pl_module.section, pl_module.optimizer_section)
         config.name = self.name
-        config.trainer = _trainer_section(trainer)
+        config.trainer = _trainer_section(trainer, ema_decay=pl_module.ema_decay)
         card = build_card(
             config=config, model=model, dm=dm, evaluations=evaluations, monitor=self.stats,  # type: ignore[arg-type]
             seconds=time.perf_counter() - self._start, epochs=trainer.current_epoch,
@@ -283,7 +313,7 @@ class FMCheckpointExport(L.Callback):
             print(f"  test {task['name']}{unit}: {shown or 'no test rows'}")
 
 
-def _trainer_section(trainer: L.Trainer) -> TrainerSection:
+def _trainer_section(trainer: L.Trainer, *, ema_decay: float | None = None) -> TrainerSection:
     early = trainer.early_stopping_callback
     max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else trainer.current_epoch
     devices, nodes = trainer.num_devices, trainer.num_nodes
@@ -297,6 +327,7 @@ def _trainer_section(trainer: L.Trainer) -> TrainerSection:
         strategy="auto" if devices * nodes == 1 else getattr(trainer.strategy, "strategy_name", "auto"),
         deterministic=torch.are_deterministic_algorithms_enabled(),
         progress_bar=trainer.progress_bar_callback is not None,
+        ema_decay=ema_decay,
     )
 
 

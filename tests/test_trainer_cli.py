@@ -12,12 +12,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.cli import main as fm_main
 from fm_engine.predict import predict_frame
-from fm_engine.trainer_cli import main
+from fm_engine.trainer_cli import AVERAGE_KEY, FMLightningModel, main
+from fm_engine.training import TrainConfig
+from fm_engine.training.evaluate import evaluate
+from fm_engine.training.trainer import build_datamodule
 
 # lightning 2.6 calls jsonargparse APIs that jsonargparse >= 4.49 marks deprecated (hidden outside pytest)
 pytestmark = pytest.mark.filterwarnings("ignore::jsonargparse._deprecated.JsonargparseDeprecationWarning")
@@ -182,3 +186,28 @@ def test_the_sample_config_parses(capsys: pytest.CaptureFixture[str]) -> None:
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["data"]["class_path"] == "fm_engine.trainer_cli.FMDataModule"
     assert [t.get("bundled") for t in printed["data"]["init_args"]["tasks"]] == ["bulk_modulus", "hea_phase"]
+
+
+def test_fit_with_weight_averaging_exports_the_averaged_weights(tmp_path: Path) -> None:
+    write_fe_ni(tmp_path)
+    data = config_dict()
+    data["model"]["init_args"]["ema_decay"] = 0.9
+    config = write_config(tmp_path, data)
+    run = tmp_path / "run"
+    assert main(["fit", "--config", str(config), "--trainer.max_epochs=3", f"--trainer.default_root_dir={run}"]) == 0
+
+    loaded = load_checkpoint(run)
+    assert loaded.card["config"]["trainer"]["ema_decay"] == 0.9
+    # the exported weights are the ones whose validation loss was the best logged one (the average's)
+    train_config = TrainConfig.from_dict(loaded.card["config"])
+    dm = build_datamodule(train_config)
+    dm.setup()
+    assert evaluate(loaded.model, dm, "val").loss == pytest.approx(loaded.card["training"]["best_val_loss"], rel=1e-5)
+    # Lightning's own checkpoint carries the average for ``fit --ckpt_path``
+    saved = torch.load(next(run.rglob("*.ckpt")), weights_only=True)
+    assert saved[AVERAGE_KEY]["updates"] == saved["global_step"] > 0
+
+
+def test_a_bad_weight_averaging_decay_is_refused() -> None:
+    with pytest.raises(ValueError, match="ema_decay must be between 0 and 1"):
+        FMLightningModel(ema_decay=1.5)
