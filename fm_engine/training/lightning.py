@@ -72,6 +72,9 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
+        device = next(model.parameters()).device
+        if next(self.model.parameters()).device != device:  # the copy was made before the model was moved
+            self.model.to(device)
         weight = 1.0 - min(self.decay, (1 + self.updates) / (10 + self.updates))
         averages, currents = [], []
         for average, current in zip(self._tensors(self.model), self._tensors(model), strict=True):
