@@ -12,9 +12,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / "workbench" / "Home.py"
+
+
+def open_page(page: str, **session: object) -> AppTest:
+    """An AppTest session that starts at Home (as a user does), sets ``session`` values, then opens
+    ``pages/<page>.py``; fails on any exception."""
+    at = AppTest.from_file(str(HOME), default_timeout=60)
+    at.run()
+    for key, value in session.items():
+        at.session_state[key] = value
+    at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception
+    return at
 
 
 def load_page(name: str) -> types.ModuleType:

@@ -6,7 +6,7 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.workbench.conftest import HOME, load_page
+from tests.workbench.conftest import load_page, open_page
 
 page = load_page("checkpoints")
 
@@ -18,14 +18,6 @@ def table(at: AppTest, *columns: str):
         if set(columns) <= set(value.columns):
             return value
     raise AssertionError(f"no table with columns {columns}")
-
-
-def open_page() -> AppTest:
-    at = AppTest.from_file(str(HOME), default_timeout=60)
-    at.run()
-    at.switch_page("../pages/checkpoints.py").run()
-    assert not at.exception
-    return at
 
 
 def second_run(run, name="tiny2"):
@@ -44,12 +36,12 @@ def second_run(run, name="tiny2"):
 
 
 def test_empty_workspace_points_to_the_demo(workspace):
-    at = open_page()
+    at = open_page("checkpoints")
     assert "No checkpoint" in at.info[0].value
 
 
 def test_lists_checkpoints_with_their_model_cards(workspace_with_model):
-    at = open_page()
+    at = open_page("checkpoints")
     overview = table(at, "checkpoint", "problem")
     assert list(overview["checkpoint"]) == ["tiny"]
     assert overview["tasks"].iloc[0] == "bulk_modulus, hea_phase, yield_strength"
@@ -66,7 +58,7 @@ def test_lists_checkpoints_with_their_model_cards(workspace_with_model):
 
 def test_compare_two_checkpoints(workspace_with_model):
     second_run(workspace_with_model)
-    at = open_page()
+    at = open_page("checkpoints")
     at.selectbox(key="compare_a").select("tiny").run()
     at.selectbox(key="compare_b").select("tiny2").run()
     assert not at.exception
@@ -81,7 +73,7 @@ def test_compare_two_checkpoints(workspace_with_model):
 
 def test_delete_asks_for_confirmation(workspace_with_model):
     other = second_run(workspace_with_model)
-    at = open_page()
+    at = open_page("checkpoints")
     at.selectbox(key="delete_choice").select("tiny2").run()
     at.button(key="delete_start").click().run()
     assert not at.exception
@@ -109,7 +101,7 @@ def test_corrupt_checkpoint_shows_a_clear_error(workspace_with_model):
     broken = second_run(workspace_with_model, "broken")
     (broken / "checkpoint" / "model.safetensors").write_bytes(b"not safetensors at all")
     (broken / "checkpoint" / "card.json").write_text("{ truncated")
-    at = open_page()
+    at = open_page("checkpoints")
     at.selectbox(key="card_choice").select("broken").run()
     assert not at.exception
     assert any("cannot be loaded" in e.value and "corrupt" in e.value for e in at.error)

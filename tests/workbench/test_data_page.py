@@ -2,9 +2,8 @@
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.workbench.conftest import HOME, load_page
+from tests.workbench.conftest import load_page, open_page
 
 page = load_page("data")
 UPLOADED_TASKS = "fm_uploaded_tasks"
@@ -18,16 +17,6 @@ MY_DATA = pd.DataFrame(
 )
 
 
-def open_page(**session) -> AppTest:
-    at = AppTest.from_file(str(HOME), default_timeout=60)
-    at.run()
-    for key, value in session.items():
-        at.session_state[key] = value
-    at.switch_page("../pages/data.py").run()
-    assert not at.exception
-    return at
-
-
 def test_element_coverage():
     coverage = page.element_coverage(["Fe2O3", "Fe4O6", "Al2O3", "NaCl", "bad formula"])
     assert coverage == pytest.approx({"O": 2 / 3, "Fe": 1 / 3, "Al": 1 / 3, "Na": 1 / 3, "Cl": 1 / 3})
@@ -35,7 +24,7 @@ def test_element_coverage():
 
 
 def test_browser_shows_the_coverage_heatmap(workspace):
-    at = open_page()
+    at = open_page("data")
     assert at.selectbox[0].label == "Dataset" and at.selectbox[1].label == "Task"
     heatmaps = [c.proto.spec for c in at.get("plotly_chart") if "share of compositions" in c.proto.spec]
     assert heatmaps
@@ -44,7 +33,7 @@ def test_browser_shows_the_coverage_heatmap(workspace):
 
 
 def test_mapping_validates_and_lists_bad_rows_then_adds_the_task(workspace):
-    at = open_page(fm_data_upload={"name": "my hardness.csv", "frame": MY_DATA})
+    at = open_page("data", fm_data_upload={"name": "my hardness.csv", "frame": MY_DATA})
     assert at.text_input(key="upload_task_name").value == "my_hardness"
     assert at.selectbox(key="upload_composition").value == "formula"
     assert at.selectbox(key="upload_split").value == "split"
@@ -68,7 +57,7 @@ def test_mapping_validates_and_lists_bad_rows_then_adds_the_task(workspace):
 
 
 def test_mapping_errors_are_messages_not_tracebacks(workspace):
-    at = open_page(fm_data_upload={"name": "mine.csv", "frame": MY_DATA})
+    at = open_page("data", fm_data_upload={"name": "mine.csv", "frame": MY_DATA})
     at.selectbox(key="upload_type").select("kernel_regression").run()
     assert not at.exception
     assert any("needs a t_column" in e.value for e in at.error)

@@ -2,19 +2,10 @@
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.workbench.conftest import HOME, load_page
+from tests.workbench.conftest import load_page, open_page
 
 page = load_page("predict")
-
-
-def open_page() -> AppTest:
-    at = AppTest.from_file(str(HOME), default_timeout=60)
-    at.run()
-    at.switch_page("../pages/predict.py").run()
-    assert not at.exception
-    return at
 
 
 @pytest.fixture
@@ -25,13 +16,13 @@ def checkpoint(workspace_with_model):
 
 
 def test_without_a_model_points_to_the_demo_training(workspace):
-    at = open_page()
+    at = open_page("predict")
     assert "Overview" in at.info[0].value
     assert not at.error
 
 
 def test_one_formula_gives_every_task_in_units(workspace_with_model):
-    at = open_page()
+    at = open_page("predict")
     metrics = {m.label: m.value for m in at.metric}
     assert "bulk_modulus (GPa)" in metrics
     assert metrics["bulk_modulus (GPa)"].endswith(" GPa")

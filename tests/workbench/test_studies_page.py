@@ -13,7 +13,7 @@ from fm_engine.training import TrainConfig
 from fm_engine.training.rehearsal import RehearsalConfig, run_rehearsal
 from fm_engine.training.scaling import run_scaling
 from tests.conftest import tiny_config_dict
-from tests.workbench.conftest import HOME
+from tests.workbench.conftest import open_page
 from workbench.components.studies import find_studies, resolve_folder
 
 
@@ -32,20 +32,12 @@ def rehearsal_out(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
-def studies_page() -> AppTest:
-    at = AppTest.from_file(str(HOME), default_timeout=60)
-    at.run()
-    at.switch_page("../pages/studies.py").run()
-    assert not at.exception
-    return at
-
-
 def figure(at: AppTest, index: int = 0):
     return pio.from_json(at.get("plotly_chart")[index].proto.spec)
 
 
 def test_empty_workspace_explains_the_commands(workspace: Path):
-    at = studies_page()
+    at = open_page("studies")
     assert at.title[0].value == "Rehearsal & scaling"
     text = at.info[0].value
     assert "fm rehearsal" in text and "fm scaling" in text and "Train page" in text
@@ -54,7 +46,7 @@ def test_empty_workspace_explains_the_commands(workspace: Path):
 
 def test_scaling_study_in_the_workspace(workspace: Path, scaling_out: Path):
     shutil.copytree(scaling_out, workspace / "runs" / "scaling-bulk")
-    at = studies_page()
+    at = open_page("studies")
     assert at.selectbox(key="studies_pick").value == "scaling-bulk"
     assert at.selectbox(key="studies_pick").options == ["scaling-bulk (scaling study, done)"]
     assert "Scaling study" in at.subheader[0].value
@@ -76,7 +68,7 @@ def test_scaling_study_in_the_workspace(workspace: Path, scaling_out: Path):
 def test_rehearsal_output_shows_forgetting_and_per_step_metrics(workspace: Path, rehearsal_out: Path):
     target = workspace / "runs" / "rehearsal-tiny"
     shutil.copytree(rehearsal_out, target)
-    at = studies_page()
+    at = open_page("studies")
     assert at.selectbox(key="studies_pick").value == "rehearsal-tiny"
     assert "bulk_modulus -> hea_phase -> yield_strength" in at.markdown[0].value
     plot = figure(at)
@@ -112,7 +104,7 @@ def test_rehearsal_output_shows_forgetting_and_per_step_metrics(workspace: Path,
 
 
 def test_a_typed_folder_is_opened_or_refused_with_a_reason(workspace: Path, tiny_run: Path, scaling_out: Path):
-    at = studies_page()
+    at = open_page("studies")
     at.text_input(key="studies_path").input(str(tiny_run)).run()
     assert not at.exception
     assert "is not a rehearsal or scaling output" in at.error[0].value

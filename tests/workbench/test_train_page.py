@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from fm_engine.training import TrainConfig
 from fm_engine.training.run_files import RunDirectory
-from tests.workbench.conftest import HOME
+from tests.workbench.conftest import HOME, open_page
 from workbench.components.train_form import (
     FormValues,
     RehearsalValues,
@@ -23,14 +23,6 @@ from workbench.components.train_form import (
 )
 from workbench.runs import RunInfo, cancel, run_info, start_rehearsal
 from workbench.state import UPLOADED_TASKS, WATCHED_RUN
-
-
-def train_page() -> AppTest:
-    at = AppTest.from_file(str(HOME), default_timeout=60)
-    at.run()
-    at.switch_page("../pages/train.py").run()
-    assert not at.exception
-    return at
 
 
 def submit(at: AppTest) -> AppTest:
@@ -64,7 +56,7 @@ def test_form_helpers():
 
 
 def test_form_renders_and_rejects_bad_input(workspace: Path):
-    at = train_page()
+    at = open_page("train")
     assert at.title[0].value == "Train"
     assert at.checkbox(key="train_task_hea_phase").label.startswith("hea_phase (classes: BCC")
     assert any("GPa" in c.label for c in at.checkbox)
@@ -120,7 +112,7 @@ def test_uploaded_task_is_written_to_the_workspace_and_trained(workspace: Path, 
 
 
 def test_valid_config_trains_in_a_separate_process(workspace: Path):
-    at = train_page()
+    at = open_page("train")
     at.text_input(key="train_name").input("hea-test")
     at.checkbox(key="train_task_hea_phase").check()
     at.text_input(key="train_hidden_dims").input("32, 16")
@@ -149,7 +141,7 @@ def test_valid_config_trains_in_a_separate_process(workspace: Path):
     assert at.selectbox(key="fm_sidebar_checkpoint").value == run_dir.name
 
     # a new session with nothing watched: the monitor stays empty until a past run is picked
-    fresh = train_page()
+    fresh = open_page("train")
     assert any("No run is training" in i.value for i in fresh.info)
     fresh.selectbox(key="train_monitor_pick").select(run_dir.name).run()
     assert not fresh.exception
@@ -192,7 +184,7 @@ def test_rehearsal_helpers_build_a_config_the_engine_accepts():
 
 
 def test_finetune_form_needs_a_model_and_a_task(workspace: Path, tiny_run: Path):
-    at = train_page()
+    at = open_page("train")
     assert any("No finished model" in i.value for i in at.info)  # nothing to fine-tune in an empty workspace
     shutil.copytree(tiny_run, workspace / "runs" / "tiny")
     at.run()
@@ -205,7 +197,7 @@ def test_finetune_form_needs_a_model_and_a_task(workspace: Path, tiny_run: Path)
 
 
 def test_finetune_started_from_the_train_page_runs_and_reports_before_and_after(workspace_with_model: Path):
-    at = train_page()
+    at = open_page("train")
     at.selectbox(key="finetune_source").select("tiny").run()
     at.multiselect(key="finetune_tasks_tiny").select("hea_phase")
     at.number_input(key="finetune_epochs").set_value(2)
@@ -234,7 +226,7 @@ def test_finetune_started_from_the_train_page_runs_and_reports_before_and_after(
 
 
 def rehearsal_page(tasks: list[str], epochs: int, patience: int = 10) -> AppTest:
-    at = train_page()
+    at = open_page("train")
     at.text_input(key="rehearsal_name").input("forget")
     for task in tasks:  # the multiselect keeps the order of picking
         at.multiselect(key="rehearsal_tasks").select(task)
@@ -248,7 +240,7 @@ def rehearsal_page(tasks: list[str], epochs: int, patience: int = 10) -> AppTest
 
 
 def test_rehearsal_form_rejects_a_single_task(workspace: Path):
-    at = train_page()
+    at = open_page("train")
     at.multiselect(key="rehearsal_tasks").select("hea_phase")
     click(at, "Start rehearsal")
     assert "at least two tasks" in errors(at)
@@ -306,9 +298,7 @@ def test_rehearsal_is_monitored_live_and_cancelled(workspace: Path):
         assert "step 2: **hea_phase** (added, earlier tasks replayed): queued" in text
         assert len(at.get("plotly_chart")) == 2  # the current step's loss and metric curves
 
-        studies = AppTest.from_file(str(HOME), default_timeout=60)  # another session finds it running
-        studies.run()
-        studies.switch_page("../pages/studies.py").run()
+        studies = open_page("studies")  # another session finds it running
         assert any("still running" in i.value for i in studies.info)
         click(studies, "Watch it live on the Train page")
         assert studies.session_state[WATCHED_RUN] == str(run_dir) and studies.title[0].value == "Train"
