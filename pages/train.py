@@ -14,6 +14,7 @@ import streamlit as st
 
 from fm_engine.datasets import bundled_datasets
 from fm_engine.training import TrainConfig
+from fm_engine.training.config import DEFAULT_EMA_DECAY
 from fm_engine.training.rehearsal import RehearsalConfig
 from fm_engine.training.run_files import RunDirectory
 from fm_engine.workspace import workspace_dir
@@ -454,8 +455,8 @@ with tab_train:
             weight_averaging = st.toggle(
                 "Average the weights (EMA)", value=True, key="train_ema",
                 help="Validate, stop early and save a running average of the weights over the last steps "
-                "(decay 0.999 per step) instead of the last step's weights. Steadier and usually a little more "
-                "accurate; the demo model uses it.",
+                f"(decay {DEFAULT_EMA_DECAY} per step) instead of the last step's weights. Steadier and usually "
+                "a little more accurate; the demo model uses it.",
             )  # fmt: skip
             with st.expander("Data split"):
                 val_ratio = st.slider(

@@ -35,6 +35,9 @@ class OptimizerSection:
     scheduler: str = "cosine"  # cosine (decay to 1 % over max_epochs) or none
 
 
+DEFAULT_EMA_DECAY = 0.999  # weight averaging of the demo model and the workbench's Train form
+
+
 @dataclass
 class TrainerSection:
     max_epochs: int = 100
@@ -132,6 +135,6 @@ def demo_config() -> TrainConfig:
         name="demo",
         tasks=tasks,
         data=DataSection(batch_size=128),
-        trainer=TrainerSection(max_epochs=180, patience=40, ema_decay=0.999),
+        trainer=TrainerSection(max_epochs=180, patience=40, ema_decay=DEFAULT_EMA_DECAY),
         model=ModelSection(encoder=EncoderConfig(type="mlp", hidden_dims=[512, 256], norm="batch", dropout=0.0)),
     )

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from fm_engine.datasets import BundledDataset, BundledTask
+from fm_engine.training.config import DEFAULT_EMA_DECAY
 
 MLP_PRESETS: dict[str, list[int]] = {
     "small": [128, 64],
@@ -116,9 +117,6 @@ def safe_file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name.strip()).strip("-.") or "task"
 
 
-EMA_DECAY = 0.999  # the Train form's weight averaging, as in the demo model
-
-
 @dataclass
 class FormValues:
     """What the Train form holds (widget values, not yet validated)."""
@@ -212,7 +210,7 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
             "max_epochs": int(values.max_epochs),
             "patience": int(values.patience),
             "progress_bar": False,
-            "ema_decay": EMA_DECAY if values.weight_averaging else None,
+            "ema_decay": DEFAULT_EMA_DECAY if values.weight_averaging else None,
         },
     }
 
