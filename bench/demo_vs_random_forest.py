@@ -12,7 +12,10 @@ What it measures
     temperature) the forest gets the descriptor plus t as one more feature, one row per curve point.
     Metrics are in physical units from ``fm_engine.training.metrics`` (ours through ``evaluate``, which
     uses the same functions); the primary metric per task is MAE (regression, curves) or ROC-AUC
-    (classification); all are printed. Both are timed: our whole ``train()`` vs the forests' fit+predict.
+    (classification); all are printed, each with a 95 % paired bootstrap interval of (ours - forest):
+    both models scored on the same 1000 resamples of the test compositions (curves resampled whole), so
+    a difference whose interval holds 0 is within the noise of one test split. Both are timed: our
+    whole ``train()`` vs the forests' fit+predict.
 
     max_features: the forest default here is ``sqrt`` for both kinds, to stay within the time budget:
     scikit-learn's regression default (1.0, all 464 features per split) took about 10 minutes for the 7
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 from _common import OtherLoad, environment, print_environment, write_result
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
@@ -49,11 +53,13 @@ from fm_engine.data import CompositionDataModule
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.training import TrainConfig, demo_config, evaluate, train
-from fm_engine.training.metrics import classification_metrics, curve_metrics, regression_metrics
+from fm_engine.training.evaluate import collect_outputs
+from fm_engine.training.metrics import bootstrap_interval, classification_metrics, curve_metrics, regression_metrics
 from fm_engine.training.trainer import build_datamodule
 
 N_ESTIMATORS = 200
 N_JOBS = 2
+N_RESAMPLES = 1000
 # metric -> True when higher is better
 HIGHER_IS_BETTER = {
     "mae": False,
@@ -76,6 +82,24 @@ class ForestResult:
     fit_seconds: float
     predict_seconds: float
     n_train: int
+    test: TestPredictions
+
+
+@dataclass
+class TestPredictions:
+    """One entry per test value (per curve point for sequence tasks), sorted by (row, t): the joined
+    table's row, t (0 for scalar tasks), the truth and the prediction (class probabilities for
+    classification), in physical units."""
+
+    rows: np.ndarray
+    t: np.ndarray
+    truth: np.ndarray
+    predicted: np.ndarray
+
+    @classmethod
+    def sorted(cls, rows: np.ndarray, t: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> TestPredictions:
+        order = np.lexsort((t, rows))
+        return cls(rows[order], t[order], truth[order], predicted[order])
 
 
 def parse_max_features(value: str) -> str | float:
@@ -87,9 +111,9 @@ def parse_max_features(value: str) -> str | float:
     return number
 
 
-def curve_rows(dm: CompositionDataModule, name: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One row per curve point: descriptor + t -> y."""
-    features, targets = [], []
+def curve_rows(dm: CompositionDataModule, name: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per curve point: descriptor + t -> y, and the table row of each point."""
+    features, targets, point_rows = [], [], []
     for row in rows:
         curve = dm.curves[name][row]
         if curve is None:
@@ -97,7 +121,8 @@ def curve_rows(dm: CompositionDataModule, name: str, rows: np.ndarray) -> tuple[
         t, y = curve
         features.append(np.hstack([np.repeat(dm.x[row][None, :], len(t), axis=0), t[:, None]]))
         targets.append(y)
-    return np.vstack(features), np.concatenate(targets)
+        point_rows.append(np.full(len(t), row))
+    return np.vstack(features), np.concatenate(targets), np.concatenate(point_rows)
 
 
 def run_forest(dm: CompositionDataModule, task: TaskSpec, max_features: str | float) -> ForestResult:
@@ -111,11 +136,13 @@ def run_forest(dm: CompositionDataModule, task: TaskSpec, max_features: str | fl
         "max_features": max_features,
     }
     if task.type is TaskType.KERNEL_REGRESSION:
-        x_train, y_train = curve_rows(dm, name, train_rows)
-        x_test, y_test = curve_rows(dm, name, test_rows)
+        x_train, y_train, _ = curve_rows(dm, name, train_rows)
+        x_test, y_test, point_rows = curve_rows(dm, name, test_rows)
+        t_test = x_test[:, -1]
     else:
         x_train, y_train = dm.x[train_rows], dm.values[name][train_rows]
         x_test, y_test = dm.x[test_rows], dm.values[name][test_rows]
+        point_rows, t_test = test_rows, np.zeros(len(test_rows))
     start = time.perf_counter()
     if task.type is TaskType.CLASSIFICATION:
         balanced = isinstance(task.class_weights, list) or task.class_weights == "balanced"
@@ -125,16 +152,53 @@ def run_forest(dm: CompositionDataModule, task: TaskSpec, max_features: str | fl
     forest.fit(x_train, y_train)
     fitted = time.perf_counter()
     if task.type is TaskType.CLASSIFICATION:
-        proba = np.zeros((len(x_test), len(task.classes or [])))
-        proba[:, forest.classes_] = forest.predict_proba(x_test)  # classes missing in training stay 0
-        metrics = classification_metrics(y_test, proba)
-    elif task.type is TaskType.KERNEL_REGRESSION:
-        metrics = curve_metrics(y_test, forest.predict(x_test))
+        predicted = np.zeros((len(x_test), len(task.classes or [])))
+        predicted[:, forest.classes_] = forest.predict_proba(x_test)  # classes missing in training stay 0
     else:
-        metrics = regression_metrics(y_test, forest.predict(x_test))
+        predicted = forest.predict(x_test)
     predict_seconds = time.perf_counter() - fitted
+    metrics = task_metrics(task, y_test, predicted)
     metrics["n"] = float(len(y_test))
-    return ForestResult(metrics, fitted - start, predict_seconds, len(x_train))
+    test = TestPredictions.sorted(point_rows, t_test, y_test, predicted)
+    return ForestResult(metrics, fitted - start, predict_seconds, len(x_train), test)
+
+
+def task_metrics(task: TaskSpec, truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    if task.type is TaskType.CLASSIFICATION:
+        return classification_metrics(truth, predicted)
+    if task.type is TaskType.KERNEL_REGRESSION:
+        return curve_metrics(truth, predicted)
+    return regression_metrics(truth, predicted)
+
+
+def our_test_predictions(model: FlexibleMultiTaskModel, dm: CompositionDataModule) -> dict[str, TestPredictions]:
+    """The demo model's test predictions in physical units (class probabilities for classification)."""
+    collected = collect_outputs(model, dm, "test")
+    out = {}
+    for name, outputs in collected.outputs.items():
+        if model.tasks[name].type is TaskType.CLASSIFICATION:
+            predicted = torch.softmax(outputs, -1).numpy()
+        else:
+            predicted = model.to_physical(name, outputs).numpy()
+        t = collected.t[name] if len(collected.t[name]) else np.zeros(len(outputs))
+        out[name] = TestPredictions.sorted(collected.rows[name], t, collected.targets[name].numpy(), predicted)
+    return out
+
+
+def difference_interval(
+    task: TaskSpec, metric: str, ours: TestPredictions, forest: TestPredictions
+) -> tuple[float, float]:
+    """95 % paired bootstrap interval of (ours - forest) on ``metric``: both models scored on the same
+    resampled test compositions (a curve is resampled whole)."""
+    if not (np.array_equal(ours.rows, forest.rows) and np.allclose(ours.t, forest.t)):
+        raise RuntimeError(f"{task.name}: ours and the forest were scored on different test values")
+
+    def difference(index: np.ndarray) -> float:
+        mine = task_metrics(task, ours.truth[index], ours.predicted[index])[metric]
+        theirs = task_metrics(task, forest.truth[index], forest.predicted[index])[metric]
+        return mine - theirs
+
+    return bootstrap_interval(difference, ours.rows, n_resamples=N_RESAMPLES)
 
 
 Trained = tuple[FlexibleMultiTaskModel, TrainConfig, float]
@@ -194,12 +258,16 @@ def main() -> None:
         for task in model.tasks.values():
             print(f"random forest: {task.name} ...", flush=True)
             forests[task.name] = run_forest(dm, task, args.max_features)
+        our_predictions = our_test_predictions(model, dm)
 
     print(
         f"\nforests: n_estimators={N_ESTIMATORS}, n_jobs={N_JOBS}, random_state=0, "
         f"max_features={args.max_features}; same descriptors (KMD {dm.x.shape[1]} dims) and split"
     )
-    header = f"{'task':<18} {'unit':<8} {'metric':<9} {'n test':>7} {'ours':>10} {'RF':>10}  better?"
+    header = (
+        f"{'task':<18} {'unit':<8} {'metric':<9} {'n test':>7} {'ours':>10} {'RF':>10} "
+        f"{'ours - RF [95 % CI]':>30}  better?"
+    )
     print(header)
     print("-" * len(header))
     rows: list[dict[str, Any]] = []
@@ -220,13 +288,22 @@ def main() -> None:
             is_primary = metric == primary
             if is_primary and better in ("ours", "tie"):
                 wins += 1
-            verdict = better + (" *" if is_primary else "")
+            low, high = difference_interval(task, metric, our_predictions[name], forests[name].test)
+            significant = not low <= 0.0 <= high
+            verdict = better + (" *" if is_primary else "") + (" (CI excludes 0)" if significant else "")
             n_test = int(mine["n"])
-            print(f"{name:<18} {unit[:8]:<8} {metric:<9} {n_test:>7} {fmt(a):>10} {fmt(b):>10}  {verdict}")
+            interval = f"{fmt(a - b)} [{fmt(low)}, {fmt(high)}]"
+            print(
+                f"{name:<18} {unit[:8]:<8} {metric:<9} {n_test:>7} {fmt(a):>10} {fmt(b):>10} {interval:>30}  {verdict}"
+            )
             rows.append({"task": name, "unit": task.unit, "metric": metric, "primary": is_primary,
-                         "n_test": n_test, "ours": a, "rf": b, "better": better})  # fmt: skip
+                         "n_test": n_test, "ours": a, "rf": b, "better": better,
+                         "difference_ci95": [low, high], "ci_excludes_zero": significant})  # fmt: skip
     n_tasks = len(model.tasks)
-    print("(* primary metric; MAE/RMSE in the task's unit; the curve task pools all test curve points)")
+    print(
+        "(* primary metric; MAE/RMSE in the task's unit; the curve task pools all test curve points; "
+        f"CI: paired bootstrap over test compositions, {N_RESAMPLES} resamples)"
+    )
     verdict = "meets" if wins == n_tasks else "MISSES"
     print(f"ours at least as good on the primary metric: {wins} of {n_tasks} tasks (goal: all; {verdict})")
     forest_fit = sum(f.fit_seconds for f in forests.values())

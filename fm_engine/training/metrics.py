@@ -3,6 +3,8 @@ sequence tasks (curve RMSE over all points, MAE)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -80,3 +82,36 @@ def task_error(metrics: dict[str, float], task_type: str) -> float:
     if task_type == "classification":
         return 1.0 - metrics["accuracy"] if "accuracy" in metrics else float("nan")
     return metrics.get(ERROR_METRICS[task_type], float("nan"))
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float],
+    groups: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(index)``, where ``index`` selects items of the
+    evaluated set. Whole groups are resampled with replacement (``groups[i]`` names item i's group, e.g.
+    the composition a curve point belongs to), so correlated items stay together. Resamples on which
+    the statistic is undefined (NaN, e.g. ROC-AUC of a one-class draw) are skipped.
+
+    For a paired comparison of two models on the same test set, let ``statistic`` return the difference
+    of their metrics on the same ``index``."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_resamples):
+        picked = rng.integers(0, len(members), len(members))
+        value = statistic(np.concatenate([members[g] for g in picked]))
+        if np.isfinite(value):
+            values.append(value)
+    if not values:
+        return float("nan"), float("nan")
+    low, high = np.quantile(values, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return float(low), float(high)
