@@ -54,7 +54,7 @@ from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.training import TrainConfig, demo_config, evaluate, train
 from fm_engine.training.evaluate import collect_outputs
-from fm_engine.training.metrics import bootstrap_interval, classification_metrics, curve_metrics, regression_metrics
+from fm_engine.training.metrics import bootstrap_intervals, task_metrics
 from fm_engine.training.trainer import build_datamodule
 
 N_ESTIMATORS = 200
@@ -157,18 +157,10 @@ def run_forest(dm: CompositionDataModule, task: TaskSpec, max_features: str | fl
     else:
         predicted = forest.predict(x_test)
     predict_seconds = time.perf_counter() - fitted
-    metrics = task_metrics(task, y_test, predicted)
+    metrics = task_metrics(task.type.value, y_test, predicted)
     metrics["n"] = float(len(y_test))
     test = TestPredictions.sorted(point_rows, t_test, y_test, predicted)
     return ForestResult(metrics, fitted - start, predict_seconds, len(x_train), test)
-
-
-def task_metrics(task: TaskSpec, truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    if task.type is TaskType.CLASSIFICATION:
-        return classification_metrics(truth, predicted)
-    if task.type is TaskType.KERNEL_REGRESSION:
-        return curve_metrics(truth, predicted)
-    return regression_metrics(truth, predicted)
 
 
 def our_test_predictions(model: FlexibleMultiTaskModel, dm: CompositionDataModule) -> dict[str, TestPredictions]:
@@ -185,20 +177,20 @@ def our_test_predictions(model: FlexibleMultiTaskModel, dm: CompositionDataModul
     return out
 
 
-def difference_interval(
-    task: TaskSpec, metric: str, ours: TestPredictions, forest: TestPredictions
-) -> tuple[float, float]:
-    """95 % paired bootstrap interval of (ours - forest) on ``metric``: both models scored on the same
+def difference_intervals(
+    task: TaskSpec, ours: TestPredictions, forest: TestPredictions
+) -> dict[str, tuple[float, float]]:
+    """Per metric, the 95 % paired bootstrap interval of (ours - forest): both models scored on the same
     resampled test compositions (a curve is resampled whole)."""
     if not (np.array_equal(ours.rows, forest.rows) and np.allclose(ours.t, forest.t)):
         raise RuntimeError(f"{task.name}: ours and the forest were scored on different test values")
 
-    def difference(index: np.ndarray) -> float:
-        mine = task_metrics(task, ours.truth[index], ours.predicted[index])[metric]
-        theirs = task_metrics(task, forest.truth[index], forest.predicted[index])[metric]
-        return mine - theirs
+    def differences(index: np.ndarray) -> dict[str, float]:
+        mine = task_metrics(task.type.value, ours.truth[index], ours.predicted[index])
+        theirs = task_metrics(task.type.value, forest.truth[index], forest.predicted[index])
+        return {metric: mine[metric] - theirs[metric] for metric in mine}
 
-    return bootstrap_interval(difference, ours.rows, n_resamples=N_RESAMPLES)
+    return bootstrap_intervals(differences, ours.rows, n_resamples=N_RESAMPLES)
 
 
 Trained = tuple[FlexibleMultiTaskModel, TrainConfig, float]
@@ -279,6 +271,7 @@ def main() -> None:
             raise RuntimeError(f"{name}: ours evaluated {mine['n']} test values, the forest {theirs['n']}")
         unit = task.unit if task.type is not TaskType.CLASSIFICATION else "-"
         primary = PRIMARY[task.type]
+        intervals = difference_intervals(task, our_predictions[name], forests[name].test)
         for metric in [m for m in theirs if m != "n"]:
             a, b = mine[metric], theirs[metric]
             if HIGHER_IS_BETTER[metric]:
@@ -288,7 +281,7 @@ def main() -> None:
             is_primary = metric == primary
             if is_primary and better in ("ours", "tie"):
                 wins += 1
-            low, high = difference_interval(task, metric, our_predictions[name], forests[name].test)
+            low, high = intervals[metric]
             significant = not low <= 0.0 <= high
             verdict = better + (" *" if is_primary else "") + (" (CI excludes 0)" if significant else "")
             n_test = int(mine["n"])

@@ -50,7 +50,14 @@ from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTask
 from fm_engine.training.config import DataSection, ModelSection, OptimizerSection, TrainConfig, TrainerSection
 from fm_engine.training.evaluate import StageEvaluation, evaluate, flat_metrics
 from fm_engine.training.lightning import MultiTaskModule, WeightAverage
-from fm_engine.training.trainer import STAGES, build_card, build_model, render_card_markdown, training_compositions
+from fm_engine.training.metrics import format_metric
+from fm_engine.training.trainer import (
+    build_card,
+    build_model,
+    evaluate_for_card,
+    render_card_markdown,
+    training_compositions,
+)
 
 MODEL_CONFIG_KEY = "fm_engine_model_config"
 AVERAGE_KEY = "fm_engine_weight_average"
@@ -293,7 +300,7 @@ class FMCheckpointExport(L.Callback):
         elif pl_module.average is not None:
             model.load_state_dict(pl_module.average.model.state_dict())
         dm = pl_module.datamodule()
-        evaluations = {stage: evaluate(model, dm, stage) for stage in STAGES}
+        evaluations = evaluate_for_card(model, dm)
         config = _train_config(dm, pl_module.section, pl_module.optimizer_section)
         config.name = self.name
         config.trainer = _trainer_section(trainer, ema_decay=pl_module.ema_decay)
@@ -308,9 +315,13 @@ class FMCheckpointExport(L.Callback):
         )
         print(f"\ncheckpoint: {self.checkpoint}  (use: fm predict --checkpoint {self.checkpoint} ...)")
         for task in card["tasks"]:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in task["test_metrics"].items() if k != "n")
+            intervals = task["test_metrics_ci95"]
+            shown = ", ".join(
+                f"{k} {format_metric(v, intervals.get(k))}" for k, v in task["test_metrics"].items() if k != "n"
+            )
             unit = f" ({task['unit']})" if task["unit"] else ""
             print(f"  test {task['name']}{unit}: {shown or 'no test rows'}")
+        print("  ([low, high]: 95 % bootstrap interval over the test compositions)")
 
 
 def _trainer_section(trainer: L.Trainer, *, ema_decay: float | None = None) -> TrainerSection:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fm_engine.training.metrics import METRIC_LABELS
+from fm_engine.training.metrics import METRIC_LABELS, format_metric
 from fm_engine.workspace import runs_dir
 from workbench.components.cards import read_card
 
@@ -41,14 +41,19 @@ def task_unit(entry: dict[str, Any]) -> str:
     return ""
 
 
-def format_metrics(metrics: dict[str, Any] | None, unit: str = "") -> str:
+def format_metrics(
+    metrics: dict[str, Any] | None, unit: str = "", intervals: dict[str, list[float]] | None = None
+) -> str:
+    """``MAE 9.967 [9.13, 10.9] GPa, ...``: each metric with, when the card has them, its 95 % bootstrap
+    interval, and its unit."""
     if not metrics:
         return ""
+    intervals = intervals or {}
     parts = []
     for name, value in metrics.items():
         if name == "n" or value is None:
             continue
-        text = f"{METRIC_LABELS.get(name, name)} {value:.4g}"
+        text = f"{METRIC_LABELS.get(name, name)} {format_metric(value, intervals.get(name))}"
         if name in LOWER_IS_BETTER and unit and not unit.startswith("classes"):
             text += f" {unit}"
         parts.append(text)
@@ -96,7 +101,7 @@ def tasks_table(card: dict[str, Any]) -> pd.DataFrame:
                 "test": sizes.get("test"),
                 "bad rows skipped": entry.get("bad_rows_skipped", 0),
                 "test n": int(test["n"]) if test.get("n") is not None else None,
-                "test metrics": format_metrics(test, unit),
+                "test metrics [95 % CI]": format_metrics(test, unit, entry.get("test_metrics_ci95")),
             }
         )
     return pd.DataFrame(rows)
@@ -228,7 +233,10 @@ def _card_view(name: str, path: Path) -> None:
         f"Created {card.get('created', '?')}; split seed {card.get('split_seed', '?')}; checkpoint id "
         f"`{checkpoint.checkpoint_id}`; weights SHA-256 `{checkpoint.weights_sha256[:16]}...`"
     )
-    st.markdown("**Tasks, units and test metrics** (MAE / RMSE in the task's unit; sequence tasks pool curve points)")
+    st.markdown(
+        "**Tasks, units and test metrics** (MAE / RMSE in the task's unit; sequence tasks pool curve points; "
+        "[low, high]: 95 % bootstrap interval over the test compositions)"
+    )
     st.dataframe(tasks_table(card), hide_index=True, key=f"card_tasks_{name}")
     sources = sources_table(card)
     if len(sources):

@@ -183,19 +183,20 @@ def predict_csv(
 
 
 def metric_caption(checkpoint: LoadedCheckpoint, task: str) -> str:
-    """``test MAE 11.5 GPa (n = 490)`` from the model card, or ''."""
-    for entry in checkpoint.card.get("tasks", []):
-        if entry.get("name") != task:
-            continue
-        metrics = entry.get("test_metrics") or {}
-        n = metrics.get("n")
-        suffix = f" (n = {int(n)})" if n else ""
-        if "mae" in metrics:
-            return f"test MAE {metrics['mae']:.3g} {entry.get('unit', '')}".rstrip() + suffix
-        if "accuracy" in metrics:
-            extra = f", ROC-AUC {metrics['roc_auc']:.3f}" if metrics.get("roc_auc") is not None else ""
-            return f"test accuracy {metrics['accuracy']:.3f}{extra}{suffix}"
-    return ""
+    """``test MAE 11.5 GPa (95 % CI 10.6 to 12.5, n = 490)`` from the model card, or ''."""
+    entry = next((e for e in checkpoint.card.get("tasks", []) if e.get("name") == task), {})
+    metrics = entry.get("test_metrics") or {}
+    intervals = entry.get("test_metrics_ci95") or {}
+    if "mae" in metrics:
+        key, text = "mae", f"test MAE {metrics['mae']:.3g} {entry.get('unit', '')}".rstrip()
+    elif "accuracy" in metrics:
+        extra = f", ROC-AUC {metrics['roc_auc']:.3f}" if metrics.get("roc_auc") is not None else ""
+        key, text = "accuracy", f"test accuracy {metrics['accuracy']:.3f}{extra}"
+    else:
+        return ""
+    details = [f"95 % CI {intervals[key][0]:.3g} to {intervals[key][1]:.3g}"] if key in intervals else []
+    details += [f"n = {int(metrics['n'])}"] if metrics.get("n") else []
+    return text + (f" ({', '.join(details)})" if details else "")
 
 
 # --------------------------------------------------------------------------------------------------- the UI

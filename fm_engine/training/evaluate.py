@@ -15,17 +15,21 @@ from fm_engine.data import CompositionDataModule
 from fm_engine.models import AUTOENCODER, FlexibleMultiTaskModel, flatten_curves
 from fm_engine.models.model import regression_loss
 from fm_engine.tasks import TaskType
-from fm_engine.training.metrics import classification_metrics, curve_metrics, regression_metrics
+from fm_engine.training.metrics import metric_intervals, task_metrics
+
+CARD_BOOTSTRAP_RESAMPLES = 1000
 
 
 @dataclass
 class StageEvaluation:
-    """``metrics[task]``: e.g. ``{"mae": .., "rmse": .., "r2": .., "n": ..}`` in the task's unit."""
+    """``metrics[task]``: e.g. ``{"mae": .., "rmse": .., "r2": .., "n": ..}`` in the task's unit;
+    ``intervals[task]``: 95 % bootstrap interval ``[low, high]`` of each metric (when asked for)."""
 
     stage: str
     losses: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     loss: float = float("nan")
+    intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,9 +105,12 @@ def evaluate(
     *,
     chunk_size: int = 4096,
     loss_tasks: Collection[str] | None = None,
+    n_bootstrap: int = 0,
 ) -> StageEvaluation:
     """Per-task losses and metrics on a split. ``loss`` (the early-stopping criterion) is the weighted
-    total over ``loss_tasks`` (default: every task, and the autoencoder)."""
+    total over ``loss_tasks`` (default: every task, and the autoencoder). With ``n_bootstrap`` > 0, each
+    metric also gets a 95 % percentile bootstrap interval over that many resamples of the split's
+    compositions (a sequence task's curve is resampled whole)."""
     collected = collect_outputs(model, dm, stage, chunk_size=chunk_size)
     result = StageEvaluation(stage=stage)
     losses: dict[str, torch.Tensor] = {}
@@ -113,20 +120,20 @@ def evaluate(
         if task.type is TaskType.CLASSIFICATION:
             weight = model.heads[name].class_weights.cpu()
             losses[name] = F.cross_entropy(pred, true, weight=weight)
-            metrics = classification_metrics(true.numpy(), torch.softmax(pred, -1).numpy())
+            predicted = torch.softmax(pred, -1).numpy()
         else:
             normalised = model.to_normalised(name, true)
             if task.type is TaskType.REGRESSION:
                 losses[name] = regression_loss(task, pred, normalised)
             else:
                 losses[name] = F.mse_loss(pred, normalised)
-            physical = model.to_physical(name, pred).numpy()
-            if task.type is TaskType.KERNEL_REGRESSION:
-                metrics = curve_metrics(true.numpy(), physical)
-            else:
-                metrics = regression_metrics(true.numpy(), physical)
-        metrics["n"] = float(len(true))
-        result.metrics[name] = metrics
+            predicted = model.to_physical(name, pred).numpy()
+        y_true = true.numpy()
+        result.metrics[name] = task_metrics(task.type.value, y_true, predicted) | {"n": float(len(true))}
+        if n_bootstrap > 0:
+            result.intervals[name] = metric_intervals(
+                task.type.value, y_true, predicted, collected.rows[name], n_resamples=n_bootstrap
+            )
     if collected.ae_count:
         losses[AUTOENCODER] = torch.tensor(collected.ae_error / collected.ae_count)
     result.losses = {name: float(value) for name, value in losses.items()}

@@ -3,7 +3,7 @@ sequence tasks (curve RMSE over all points, MAE)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -28,15 +28,9 @@ def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     if n_pos == 0 or n_neg == 0:
         return float("nan")
     order = np.argsort(score, kind="mergesort")
+    _, first, counts = np.unique(score[order], return_index=True, return_counts=True)
     ranks = np.empty(len(score), dtype=np.float64)
-    sorted_scores = score[order]
-    i = 0
-    while i < len(score):  # average ranks over ties
-        j = i
-        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)  # 1-based ranks, averaged over ties
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
@@ -76,6 +70,16 @@ METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "accuracy": "accuracy
                  "roc_auc": "ROC-AUC", "error": "error rate"}  # fmt: skip
 
 
+def format_metric(value: float, interval: Sequence[float] | None = None) -> str:
+    """``9.967``, or ``9.967 [9.13, 10.9]`` with its 95 % interval; ``n/a`` when undefined."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    text = f"{value:.4g}"
+    if interval is not None:
+        text += f" [{interval[0]:.4g}, {interval[1]:.4g}]"
+    return text
+
+
 def task_error(metrics: dict[str, float], task_type: str) -> float:
     """A task's headline error (lower is better): MAE (regression), curve RMSE (sequence tasks), error
     rate = 1 - accuracy (classification); NaN if the metrics lack it."""
@@ -84,34 +88,60 @@ def task_error(metrics: dict[str, float], task_type: str) -> float:
     return metrics.get(ERROR_METRICS[task_type], float("nan"))
 
 
-def bootstrap_interval(
-    statistic: Callable[[np.ndarray], float],
+def task_metrics(task_type: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """The metrics of a task type (``regression``, ``classification`` with ``y_pred`` = class
+    probabilities, ``kernel_regression`` with one entry per curve point), in the task's unit."""
+    if task_type == "classification":
+        return classification_metrics(y_true, y_pred)
+    if task_type == "kernel_regression":
+        return curve_metrics(y_true, y_pred)
+    return regression_metrics(y_true, y_pred)
+
+
+def bootstrap_intervals(
+    statistic: Callable[[np.ndarray], dict[str, float]],
     groups: np.ndarray,
     *,
     n_resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(index)``, where ``index`` selects items of the
-    evaluated set. Whole groups are resampled with replacement (``groups[i]`` names item i's group, e.g.
-    the composition a curve point belongs to), so correlated items stay together. Resamples on which
-    the statistic is undefined (NaN, e.g. ROC-AUC of a one-class draw) are skipped.
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of each value ``statistic(index)`` returns, where ``index``
+    selects items of the evaluated set. Whole groups are resampled with replacement (``groups[i]`` names
+    item i's group, e.g. the composition a curve point belongs to), so correlated items stay together.
+    Resamples on which a value is undefined (NaN, e.g. ROC-AUC of a one-class draw) are skipped for it.
 
-    For a paired comparison of two models on the same test set, let ``statistic`` return the difference
-    of their metrics on the same ``index``."""
+    For a paired comparison of two models on the same test set, let ``statistic`` return the
+    differences of their metrics on the same ``index``."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     _, inverse = np.unique(np.asarray(groups), return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     members = np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
     rng = np.random.default_rng(seed)
-    values = []
+    values: dict[str, list[float]] = {}
     for _ in range(n_resamples):
         picked = rng.integers(0, len(members), len(members))
-        value = statistic(np.concatenate([members[g] for g in picked]))
-        if np.isfinite(value):
-            values.append(value)
-    if not values:
-        return float("nan"), float("nan")
-    low, high = np.quantile(values, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return float(low), float(high)
+        for name, value in statistic(np.concatenate([members[g] for g in picked])).items():
+            values.setdefault(name, [])
+            if np.isfinite(value):
+                values[name].append(value)
+    quantiles = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
+    intervals = {}
+    for name, draws in values.items():
+        low, high = np.quantile(draws, quantiles) if draws else (float("nan"), float("nan"))
+        intervals[name] = (float(low), float(high))
+    return intervals
+
+
+def metric_intervals(
+    task_type: str, y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *, n_resamples: int = 1000
+) -> dict[str, list[float]]:
+    """95 % bootstrap interval ``[low, high]`` of each of a task's metrics (see :func:`task_metrics`),
+    resampling the groups (compositions) with replacement."""
+
+    def metrics(index: np.ndarray) -> dict[str, float]:
+        return task_metrics(task_type, y_true[index], y_pred[index])
+
+    intervals = bootstrap_intervals(metrics, groups, n_resamples=n_resamples)
+    return {name: [low, high] for name, (low, high) in intervals.items()}

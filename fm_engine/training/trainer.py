@@ -26,16 +26,17 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from fm_engine import __version__
 from fm_engine.checkpoints import save_checkpoint
 from fm_engine.data import CompositionDataModule
+from fm_engine.data.datamodule import STAGES
 from fm_engine.datasets import bundled_datasets
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.training.config import TrainConfig
-from fm_engine.training.evaluate import StageEvaluation, evaluate
+from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluation, evaluate
 from fm_engine.training.lightning import MultiTaskModule, RunMonitor
+from fm_engine.training.metrics import format_metric
 from fm_engine.training.run_files import RunDirectory, now_iso
 
-STAGES = ("train", "val", "test")
 _fitting = False
 
 
@@ -211,6 +212,14 @@ def _data_sources(specs: list[TaskSpec]) -> dict[str, dict[str, str]]:
     return sources
 
 
+def evaluate_for_card(model: FlexibleMultiTaskModel, dm: CompositionDataModule) -> dict[str, StageEvaluation]:
+    """Every split's metrics for the model card; the test metrics with 95 % bootstrap intervals."""
+    return {
+        stage: evaluate(model, dm, stage, n_bootstrap=CARD_BOOTSTRAP_RESAMPLES if stage == "test" else 0)
+        for stage in STAGES
+    }
+
+
 def build_card(
     *,
     config: TrainConfig,
@@ -236,6 +245,7 @@ def build_card(
                 "compositions": {stage: int(row[stage]) for stage in STAGES} | {"train_kept": int(row["train_kept"])},
                 "bad_rows_skipped": int(row["bad_rows"]),
                 "test_metrics": evaluations["test"].metrics.get(task.name, {}),
+                "test_metrics_ci95": evaluations["test"].intervals.get(task.name, {}),
                 "val_metrics": evaluations["val"].metrics.get(task.name, {}),
             }
         )
@@ -290,11 +300,12 @@ def render_card_markdown(card: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for task in card["tasks"]:
-        metrics = task["test_metrics"]
-        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items() if k != "n")
+        metrics, intervals = task["test_metrics"], task.get("test_metrics_ci95") or {}
+        shown = ", ".join(f"{k} {format_metric(v, intervals.get(k))}" for k, v in metrics.items() if k != "n")
         unit = task["unit"] or (", ".join(task["classes"]) if task["classes"] else "")
         lines.append(f"| {task['name']} | {task['type']} | {unit} | {_fmt(metrics.get('n'))} | {shown} |")
-    lines += ["", "MAE/RMSE are in the task's unit; sequence tasks pool all curve points.", ""]
+    lines += ["", "MAE/RMSE are in the task's unit; sequence tasks pool all curve points. [low, high]: 95 % "
+              "bootstrap interval over the test compositions (a curve is resampled whole).", ""]  # fmt: skip
     lines += ["## Data", "", "| task | train | val | test | source | license |", "|---|---|---|---|---|---|"]
     for task in card["tasks"]:
         source = card["data_sources"].get(task["name"], {})
@@ -423,7 +434,7 @@ def train(
         if not trainer.is_global_zero:
             return TrainResult("done", run.path, None, None, trainer.current_epoch, time.perf_counter() - started)
         monitor.restore_best(model)
-        evaluations = {stage: evaluate(model, dm, stage) for stage in STAGES}
+        evaluations = evaluate_for_card(model, dm)
         seconds = time.perf_counter() - started
         card = build_card(
             config=config, model=model, dm=dm, evaluations=evaluations, monitor=monitor,

@@ -1,29 +1,37 @@
 import numpy as np
 import pytest
 
-from fm_engine.training.metrics import bootstrap_interval, classification_metrics, regression_metrics
+from fm_engine.training.metrics import bootstrap_intervals, classification_metrics, regression_metrics
+
+
+def test_binary_roc_auc_averages_ties_like_the_mann_whitney_statistic():
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    scores = np.array([0.1, 0.4, 0.4, 0.8, 0.4, 0.9])
+    # pairs (positive, negative): 9 in all; the positive at 0.4 ties two negatives at 0.4 (2 x 0.5)
+    wins = sum(float(p > n) + 0.5 * float(p == n) for p in scores[labels == 1] for n in scores[labels == 0])
+    proba = np.stack([1 - scores, scores], axis=1)
+    assert classification_metrics(labels, proba)["roc_auc"] == pytest.approx(wins / 9)
 
 
 def test_bootstrap_interval_of_a_mean_matches_the_normal_approximation():
     values = np.random.default_rng(1).normal(5.0, 2.0, size=400)
-    low, high = bootstrap_interval(lambda index: float(values[index].mean()), np.arange(len(values)))
+    low, high = bootstrap_intervals(lambda index: {"mean": values[index].mean()}, np.arange(len(values)))["mean"]
     assert low < values.mean() < high
     half_width = 1.96 * values.std() / np.sqrt(len(values))
     assert (high - low) / 2 == pytest.approx(half_width, rel=0.15)
 
 
-def test_bootstrap_interval_resamples_whole_groups():
+def test_bootstrap_intervals_resample_whole_groups():
     # 40 groups of 10 identical points: the information is 40 values, not 400
     group_values = np.random.default_rng(2).normal(0.0, 1.0, size=40)
     values = np.repeat(group_values, 10)
-    groups = np.repeat(np.arange(40), 10)
 
-    def mean(index: np.ndarray) -> float:
-        return float(values[index].mean())
+    def mean(index: np.ndarray) -> dict[str, float]:
+        return {"mean": values[index].mean()}
 
-    grouped = bootstrap_interval(mean, groups)
-    per_point = bootstrap_interval(mean, np.arange(len(values)))
-    per_group = bootstrap_interval(lambda index: float(group_values[index].mean()), np.arange(40))
+    grouped = bootstrap_intervals(mean, np.repeat(np.arange(40), 10))["mean"]
+    per_point = bootstrap_intervals(mean, np.arange(len(values)))["mean"]
+    per_group = bootstrap_intervals(lambda index: {"mean": group_values[index].mean()}, np.arange(40))["mean"]
     assert grouped[1] - grouped[0] > 2.5 * (per_point[1] - per_point[0])
     assert grouped == pytest.approx(per_group, abs=0.02)
 
@@ -33,26 +41,23 @@ def test_paired_difference_separates_a_better_model():
     truth = rng.normal(100.0, 30.0, size=300)
     good, poor = truth + rng.normal(0, 5.0, 300), truth + rng.normal(0, 8.0, 300)
 
-    def mae_difference(index: np.ndarray) -> float:
-        return (
-            regression_metrics(truth[index], good[index])["mae"] - regression_metrics(truth[index], poor[index])["mae"]
-        )
+    def differences(index: np.ndarray) -> dict[str, float]:
+        a, b = regression_metrics(truth[index], good[index]), regression_metrics(truth[index], poor[index])
+        return {name: a[name] - b[name] for name in a}
 
-    low, high = bootstrap_interval(mae_difference, np.arange(300))
-    assert high < 0  # the better model's MAE is lower on (almost) every resample
-    same_low, same_high = bootstrap_interval(lambda index: 0.0 * index.sum(), np.arange(300))
-    assert same_low == same_high == 0.0
+    intervals = bootstrap_intervals(differences, np.arange(300))
+    assert intervals["mae"][1] < 0 and intervals["rmse"][1] < 0  # lower error on (almost) every resample
+    assert intervals["r2"][0] > 0
 
 
 def test_undefined_resamples_are_skipped():
-    labels = np.array([1] * 29 + [0])  # many resamples miss the single negative: ROC-AUC undefined
-    proba = np.stack([1 - np.linspace(0, 1, 30), np.linspace(0, 1, 30)], axis=1)
-    low, high = bootstrap_interval(
-        lambda index: classification_metrics(labels[index], proba[index])["roc_auc"], np.arange(30)
-    )
-    assert 0.0 <= low <= high <= 1.0
+    labels = np.array([1] * 29 + [0])  # many resamples miss the single negative: ROC-AUC undefined there
+    proba = np.stack([np.linspace(1, 0, 30), np.linspace(0, 1, 30)], axis=1)
+    intervals = bootstrap_intervals(lambda index: classification_metrics(labels[index], proba[index]), np.arange(30))
+    assert intervals["roc_auc"] == (0.0, 0.0)  # the negative scores highest whenever it is drawn
+    assert 0.0 < intervals["accuracy"][0] <= intervals["accuracy"][1] < 1.0  # defined on every resample
 
 
 def test_bad_level_is_refused():
     with pytest.raises(ValueError, match="level"):
-        bootstrap_interval(lambda index: 0.0, np.arange(3), level=95)
+        bootstrap_intervals(lambda index: {}, np.arange(3), level=95)

@@ -27,6 +27,16 @@ def test_tiny_run_writes_run_files_checkpoint_and_card(tiny_run):
     assert {"mae", "rmse", "r2"} <= set(by_task["bulk_modulus"]["test_metrics"])
     assert {"accuracy", "macro_f1", "roc_auc"} <= set(by_task["hea_phase"]["test_metrics"])
     assert "rmse" in by_task["yield_strength"]["test_metrics"]
+    for task in by_task.values():  # every test metric has a 95 % bootstrap interval around it
+        metrics, intervals = task["test_metrics"], task["test_metrics_ci95"]
+        assert set(intervals) == set(metrics) - {"n"}
+        for key, (low, high) in intervals.items():
+            assert low <= high, (task["name"], key)
+            if key in ("mae", "accuracy"):  # means: the estimate lies inside its percentile interval
+                assert low <= metrics[key] <= high, (task["name"], key)
+    mae_low, mae_high = by_task["bulk_modulus"]["test_metrics_ci95"]["mae"]
+    assert mae_high - mae_low > 0
+    assert f"[{mae_low:.4g}, {mae_high:.4g}]" in (run.checkpoint_path / "card.md").read_text()
     assert card["training"]["wall_time_s"] > 0 and card["versions"]["torch"].startswith("2.13")
     assert sum(card["split"].values()) > 0
     assert "| bulk_modulus | regression | GPa |" in (run.checkpoint_path / "card.md").read_text()

@@ -1,6 +1,7 @@
 """The Checkpoints page: list with model cards, compare two, delete with confirmation, corrupt checkpoints."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -45,11 +46,13 @@ def test_lists_checkpoints_with_their_model_cards(workspace_with_model):
     overview = table(at, "checkpoint", "problem")
     assert list(overview["checkpoint"]) == ["tiny"]
     assert overview["tasks"].iloc[0] == "bulk_modulus, hea_phase, yield_strength"
-    tasks = table(at, "task", "test metrics").set_index("task")
+    tasks = table(at, "task", "test metrics [95 % CI]").set_index("task")
     assert tasks.loc["bulk_modulus", "unit"] == "GPa"
     assert tasks.loc["yield_strength", "t unit"] == "K"
     assert tasks.loc["hea_phase", "unit"].startswith("classes: BCC")
-    assert "MAE" in tasks.loc["bulk_modulus", "test metrics"] and "GPa" in tasks.loc["bulk_modulus", "test metrics"]
+    bulk = tasks.loc["bulk_modulus", "test metrics [95 % CI]"]
+    mae, low, high = map(float, re.match(r"MAE (\S+) \[(\S+), (\S+)\] GPa", bulk).groups())
+    assert low < mae < high
     assert set(table(at, "task", "dataset")["task"]) == {"bulk_modulus", "hea_phase", "yield_strength"}
     assert "torch" in set(table(at, "package", "version")["package"])
     assert any("Model card: tiny" in m.value for m in at.markdown)

@@ -56,6 +56,18 @@ def test_single_formula_function(checkpoint):
         page.predict_formula(checkpoint, "Xx2O3")
 
 
+def test_metric_caption_quotes_the_card_with_its_interval(checkpoint):
+    entry = next(t for t in checkpoint.card["tasks"] if t["name"] == "bulk_modulus")
+    low, high = entry["test_metrics_ci95"]["mae"]
+    caption = page.metric_caption(checkpoint, "bulk_modulus")
+    assert caption == (
+        f"test MAE {entry['test_metrics']['mae']:.3g} GPa (95 % CI {low:.3g} to {high:.3g}, "
+        f"n = {int(entry['test_metrics']['n'])})"
+    )
+    assert page.metric_caption(checkpoint, "hea_phase").startswith("test accuracy ")
+    assert page.metric_caption(checkpoint, "no_such_task") == ""
+
+
 def test_csv_batch_lists_bad_rows_and_predicts_the_rest(checkpoint):
     data = b"id,formula\n1,Fe2O3\n2,Xx2O3\n3,\n4,Al0.3CoCrFeNi\n"
     result = page.predict_csv(checkpoint, data, "formula")
