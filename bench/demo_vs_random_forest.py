@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 from _common import OtherLoad, environment, print_environment, write_result
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
@@ -168,10 +167,7 @@ def our_test_predictions(model: FlexibleMultiTaskModel, dm: CompositionDataModul
     collected = collect_outputs(model, dm, "test")
     out = {}
     for name, outputs in collected.outputs.items():
-        if model.tasks[name].type is TaskType.CLASSIFICATION:
-            predicted = torch.softmax(outputs, -1).numpy()
-        else:
-            predicted = model.to_physical(name, outputs).numpy()
+        predicted = model.to_physical(name, outputs).numpy()  # class probabilities for classification
         t = collected.t[name] if len(collected.t[name]) else np.zeros(len(outputs))
         out[name] = TestPredictions.sorted(collected.rows[name], t, collected.targets[name].numpy(), predicted)
     return out

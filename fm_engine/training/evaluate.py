@@ -120,14 +120,13 @@ def evaluate(
         if task.type is TaskType.CLASSIFICATION:
             weight = model.heads[name].class_weights.cpu()
             losses[name] = F.cross_entropy(pred, true, weight=weight)
-            predicted = torch.softmax(pred, -1).numpy()
         else:
             normalised = model.to_normalised(name, true)
             if task.type is TaskType.REGRESSION:
                 losses[name] = regression_loss(task, pred, normalised)
             else:
                 losses[name] = F.mse_loss(pred, normalised)
-            predicted = model.to_physical(name, pred).numpy()
+        predicted = model.to_physical(name, pred).numpy()  # class probabilities for classification
         y_true = true.numpy()
         result.metrics[name] = task_metrics(task.type.value, y_true, predicted) | {"n": float(len(true))}
         if n_bootstrap > 0:
