@@ -123,12 +123,15 @@ def sources_table(card: dict[str, Any]) -> pd.DataFrame:
 
 
 def metrics_long(card: dict[str, Any]) -> pd.DataFrame:
-    """Long table of test metrics: task, unit, metric, value (``n`` kept as its own metric)."""
+    """Long table of test metrics: task, unit, metric, value (``n`` kept as its own metric) and the 95 %
+    bootstrap interval as text (empty when the card has none)."""
     rows = []
     for entry in card.get("tasks", []):
         unit = task_unit(entry)
+        intervals = entry.get("test_metrics_ci95") or {}
         for metric, value in (entry.get("test_metrics") or {}).items():
             metric_unit = unit if metric in LOWER_IS_BETTER and not unit.startswith("classes") else ""
+            low_high = intervals.get(metric)
             rows.append(
                 {
                     "task": entry.get("name", "?"),
@@ -136,17 +139,19 @@ def metrics_long(card: dict[str, Any]) -> pd.DataFrame:
                     "key": metric,
                     "unit": metric_unit,
                     "value": value,
+                    "ci95": f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else "",
                 }
             )
-    return pd.DataFrame(rows, columns=["task", "metric", "key", "unit", "value"])
+    return pd.DataFrame(rows, columns=["task", "metric", "key", "unit", "value", "ci95"])
 
 
 def compare_cards(card_a: dict[str, Any], card_b: dict[str, Any], label_a: str, label_b: str) -> pd.DataFrame:
-    """Per task and test metric, side by side (with the unit) and which checkpoint is better."""
+    """Per task and test metric, side by side (with the unit and each card's 95 % interval) and which
+    checkpoint is better."""
     if label_a == label_b:
         label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
-    a = metrics_long(card_a).rename(columns={"value": label_a})
-    b = metrics_long(card_b).rename(columns={"value": label_b})
+    a = metrics_long(card_a).rename(columns={"value": label_a, "ci95": f"{label_a} 95 % CI"})
+    b = metrics_long(card_b).rename(columns={"value": label_b, "ci95": f"{label_b} 95 % CI"})
     merged = a.merge(b, on=["task", "metric", "key"], how="outer", suffixes=("", "_b"))
     merged["unit"] = merged["unit"].fillna(merged.pop("unit_b")).fillna("")
     better = []
@@ -164,7 +169,8 @@ def compare_cards(card_a: dict[str, Any], card_b: dict[str, Any], label_a: str, 
     order = {name: i for i, name in enumerate([t.get("name") for t in card_a.get("tasks", [])])}
     merged["_order"] = merged["task"].map(order).fillna(len(order))
     merged = merged.sort_values(["_order", "task"], kind="stable").drop(columns=["_order", "key"])
-    return merged[["task", "metric", "unit", label_a, label_b, "better"]].reset_index(drop=True)
+    columns = ["task", "metric", "unit", label_a, f"{label_a} 95 % CI", label_b, f"{label_b} 95 % CI", "better"]
+    return merged[columns].fillna({f"{label_a} 95 % CI": "", f"{label_b} 95 % CI": ""}).reset_index(drop=True)
 
 
 def compare_summary(card_a: dict[str, Any], card_b: dict[str, Any], label_a: str, label_b: str) -> pd.DataFrame:

@@ -66,9 +66,20 @@ def test_compare_two_checkpoints(workspace_with_model):
     at.selectbox(key="compare_b").select("tiny2").run()
     assert not at.exception
     metrics = table(at, "task", "metric", "better")
-    assert list(metrics.columns) == ["task", "metric", "unit", "tiny", "tiny2", "better"]
+    assert list(metrics.columns) == [
+        "task",
+        "metric",
+        "unit",
+        "tiny",
+        "tiny 95 % CI",
+        "tiny2",
+        "tiny2 95 % CI",
+        "better",
+    ]
     mae = metrics[(metrics["task"] == "bulk_modulus") & (metrics["metric"] == "MAE")].iloc[0]
     assert mae["unit"] == "GPa" and mae["tiny2"] == pytest.approx(2 * mae["tiny"]) and mae["better"] == "tiny"
+    low, high = map(float, mae["tiny 95 % CI"].strip("[]").split(", "))
+    assert low < mae["tiny"] < high
     auc = metrics[(metrics["task"] == "hea_phase") & (metrics["metric"] == "ROC-AUC")].iloc[0]
     assert auc["better"] == "" and auc["unit"] == ""
     assert "tiny2" in table(at, "tiny2", "").columns
