@@ -124,14 +124,14 @@ def sources_table(card: dict[str, Any]) -> pd.DataFrame:
 
 def metrics_long(card: dict[str, Any]) -> pd.DataFrame:
     """Long table of test metrics: task, unit, metric, value (``n`` kept as its own metric) and the 95 %
-    bootstrap interval as text (empty when the card has none)."""
+    bootstrap interval ``low`` / ``high`` (NaN when the card has none)."""
     rows = []
     for entry in card.get("tasks", []):
         unit = task_unit(entry)
         intervals = entry.get("test_metrics_ci95") or {}
         for metric, value in (entry.get("test_metrics") or {}).items():
             metric_unit = unit if metric in LOWER_IS_BETTER and not unit.startswith("classes") else ""
-            low_high = intervals.get(metric)
+            low, high = intervals.get(metric, (np.nan, np.nan))
             rows.append(
                 {
                     "task": entry.get("name", "?"),
@@ -139,38 +139,58 @@ def metrics_long(card: dict[str, Any]) -> pd.DataFrame:
                     "key": metric,
                     "unit": metric_unit,
                     "value": value,
-                    "ci95": f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else "",
+                    "low": low,
+                    "high": high,
                 }
             )
-    return pd.DataFrame(rows, columns=["task", "metric", "key", "unit", "value", "ci95"])
+    return pd.DataFrame(rows, columns=["task", "metric", "key", "unit", "value", "low", "high"])
+
+
+def _verdict(a: pd.Series, b: pd.Series, key: str, label_a: str, label_b: str) -> str:
+    """Which checkpoint is better on one metric; ``similar`` when each value lies inside the other's 95 %
+    interval (a conservative reading: their difference is within the noise of the test sets)."""
+    if pd.isna(a["value"]) or pd.isna(b["value"]) or np.isclose(a["value"], b["value"]) or key == "n":
+        return ""
+    if a["low"] <= b["value"] <= a["high"] and b["low"] <= a["value"] <= b["high"]:  # False for NaN bounds
+        return "similar"
+    if key in LOWER_IS_BETTER:
+        return label_a if a["value"] < b["value"] else label_b
+    if key in HIGHER_IS_BETTER:
+        return label_a if a["value"] > b["value"] else label_b
+    return ""
+
+
+def _interval_text(row: pd.Series) -> str:
+    return "" if pd.isna(row["low"]) else f"[{row['low']:.4g}, {row['high']:.4g}]"
 
 
 def compare_cards(card_a: dict[str, Any], card_b: dict[str, Any], label_a: str, label_b: str) -> pd.DataFrame:
     """Per task and test metric, side by side (with the unit and each card's 95 % interval) and which
-    checkpoint is better."""
+    checkpoint is better (or ``similar``, see :func:`_verdict`)."""
     if label_a == label_b:
         label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
-    a = metrics_long(card_a).rename(columns={"value": label_a, "ci95": f"{label_a} 95 % CI"})
-    b = metrics_long(card_b).rename(columns={"value": label_b, "ci95": f"{label_b} 95 % CI"})
-    merged = a.merge(b, on=["task", "metric", "key"], how="outer", suffixes=("", "_b"))
-    merged["unit"] = merged["unit"].fillna(merged.pop("unit_b")).fillna("")
-    better = []
-    for _, row in merged.iterrows():
-        va, vb = row[label_a], row[label_b]
-        if pd.isna(va) or pd.isna(vb) or np.isclose(va, vb) or row["key"] == "n":
-            better.append("")
-        elif row["key"] in LOWER_IS_BETTER:
-            better.append(label_a if va < vb else label_b)
-        elif row["key"] in HIGHER_IS_BETTER:
-            better.append(label_a if va > vb else label_b)
-        else:
-            better.append("")
-    merged["better"] = better
+    merged = metrics_long(card_a).merge(
+        metrics_long(card_b), on=["task", "metric", "key"], how="outer", suffixes=("_a", "_b")
+    )
+    side_a = merged[["value_a", "low_a", "high_a"]].rename(columns=lambda column: column[:-2])
+    side_b = merged[["value_b", "low_b", "high_b"]].rename(columns=lambda column: column[:-2])
+    table = pd.DataFrame(
+        {
+            "task": merged["task"],
+            "metric": merged["metric"],
+            "unit": merged["unit_a"].fillna(merged["unit_b"]).fillna(""),
+            label_a: side_a["value"],
+            f"{label_a} 95 % CI": side_a.apply(_interval_text, axis=1),
+            label_b: side_b["value"],
+            f"{label_b} 95 % CI": side_b.apply(_interval_text, axis=1),
+            "better": [
+                _verdict(side_a.loc[i], side_b.loc[i], merged.at[i, "key"], label_a, label_b) for i in merged.index
+            ],
+        }
+    )
     order = {name: i for i, name in enumerate([t.get("name") for t in card_a.get("tasks", [])])}
-    merged["_order"] = merged["task"].map(order).fillna(len(order))
-    merged = merged.sort_values(["_order", "task"], kind="stable").drop(columns=["_order", "key"])
-    columns = ["task", "metric", "unit", label_a, f"{label_a} 95 % CI", label_b, f"{label_b} 95 % CI", "better"]
-    return merged[columns].fillna({f"{label_a} 95 % CI": "", f"{label_b} 95 % CI": ""}).reset_index(drop=True)
+    table["_order"] = table["task"].map(order).fillna(len(order))
+    return table.sort_values(["_order", "task"], kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
 def compare_summary(card_a: dict[str, Any], card_b: dict[str, Any], label_a: str, label_b: str) -> pd.DataFrame:
@@ -296,7 +316,10 @@ def _compare(checkpoints: dict[str, Path]) -> None:
             st.error(f"{name}: {problem}")
     if problem_a or problem_b:
         return
-    st.markdown("**Test metrics per task** (better: lower MAE / RMSE, higher R2, accuracy, macro-F1, ROC-AUC)")
+    st.markdown(
+        "**Test metrics per task** (better: lower MAE / RMSE, higher R2, accuracy, macro-F1, ROC-AUC; "
+        "similar: each value lies inside the other's 95 % interval)"
+    )
     st.dataframe(compare_cards(card_a, card_b, name_a, name_b), hide_index=True, key="compare_metrics")
     st.markdown("**Set-up**")
     st.dataframe(compare_summary(card_a, card_b, name_a, name_b), hide_index=True, key="compare_setup")

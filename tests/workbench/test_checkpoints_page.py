@@ -21,8 +21,8 @@ def table(at: AppTest, *columns: str):
     raise AssertionError(f"no table with columns {columns}")
 
 
-def second_run(run, name="tiny2"):
-    """A copy of the tiny run, with worse test metrics in its card (to compare)."""
+def second_run(run, name="tiny2", factor=2.0):
+    """A copy of the tiny run whose card has its MAE and RMSE multiplied by ``factor`` (to compare)."""
     other = run.parent / name
     shutil.copytree(run, other)
     card_path = other / "checkpoint" / "card.json"
@@ -31,7 +31,7 @@ def second_run(run, name="tiny2"):
     for task in card["tasks"]:
         for key in ("mae", "rmse"):
             if key in task["test_metrics"]:
-                task["test_metrics"][key] *= 2
+                task["test_metrics"][key] *= factor
     card_path.write_text(json.dumps(card))
     return other
 
@@ -83,6 +83,20 @@ def test_compare_two_checkpoints(workspace_with_model):
     auc = metrics[(metrics["task"] == "hea_phase") & (metrics["metric"] == "ROC-AUC")].iloc[0]
     assert auc["better"] == "" and auc["unit"] == ""
     assert "tiny2" in table(at, "tiny2", "").columns
+
+
+def test_compare_calls_differences_inside_both_intervals_similar(workspace_with_model):
+    second_run(workspace_with_model, name="tiny3", factor=1.02)
+    card = json.loads((workspace_with_model / "checkpoint" / "card.json").read_text())
+    card3 = json.loads((workspace_with_model.parent / "tiny3" / "checkpoint" / "card.json").read_text())
+    metrics = page.compare_cards(card, card3, "tiny", "tiny3")
+    mae = metrics[(metrics["task"] == "bulk_modulus") & (metrics["metric"] == "MAE")].iloc[0]
+    assert mae["tiny3"] == pytest.approx(1.02 * mae["tiny"]) and mae["better"] == "similar"
+    no_intervals = [{k: v for k, v in t.items() if k != "test_metrics_ci95"} for t in card3["tasks"]]
+    old_card = dict(card3, tasks=no_intervals)  # a card written before intervals existed
+    metrics = page.compare_cards(card, old_card, "tiny", "old")
+    mae = metrics[(metrics["task"] == "bulk_modulus") & (metrics["metric"] == "MAE")].iloc[0]
+    assert mae["better"] == "tiny" and mae["old 95 % CI"] == ""
 
 
 def test_delete_asks_for_confirmation(workspace_with_model):
