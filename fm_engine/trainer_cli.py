@@ -71,7 +71,8 @@ class FMDataModule(CompositionDataModule):
         descriptor: descriptor settings (DescriptorSpec keys: kind, n_grids, sigma, ...); default KMD-1d.
         val_ratio: fraction of the compositions without a file split label used for validation.
         test_ratio: fraction of the compositions without a file split label used for testing.
-        seed: seeds the split and the task_masking_ratio subsampling.
+        seed: seeds the split, the task_masking_ratio subsampling and the batch order.
+        split_seed: seeds the split and the subsampling instead (default: seed).
         batch_size: training batch size.
         num_workers: DataLoader workers.
         base_dir: folder that relative data_files are resolved against (default: the config file's folder).
@@ -84,6 +85,7 @@ class FMDataModule(CompositionDataModule):
         val_ratio: float = 0.1,
         test_ratio: float = 0.1,
         seed: int = 42,
+        split_seed: int | None = None,
         batch_size: int = 256,
         num_workers: int = 0,
         base_dir: str | None = None,
@@ -94,7 +96,11 @@ class FMDataModule(CompositionDataModule):
             seed=seed,
             descriptor=spec,
             data=DataSection(
-                val_ratio=val_ratio, test_ratio=test_ratio, batch_size=batch_size, num_workers=num_workers
+                val_ratio=val_ratio,
+                test_ratio=test_ratio,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                split_seed=split_seed,
             ),
             base_dir=str(Path(base_dir).resolve()) if base_dir else "",
         )
@@ -104,6 +110,7 @@ class FMDataModule(CompositionDataModule):
             val_ratio=val_ratio,
             test_ratio=test_ratio,
             seed=seed,
+            split_seed=split_seed,
             batch_size=batch_size,
             num_workers=num_workers,
         )
@@ -119,7 +126,9 @@ def _train_config(dm: CompositionDataModule, section: ModelSection, optimizer: O
         tasks=[task.to_dict() for task in dm.tasks],
         seed=dm.seed,
         descriptor=dm.descriptor.spec,
-        data=DataSection(val_ratio=dm.val_ratio, test_ratio=dm.test_ratio, batch_size=dm.batch_size),
+        data=DataSection(
+            val_ratio=dm.val_ratio, test_ratio=dm.test_ratio, batch_size=dm.batch_size, split_seed=dm.split_seed
+        ),
         model=section,
         optimizer=optimizer,
     )

@@ -256,7 +256,8 @@ def _card_view(name: str, path: Path) -> None:
     cols[2].metric("Training time", f"{training.get('wall_time_s', 0):.1f} s")
     cols[3].metric("Parameters", f"{card.get('n_parameters', 0):,}")
     st.caption(
-        f"Created {card.get('created', '?')}; split seed {card.get('split_seed', '?')}; checkpoint id "
+        f"Created {card.get('created', '?')}; split seed {card.get('split_seed', '?')}; training seed "
+        f"{card.get('seed', card.get('split_seed', '?'))}; checkpoint id "
         f"`{checkpoint.checkpoint_id}`; weights SHA-256 `{checkpoint.weights_sha256[:16]}...`"
     )
     st.markdown(

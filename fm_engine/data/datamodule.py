@@ -94,7 +94,10 @@ class CompositionDataModule(L.LightningDataModule):
         base_dir: folder that relative ``data_files`` are resolved against.
         frames: optional in-memory tables by task name, replacing that task's ``data_files``.
         val_ratio, test_ratio: fractions of the compositions without a file split label.
-        seed: seeds the split and the ``task_masking_ratio`` subsampling.
+        seed: seeds the shuffling of training batches, and (unless ``split_seed`` is given) the split and
+            the ``task_masking_ratio`` subsampling.
+        split_seed: seeds the split and the subsampling instead (default: ``seed``), so models with
+            different seeds can share one split.
         batch_size: training/evaluation batch size.
         drop_last_train: drop the last incomplete training batch (BatchNorm cannot take one sample).
     """
@@ -109,6 +112,7 @@ class CompositionDataModule(L.LightningDataModule):
         val_ratio: float = 0.1,
         test_ratio: float = 0.1,
         seed: int = 42,
+        split_seed: int | None = None,
         batch_size: int = 256,
         num_workers: int = 0,
         drop_last_train: bool = True,
@@ -126,6 +130,7 @@ class CompositionDataModule(L.LightningDataModule):
         self.val_ratio = val_ratio
         self.test_ratio = test_ratio
         self.seed = seed
+        self.split_seed = seed if split_seed is None else split_seed
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.drop_last_train = drop_last_train
@@ -210,13 +215,13 @@ class CompositionDataModule(L.LightningDataModule):
             file_labels,
             val_ratio=self.val_ratio,
             test_ratio=self.test_ratio,
-            seed=self.seed,
+            seed=self.split_seed,
         )
         self.train_keep = {
             task.name: subsample_keep_mask(
                 self.masks[task.name] & (self.split == "train"),
                 task.task_masking_ratio,
-                seed=self.seed,
+                seed=self.split_seed,
                 task=task.name,
             )
             for task in self.tasks

@@ -26,6 +26,9 @@ class DataSection:
     test_ratio: float = 0.1
     batch_size: int = 256
     num_workers: int = 0
+    # Seeds the train / val / test split and task subsampling; None: the run's ``seed``. Set it to keep
+    # one split while ``seed`` varies the initial weights and batch order (seed studies, ensembles).
+    split_seed: int | None = None
 
 
 @dataclass

@@ -152,6 +152,7 @@ def build_datamodule(config: TrainConfig, specs: list[TaskSpec] | None = None) -
         val_ratio=config.data.val_ratio,
         test_ratio=config.data.test_ratio,
         seed=config.seed,
+        split_seed=config.data.split_seed,
         batch_size=config.data.batch_size,
         num_workers=config.data.num_workers,
     )
@@ -256,7 +257,8 @@ def build_card(
         "tasks": tasks,
         "data_sources": _data_sources(list(model.tasks.values())),
         "split": {stage: int((dm.split == stage).sum()) for stage in STAGES},
-        "split_seed": config.seed,
+        "seed": config.seed,
+        "split_seed": dm.split_seed,
         "descriptor": config.descriptor.to_dict() | {"dim": dm.descriptor.dim},
         "encoder": config.model.encoder.to_dict(),
         "autoencoder": config.model.autoencoder.__dict__,
@@ -315,8 +317,8 @@ def render_card_markdown(card: dict[str, Any]) -> str:
             f"{source.get('dataset', '')} | {source.get('license', '')[:60]} |"
         )
     split = card["split"]
-    lines += ["", f"Compositions: {split['train']} train / {split['val']} val / {split['test']} test "
-              f"(seed {card['split_seed']}).", ""]  # fmt: skip
+    seeds = f"split seed {card['split_seed']}; training seed {card.get('seed', card['split_seed'])}"
+    lines += ["", f"Compositions: {split['train']} train / {split['val']} val / {split['test']} test ({seeds}).", ""]
     if "finetune" in card:
         tuned = card["finetune"]
         lines += ["## Fine-tuning", "", f"Retrained heads: {', '.join(tuned['trained_heads'])}; frozen: "

@@ -96,6 +96,23 @@ def test_same_seed_same_split_and_different_seed_differs():
     assert (split[0] == "test").sum() == 10 and (split[0] == "val").sum() == 10
 
 
+def test_split_seed_keeps_the_split_while_the_seed_changes_the_batch_order():
+    big = pd.DataFrame({"composition": [f"Fe{i}Ni{100 - i}" for i in range(1, 100)], "y": np.arange(99.0)})
+    modules = []
+    for seed in (1, 2):
+        dm = CompositionDataModule([TaskSpec(name="y", task_masking_ratio=0.5)], frames={"y": big}, seed=seed,
+                                   split_seed=7, batch_size=8)  # fmt: skip
+        dm.setup()
+        modules.append(dm)
+    a, b = modules
+    assert (a.split == b.split).all() and (a.train_keep["y"] == b.train_keep["y"]).all()
+    first_a, first_b = next(iter(a.train_dataloader())), next(iter(b.train_dataloader()))
+    assert not torch.equal(first_a.x, first_b.x)  # different shuffling
+    unseeded = CompositionDataModule([TaskSpec(name="y")], frames={"y": big}, seed=7)
+    unseeded.setup()
+    assert (unseeded.split == a.split).all() and unseeded.split_seed == 7
+
+
 def test_task_masking_ratio_applies_to_training_rows_only():
     big = pd.DataFrame({"composition": [f"Fe{i}Ni{100 - i}" for i in range(1, 100)], "y": np.arange(99.0)})
     dm = CompositionDataModule([TaskSpec(name="y", task_masking_ratio=0.25)], frames={"y": big})

@@ -63,6 +63,21 @@ def test_same_seed_gives_identical_weights(tiny_data, tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_split_seed_keeps_the_split_while_the_seed_changes_the_weights(tiny_data, tmp_path):
+    runs = {}
+    for seed in (1, 2):
+        data = tiny_config_dict(tiny_data, max_epochs=2) | {"seed": seed}
+        data["data"] = dict(data.get("data", {}), split_seed=7)
+        train(TrainConfig.from_dict(data), tmp_path / str(seed))
+        checkpoint = tmp_path / str(seed) / "checkpoint"
+        card = json.loads((checkpoint / "card.json").read_text())
+        assert (card["seed"], card["split_seed"]) == (seed, 7)
+        runs[seed] = (load_file(str(checkpoint / "model.safetensors")), (checkpoint / "compositions.csv").read_text())
+    (weights_1, split_1), (weights_2, split_2) = runs[1], runs[2]
+    assert split_1 == split_2  # the same compositions in the same splits
+    assert not all(torch.equal(weights_1[k], weights_2[k]) for k in weights_1)
+
+
 @pytest.mark.parametrize(
     "model_section",
     [
