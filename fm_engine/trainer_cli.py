@@ -47,7 +47,14 @@ from fm_engine.config import from_mapping
 from fm_engine.data import CompositionDataModule, TaskBatch
 from fm_engine.descriptors import Descriptor, DescriptorSpec
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel, ModelConfig
-from fm_engine.training.config import DataSection, ModelSection, OptimizerSection, TrainConfig, TrainerSection
+from fm_engine.training.config import (
+    DataSection,
+    ModelSection,
+    OptimizerSection,
+    TrainConfig,
+    TrainerSection,
+    check_ema_decay,
+)
 from fm_engine.training.evaluate import StageEvaluation, evaluate, flat_metrics
 from fm_engine.training.lightning import MultiTaskModule, WeightAverage
 from fm_engine.training.metrics import format_metric
@@ -157,7 +164,7 @@ class FMLightningModel(MultiTaskModule):
         ema_decay: float | None = None,
     ) -> None:
         super().__init__(None, lr=lr, weight_decay=weight_decay)  # type: ignore[arg-type]  # built in setup()
-        TrainerSection(ema_decay=ema_decay)  # the same check as fm train's
+        check_ema_decay(ema_decay)
         self.ema_decay = ema_decay
         self.average: WeightAverage | None = None
         self._pending_average: dict[str, Any] | None = None

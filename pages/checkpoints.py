@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fm_engine.training.metrics import METRIC_LABELS, format_metric
+from fm_engine.training.metrics import METRIC_LABELS, format_interval, format_metric
 from fm_engine.workspace import runs_dir
 from workbench.components.cards import read_card
 
@@ -161,7 +161,7 @@ def _verdict(a: pd.Series, b: pd.Series, key: str, label_a: str, label_b: str) -
 
 
 def _interval_text(row: pd.Series) -> str:
-    return "" if pd.isna(row["low"]) else f"[{row['low']:.4g}, {row['high']:.4g}]"
+    return "" if pd.isna(row["low"]) else format_interval((row["low"], row["high"]))
 
 
 def compare_cards(card_a: dict[str, Any], card_b: dict[str, Any], label_a: str, label_b: str) -> pd.DataFrame:

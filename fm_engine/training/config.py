@@ -41,6 +41,12 @@ class OptimizerSection:
 DEFAULT_EMA_DECAY = 0.999  # weight averaging of the demo model and the workbench's Train form
 
 
+def check_ema_decay(decay: float | None, *, key: str = "ema_decay") -> None:
+    """Refuse a weight-averaging decay outside (0, 1); None (averaging off) passes."""
+    if decay is not None and not 0.0 < decay < 1.0:
+        raise ValueError(f"{key} must be between 0 and 1 (exclusive), got {decay}")
+
+
 @dataclass
 class TrainerSection:
     max_epochs: int = 100
@@ -58,8 +64,7 @@ class TrainerSection:
     ema_decay: float | None = None
 
     def __post_init__(self) -> None:
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"trainer.ema_decay must be between 0 and 1 (exclusive), got {self.ema_decay}")
+        check_ema_decay(self.ema_decay, key="trainer.ema_decay")
 
 
 @dataclass

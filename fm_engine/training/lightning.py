@@ -13,6 +13,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fm_engine.data import CompositionDataModule, TaskBatch
 from fm_engine.models import FlexibleMultiTaskModel
+from fm_engine.training.config import check_ema_decay
 from fm_engine.training.evaluate import evaluate, flat_metrics
 from fm_engine.training.run_files import RunDirectory, now_iso
 
@@ -63,8 +64,7 @@ class WeightAverage:
     """
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema_decay must be between 0 and 1 (exclusive), got {decay}")
+        check_ema_decay(decay)
         self.decay = decay
         self.model = copy.deepcopy(model)
         self.model.requires_grad_(False)

@@ -70,14 +70,16 @@ METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "accuracy": "accuracy
                  "roc_auc": "ROC-AUC", "error": "error rate"}  # fmt: skip
 
 
+def format_interval(interval: Sequence[float]) -> str:
+    """``[9.13, 10.9]``: a 95 % interval as the cards and tables show it."""
+    return f"[{interval[0]:.4g}, {interval[1]:.4g}]"
+
+
 def format_metric(value: float, interval: Sequence[float] | None = None) -> str:
     """``9.967``, or ``9.967 [9.13, 10.9]`` with its 95 % interval; ``n/a`` when undefined."""
     if value is None or not np.isfinite(value):
         return "n/a"
-    text = f"{value:.4g}"
-    if interval is not None:
-        text += f" [{interval[0]:.4g}, {interval[1]:.4g}]"
-    return text
+    return f"{value:.4g}" + (f" {format_interval(interval)}" if interval is not None else "")
 
 
 def task_error(metrics: dict[str, float], task_type: str) -> float:
