@@ -95,10 +95,10 @@ def trajectory_figure(trajectory: Sequence[Mapping[str, Sequence[float]]]) -> go
 def pareto_front(table: pd.DataFrame, x: str, y: str, *, maximize: tuple[bool, bool] = (True, True)) -> go.Figure:
     """Two targets against each other; the non-dominated recipes joined as the Pareto front."""
     values = table[[x, y]].to_numpy(dtype=float) * np.where(maximize, 1.0, -1.0)
-    dominated = np.array(
-        [any((values[j] >= values[i]).all() and (values[j] > values[i]).any() for j in range(len(values)))
-         for i in range(len(values))]
-    )  # fmt: skip
+    # dominated[i]: some recipe j is at least as good on both targets and strictly better on one
+    at_least = (values[None, :, :] >= values[:, None, :]).all(axis=2)
+    better = (values[None, :, :] > values[:, None, :]).any(axis=2)
+    dominated = (at_least & better).any(axis=1)
     front = table[~dominated].sort_values(x)
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=table[x], y=table[y], mode="markers", name="recipes", text=table["formula"],

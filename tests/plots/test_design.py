@@ -1,0 +1,94 @@
+"""Design figures are pure functions of a result table; each plotted number is checked against the table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fm_engine.plots import (
+    compare_runs,
+    element_frequency,
+    pareto_front,
+    recipe_heatmap,
+    seed_vs_optimized,
+    trajectory_figure,
+)
+from fm_engine.plots.ptable import element_position
+
+RECIPES = pd.DataFrame(
+    {
+        "formula": ["Fe0.5Ni0.5", "Fe0.7Co0.3", "Ni1", "Fe0.4Ni0.4Cr0.2"],
+        "seed": ["FeNi", "FeCo", "Ni", "FeNiCr"],
+        "x_Fe": [0.5, 0.7, 0.0, 0.4],
+        "x_Ni": [0.5, 0.0, 1.0, 0.4],
+        "x_Co": [0.0, 0.3, 0.0, 0.0],
+        "x_Cr": [0.0, 0.0, 0.0, 0.2],
+        "x_Cu": [0.0, 0.0, 0.0, 0.0],
+        "bulk_modulus seed [GPa]": [150.0, 160.0, 180.0, 170.0],
+        "bulk_modulus [GPa]": [200.0, 210.0, 190.0, 205.0],
+    }
+)
+
+
+def test_element_frequency_is_the_share_of_recipes_with_the_element():
+    assert element_frequency(RECIPES) == {"Fe": 0.75, "Ni": 0.75, "Co": 0.25, "Cr": 0.25}
+
+
+def test_recipe_heatmap_in_percent_and_frames_elements_absent_from_seeds():
+    figure = recipe_heatmap(RECIPES, seed_elements=["Fe", "Ni", "Co"])
+    r, c = element_position(26)  # Fe
+    assert figure.data[1].z[r][c] == pytest.approx(75.0)
+    assert figure.data[1].colorbar.title.text == "% of recipes"
+    r, c = element_position(24)  # Cr: in no seed
+    assert [(s.x0 + 0.5, s.y0 + 0.5) for s in figure.layout.shapes] == [(c, r)]
+
+
+def test_seed_vs_optimized_plots_the_table_in_its_unit():
+    figure = seed_vs_optimized(RECIPES, "bulk_modulus", unit="GPa", target=200.0)
+    recipes = figure.data[1]
+    assert list(recipes.x) == list(RECIPES["bulk_modulus seed [GPa]"])
+    assert list(recipes.y) == list(RECIPES["bulk_modulus [GPa]"])
+    assert figure.layout.xaxis.title.text == "seed bulk_modulus (GPa)"
+    assert figure.layout.yaxis.title.text == "designed bulk_modulus (GPa)"
+    assert [shape.y0 for shape in figure.layout.shapes] == [200.0]
+    assert "target 200 GPa" in figure.layout.annotations[0].text
+    ranged = seed_vs_optimized(RECIPES, "bulk_modulus", unit="GPa", target=[180.0, 220.0])
+    assert sorted(shape.y0 for shape in ranged.layout.shapes) == [180.0, 220.0]
+
+
+def brute_force_front(points: np.ndarray) -> set[int]:
+    return {
+        i
+        for i, p in enumerate(points)
+        if not any(np.all(q >= p) and np.any(q > p) for j, q in enumerate(points) if j != i)
+    }
+
+
+@pytest.mark.parametrize("maximize", [(True, True), (True, False), (False, False)])
+def test_pareto_front_is_exactly_the_non_dominated_recipes(maximize):
+    rng = np.random.default_rng(3)
+    points = np.round(rng.uniform(0, 10, size=(60, 2)))  # rounding makes ties
+    table = pd.DataFrame({"formula": [f"r{i}" for i in range(60)], "a [GPa]": points[:, 0], "b [K]": points[:, 1]})
+    figure = pareto_front(table, "a [GPa]", "b [K]", maximize=maximize)
+    expected = brute_force_front(points * np.where(maximize, 1.0, -1.0))
+    front = figure.data[1]
+    assert set(front.text) == {f"r{i}" for i in expected}
+    assert list(front.x) == sorted(front.x)
+    assert figure.layout.xaxis.title.text == "a [GPa]" and figure.layout.yaxis.title.text == "b [K]"
+
+
+def test_compare_runs_shows_mean_and_spread_per_run():
+    runs = {"A": pd.DataFrame({"objective": [1.0, 3.0]}), "B": pd.DataFrame({"objective": [2.0, 2.0]})}
+    bars = compare_runs(runs, ["objective"]).data[0]
+    assert list(bars.x) == ["A", "B"]
+    assert list(bars.y) == [2.0, 2.0]
+    assert list(bars.error_y.array) == [1.0, 0.0]
+
+
+def test_trajectory_band_spans_the_rows_and_the_line_is_their_mean():
+    trajectory = [{"step": [s, s], "objective": [1.0 / (s + 1), 3.0 / (s + 1)]} for s in (0, 10, 20)]
+    band, line = trajectory_figure(trajectory).data
+    assert list(line.x) == [0, 10, 20]
+    assert list(line.y) == pytest.approx([2.0, 2.0 / 11, 2.0 / 21])
+    assert max(band.y) == 3.0 and min(band.y) == pytest.approx(1.0 / 21)
+    with pytest.raises(ValueError, match="record_trajectory"):
+        trajectory_figure([])
