@@ -35,6 +35,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 COMPOSITIONS_FILE = "compositions.csv"
+TASKS_SEPARATOR = ";"  # between task names in compositions.csv's ``tasks`` column
 
 
 class CheckpointError(ValueError):
@@ -54,11 +55,17 @@ class LoadedCheckpoint:
         return self.model.config
 
     def compositions(self) -> pd.DataFrame:
-        """The training data's compositions (canonical keys) and their split; empty if not recorded."""
-        path = self.path / COMPOSITIONS_FILE
-        if not path.exists():
-            return pd.DataFrame(columns=["composition", "split"])
-        return pd.read_csv(path, keep_default_na=False)
+        """The training data's compositions (canonical keys), their split and the tasks they
+        are labelled for, ``;``-separated; empty if not recorded."""
+        return read_compositions(self.path)
+
+
+def read_compositions(checkpoint_dir: Path) -> pd.DataFrame:
+    """``compositions.csv`` of a checkpoint directory (see :meth:`LoadedCheckpoint.compositions`)."""
+    path = checkpoint_dir / COMPOSITIONS_FILE
+    if not path.exists():
+        return pd.DataFrame(columns=["composition", "split", "tasks"])
+    return pd.read_csv(path, keep_default_na=False)
 
 
 def _sha256(path: Path) -> str:
@@ -79,8 +86,8 @@ def save_checkpoint(
 ) -> Path:
     """Write the checkpoint directory atomically (temp dir + rename); returns its path.
 
-    ``compositions`` (columns ``composition``, ``split``) records the training data's compositions, so
-    designed recipes can be compared with what the model has seen.
+    ``compositions`` (columns ``composition``, ``split`` and ``tasks``) records the training data's
+    compositions, so predictions and designed recipes can be compared with what the model has seen.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +104,8 @@ def save_checkpoint(
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         if compositions is not None:
-            compositions[["composition", "split"]].to_csv(tmp / COMPOSITIONS_FILE, index=False)
+            columns = [c for c in ("composition", "split", "tasks") if c in compositions.columns]
+            compositions[columns].to_csv(tmp / COMPOSITIONS_FILE, index=False)
         if card is not None:
             card = {**card, "checkpoint_id": checkpoint_id, "weights_sha256": _sha256(tmp / WEIGHTS_FILE)}
             (tmp / "card.json").write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")

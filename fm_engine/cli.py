@@ -185,6 +185,7 @@ def _parse_t_grids(values: Sequence[str] | None) -> tuple[list[float] | None, di
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from fm_engine.applicability import beyond_tested, beyond_tested_message
     from fm_engine.checkpoints import load_checkpoint
     from fm_engine.data import read_table
     from fm_engine.predict import predict_frame, units_table
@@ -204,6 +205,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     result.to_csv(output, index=False, float_format="%.6g")
     n_bad = int((result["error"] != "").sum())
     print(f"wrote {output}: {len(result) - n_bad} rows predicted, {n_bad} bad rows (see the 'error' column)")
+    for task, (n_rows, tested_up_to) in beyond_tested(checkpoint, result).items():
+        print("warning: " + beyond_tested_message(task, n_rows, tested_up_to))
     print("units:")
     print(units_table(checkpoint).to_string(index=False))
     return 0
@@ -328,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
     predict.add_argument("--input", required=True, help="CSV/parquet with a composition column")
     predict.add_argument("--output", required=True, help="output CSV")
-    predict.add_argument("--composition-column", default="composition", help="default: composition")
+    predict.add_argument(
+        "--composition-column", help="default: the first column named composition, formula, alloy, ... (any case)"
+    )
     predict.add_argument(
         "--t-grid", action="append", metavar="[TASK=]T1,T2,...",
         help="t values for sequence tasks (default: 8 points over the training range); repeatable per task",

@@ -20,6 +20,8 @@ from pymatgen.core import Composition, Element
 
 from fm_engine.elements import element_index, element_symbols
 
+COMPOSITION_COLUMN_NAMES = ("composition", "formula", "compositions", "formulas", "alloy", "material")
+
 KEY_DECIMALS = 6
 """Atomic fractions are rounded to this many decimals in canonical keys."""
 
@@ -195,6 +197,15 @@ class ParsedBatch:
     @property
     def n_bad(self) -> int:
         return len(self.bad)
+
+
+def find_composition_column(columns: Sequence[object]) -> str | None:
+    """The first column named like :data:`COMPOSITION_COLUMN_NAMES` (case and spaces ignored), or None."""
+    lowered = [str(c).strip().lower() for c in columns]
+    for name in COMPOSITION_COLUMN_NAMES:
+        if name in lowered:
+            return str(columns[lowered.index(name)])
+    return None
 
 
 def parse_many(values: Iterable[object], *, row_labels: Sequence[object] | None = None) -> ParsedBatch:

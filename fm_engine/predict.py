@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fm_engine.applicability import nearest, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
-from fm_engine.compositions import parse_many
+from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, find_composition_column, parse_many
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskType
 
 DEFAULT_GRID_POINTS = 8
+DISTANCE_SUFFIX = "_distance_to_training"
 
 
 def default_t_grid(model: FlexibleMultiTaskModel, task: str, n: int = DEFAULT_GRID_POINTS) -> np.ndarray:
@@ -66,21 +68,32 @@ def predict_frame(
     checkpoint: LoadedCheckpoint,
     frame: pd.DataFrame,
     *,
-    composition_column: str = "composition",
+    composition_column: str | None = None,
     t_grids: Mapping[str, Sequence[float]] | None = None,
+    distances: bool = True,
     chunk_size: int = 4096,
 ) -> pd.DataFrame:
     """The input columns + predictions; bad rows get an ``error`` and no predictions (never fail the batch).
+
+    ``composition_column`` defaults to the first column named composition, formula, alloy, ... (any case).
+    ``<task>_distance_to_training`` (with ``distances``): the fraction of atoms that differ from the
+    nearest composition the task was trained on (0..1; see :mod:`fm_engine.applicability`); one
+    ``distance_to_training`` (any task's compositions) for checkpoints without the per-task record.
 
     Columns: ``<task>`` (regression, in the task's unit; vector tasks ``<task>_<i>``), ``<task>`` class
     label + ``<task>_proba_<class>`` (classification), ``<task>@<t>`` (sequence tasks, one column per
     grid point; ``t`` in the task's ``t_unit``).
     """
-    if composition_column not in frame.columns:
-        raise ValueError(
-            f"column '{composition_column}' not found (columns: {', '.join(map(str, frame.columns))}); "
-            "use --composition-column"
-        )
+    columns = ", ".join(map(str, frame.columns))
+    if composition_column is None:
+        composition_column = find_composition_column(list(frame.columns))
+        if composition_column is None:
+            raise ValueError(
+                f"no composition column found (columns: {columns}); name it with --composition-column "
+                f"(found automatically when called {' / '.join(COMPOSITION_COLUMN_NAMES)})"
+            )
+    elif composition_column not in frame.columns:
+        raise ValueError(f"column '{composition_column}' not found (columns: {columns}); use --composition-column")
     model = checkpoint.model
     descriptor = Descriptor(model.config.descriptor)
     parsed = parse_many(frame[composition_column].tolist())
@@ -124,6 +137,15 @@ def predict_frame(
                     columns[f"{name}_{i}"][rows] = values[:, i]
             else:
                 columns[name][rows] = values
+    if distances:
+        by_domain: dict[tuple[str, ...], np.ndarray] = {}  # tasks with the same training data: one search
+        for name in model.tasks:
+            domain = training_domain(checkpoint, name)
+            if domain.keys not in by_domain:
+                by_domain[domain.keys] = nearest(parsed.weights, domain.weights)[1]
+            column = f"{name}{DISTANCE_SUFFIX}" if domain.task else DISTANCE_SUFFIX[1:]
+            columns[column] = np.full(n, np.nan)
+            columns[column][parsed.rows] = by_domain[domain.keys]
     for column, values in columns.items():
         out[column] = values
     out["error"] = errors.to_numpy()

@@ -20,7 +20,7 @@ from fm_engine.compositions import parse_many
 from fm_engine.data.tables import TaskTable, load_task_table
 from fm_engine.elements import element_symbols
 from fm_engine.tasks import TaskSpec, TaskType
-from workbench.components.uploads import COMPOSITION_GUESSES, guess_column, read_csv_bytes
+from workbench.components.uploads import guess_column, read_csv_bytes
 
 UPLOAD = "fm_data_upload"  # {"name": file name, "frame": DataFrame}: the table being mapped (survives page switches)
 UPLOAD_SEEN = "fm_data_upload_seen"  # file_id of the last upload read (a file is read once, not on every rerun)
@@ -223,9 +223,7 @@ def _mapping(upload: dict[str, Any]) -> None:
     name = a.text_input("Task name", value=suggest_task_name(upload["name"]), key="upload_task_name")
     task_type = b.selectbox("Type", TASK_TYPES, key="upload_type")
     unit = c.text_input("Unit of the target", value="", key="upload_unit", help="e.g. GPa; leave empty for classes")
-    composition = a.selectbox(
-        "Composition column", columns, index=guess_column(columns, COMPOSITION_GUESSES), key="upload_composition"
-    )
+    composition = a.selectbox("Composition column", columns, index=guess_column(columns), key="upload_composition")
     others = [col for col in columns if col != composition] or columns
     target = b.selectbox(
         "Target column",

@@ -13,6 +13,13 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from fm_engine.applicability import (
+    beyond_tested,
+    beyond_tested_message,
+    is_beyond_tested,
+    nearest,
+    training_domain,
+)
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import format_formula, parse_many
 from fm_engine.predict import default_t_grid, predict_frame, predict_weights
@@ -31,6 +38,15 @@ class TaskPrediction:
     probabilities: dict[str, float] = field(default_factory=dict)  # classification
     t: np.ndarray | None = None  # sequence tasks: the grid (t_unit) ...
     curve: np.ndarray | None = None  # ... and the predicted values (unit)
+    distance_to_training: float = float(
+        "nan"
+    )  # fraction of atoms differing from the task's nearest training composition
+    tested_up_to: float = float("nan")  # the furthest of the task's test compositions from its training data
+
+    @property
+    def extrapolated(self) -> bool:
+        """Further from the training data than the test error was measured."""
+        return bool(is_beyond_tested(self.distance_to_training, self.tested_up_to))
 
 
 @dataclass
@@ -54,6 +70,9 @@ def predict_formula(checkpoint: LoadedCheckpoint, text: str, *, curve_points: in
     results = []
     for name, task in model.tasks.items():
         values = outputs[name][0]
+        domain = training_domain(checkpoint, name)
+        where = {"distance_to_training": float(nearest(parsed.weights, domain.weights)[1][0]),
+                 "tested_up_to": domain.tested_up_to}  # fmt: skip
         if task.type is TaskType.CLASSIFICATION:
             classes = list(task.classes or [str(i) for i in range(len(values))])
             results.append(
@@ -61,13 +80,14 @@ def predict_formula(checkpoint: LoadedCheckpoint, text: str, *, curve_points: in
                     task=task,
                     label=classes[int(np.argmax(values))],
                     probabilities={c: float(p) for c, p in zip(classes, values, strict=True)},
+                    **where,
                 )
             )
         elif task.type is TaskType.KERNEL_REGRESSION:
-            results.append(TaskPrediction(task=task, t=np.asarray(grids[name]), curve=np.asarray(values)))
+            results.append(TaskPrediction(task=task, t=np.asarray(grids[name]), curve=np.asarray(values), **where))
         else:
             value = np.asarray(values)
-            results.append(TaskPrediction(task=task, value=float(value) if value.ndim == 0 else value))
+            results.append(TaskPrediction(task=task, value=float(value) if value.ndim == 0 else value, **where))
     return FormulaPrediction(formula=format_formula(text), tasks=results)
 
 
@@ -219,6 +239,14 @@ def _single_formula(checkpoint: LoadedCheckpoint) -> None:
         st.error(f"Cannot predict this formula: {error}")
         return
     st.caption(f"Atomic fractions: **{result.formula}**")
+    far = [p for p in result.tasks if p.extrapolated]
+    if far:
+        st.warning(
+            "Extrapolation: this composition is further from the training data of "
+            + ", ".join(f"**{p.task.name}** ({p.distance_to_training:.2f} > {p.tested_up_to:.2f})" for p in far)
+            + " than any of the task's test compositions (distance = fraction of atoms that differ from the "
+            "nearest training composition), so the test errors do not cover these values."
+        )
     scalar = [p for p in result.tasks if p.task.type is TaskType.REGRESSION]
     if scalar:
         columns = st.columns(min(len(scalar), 4))
@@ -251,7 +279,8 @@ def _batch(checkpoint: LoadedCheckpoint) -> None:
     st.subheader("A CSV file")
     st.caption(
         "One composition per row; every other column is kept. Bad rows are listed with their reason and "
-        "the rest is predicted."
+        "the rest is predicted. `<task>_distance_to_training` is the fraction of atoms that differ from the "
+        "nearest composition the task was trained on (0 = seen in training, 1 = no element in common)."
     )
     upload = st.file_uploader("CSV with a composition column", type=["csv", "txt"], key="predict_upload")
     if upload is None:
@@ -288,6 +317,8 @@ def _batch(checkpoint: LoadedCheckpoint) -> None:
     if result.predictions.empty or result.message:
         return
     st.success(f"Predicted {len(result.predicted)} of {len(frame)} rows.")
+    for task, (n_rows, tested_up_to) in beyond_tested(checkpoint, result.predicted).items():
+        st.warning(beyond_tested_message(task, n_rows, tested_up_to) + ".")
     st.dataframe(result.predicted, hide_index=True, key="predict_table")
     st.download_button(
         "Download predictions (CSV)",

@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
+from fm_engine.applicability import nearest, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
-from fm_engine.compositions import format_formula, format_percent, parse_many, weights_to_fractions
+from fm_engine.compositions import format_formula, format_percent, weights_to_fractions
 from fm_engine.config import from_mapping
 from fm_engine.elements import element_index, element_symbols
 from fm_engine.inverse.charge import charge_balance
@@ -130,25 +130,13 @@ class DesignResult:
 
 
 # ---------------------------------------------------------------------- helpers
-@lru_cache(maxsize=8)
-def _training_weights(checkpoint_path: str, keys: tuple[str, ...]) -> np.ndarray:
-    return parse_many(list(keys)).weights
-
-
 def nearest_training(checkpoint: LoadedCheckpoint, recipes: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Closest training composition to each recipe and the distance ``0.5 * sum |w - w_train|``
     (the fraction of atoms that differ: 0 = identical, 1 = nothing in common)."""
-    keys = tuple(checkpoint.compositions()["composition"])
-    if not keys:
-        return [""] * len(recipes), np.full(len(recipes), np.nan)
-    train = _training_weights(str(checkpoint.path), keys)
-    names, distances = [], []
-    for row in recipes:
-        d = 0.5 * np.abs(train - row).sum(axis=1)
-        best = int(np.argmin(d))
-        names.append(format_formula(weights_to_fractions(train[best])))
-        distances.append(float(d[best]))
-    return names, np.asarray(distances)
+    domain = training_domain(checkpoint)
+    index, distance = nearest(recipes, domain.weights)
+    names = [format_formula(weights_to_fractions(domain.weights[i])) if i >= 0 else "" for i in index]
+    return names, distance
 
 
 def _target_columns(

@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fm_engine import __version__
-from fm_engine.checkpoints import save_checkpoint
+from fm_engine.checkpoints import TASKS_SEPARATOR, save_checkpoint
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.datamodule import STAGES
 from fm_engine.datasets import bundled_datasets
@@ -183,11 +183,20 @@ def model_for(
 
 
 def training_compositions(dm: CompositionDataModule, tasks: list[str] | None = None) -> pd.DataFrame:
-    """Canonical keys of every composition labelled for ``tasks`` (default: any task) with its split
-    (saved in the checkpoint)."""
+    """Canonical keys of every composition labelled for ``tasks`` (default: any task) with its split and
+    the tasks it is labelled for, ``;``-separated (saved in the checkpoint; see fm_engine.applicability).
+    A training row dropped by ``task_masking_ratio`` does not count as labelled for that task."""
     names = tasks if tasks is not None else [t.name for t in dm.tasks]
-    labelled = (dm.split != "unlabelled") & np.any(np.stack([dm.masks[n] for n in names]), axis=0)
-    return pd.DataFrame({"composition": np.asarray(dm.keys, dtype=object)[labelled], "split": dm.split[labelled]})
+    labelled = np.stack([(dm.masks[n] & (dm.split != "train")) | dm.train_keep[n] for n in names], axis=1)
+    labelled &= (dm.split != "unlabelled")[:, None]
+    rows = np.flatnonzero(labelled.any(axis=1))
+    return pd.DataFrame(
+        {
+            "composition": np.asarray(dm.keys, dtype=object)[rows],
+            "split": dm.split[rows],
+            "tasks": [TASKS_SEPARATOR.join(n for n, on in zip(names, labelled[i], strict=True) if on) for i in rows],
+        }
+    )
 
 
 def package_versions() -> dict[str, str]:

@@ -41,6 +41,21 @@ def test_one_formula_gives_every_task_in_units(workspace_with_model):
     at.text_input(key="predict_formula").set_value("Fe2O3").run()
     assert not at.exception and not at.error
     assert any("O0.600Fe0.400" in c.value for c in at.caption)
+    # an oxide is far from every HEA the yield-strength curves were trained on: flagged, with the distances
+    assert "Extrapolation" in at.warning[0].value and "**yield_strength** (" in at.warning[0].value
+
+
+def test_single_formula_reports_its_distance_to_each_tasks_training_data(checkpoint):
+    from fm_engine.applicability import training_domain
+
+    trained = training_domain(checkpoint, "yield_strength").keys[0]
+    inside = {p.task.name: p for p in page.predict_formula(checkpoint, trained).tasks}
+    assert inside["yield_strength"].distance_to_training == pytest.approx(0.0, abs=1e-6)
+    assert not inside["yield_strength"].extrapolated
+    outside = {p.task.name: p for p in page.predict_formula(checkpoint, "NaCl").tasks}
+    assert outside["yield_strength"].distance_to_training == pytest.approx(1.0)
+    assert outside["yield_strength"].extrapolated
+    assert outside["yield_strength"].tested_up_to == training_domain(checkpoint, "yield_strength").tested_up_to
 
 
 def test_single_formula_function(checkpoint):
@@ -79,6 +94,7 @@ def test_csv_batch_lists_bad_rows_and_predicts_the_rest(checkpoint):
     assert result.predicted["bulk_modulus"].notna().all()
     assert set(result.predicted["hea_phase"]) <= {"BCC", "FCC", "HCP", "multiphase"}
     assert any(c.startswith("yield_strength@") for c in result.predictions.columns)
+    assert result.predicted["yield_strength_distance_to_training"].between(0, 1).all()
     downloaded = pd.read_csv(__import__("io").BytesIO(result.csv_bytes()), keep_default_na=False)
     assert len(downloaded) == 4 and "error" in downloaded.columns
     # the composition column is guessed when not given; a custom t grid is used

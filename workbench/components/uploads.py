@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-COMPOSITION_GUESSES = ("composition", "formula", "compositions", "formulas", "alloy", "material")
+from fm_engine.compositions import COMPOSITION_COLUMN_NAMES
+
 EMPTY = "The file is empty: upload a CSV with a header row and one composition per row."
 
 
@@ -30,7 +31,7 @@ def read_csv_bytes(data: bytes) -> tuple[pd.DataFrame | None, str]:
 
 
 def guess_column(
-    columns: list[str], guesses: Iterable[str] = COMPOSITION_GUESSES, *, exclude: Iterable[str] = ()
+    columns: list[str], guesses: Iterable[str] = COMPOSITION_COLUMN_NAMES, *, exclude: Iterable[str] = ()
 ) -> int:
     """Index of the first column named like one of ``guesses`` (case-insensitive), else the first allowed one."""
     excluded = set(exclude)

@@ -1,0 +1,101 @@
+"""How far a composition is from the compositions a model was trained on (its applicability domain).
+
+The distance between two compositions is ``0.5 * sum |w_a - w_b|`` over atomic fractions: the fraction
+of atoms that differ (0 = identical, 1 = no element in common). A task's *training domain* is the set of
+training-split compositions labelled for that task; its ``tested_up_to`` is the largest distance of a
+test composition from it, i.e. how far from the training data the task's test metrics were measured.
+A prediction further away than that is an extrapolation the model card's errors do not cover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fm_engine.checkpoints import TASKS_SEPARATOR, LoadedCheckpoint, read_compositions
+from fm_engine.compositions import parse_many
+from fm_engine.elements import n_elements
+
+
+@dataclass(frozen=True)
+class TrainingDomain:
+    """Training compositions of one task (or of every task) and how far out its test set reached."""
+
+    keys: tuple[str, ...]
+    weights: np.ndarray  # (N, 94) atomic fractions
+    tested_up_to: float  # largest test-composition distance; NaN without test compositions
+    task: str | None  # None: every task's compositions (also for checkpoints without the per-task record)
+
+
+def nearest(weights: np.ndarray, reference: np.ndarray, *, chunk_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest ``reference`` row for each row of ``weights`` and the distance to it (0..1)."""
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float32))
+    if len(reference) == 0 or len(weights) == 0:
+        return np.full(len(weights), -1), np.full(len(weights), np.nan)
+    table = torch.as_tensor(np.asarray(reference, dtype=np.float32))
+    index, distance = [], []
+    for start in range(0, len(weights), chunk_size):
+        block = torch.as_tensor(weights[start : start + chunk_size])
+        best = torch.cdist(block, table, p=1).min(dim=1)
+        index.append(best.indices.numpy())
+        distance.append(0.5 * best.values.numpy())
+    return np.concatenate(index), np.clip(np.concatenate(distance).astype(np.float64), 0.0, 1.0)
+
+
+def training_domain(checkpoint: LoadedCheckpoint, task: str | None = None) -> TrainingDomain:
+    """The training compositions labelled for ``task`` (None: any task). For checkpoints written before
+    the per-task record (no ``tasks`` column in compositions.csv) this is every task's (``task`` None)."""
+    return _domain(str(checkpoint.path), checkpoint.checkpoint_id, task)
+
+
+@lru_cache(maxsize=32)
+def _domain(checkpoint_dir: str, checkpoint_id: str, task: str | None) -> TrainingDomain:
+    table = read_compositions(Path(checkpoint_dir))
+    if "tasks" not in table.columns:
+        task = None
+    if task is not None:
+        table = table[table["tasks"].astype(str).str.split(TASKS_SEPARATOR).map(lambda names: task in names)]
+    train_keys = table.loc[table["split"] == "train", "composition"].tolist()
+    test_keys = table.loc[table["split"] == "test", "composition"].tolist()
+    train = parse_many(train_keys).weights if train_keys else np.zeros((0, n_elements()))
+    tested_up_to = float(nearest(parse_many(test_keys).weights, train)[1].max()) if test_keys and train_keys else np.nan
+    return TrainingDomain(keys=tuple(train_keys), weights=train, tested_up_to=tested_up_to, task=task)
+
+
+def distance_to_training(checkpoint: LoadedCheckpoint, weights: np.ndarray, task: str | None = None) -> np.ndarray:
+    """Distance (fraction of atoms that differ, 0..1) of each weight row from ``task``'s training data."""
+    return nearest(weights, training_domain(checkpoint, task).weights)[1]
+
+
+def is_beyond_tested(distance: float | np.ndarray, tested_up_to: float) -> bool | np.ndarray:
+    """True where ``distance`` exceeds ``tested_up_to`` (float32 distances: a 1e-6 tolerance)."""
+    return np.asarray(distance) > tested_up_to + 1e-6
+
+
+def beyond_tested(checkpoint: LoadedCheckpoint, predictions: pd.DataFrame) -> dict[str, tuple[int, float]]:
+    """Per task: (number of predicted rows further from its training data than any of its test
+    compositions, that test distance), from the ``<task>_distance_to_training`` columns of
+    :func:`fm_engine.predict.predict_frame`; tasks without such rows are left out."""
+    counts: dict[str, tuple[int, float]] = {}
+    for name in checkpoint.model.tasks:
+        column = f"{name}_distance_to_training"
+        domain = training_domain(checkpoint, name)
+        if column not in predictions.columns or not np.isfinite(domain.tested_up_to):
+            continue
+        n = int(is_beyond_tested(predictions[column].to_numpy(dtype=float), domain.tested_up_to).sum())
+        if n:
+            counts[name] = (n, domain.tested_up_to)
+    return counts
+
+
+def beyond_tested_message(task: str, n_rows: int, tested_up_to: float) -> str:
+    rows = "1 row is" if n_rows == 1 else f"{n_rows} rows are"
+    return (
+        f"{task}: {rows} further from the task's training compositions than any of its test compositions "
+        f"(distance > {tested_up_to:.2f}); these values are extrapolations the test error does not cover"
+    )

@@ -1,0 +1,98 @@
+"""Distance to the training data: exact nearest neighbours, per-task domains recorded in real checkpoints,
+and the extrapolation warnings of `fm predict`."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fm_engine.applicability import beyond_tested, is_beyond_tested, nearest, training_domain
+from fm_engine.checkpoints import load_checkpoint
+from fm_engine.cli import main
+from fm_engine.compositions import parse_many, to_weights
+from fm_engine.predict import predict_frame
+
+
+def test_nearest_matches_a_brute_force_search():
+    rng = np.random.default_rng(0)
+    reference = rng.random((300, 94)) * (rng.random((300, 94)) < 0.05)
+    reference = reference[reference.sum(axis=1) > 0]
+    reference /= reference.sum(axis=1, keepdims=True)
+    queries = np.vstack([reference[:5], rng.dirichlet(np.ones(94), size=20)])
+    index, distance = nearest(queries, reference, chunk_size=7)
+    brute = 0.5 * np.abs(queries[:, None, :] - reference[None, :, :]).sum(axis=2)
+    np.testing.assert_allclose(distance, brute.min(axis=1), atol=1e-5)
+    np.testing.assert_allclose(brute[np.arange(len(queries)), index], brute.min(axis=1), atol=1e-5)
+    assert np.all(distance[:5] < 1e-6)
+
+
+def test_distance_is_the_fraction_of_atoms_that_differ():
+    reference = np.stack([to_weights("Fe"), to_weights("CoCrFeNi")])
+    _, distance = nearest(np.stack([to_weights("Fe"), to_weights("Fe3Ni"), to_weights("NaCl")]), reference)
+    np.testing.assert_allclose(distance, [0.0, 0.25, 1.0], atol=1e-6)
+    assert np.isnan(nearest(reference, np.zeros((0, 94)))[1]).all()
+
+
+def test_checkpoints_record_which_task_each_composition_trains(tiny_run, tiny_data):
+    checkpoint = load_checkpoint(tiny_run)
+    table = checkpoint.compositions()
+    assert {"composition", "split", "tasks"} <= set(table.columns)
+    bulk_keys = set(parse_many(pd.read_csv(tiny_data / "bulk.csv")["formula"].tolist()).keys)
+    bulk = training_domain(checkpoint, "bulk_modulus")
+    assert bulk.task == "bulk_modulus" and len(bulk.keys) > 100
+    assert set(bulk.keys) <= bulk_keys  # only compositions labelled for the task ...
+    assert set(bulk.keys) == set(table.loc[table["split"] == "train", "composition"]) & bulk_keys  # ... all of them
+    test_keys = table.loc[(table["split"] == "test") & table["tasks"].str.contains("bulk_modulus"), "composition"]
+    expected = nearest(parse_many(test_keys.tolist()).weights, bulk.weights)[1].max()
+    assert bulk.tested_up_to == pytest.approx(expected)
+    curves = training_domain(checkpoint, "yield_strength")
+    assert 0 < len(curves.keys) < len(bulk.keys) and not set(curves.keys) & bulk_keys
+
+
+def test_fm_predict_flags_extrapolation_per_task(tiny_run, tmp_path, capsys):
+    checkpoint = load_checkpoint(tiny_run)
+    trained_alloy = training_domain(checkpoint, "yield_strength").keys[0]
+    pd.DataFrame({"Formula": ["NaCl", trained_alloy]}).to_csv(tmp_path / "in.csv", index=False)
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(tiny_run),
+                "--input",
+                str(tmp_path / "in.csv"),
+                "--output",
+                str(tmp_path / "out.csv"),
+            ]
+        )
+        == 0
+    )  # fmt: skip  (the Formula column is found)
+    printed = capsys.readouterr().out
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert out.loc[0, "yield_strength_distance_to_training"] == pytest.approx(1.0)
+    assert out.loc[1, "yield_strength_distance_to_training"] == pytest.approx(0.0, abs=1e-6)
+    tested = training_domain(checkpoint, "yield_strength").tested_up_to
+    assert "warning: yield_strength: 1 row is further from the task's training compositions" in printed
+    assert f"(distance > {tested:.2f})" in printed
+    assert beyond_tested(checkpoint, out)["yield_strength"] == (1, tested)
+    assert not is_beyond_tested(out.loc[1, "yield_strength_distance_to_training"], tested)
+
+
+def test_predict_needs_a_composition_column(tiny_run):
+    checkpoint = load_checkpoint(tiny_run)
+    with pytest.raises(ValueError, match="no composition column found .*--composition-column"):
+        predict_frame(checkpoint, pd.DataFrame({"sample": ["Fe"]}))
+    frame = predict_frame(checkpoint, pd.DataFrame({" ALLOY ": ["CoCrFeNi"]}), distances=False)
+    assert not [c for c in frame.columns if "distance" in c] and np.isfinite(frame.loc[0, "bulk_modulus"])
+
+
+def test_old_checkpoints_without_the_task_record_get_one_distance(tiny_run, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run / "checkpoint", old)
+    table = pd.read_csv(old / "compositions.csv")
+    table[["composition", "split"]].to_csv(old / "compositions.csv", index=False)
+    checkpoint = load_checkpoint(old)
+    assert training_domain(checkpoint, "bulk_modulus").task is None
+    frame = predict_frame(checkpoint, pd.DataFrame({"composition": ["NaCl"]}))
+    assert [c for c in frame.columns if "distance" in c] == ["distance_to_training"]
