@@ -184,11 +184,9 @@ def model_for(
 
 def training_compositions(dm: CompositionDataModule, tasks: list[str] | None = None) -> pd.DataFrame:
     """Canonical keys of every composition labelled for ``tasks`` (default: any task) with its split and
-    the tasks it is labelled for, ``;``-separated (saved in the checkpoint; see fm_engine.applicability).
-    A training row dropped by ``task_masking_ratio`` does not count as labelled for that task."""
+    the tasks it is labelled for, ``;``-separated (saved in the checkpoint; see fm_engine.applicability)."""
     names = tasks if tasks is not None else [t.name for t in dm.tasks]
-    labelled = np.stack([(dm.masks[n] & (dm.split != "train")) | dm.train_keep[n] for n in names], axis=1)
-    labelled &= (dm.split != "unlabelled")[:, None]
+    labelled = np.stack([dm.masks[n] for n in names], axis=1) & (dm.split != "unlabelled")[:, None]
     rows = np.flatnonzero(labelled.any(axis=1))
     return pd.DataFrame(
         {
