@@ -15,7 +15,6 @@ import plotly.graph_objects as go
 
 from fm_engine.applicability import (
     beyond_tested,
-    beyond_tested_message,
     is_beyond_tested,
     nearest,
     training_domain,
@@ -27,6 +26,11 @@ from fm_engine.tasks import TaskSpec, TaskType
 from workbench.components.uploads import guess_column, read_csv_bytes
 
 CURVE_POINTS = 60
+EXTRAPOLATION = (
+    "further from a task's training compositions than any of its test compositions (distance = fraction of "
+    "atoms that differ from the nearest training composition), so the task's test error does not cover "
+    "these values."
+)
 
 
 # ----------------------------------------------------------------------------------------------- pure logic
@@ -242,10 +246,12 @@ def _single_formula(checkpoint: LoadedCheckpoint) -> None:
     far = [p for p in result.tasks if p.extrapolated]
     if far:
         st.warning(
-            "Extrapolation: this composition is further from the training data of "
-            + ", ".join(f"**{p.task.name}** ({p.distance_to_training:.2f} > {p.tested_up_to:.2f})" for p in far)
-            + " than any of the task's test compositions (distance = fraction of atoms that differ from the "
-            "nearest training composition), so the test errors do not cover these values."
+            f"Extrapolation: {EXTRAPOLATION}\n"
+            + "\n".join(
+                f"- **{p.task.name}**: distance {p.distance_to_training:.2f}, test compositions up to "
+                f"{p.tested_up_to:.2f}"
+                for p in far
+            )
         )
     scalar = [p for p in result.tasks if p.task.type is TaskType.REGRESSION]
     if scalar:
@@ -317,8 +323,15 @@ def _batch(checkpoint: LoadedCheckpoint) -> None:
     if result.predictions.empty or result.message:
         return
     st.success(f"Predicted {len(result.predicted)} of {len(frame)} rows.")
-    for task, (n_rows, tested_up_to) in beyond_tested(checkpoint, result.predicted).items():
-        st.warning(beyond_tested_message(task, n_rows, tested_up_to) + ".")
+    far = beyond_tested(checkpoint, result.predicted)
+    if far:
+        st.warning(
+            f"Extrapolation in some rows: {EXTRAPOLATION}\n"
+            + "\n".join(
+                f"- **{task}**: {n_rows} row{'s' if n_rows > 1 else ''} beyond distance {tested_up_to:.2f}"
+                for task, (n_rows, tested_up_to) in far.items()
+            )
+        )
     st.dataframe(result.predicted, hide_index=True, key="predict_table")
     st.download_button(
         "Download predictions (CSV)",

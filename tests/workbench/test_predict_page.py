@@ -42,7 +42,7 @@ def test_one_formula_gives_every_task_in_units(workspace_with_model):
     assert not at.exception and not at.error
     assert any("O0.600Fe0.400" in c.value for c in at.caption)
     # an oxide is far from every HEA the yield-strength curves were trained on: flagged, with the distances
-    assert "Extrapolation" in at.warning[0].value and "**yield_strength** (" in at.warning[0].value
+    assert "Extrapolation" in at.warning[0].value and "- **yield_strength**: distance" in at.warning[0].value
 
 
 def test_single_formula_reports_its_distance_to_each_tasks_training_data(checkpoint):
