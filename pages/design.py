@@ -372,6 +372,12 @@ def show_results(result: Any, checkpoint: Any) -> None:
                                           for t in result.config.targets))  # fmt: skip
     if n_ok < len(table):
         st.warning(f"{len(table) - n_ok} recipe(s) violate a hard constraint: see the constraint_check column.")
+    n_far = int((table["extrapolated_for"] != "").sum()) if "extrapolated_for" in table.columns else 0
+    if n_far:
+        st.warning(
+            f"{n_far} recipe(s) lie further from a target task's training compositions than any of its test "
+            "compositions (column extrapolated_for): the model card's test errors do not cover their values."
+        )
 
     hide = st.checkbox("Hide near-duplicates (within 1 at.% of a better recipe)", value=True, key="design_hide_dups")
     shown = table[table["duplicate_of_rank"] == 0] if hide else table
@@ -382,9 +388,14 @@ def show_results(result: Any, checkpoint: Any) -> None:
             "distance_to_training", format="%.3f", help="fraction of atoms differing from the nearest training recipe"
         ),
         "objective": st.column_config.NumberColumn("objective", format="%.4g", help="lower is better"),
+        "extrapolated_for": st.column_config.TextColumn(
+            "extrapolated_for",
+            help="target tasks for which this recipe is further from the training data than "
+            "any test composition of the task",
+        ),
     }
     for column in table.columns:
-        if column.startswith("x_"):
+        if column.startswith("x_") or column.endswith("_distance_to_training"):
             config[column] = st.column_config.NumberColumn(column, format="%.3f")
         elif column in value_columns or " seed [" in column or " change [" in column:
             config[column] = st.column_config.NumberColumn(column, format="%.4g")

@@ -80,6 +80,11 @@ def summary_markdown(result: DesignResult, checkpoint: LoadedCheckpoint) -> str:
               f"- diversity scale: {c.diversity_scale}"]  # fmt: skip
     ok = int(table["constraints_ok"].sum())
     lines += ["", f"**Hard constraints verified on the final recipes: {ok}/{len(table)} satisfy all.**", ""]
+    if "extrapolated_for" in table.columns:
+        n_far = int((table["extrapolated_for"] != "").sum())
+        lines += [f"**Extrapolation: {n_far}/{len(table)} recipes lie further from a target task's training "
+                  "compositions than any of its test compositions (column `extrapolated_for`); the test "
+                  "errors do not cover their predicted values.**", ""]  # fmt: skip
     value_columns = [f"{n} [{u}]" for n, u in result.units.items() if f"{n} [{u}]" in table.columns]
     head = ["rank", "formula", *value_columns, "objective", "distance_to_training"]
     n_unique = int((table["duplicate_of_rank"] == 0).sum())

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from fm_engine.applicability import nearest, training_domain
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.cli import main
 from fm_engine.compositions import to_weights
@@ -70,6 +71,13 @@ def test_reported_numbers_come_from_the_reported_recipes(checkpoint):
         assert list(table["objective"]) == sorted(table["objective"])  # ranked by the recipe's score
         if method == "latent":
             assert "objective_latent" in table.columns
+        # per target task: the distance to that task's training compositions and the extrapolation flag
+        for task in ("bulk_modulus", "hea_phase"):
+            domain = training_domain(checkpoint, task)
+            distance = nearest(result.recipes[table.index.to_numpy()], domain.weights)[1]
+            np.testing.assert_allclose(table[f"{task}_distance_to_training"], distance, atol=1e-6)
+            flagged = table["extrapolated_for"].str.split(", ").map(lambda names, task=task: task in names)
+            np.testing.assert_array_equal(flagged, distance > domain.tested_up_to + 1e-6)
 
 
 def test_json_replay_gives_identical_recipes(checkpoint):
