@@ -118,7 +118,7 @@ def test_batch_reports_bad_rows_and_keeps_good_ones():
     )
 )
 def test_dict_string_round_trip_property(amounts):
-    text = " ".join(f"{symbol}{amount:.4f}" for symbol, amount in amounts.items())
+    text = " ".join(f"{symbol}{amount:.6f}" for symbol, amount in amounts.items())
     from_text = atomic_fractions(text)
     from_dict = atomic_fractions(amounts)
     assert from_text.keys() == from_dict.keys()
