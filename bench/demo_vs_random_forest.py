@@ -17,6 +17,10 @@ What it measures
     a difference whose interval holds 0 is within the noise of one test split. Both are timed: our
     whole ``train()`` vs the forests' fit+predict.
 
+    --forest-features stats: the forests get composition statistics instead (the fraction-weighted mean,
+    variance, max and min of the 58 element properties, 232 dims: the Magpie-style baseline of the
+    matbench leaderboards, on our element table rather than Magpie's), still on the same split.
+
     max_features: the forest default here is ``sqrt`` for both kinds, to stay within the time budget:
     scikit-learn's regression default (1.0, all 464 features per split) took about 10 minutes for the 7
     forests on 2 busy cores (sqrt: about 25 s). It is not uniformly better: on the demo split, 1.0 vs sqrt
@@ -30,6 +34,7 @@ Goal
 Run
     ``.venv/bin/python bench/demo_vs_random_forest.py`` (about 2 minutes on 2 cores)
     ``.venv/bin/python bench/demo_vs_random_forest.py --checkpoint RUN_DIR --max-features 1.0``
+    ``.venv/bin/python bench/demo_vs_random_forest.py --checkpoint RUN_DIR --forest-features stats``
 Writes bench/results/demo_vs_random_forest.json.
 """
 
@@ -49,6 +54,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from fm_engine.checkpoints import load_checkpoint, resolve_checkpoint_dir
 from fm_engine.data import CompositionDataModule
+from fm_engine.descriptors import Descriptor, DescriptorSpec
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.training import TrainConfig, demo_config, evaluate, train
@@ -110,21 +116,30 @@ def parse_max_features(value: str) -> str | float:
     return number
 
 
-def curve_rows(dm: CompositionDataModule, name: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One row per curve point: descriptor + t -> y, and the table row of each point."""
+def forest_features(dm: CompositionDataModule, kind: str) -> np.ndarray:
+    """The forests' inputs per table row: the model's own descriptor, or composition statistics."""
+    if kind == "descriptor":
+        return dm.x
+    return Descriptor(DescriptorSpec(kind="stats")).transform(dm.weights).astype(np.float32)
+
+
+def curve_rows(
+    dm: CompositionDataModule, x: np.ndarray, name: str, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per curve point: features + t -> y, and the table row of each point."""
     features, targets, point_rows = [], [], []
     for row in rows:
         curve = dm.curves[name][row]
         if curve is None:
             continue
         t, y = curve
-        features.append(np.hstack([np.repeat(dm.x[row][None, :], len(t), axis=0), t[:, None]]))
+        features.append(np.hstack([np.repeat(x[row][None, :], len(t), axis=0), t[:, None]]))
         targets.append(y)
         point_rows.append(np.full(len(t), row))
     return np.vstack(features), np.concatenate(targets), np.concatenate(point_rows)
 
 
-def run_forest(dm: CompositionDataModule, task: TaskSpec, max_features: str | float) -> ForestResult:
+def run_forest(dm: CompositionDataModule, x: np.ndarray, task: TaskSpec, max_features: str | float) -> ForestResult:
     name = task.name
     train_rows = np.flatnonzero(dm.train_keep[name])
     test_rows = np.flatnonzero(dm.masks[name] & (dm.split == "test"))
@@ -135,12 +150,12 @@ def run_forest(dm: CompositionDataModule, task: TaskSpec, max_features: str | fl
         "max_features": max_features,
     }
     if task.type is TaskType.KERNEL_REGRESSION:
-        x_train, y_train, _ = curve_rows(dm, name, train_rows)
-        x_test, y_test, point_rows = curve_rows(dm, name, test_rows)
+        x_train, y_train, _ = curve_rows(dm, x, name, train_rows)
+        x_test, y_test, point_rows = curve_rows(dm, x, name, test_rows)
         t_test = x_test[:, -1]
     else:
-        x_train, y_train = dm.x[train_rows], dm.values[name][train_rows]
-        x_test, y_test = dm.x[test_rows], dm.values[name][test_rows]
+        x_train, y_train = x[train_rows], dm.values[name][train_rows]
+        x_test, y_test = x[test_rows], dm.values[name][test_rows]
         point_rows, t_test = test_rows, np.zeros(len(test_rows))
     start = time.perf_counter()
     if task.type is TaskType.CLASSIFICATION:
@@ -230,6 +245,10 @@ def main() -> None:
     parser.add_argument(
         "--max-features", type=parse_max_features, default="sqrt", help="forest max_features (default sqrt)"
     )
+    parser.add_argument(
+        "--forest-features", choices=("descriptor", "stats"), default="descriptor",
+        help="the forests' inputs: the model's descriptor (default) or composition statistics",
+    )  # fmt: skip
     args = parser.parse_args()
 
     env = environment()
@@ -242,15 +261,21 @@ def main() -> None:
         ours = evaluate(model, dm, "test").metrics
         ours_predict_seconds = time.perf_counter() - start
 
+        x = forest_features(dm, args.forest_features)
         forests: dict[str, ForestResult] = {}
         for task in model.tasks.values():
             print(f"random forest: {task.name} ...", flush=True)
-            forests[task.name] = run_forest(dm, task, args.max_features)
+            forests[task.name] = run_forest(dm, x, task, args.max_features)
         our_predictions = our_test_predictions(model, dm)
 
     print(
         f"\nforests: n_estimators={N_ESTIMATORS}, n_jobs={N_JOBS}, random_state=0, "
-        f"max_features={args.max_features}; same descriptors (KMD {dm.x.shape[1]} dims) and split"
+        f"max_features={args.max_features}; same split; "
+        + (
+            f"same descriptors (KMD {dm.x.shape[1]} dims)"
+            if args.forest_features == "descriptor"
+            else f"composition statistics ({x.shape[1]} dims)"
+        )
     )
     header = (
         f"{'task':<18} {'unit':<8} {'metric':<9} {'n test':>7} {'ours':>10} {'RF':>10} "
@@ -313,6 +338,7 @@ def main() -> None:
             "n_jobs": N_JOBS,
             "random_state": 0,
             "max_features": args.max_features,
+            "features": args.forest_features,
         },  # fmt: skip
         "rows": rows,
         "primary_wins": wins,
@@ -327,6 +353,8 @@ def main() -> None:
     name = "demo_vs_random_forest"
     if args.max_features != "sqrt":
         name += f"_max_features_{args.max_features}"
+    if args.forest_features != "descriptor":
+        name += f"_{args.forest_features}"
     print(f"wrote {write_result(name, result)}")
 
 
