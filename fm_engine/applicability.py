@@ -67,9 +67,9 @@ def _domain(checkpoint_dir: str, checkpoint_id: str, task: str | None) -> Traini
     return TrainingDomain(keys=tuple(train_keys), weights=train, tested_up_to=tested_up_to, task=task)
 
 
-def distance_to_training(checkpoint: LoadedCheckpoint, weights: np.ndarray, task: str | None = None) -> np.ndarray:
-    """Distance (fraction of atoms that differ, 0..1) of each weight row from ``task``'s training data."""
-    return nearest(weights, training_domain(checkpoint, task).weights)[1]
+def distance_column(task: str | None) -> str:
+    """``<task>_distance_to_training``; ``distance_to_training`` for every task's compositions."""
+    return f"{task}_distance_to_training" if task else "distance_to_training"
 
 
 def is_beyond_tested(distance: float | np.ndarray, tested_up_to: float) -> bool | np.ndarray:
@@ -83,7 +83,7 @@ def beyond_tested(checkpoint: LoadedCheckpoint, predictions: pd.DataFrame) -> di
     :func:`fm_engine.predict.predict_frame`; tasks without such rows are left out."""
     counts: dict[str, tuple[int, float]] = {}
     for name in checkpoint.model.tasks:
-        column = f"{name}_distance_to_training"
+        column = distance_column(name)
         domain = training_domain(checkpoint, name)
         if column not in predictions.columns or not np.isfinite(domain.tested_up_to):
             continue
@@ -91,11 +91,3 @@ def beyond_tested(checkpoint: LoadedCheckpoint, predictions: pd.DataFrame) -> di
         if n:
             counts[name] = (n, domain.tested_up_to)
     return counts
-
-
-def beyond_tested_message(task: str, n_rows: int, tested_up_to: float) -> str:
-    rows = "1 row is" if n_rows == 1 else f"{n_rows} rows are"
-    return (
-        f"{task}: {rows} further from the task's training compositions than any of its test compositions "
-        f"(distance > {tested_up_to:.2f}); these values are extrapolations the test error does not cover"
-    )

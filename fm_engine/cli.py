@@ -185,7 +185,7 @@ def _parse_t_grids(values: Sequence[str] | None) -> tuple[list[float] | None, di
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from fm_engine.applicability import beyond_tested, beyond_tested_message
+    from fm_engine.applicability import beyond_tested
     from fm_engine.checkpoints import load_checkpoint
     from fm_engine.data import read_table
     from fm_engine.predict import predict_frame, units_table
@@ -206,7 +206,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     n_bad = int((result["error"] != "").sum())
     print(f"wrote {output}: {len(result) - n_bad} rows predicted, {n_bad} bad rows (see the 'error' column)")
     for task, (n_rows, tested_up_to) in beyond_tested(checkpoint, result).items():
-        print("warning: " + beyond_tested_message(task, n_rows, tested_up_to))
+        rows = "1 row is" if n_rows == 1 else f"{n_rows} rows are"
+        print(f"warning: {task}: {rows} further from the task's training compositions than any of its test "
+              f"compositions (distance > {tested_up_to:.2f}); the test error does not cover these values")  # fmt: skip
     print("units:")
     print(units_table(checkpoint).to_string(index=False))
     return 0

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fm_engine.applicability import nearest, training_domain
+from fm_engine.applicability import distance_column, nearest, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, find_composition_column, parse_many
 from fm_engine.descriptors import Descriptor
@@ -16,7 +16,6 @@ from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskType
 
 DEFAULT_GRID_POINTS = 8
-DISTANCE_SUFFIX = "_distance_to_training"
 
 
 def default_t_grid(model: FlexibleMultiTaskModel, task: str, n: int = DEFAULT_GRID_POINTS) -> np.ndarray:
@@ -143,7 +142,7 @@ def predict_frame(
             domain = training_domain(checkpoint, name)
             if domain.keys not in by_domain:
                 by_domain[domain.keys] = nearest(parsed.weights, domain.weights)[1]
-            column = f"{name}{DISTANCE_SUFFIX}" if domain.task else DISTANCE_SUFFIX[1:]
+            column = distance_column(domain.task)
             columns[column] = np.full(n, np.nan)
             columns[column][parsed.rows] = by_domain[domain.keys]
     for column, values in columns.items():

@@ -13,12 +13,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from fm_engine.applicability import (
-    beyond_tested,
-    is_beyond_tested,
-    nearest,
-    training_domain,
-)
+from fm_engine.applicability import beyond_tested, is_beyond_tested, nearest, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import format_formula, parse_many
 from fm_engine.predict import default_t_grid, predict_frame, predict_weights
@@ -42,9 +37,8 @@ class TaskPrediction:
     probabilities: dict[str, float] = field(default_factory=dict)  # classification
     t: np.ndarray | None = None  # sequence tasks: the grid (t_unit) ...
     curve: np.ndarray | None = None  # ... and the predicted values (unit)
-    distance_to_training: float = float(
-        "nan"
-    )  # fraction of atoms differing from the task's nearest training composition
+    # fraction of atoms that differ from the nearest composition the task was trained on
+    distance_to_training: float = float("nan")
     tested_up_to: float = float("nan")  # the furthest of the task's test compositions from its training data
 
     @property

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fm_engine.applicability import is_beyond_tested, nearest, training_domain
+from fm_engine.applicability import distance_column, is_beyond_tested, nearest, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import format_formula, format_percent, weights_to_fractions
 from fm_engine.config import from_mapping
@@ -265,7 +265,7 @@ def build_table(
     objective = objective_of(checkpoint, config.targets, recipes)
     values, units = _target_columns(checkpoint, config.targets, recipes)
     seed_values = _target_columns(checkpoint, config.targets, seeds)[0] if seeds is not None else {}
-    nearest, distance = nearest_training(checkpoint, recipes)
+    nearest_names, distance = nearest_training(checkpoint, recipes)
     task_distance, beyond = target_task_distances(checkpoint, config.targets, recipes)
     rows = []
     for r, w in enumerate(recipes):
@@ -288,10 +288,10 @@ def build_table(
         row["constraints_ok"] = not violations
         row["constraint_check"] = "; ".join(violations) if violations else "all hard constraints hold"
         row["seed"] = labels[r] if r < len(labels) else ""
-        row["nearest_training"] = nearest[r]
+        row["nearest_training"] = nearest_names[r]
         row["distance_to_training"] = float(distance[r])
         for task, values_r in task_distance.items():
-            row[f"{task}_distance_to_training"] = float(values_r[r])
+            row[distance_column(task)] = float(values_r[r])
         row["extrapolated_for"] = ", ".join(task for task, flags in beyond.items() if flags[r])
         row["charge_balance"] = charge_balance(fractions)
         for i in np.flatnonzero(w > 0):
