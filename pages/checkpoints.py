@@ -84,12 +84,14 @@ def overview_table(runs: dict[str, Path]) -> pd.DataFrame:
 
 
 def tasks_table(card: dict[str, Any]) -> pd.DataFrame:
-    """Per task: type, unit (or classes), t unit, split sizes, bad rows skipped, test metrics."""
+    """Per task: type, unit (or classes), t unit, split sizes, bad rows skipped, how far the test set reaches
+    from the training data (max distance, fraction of atoms that differ), test metrics."""
     rows = []
     for entry in card.get("tasks", []):
         sizes = entry.get("compositions") or {}
         test = entry.get("test_metrics") or {}
         unit = task_unit(entry)
+        reach = entry.get("test_distance_to_training") or {}
         rows.append(
             {
                 "task": entry.get("name", "?"),
@@ -100,6 +102,7 @@ def tasks_table(card: dict[str, Any]) -> pd.DataFrame:
                 "val": sizes.get("val"),
                 "test": sizes.get("test"),
                 "bad rows skipped": entry.get("bad_rows_skipped", 0),
+                "test reaches (distance)": reach.get("max"),
                 "test n": int(test["n"]) if test.get("n") is not None else None,
                 "test metrics [95 % CI]": format_metrics(test, unit, entry.get("test_metrics_ci95")),
             }

@@ -96,3 +96,16 @@ def test_old_checkpoints_without_the_task_record_get_one_distance(tiny_run, tmp_
     assert training_domain(checkpoint, "bulk_modulus").task is None
     frame = predict_frame(checkpoint, pd.DataFrame({"composition": ["NaCl"]}))
     assert [c for c in frame.columns if "distance" in c] == ["distance_to_training"]
+
+
+def test_the_model_card_states_how_far_the_test_set_reaches(tiny_run):
+    checkpoint = load_checkpoint(tiny_run)
+    for entry in checkpoint.card["tasks"]:
+        reach = entry["test_distance_to_training"]
+        domain = training_domain(checkpoint, entry["name"])
+        assert reach["max"] == pytest.approx(domain.tested_up_to, abs=1e-4)
+        assert 0 <= reach["median"] <= reach["max"] <= 1
+    card_md = (checkpoint.path / "card.md").read_text(encoding="utf-8")
+    assert "test distance to training (median / max)" in card_md
+    bulk = next(e for e in checkpoint.card["tasks"] if e["name"] == "bulk_modulus")["test_distance_to_training"]
+    assert f"{bulk['median']:.2f} / {bulk['max']:.2f}" in card_md

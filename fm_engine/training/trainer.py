@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fm_engine import __version__
+from fm_engine.applicability import nearest
 from fm_engine.checkpoints import TASKS_SEPARATOR, save_checkpoint
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.datamodule import STAGES
@@ -228,6 +229,17 @@ def evaluate_for_card(model: FlexibleMultiTaskModel, dm: CompositionDataModule) 
     }
 
 
+def test_distance_summary(dm: CompositionDataModule, task: str) -> dict[str, float] | None:
+    """Median and max distance (fraction of atoms that differ) of the task's test compositions from its
+    training compositions: how far from the training data the test metrics reach. None without both."""
+    labelled = dm.masks[task]
+    train, test = dm.weights[labelled & (dm.split == "train")], dm.weights[labelled & (dm.split == "test")]
+    if not len(train) or not len(test):
+        return None
+    distance = nearest(test, train)[1]
+    return {"median": round(float(np.median(distance)), 4), "max": round(float(distance.max()), 4)}
+
+
 def build_card(
     *,
     config: TrainConfig,
@@ -255,6 +267,7 @@ def build_card(
                 "test_metrics": evaluations["test"].metrics.get(task.name, {}),
                 "test_metrics_ci95": evaluations["test"].intervals.get(task.name, {}),
                 "val_metrics": evaluations["val"].metrics.get(task.name, {}),
+                "test_distance_to_training": test_distance_summary(dm, task.name),
             }
         )
     n_parameters = sum(p.numel() for p in model.parameters())
@@ -315,14 +328,19 @@ def render_card_markdown(card: dict[str, Any]) -> str:
         lines.append(f"| {task['name']} | {task['type']} | {unit} | {_fmt(metrics.get('n'))} | {shown} |")
     lines += ["", "MAE/RMSE are in the task's unit; sequence tasks pool all curve points. [low, high]: 95 % "
               "bootstrap interval over the test compositions (a curve is resampled whole).", ""]  # fmt: skip
-    lines += ["## Data", "", "| task | train | val | test | source | license |", "|---|---|---|---|---|---|"]
+    lines += ["## Data", "", "| task | train | val | test | test distance to training (median / max) | source | "
+              "license |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for task in card["tasks"]:
         source = card["data_sources"].get(task["name"], {})
         c = task["compositions"]
+        reach = task.get("test_distance_to_training")
+        reach_text = f"{reach['median']:.2f} / {reach['max']:.2f}" if reach else "n/a"
         lines.append(
-            f"| {task['name']} | {c['train']} | {c['val']} | {c['test']} | "
+            f"| {task['name']} | {c['train']} | {c['val']} | {c['test']} | {reach_text} | "
             f"{source.get('dataset', '')} | {source.get('license', '')[:60]} |"
         )
+    lines += ["", "Distance: the fraction of atoms that differ from the nearest training composition of the task. "
+              "Predictions further out than the max are extrapolations the test metrics do not cover.", ""]  # fmt: skip
     split = card["split"]
     seeds = f"split seed {card['split_seed']}; training seed {card.get('seed', card['split_seed'])}"
     lines += ["", f"Compositions: {split['train']} train / {split['val']} val / {split['test']} test ({seeds}).", ""]

@@ -53,6 +53,9 @@ def test_lists_checkpoints_with_their_model_cards(workspace_with_model):
     bulk = tasks.loc["bulk_modulus", "test metrics [95 % CI]"]
     mae, low, high = map(float, re.match(r"MAE (\S+) \[(\S+), (\S+)\] GPa", bulk).groups())
     assert low < mae < high
+    card = json.loads((workspace_with_model / "checkpoint" / "card.json").read_text(encoding="utf-8"))
+    reach = {e["name"]: e["test_distance_to_training"]["max"] for e in card["tasks"]}
+    assert tasks["test reaches (distance)"].to_dict() == reach
     assert set(table(at, "task", "dataset")["task"]) == {"bulk_modulus", "hea_phase", "yield_strength"}
     assert "torch" in set(table(at, "package", "version")["package"])
     assert any("Model card: tiny" in m.value for m in at.markdown)
