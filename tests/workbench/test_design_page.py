@@ -101,6 +101,14 @@ def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_mode
     assert len(charts) >= 5, len(charts)
 
     result = at.session_state[state.DESIGN_RESULT]
+    # per-target-task distances; a warning when a recipe is an extrapolation for a target task
+    assert {"bulk_modulus_distance_to_training", "hea_phase_distance_to_training"} <= set(result.table.columns)
+    n_far = int((result.table["extrapolated_for"] != "").sum())
+    warnings = [w.value for w in at.warning if "extrapolated_for" in w.value]
+    if n_far:
+        assert len(warnings) == 1 and warnings[0].startswith(f"{n_far} recipe(s) lie further")
+    else:
+        assert not warnings
     recipes = pd.read_csv(io.StringIO(result.to_csv()))
     assert len(recipes) == 4 and recipes["constraints_ok"].all()
     fractions = recipes[[c for c in recipes.columns if c.startswith("x_")]]
