@@ -14,6 +14,7 @@ from fm_engine.compositions import to_weights
 from fm_engine.inverse import DesignConfig, DesignConstraints, Target, optimize_composition, replay, run_design
 from fm_engine.inverse.charge import charge_balance
 from fm_engine.inverse.design import objective_of
+from fm_engine.inverse.report import summary_markdown
 from fm_engine.predict import predict_weights
 
 SEEDS = ["NbMoTaW", "CoCrFeNi", "Al0.5CoCrCuFeNi", "HfNbTaTiZr", "TiZrV", "FeNi"]
@@ -78,6 +79,20 @@ def test_reported_numbers_come_from_the_reported_recipes(checkpoint):
             np.testing.assert_allclose(table[f"{task}_distance_to_training"], distance, atol=1e-6)
             flagged = table["extrapolated_for"].str.split(", ").map(lambda names, task=task: task in names)
             np.testing.assert_array_equal(flagged, distance > domain.tested_up_to + 1e-6)
+
+
+def test_recipes_outside_a_tasks_tested_range_are_flagged(checkpoint):
+    """Light-metal recipes share no element with the HEAs the yield-strength curves were trained on."""
+    config = DesignConfig(
+        targets=[Target(task="yield_strength", points=[[300.0, 500.0]]), Target(task="bulk_modulus", value=50.0)],
+        seeds={"source": "random", "n": 4}, steps=20,
+        constraints=DesignConstraints(allowed_elements=["Li", "Mg", "Ca"]),
+    )  # fmt: skip
+    result = run_design(checkpoint, config)
+    table = result.table
+    np.testing.assert_allclose(table["yield_strength_distance_to_training"], 1.0, atol=1e-6)
+    assert table["extrapolated_for"].str.contains("yield_strength").all()
+    assert "**Extrapolation: 4/4 recipes lie further" in summary_markdown(result, checkpoint)
 
 
 def test_json_replay_gives_identical_recipes(checkpoint):
