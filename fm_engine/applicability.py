@@ -44,7 +44,8 @@ def nearest(weights: np.ndarray, reference: np.ndarray, *, chunk_size: int = 204
         best = torch.cdist(block, table, p=1).min(dim=1)
         index.append(best.indices.numpy())
         distance.append(0.5 * best.values.numpy())
-    return np.concatenate(index), np.clip(np.concatenate(distance).astype(np.float64), 0.0, 1.0)
+    # float32 sums: rounded to the 6 decimals of the canonical keys, so 0.000999994 reads 0.001
+    return np.concatenate(index), np.clip(np.round(np.concatenate(distance).astype(np.float64), 6), 0.0, 1.0)
 
 
 def training_domain(checkpoint: LoadedCheckpoint, task: str | None = None) -> TrainingDomain:
