@@ -129,6 +129,8 @@ def test_fit_from_yaml_writes_a_checkpoint_that_loads_and_predicts(tmp_path: Pat
         assert math.isfinite(by_name["density"][stage]["mae"])
         assert 0.0 <= by_name["phase"][stage]["accuracy"] <= 1.0
     assert "g/cm3" in (run / "checkpoint" / "card.md").read_text(encoding="utf-8")
+    assert set(loaded.compositions()["tasks"].str.split(";").explode()) == {"density", "phase"}
+    assert 0 <= by_name["density"]["test_distance_to_training"]["max"] <= 1
 
     frame = pd.DataFrame({"composition": ["Fe50Ni50", "Fe3Ni", "Xx2"]})
     predicted = predict_frame(loaded, frame)
