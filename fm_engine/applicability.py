@@ -9,6 +9,7 @@ A prediction further away than that is an extrapolation the model card's errors 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -78,17 +79,47 @@ def is_beyond_tested(distance: float | np.ndarray, tested_up_to: float) -> bool 
     return np.asarray(distance) > tested_up_to + 1e-6
 
 
+def distance_columns(
+    checkpoint: LoadedCheckpoint,
+    weights: np.ndarray,
+    *,
+    rows: np.ndarray,
+    n_rows: int,
+    tasks: Iterable[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Table columns for weight rows placed at ``rows`` of a table of ``n_rows`` (other rows NaN / ""):
+    ``<task>_distance_to_training`` for each of ``tasks`` (default: every task; one search per distinct
+    training set) and ``extrapolated_for`` (comma-separated tasks for which the row lies beyond every
+    test composition of the task). Checkpoints without the per-task record get one
+    ``distance_to_training`` column and no ``extrapolated_for``."""
+    searched: dict[tuple[str, ...], np.ndarray] = {}
+    columns: dict[str, np.ndarray] = {}
+    flagged: list[list[str]] = [[] for _ in range(n_rows)]
+    per_task = False
+    for task in tasks if tasks is not None else checkpoint.model.tasks:
+        domain = training_domain(checkpoint, task)
+        if domain.keys not in searched:
+            searched[domain.keys] = nearest(weights, domain.weights)[1]
+        distance = searched[domain.keys]
+        columns.setdefault(distance_column(domain.task), np.full(n_rows, np.nan))[rows] = distance
+        if domain.task is not None:
+            per_task = True
+            for row in np.asarray(rows)[is_beyond_tested(distance, domain.tested_up_to)]:
+                flagged[row].append(task)
+    if per_task:
+        columns["extrapolated_for"] = np.array([", ".join(tasks) for tasks in flagged], dtype=object)
+    return columns
+
+
 def beyond_tested(checkpoint: LoadedCheckpoint, predictions: pd.DataFrame) -> dict[str, tuple[int, float]]:
-    """Per task: (number of predicted rows further from its training data than any of its test
-    compositions, that test distance), from the ``<task>_distance_to_training`` columns of
-    :func:`fm_engine.predict.predict_frame`; tasks without such rows are left out."""
-    counts: dict[str, tuple[int, float]] = {}
-    for name in checkpoint.model.tasks:
-        column = distance_column(name)
-        domain = training_domain(checkpoint, name)
-        if column not in predictions.columns or not np.isfinite(domain.tested_up_to):
-            continue
-        n = int(is_beyond_tested(predictions[column].to_numpy(dtype=float), domain.tested_up_to).sum())
-        if n:
-            counts[name] = (n, domain.tested_up_to)
-    return counts
+    """Per task: (number of rows whose ``extrapolated_for`` names it, the task's ``tested_up_to``), from
+    a table with the columns of :func:`distance_columns`; tasks without such rows are left out."""
+    if "extrapolated_for" not in predictions.columns:
+        return {}
+    names = predictions["extrapolated_for"].astype(str).str.split(", ").explode()
+    counts = names[names != ""].value_counts()
+    return {
+        task: (int(counts[task]), training_domain(checkpoint, task).tested_up_to)
+        for task in checkpoint.model.tasks
+        if task in counts
+    }

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fm_engine.applicability import distance_column, nearest, training_domain
+from fm_engine.applicability import distance_columns
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, find_composition_column, parse_many
 from fm_engine.descriptors import Descriptor
@@ -76,7 +76,8 @@ def predict_frame(
 
     ``composition_column`` defaults to the first column named composition, formula, alloy, ... (any case).
     ``<task>_distance_to_training`` (with ``distances``): the fraction of atoms that differ from the
-    nearest composition the task was trained on (0..1; see :mod:`fm_engine.applicability`); one
+    nearest composition the task was trained on (0..1; see :mod:`fm_engine.applicability`) and
+    ``extrapolated_for``, the tasks for which the row lies beyond every test composition; one
     ``distance_to_training`` (any task's compositions) for checkpoints without the per-task record.
 
     Columns: ``<task>`` (regression, in the task's unit; vector tasks ``<task>_<i>``), ``<task>`` class
@@ -137,14 +138,7 @@ def predict_frame(
             else:
                 columns[name][rows] = values
     if distances:
-        by_domain: dict[tuple[str, ...], np.ndarray] = {}  # tasks with the same training data: one search
-        for name in model.tasks:
-            domain = training_domain(checkpoint, name)
-            if domain.keys not in by_domain:
-                by_domain[domain.keys] = nearest(parsed.weights, domain.weights)[1]
-            column = distance_column(domain.task)
-            columns[column] = np.full(n, np.nan)
-            columns[column][parsed.rows] = by_domain[domain.keys]
+        columns.update(distance_columns(checkpoint, parsed.weights, rows=parsed.rows, n_rows=n))
     for column, values in columns.items():
         out[column] = values
     out["error"] = errors.to_numpy()

@@ -75,6 +75,8 @@ def test_fm_predict_flags_extrapolation_per_task(tiny_run, tmp_path, capsys):
     tested = training_domain(checkpoint, "yield_strength").tested_up_to
     assert "warning: yield_strength: 1 row is further from the task's training compositions" in printed
     assert f"(distance > {tested:.2f})" in printed
+    flagged = out["extrapolated_for"].fillna("").str.split(", ")
+    assert "yield_strength" in flagged[0] and "yield_strength" not in flagged[1]
     assert beyond_tested(checkpoint, out)["yield_strength"] == (1, tested)
     assert not is_beyond_tested(out.loc[1, "yield_strength_distance_to_training"], tested)
 
@@ -96,6 +98,7 @@ def test_old_checkpoints_without_the_task_record_get_one_distance(tiny_run, tmp_
     assert training_domain(checkpoint, "bulk_modulus").task is None
     frame = predict_frame(checkpoint, pd.DataFrame({"composition": ["NaCl"]}))
     assert [c for c in frame.columns if "distance" in c] == ["distance_to_training"]
+    assert "extrapolated_for" not in frame.columns and beyond_tested(checkpoint, frame) == {}
 
 
 def test_the_model_card_states_how_far_the_test_set_reaches(tiny_run):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fm_engine.applicability import distance_column, is_beyond_tested, nearest, training_domain
+from fm_engine.applicability import distance_columns, nearest, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import format_formula, format_percent, weights_to_fractions
 from fm_engine.config import from_mapping
@@ -139,23 +139,6 @@ def nearest_training(checkpoint: LoadedCheckpoint, recipes: np.ndarray) -> tuple
     return names, distance
 
 
-def target_task_distances(
-    checkpoint: LoadedCheckpoint, targets: list[Target], recipes: np.ndarray
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per target task: each recipe's distance to the task's training compositions, and whether it lies
-    beyond the task's furthest test composition (an extrapolation its test error does not cover).
-    Empty for checkpoints that do not record which task each composition trains."""
-    distances: dict[str, np.ndarray] = {}
-    beyond: dict[str, np.ndarray] = {}
-    for task in dict.fromkeys(t.task for t in targets):
-        domain = training_domain(checkpoint, task)
-        if domain.task is None:
-            continue
-        distances[task] = nearest(recipes, domain.weights)[1]
-        beyond[task] = is_beyond_tested(distances[task], domain.tested_up_to)
-    return distances, beyond
-
-
 def _target_columns(
     checkpoint: LoadedCheckpoint, targets: list[Target], weights: np.ndarray
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -266,7 +249,10 @@ def build_table(
     values, units = _target_columns(checkpoint, config.targets, recipes)
     seed_values = _target_columns(checkpoint, config.targets, seeds)[0] if seeds is not None else {}
     nearest_names, distance = nearest_training(checkpoint, recipes)
-    task_distance, beyond = target_task_distances(checkpoint, config.targets, recipes)
+    task_columns = distance_columns(
+        checkpoint, recipes, rows=np.arange(len(recipes)), n_rows=len(recipes),
+        tasks=dict.fromkeys(t.task for t in config.targets),
+    )  # fmt: skip
     rows = []
     for r, w in enumerate(recipes):
         fractions = weights_to_fractions(w)
@@ -290,9 +276,8 @@ def build_table(
         row["seed"] = labels[r] if r < len(labels) else ""
         row["nearest_training"] = nearest_names[r]
         row["distance_to_training"] = float(distance[r])
-        for task, values_r in task_distance.items():
-            row[distance_column(task)] = float(values_r[r])
-        row["extrapolated_for"] = ", ".join(task for task, flags in beyond.items() if flags[r])
+        for column, values_r in task_columns.items():
+            row[column] = values_r[r]
         row["charge_balance"] = charge_balance(fractions)
         for i in np.flatnonzero(w > 0):
             row[f"x_{symbols[i]}"] = float(w[i])
