@@ -65,8 +65,19 @@ def _domain(checkpoint_dir: str, checkpoint_id: str, task: str | None) -> Traini
     train_keys = table.loc[table["split"] == "train", "composition"].tolist()
     test_keys = table.loc[table["split"] == "test", "composition"].tolist()
     train = parse_many(train_keys).weights if train_keys else np.zeros((0, n_elements()))
-    tested_up_to = float(nearest(parse_many(test_keys).weights, train)[1].max()) if test_keys and train_keys else np.nan
-    return TrainingDomain(keys=tuple(train_keys), weights=train, tested_up_to=tested_up_to, task=task)
+    reach = tested_reach(train, parse_many(test_keys).weights if test_keys else np.zeros((0, n_elements())))
+    return TrainingDomain(
+        keys=tuple(train_keys), weights=train, tested_up_to=reach["max"] if reach else np.nan, task=task
+    )
+
+
+def tested_reach(train: np.ndarray, test: np.ndarray) -> dict[str, float] | None:
+    """Median and max distance of the ``test`` weight rows from the nearest ``train`` row: how far from
+    the training data the test metrics reach. None without both."""
+    if not len(train) or not len(test):
+        return None
+    distance = nearest(test, train)[1]
+    return {"median": float(np.median(distance)), "max": float(distance.max())}
 
 
 def distance_column(task: str | None) -> str:

@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fm_engine import __version__
-from fm_engine.applicability import nearest
+from fm_engine.applicability import tested_reach
 from fm_engine.checkpoints import TASKS_SEPARATOR, save_checkpoint
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.datamodule import STAGES
@@ -229,15 +229,12 @@ def evaluate_for_card(model: FlexibleMultiTaskModel, dm: CompositionDataModule) 
     }
 
 
-def test_distance_summary(dm: CompositionDataModule, task: str) -> dict[str, float] | None:
+def tested_reach_of_task(dm: CompositionDataModule, task: str) -> dict[str, float] | None:
     """Median and max distance (fraction of atoms that differ) of the task's test compositions from its
     training compositions: how far from the training data the test metrics reach. None without both."""
     labelled = dm.masks[task]
-    train, test = dm.weights[labelled & (dm.split == "train")], dm.weights[labelled & (dm.split == "test")]
-    if not len(train) or not len(test):
-        return None
-    distance = nearest(test, train)[1]
-    return {"median": round(float(np.median(distance)), 4), "max": round(float(distance.max()), 4)}
+    reach = tested_reach(dm.weights[labelled & (dm.split == "train")], dm.weights[labelled & (dm.split == "test")])
+    return {key: round(value, 4) for key, value in reach.items()} if reach else None
 
 
 def build_card(
@@ -267,7 +264,7 @@ def build_card(
                 "test_metrics": evaluations["test"].metrics.get(task.name, {}),
                 "test_metrics_ci95": evaluations["test"].intervals.get(task.name, {}),
                 "val_metrics": evaluations["val"].metrics.get(task.name, {}),
-                "test_distance_to_training": test_distance_summary(dm, task.name),
+                "test_distance_to_training": tested_reach_of_task(dm, task.name),
             }
         )
     n_parameters = sum(p.numel() for p in model.parameters())
