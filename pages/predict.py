@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from fm_engine.applicability import beyond_tested, is_beyond_tested, nearest, training_domain
+from fm_engine.applicability import beyond_tested, distance_column, distance_columns, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import format_formula, parse_many
 from fm_engine.predict import default_t_grid, predict_frame, predict_weights
@@ -40,11 +40,7 @@ class TaskPrediction:
     # fraction of atoms that differ from the nearest composition the task was trained on
     distance_to_training: float = float("nan")
     tested_up_to: float = float("nan")  # the furthest of the task's test compositions from its training data
-
-    @property
-    def extrapolated(self) -> bool:
-        """Further from the training data than the test error was measured."""
-        return bool(is_beyond_tested(self.distance_to_training, self.tested_up_to))
+    extrapolated: bool = False  # further from the training data than the test error was measured
 
 
 @dataclass
@@ -65,12 +61,14 @@ def predict_formula(checkpoint: LoadedCheckpoint, text: str, *, curve_points: in
         if task.type is TaskType.KERNEL_REGRESSION
     }
     outputs = predict_weights(model, parsed.weights, t_grids=grids)
+    distances = distance_columns(checkpoint, parsed.weights, rows=np.arange(1), n_rows=1)  # as predict_frame
+    flagged = str(distances.get("extrapolated_for", [""])[0]).split(", ")
     results = []
     for name, task in model.tasks.items():
         values = outputs[name][0]
         domain = training_domain(checkpoint, name)
-        where = {"distance_to_training": float(nearest(parsed.weights, domain.weights)[1][0]),
-                 "tested_up_to": domain.tested_up_to}  # fmt: skip
+        where = {"distance_to_training": float(distances[distance_column(domain.task)][0]),
+                 "tested_up_to": domain.tested_up_to, "extrapolated": name in flagged}  # fmt: skip
         if task.type is TaskType.CLASSIFICATION:
             classes = list(task.classes or [str(i) for i in range(len(values))])
             results.append(
