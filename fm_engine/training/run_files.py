@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 import json
-import math
 import os
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from fm_engine.safe_io import atomic_write_json, json_safe
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
@@ -26,28 +26,9 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(_clean(data), handle, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON to a temp file in the same folder, fsync it, then rename over ``path``."""
+    atomic_write_json(path, data)
 
 
 class RunDirectory:
@@ -100,7 +81,7 @@ class RunDirectory:
         return status
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        line = json.dumps(_clean({"time": time.time(), **record}), sort_keys=True) + "\n"
+        line = json.dumps(json_safe({"time": time.time(), **record}), sort_keys=True) + "\n"
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
