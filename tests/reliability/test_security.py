@@ -202,6 +202,22 @@ def test_allow_pickle_cannot_be_combined_with_resume(tiny_run, tmp_path, marker,
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("allow_pickle_flag", [False, True])
+def test_rehearsal_resume_never_unpickles_data_named_in_its_rehearsal_json(
+    tiny_data, tmp_path, marker, capsys, allow_pickle_flag
+):
+    out = tmp_path / "rehearsal"
+    record = pickle_config(tiny_data, "data.pkl", allow_pickle=True) | {"base_dir": "", "replay_ratio": 0.1}
+    (out / "rehearsal.json").parent.mkdir(parents=True)
+    (out / "rehearsal.json").write_text(json.dumps(record), encoding="utf-8")
+    plant(out / "data.pkl", marker)
+    flags = ["--allow-pickle"] if allow_pickle_flag else []
+    code = main(["rehearsal", "--out", str(out), "--resume", "--no-progress", *flags])
+    expected = "--allow-pickle cannot be combined" if allow_pickle_flag else f"{out / 'data.pkl'}: a pickled table"
+    assert_refused(code, capsys.readouterr().err, expected)
+    assert not marker.exists()
+
+
 def crafted_checkpoint(marker: Path) -> bytes:
     """A Lightning-style checkpoint dict whose pickle runs the payload (torch.save keeps it as an object)."""
     path = marker.parent / "crafted.ckpt"
