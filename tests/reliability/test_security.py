@@ -454,6 +454,7 @@ def test_workbench_upload_of_a_pickle_is_read_as_csv_only(marker, tmp_path):
 
 def test_workbench_training_and_finetune_never_unpickle(tiny_run, tiny_data, tmp_path, marker, monkeypatch):
     """Both workbench launchers (Train tab, Fine-tune tab) as real processes, started together."""
+    from workbench import runs
     from workbench.runs import start_finetune, start_training
 
     monkeypatch.setenv("FM_WORKSPACE", str(tmp_path / "workspace"))
@@ -465,6 +466,8 @@ def test_workbench_training_and_finetune_never_unpickle(tiny_run, tiny_data, tmp
     tuned = start_finetune(checkpoint.parent, ["hea_phase"], "crafted-finetune", max_epochs=1)
     for run_dir, path in ((trained, tmp_path / "data.pkl"), (tuned, checkpoint / "data.pkl")):
         assert wait_for_error(run_dir) == "failed"
+        launched = runs._CHILDREN.pop(int((run_dir / runs.LAUNCHER_PID).read_text(encoding="utf-8")))
+        assert launched.wait(timeout=60) == 2  # the CLI's exit code for a refused input
         log = (run_dir / "train.log").read_text(encoding="utf-8")
         assert f"error: {path}: a pickled table can run code" in log and "Traceback" not in log, log[-2000:]
     assert not marker.exists()
