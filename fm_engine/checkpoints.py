@@ -65,7 +65,13 @@ def read_compositions(checkpoint_dir: Path) -> pd.DataFrame:
     path = checkpoint_dir / COMPOSITIONS_FILE
     if not path.exists():
         return pd.DataFrame(columns=["composition", "split", "tasks"])
-    return pd.read_csv(path, keep_default_na=False)
+    try:
+        return pd.read_csv(path, keep_default_na=False)
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{path}: not UTF-8 text (undecodable byte at offset {error.start})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"{path}: cannot be read ({first})") from None
 
 
 def _sha256(path: Path) -> str:
@@ -183,7 +189,9 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     if card_path.exists():
         try:
             card = json.loads(card_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            card = {}  # the card only describes the model; an unreadable one is left out
+        if not isinstance(card, dict):
             card = {}
     return LoadedCheckpoint(
         model=model,

@@ -70,16 +70,32 @@ def _apply_trainer_overrides(config: object, args: argparse.Namespace) -> None:
             setattr(trainer, key, value)
 
 
+def _apply_allow_pickle(config: object, args: argparse.Namespace) -> None:
+    """``--allow-pickle``: the user's in-person opt-in to read pickled data files of the config they run."""
+    if getattr(args, "allow_pickle", False):
+        config.data.allow_pickle = True  # type: ignore[attr-defined]
+
+
+def _refuse_pickle_on_resume(args: argparse.Namespace, what: str) -> None:
+    if getattr(args, "allow_pickle", False):
+        raise ValueError(
+            f"--allow-pickle cannot be combined with {what}: data files named in a run folder are never "
+            "unpickled; convert them to .csv or .parquet"
+        )
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from fm_engine.training import TrainConfig
 
     if args.resume:
+        _refuse_pickle_on_resume(args, "--resume")
         config = None
     else:
         if not args.config:
             raise ValueError("--config is required (unless --resume)")
         config = TrainConfig.from_file(args.config)
         _apply_trainer_overrides(config, args)
+        _apply_allow_pickle(config, args)
     return _run_training(config, Path(args.out), resume=args.resume, progress_bar=not args.no_progress)
 
 
@@ -111,7 +127,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     if "config" not in checkpoint.card:
         raise ValueError(f"{checkpoint.path}: the model card holds no training config to rebuild the data from")
-    config = TrainConfig.from_dict(checkpoint.card["config"])
+    # Recorded by whoever made the checkpoint: never unpickles, relative paths resolve against the checkpoint.
+    config = TrainConfig.from_record(checkpoint.card["config"], anchor=checkpoint.path)
     config.name = f"{config.name or 'model'}-finetune"
     _apply_trainer_overrides(config, args)
     if args.lr is not None:
@@ -132,6 +149,7 @@ def _cmd_scaling(args: argparse.Namespace) -> int:
 
     config = TrainConfig.from_file(args.config)
     _apply_trainer_overrides(config, args)
+    _apply_allow_pickle(config, args)
     try:
         ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
     except ValueError:
@@ -150,10 +168,12 @@ def _cmd_rehearsal(args: argparse.Namespace) -> int:
     if args.config:
         config = RehearsalConfig.from_file(args.config)
     elif args.resume and (out / REHEARSAL_FILE).exists():
-        config = RehearsalConfig.from_file(out / REHEARSAL_FILE)
+        _refuse_pickle_on_resume(args, "--resume without --config")
+        config = RehearsalConfig.from_file(out / REHEARSAL_FILE, recorded=True)
     else:
         raise ValueError("--config is required (unless --resume finds the run's rehearsal.json)")
     _apply_trainer_overrides(config.train, args)
+    _apply_allow_pickle(config.train, args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         done = run_rehearsal(config, out, resume=args.resume, progress_bar=not args.no_progress).state == "done"
@@ -192,7 +212,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from fm_engine.tasks import TaskType
 
     checkpoint = load_checkpoint(args.checkpoint)
-    frame = read_table(args.input)
+    frame = read_table(args.input)  # never unpickles: an --input .pkl is refused (allow_pickle stays off)
     common, per_task = _parse_t_grids(args.t_grid)
     sequence_tasks = [n for n, t in checkpoint.model.tasks.items() if t.type is TaskType.KERNEL_REGRESSION]
     unknown = sorted(set(per_task) - set(sequence_tasks))
@@ -255,10 +275,11 @@ def _cmd_design(args: argparse.Namespace) -> int:
     from fm_engine.config import read_config_file
     from fm_engine.inverse import DesignConfig, replay, run_design
     from fm_engine.inverse.report import write_design
+    from fm_engine.safe_io import read_text
 
     checkpoint = load_checkpoint(args.checkpoint)
     if args.replay:
-        result = replay(Path(args.replay).read_text(encoding="utf-8"), checkpoint)
+        result = replay(read_text(args.replay), checkpoint)
     else:
         if not args.config:
             raise ValueError("--config is required (or --replay results.json)")
@@ -289,11 +310,19 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--accelerator", help="cpu (default), gpu or auto")
         sub.add_argument("--no-progress", action="store_true", help="no console progress bar")
 
+    def pickle_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--allow-pickle", action="store_true",
+            help="read pickled data_files (.pkl, .pd.xz, ...) of this config: they can run code, so only for "
+            "files you trust; never applies to paths recorded in a run folder or checkpoint",
+        )  # fmt: skip
+
     train = commands.add_parser("train", help="train a model from a YAML config into a run directory")
     train.add_argument("--config", help="training config (YAML); see the README for the schema")
     train.add_argument("--out", required=True, help="run directory (status.json, metrics.jsonl, checkpoint/)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last.ckpt")
     trainer_options(train)
+    pickle_option(train)
     train.set_defaults(handler=_cmd_train)
 
     demo = commands.add_parser("demo", help="train the built-in demo model on the bundled data")
@@ -318,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--ratios", default="1,0.5,0.2", help="keep-ratios, e.g. 1,0.5,0.2")
     scaling.add_argument("--out", required=True, help="folder: one run per ratio + scaling.csv/html")
     trainer_options(scaling)
+    pickle_option(scaling)
     scaling.set_defaults(handler=_cmd_scaling)
 
     rehearsal = commands.add_parser(
@@ -327,11 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     rehearsal.add_argument("--out", required=True, help="folder: one run per step, metrics, forgetting, SUMMARY.md")
     rehearsal.add_argument("--resume", action="store_true", help="keep finished steps in --out, redo the rest")
     trainer_options(rehearsal)
+    pickle_option(rehearsal)
     rehearsal.set_defaults(handler=_cmd_rehearsal)
 
     predict = commands.add_parser("predict", help="predict a CSV of compositions with a checkpoint")
     predict.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
-    predict.add_argument("--input", required=True, help="CSV/parquet with a composition column")
+    predict.add_argument("--input", required=True, help="CSV/parquet with a composition column (never a pickle)")
     predict.add_argument("--output", required=True, help="output CSV")
     predict.add_argument(
         "--composition-column", help="default: the first column named composition, formula, alloy, ... (any case)"

@@ -43,8 +43,10 @@ class TaskSpec:
     Attributes:
         name: unique task name (used as the output column name).
         type: regression, classification or kernel_regression (property vs ``t`` curves).
-        data_files: the task's own file(s) (csv / parquet / pkl), concatenated by rows. Relative paths
-            are resolved against the config file's folder (or the working directory).
+        data_files: the task's own file(s) (csv / parquet; pickled .pkl / .pd.xz only with the user's
+            in-person opt-in, see :func:`fm_engine.data.tables.read_table`), concatenated by rows. Relative
+            paths are resolved against the config file's folder; in a config recorded in a checkpoint or run
+            folder, against its recorded ``base_dir`` or else that folder (never the working directory).
         data_column: column holding the target (a number, a list of numbers for vector/curve targets,
             or a class label).
         composition_column: column holding the formula (default ``composition``).

@@ -61,6 +61,7 @@ from fm_engine.training.metrics import format_metric
 from fm_engine.training.trainer import (
     build_card,
     build_model,
+    check_resume_state,
     evaluate_for_card,
     render_card_markdown,
     training_compositions,
@@ -83,6 +84,8 @@ class FMDataModule(CompositionDataModule):
         batch_size: training batch size.
         num_workers: DataLoader workers.
         base_dir: folder that relative data_files are resolved against (default: the config file's folder).
+        allow_pickle: read pickled data_files (.pkl, .pd.xz, ...), which can run code: only for files you
+            trust (``data.init_args.allow_pickle: true`` in the config you run, or ``--data.allow_pickle true``).
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class FMDataModule(CompositionDataModule):
         batch_size: int = 256,
         num_workers: int = 0,
         base_dir: str | None = None,
+        allow_pickle: bool = False,
     ) -> None:
         spec = DescriptorSpec.from_dict(dict(descriptor or {}))
         self.train_config = TrainConfig(
@@ -108,6 +112,7 @@ class FMDataModule(CompositionDataModule):
                 batch_size=batch_size,
                 num_workers=num_workers,
                 split_seed=split_seed,
+                allow_pickle=allow_pickle,
             ),
             base_dir=str(Path(base_dir).resolve()) if base_dir else "",
         )
@@ -120,6 +125,7 @@ class FMDataModule(CompositionDataModule):
             split_seed=split_seed,
             batch_size=batch_size,
             num_workers=num_workers,
+            allow_pickle=allow_pickle,
         )
 
 
@@ -371,6 +377,15 @@ class FMTrainerCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(FMCheckpointExport, "export")
         parser.set_defaults({"model": {"class_path": f"{__name__}.FMLightningModel"}})
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads ``--ckpt_path`` here first (weights_only): a crafted file gives one clear line
+        naming it instead of an ``UnpicklingError`` traceback."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(os.fspath(ckpt_path)).is_file():
+            check_resume_state(Path(os.fspath(ckpt_path)))
+        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), self.config)

@@ -123,12 +123,21 @@ def _launch(args: list[str], run_dir: Path) -> subprocess.Popen:
     return process
 
 
+def without_pickle_opt_in(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without ``data.allow_pickle``: the workbench never reads pickled data (a browser user
+    cannot opt in in person for the machine running the server)."""
+    config = dict(config)
+    if isinstance(config.get("data"), dict):
+        config["data"] = {key: value for key, value in config["data"].items() if key != "allow_pickle"}
+    return config
+
+
 def start_training(config: dict[str, Any], name: str) -> Path:
     """Start ``fm train`` on ``config`` (a training-config dict) in a new run folder; returns it."""
     run_dir = new_run_dir(name)
     run_dir.mkdir(parents=True)
     config_file = run_dir.parent / f".{run_dir.name}.yaml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    config_file.write_text(yaml.safe_dump(without_pickle_opt_in(config), sort_keys=False), encoding="utf-8")
     RunDirectory(run_dir).update_status(state="queued", name=name, message="starting", created_at=_now())
     _launch(["train", "--config", str(config_file), "--out", str(run_dir), "--no-progress"], run_dir)
     return run_dir
@@ -168,7 +177,7 @@ def start_rehearsal(config: dict[str, Any], name: str) -> Path:
     run_dir = new_run_dir(name)
     run_dir.mkdir(parents=True)
     config_file = run_dir.parent / f".{run_dir.name}.yaml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    config_file.write_text(yaml.safe_dump(without_pickle_opt_in(config), sort_keys=False), encoding="utf-8")
     tasks = [_task_name(entry) for entry in config.get("tasks", [])]
     steps = [{"step": i, "task": task, "run_dir": "", "state": "queued"} for i, task in enumerate(tasks, start=1)]
     RunDirectory(run_dir).update_status(

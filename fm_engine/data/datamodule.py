@@ -100,6 +100,8 @@ class CompositionDataModule(L.LightningDataModule):
             different seeds can share one split.
         batch_size: training/evaluation batch size.
         drop_last_train: drop the last incomplete training batch (BatchNorm cannot take one sample).
+        allow_pickle: read pickled ``data_files`` (``.pkl``, ``.pd.xz``, ...); only on the user's in-person
+            opt-in (see :func:`fm_engine.data.tables.read_table`).
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class CompositionDataModule(L.LightningDataModule):
         batch_size: int = 256,
         num_workers: int = 0,
         drop_last_train: bool = True,
+        allow_pickle: bool = False,
     ) -> None:
         super().__init__()
         if not tasks:
@@ -134,6 +137,7 @@ class CompositionDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.drop_last_train = drop_last_train
+        self.allow_pickle = allow_pickle
         self._prepared = False
         self._train_rows: np.ndarray | None = None
 
@@ -145,7 +149,9 @@ class CompositionDataModule(L.LightningDataModule):
 
     def _prepare(self) -> None:
         self.tables: dict[str, TaskTable] = {
-            task.name: load_task_table(task, base_dir=self.base_dir, frame=self.frames.get(task.name))
+            task.name: load_task_table(
+                task, base_dir=self.base_dir, frame=self.frames.get(task.name), allow_pickle=self.allow_pickle
+            )
             for task in self.tasks
         }
         # The composition universe: every task's keys (first-seen order) + explicit predict lists.

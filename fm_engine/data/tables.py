@@ -17,12 +17,38 @@ SPLIT_LABELS = {"train": "train", "training": "train", "val": "val", "valid": "v
 SPLIT_LABELS |= {"test": "test", "testing": "test"}
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a csv / parquet / pkl table; every failure becomes a ``ValueError`` naming the file.
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pd", ".pd.xz", ".pkl.xz", ".pd.z", ".pkl.gz", ".pkl.bz2", ".pkl.zip")
+PICKLE_OPT_IN = "--allow-pickle on the command line, or data.allow_pickle: true in the config you run"
 
-    Pickles are only read from local files a user names in a config (never from uploads).
+
+def is_pickle_file(path: str | Path) -> bool:
+    """True for the pickled-table file names ``read_table`` knows (``.pkl``, ``.pd.xz``, ...)."""
+    return "".join(Path(path).suffixes).lower().endswith(PICKLE_SUFFIXES)
+
+
+def refuse_pickle(path: str | Path) -> ValueError:
+    """The one-line refusal for a pickled table read without the opt-in (names the file and the opt-in)."""
+    return ValueError(
+        f"{path}: a pickled table can run code when it is read, so it is read only with an explicit opt-in "
+        f"({PICKLE_OPT_IN}) and never when named in a checkpoint, a run directory, fm predict --input or the "
+        "workbench; save it as .csv or .parquet instead"
+    )
+
+
+def read_table(path: str | Path, *, allow_pickle: bool = False) -> pd.DataFrame:
+    """Read a csv / parquet table (or a pickled one, see below); every failure becomes a ``ValueError``
+    naming the file.
+
+    ``allow_pickle``: read ``.pkl`` / ``.pickle`` / ``.pd`` / ``.pd.xz`` / ... files. Unpickling runs whatever
+    code the file holds, so it must be exactly ``True``, and only callers acting on the user's own in-person
+    opt-in pass it (``--allow-pickle``, or ``data.allow_pickle`` of a config the user runs directly); never
+    for paths recorded in a checkpoint or run directory, ``fm predict --input`` or workbench uploads.
+    The refusal happens before the file is opened.
     """
     path = Path(path)
+    pickled = is_pickle_file(path)
+    if pickled and allow_pickle is not True:
+        raise refuse_pickle(path)
     if not path.exists():
         raise ValueError(f"data file not found: {path}")
     suffixes = "".join(path.suffixes).lower()
@@ -31,16 +57,21 @@ def read_table(path: str | Path) -> pd.DataFrame:
             frame = pd.read_csv(path)
         elif suffixes.endswith(".parquet"):
             frame = pd.read_parquet(path)
-        elif suffixes.endswith((".pkl", ".pickle", ".pd", ".pd.xz", ".pkl.xz", ".pd.z")):
-            frame = pd.read_pickle(path)
+        elif pickled:
+            frame = pd.read_pickle(path)  # noqa: S301 - only with the user's explicit opt-in (checked above)
         else:
-            raise ValueError(f"{path.name}: unsupported file type (use .csv, .parquet or .pkl)")
+            raise ValueError(f"{path.name}: unsupported file type (use .csv or .parquet; .pkl needs {PICKLE_OPT_IN})")
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start : error.start + 1].hex()
+        raise ValueError(f"{path}: not UTF-8 text (cannot decode byte 0x{byte}); save it as UTF-8 CSV") from None
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path.name}: the file is empty") from None
     except pd.errors.ParserError as error:
         raise ValueError(f"{path.name}: malformed CSV ({str(error).strip()})") from None
-    except ValueError:
-        raise
+    except ValueError as error:
+        if path.name in str(error):
+            raise
+        raise ValueError(f"{path.name}: cannot be read ({error})") from None
     except Exception as error:
         raise ValueError(f"{path.name}: cannot be read ({type(error).__name__}: {error})") from None
     if not isinstance(frame, pd.DataFrame):
@@ -96,7 +127,9 @@ class TaskTable:
         return len(self.keys)
 
 
-def _gather_frames(task: TaskSpec, base_dir: Path | None, frame: pd.DataFrame | None) -> pd.DataFrame:
+def _gather_frames(
+    task: TaskSpec, base_dir: Path | None, frame: pd.DataFrame | None, *, allow_pickle: bool = False
+) -> pd.DataFrame:
     if frame is not None:
         if frame.empty:
             raise ValueError(f"task '{task.name}': the table has no rows")
@@ -109,7 +142,7 @@ def _gather_frames(task: TaskSpec, base_dir: Path | None, frame: pd.DataFrame | 
             path = Path(name)
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path
-            part = read_table(path)
+            part = read_table(path, allow_pickle=allow_pickle)
             parts.append(part.assign(_file=path.name, _row=np.arange(len(part)) + 2))
     combined = pd.concat(parts, ignore_index=True)
     needed = [task.composition_column, task.data_column] + ([task.t_column] if task.t_column else [])
@@ -146,16 +179,21 @@ def _class_indices(task: TaskSpec, labels: pd.Series) -> tuple[np.ndarray, list[
 
 
 def load_task_table(
-    task: TaskSpec, *, base_dir: str | Path | None = None, frame: pd.DataFrame | None = None
+    task: TaskSpec,
+    *,
+    base_dir: str | Path | None = None,
+    frame: pd.DataFrame | None = None,
+    allow_pickle: bool = False,
 ) -> TaskTable:
     """Load a task's data: parse compositions, read targets, dedupe by canonical key.
 
     Rows with a missing target are left out (the joined table masks them); rows with a bad formula or an
     unreadable target are reported in ``bad_rows`` with file, line and reason, never failing the task.
-    ``frame`` replaces ``data_files`` (e.g. a table uploaded in the workbench).
+    ``frame`` replaces ``data_files`` (e.g. a table uploaded in the workbench). ``allow_pickle``: see
+    :func:`read_table` (off unless the user opted in in person).
     """
     base = Path(base_dir) if base_dir is not None else None
-    data = _gather_frames(task, base, frame)
+    data = _gather_frames(task, base, frame, allow_pickle=allow_pickle)
     bad: list[dict[str, object]] = []
 
     target = data[task.data_column]

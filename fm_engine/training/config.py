@@ -29,6 +29,13 @@ class DataSection:
     # Seeds the train / val / test split and task subsampling; None: the run's ``seed``. Set it to keep
     # one split while ``seed`` varies the initial weights and batch order (seed studies, ensembles).
     split_seed: int | None = None
+    # Read pickled data_files (.pkl, .pd.xz, ...), which can run code: only honoured from a config the user
+    # runs directly (or --allow-pickle); dropped whenever a config is rebuilt from a checkpoint or run folder.
+    allow_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.allow_pickle, bool):
+            raise ValueError(f"data.allow_pickle must be true or false, not {self.allow_pickle!r}")
 
 
 @dataclass
@@ -87,8 +94,9 @@ class TrainConfig:
             raise ValueError("the config names no tasks")
 
     def task_specs(self) -> list[TaskSpec]:
+        """The task specs, relative ``data_files`` resolved against ``base_dir`` (see :func:`resolve_data_files`)."""
         specs = []
-        base = Path(self.base_dir) if self.base_dir else Path.cwd()
+        base = self.data_base()
         for index, entry in enumerate(self.tasks):
             if not isinstance(entry, dict):
                 raise ValueError(f"tasks[{index}] must be a mapping")
@@ -101,12 +109,14 @@ class TrainConfig:
                     raise ValueError(f"task '{name}': unknown key(s) {', '.join(unknown)}")
                 spec = bundled_task(name).spec(**entry)
             else:
-                spec = TaskSpec.from_dict(entry)
-                spec.data_files = [
-                    str((base / f).resolve()) if not Path(f).is_absolute() else f for f in spec.data_files
-                ]
+                spec = resolve_data_files(TaskSpec.from_dict(entry), base)
             specs.append(spec)
         return specs
+
+    def data_base(self) -> Path:
+        """The folder relative ``data_files`` resolve against: ``base_dir``, or the working directory when a
+        config built in Python has none (configs from a file or a record always have one)."""
+        return Path(self.base_dir) if self.base_dir else Path.cwd()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -124,8 +134,44 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
+        """The config a user runs directly: relative ``data_files`` resolve against the file's folder, and
+        its ``data.allow_pickle`` is honoured."""
         path = Path(path)
         return cls.from_dict(read_config_file(path), base_dir=path.parent)
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any], *, anchor: str | Path) -> TrainConfig:
+        """A config recorded by an earlier run (a checkpoint's ``card.json``, a run folder's ``config.yaml``):
+        see :func:`recorded_config`; the pickle opt-in is never taken from it."""
+        return cls.from_dict(recorded_config(data, anchor=anchor))
+
+
+def resolve_data_files(spec: TaskSpec, base: Path) -> TaskSpec:
+    """``spec`` with its relative ``data_files`` made absolute against ``base`` (absolute ones unchanged)."""
+    spec.data_files = [f if Path(f).is_absolute() else str((base / f).resolve()) for f in spec.data_files]
+    return spec
+
+
+def recorded_config(data: Any, *, anchor: str | Path) -> dict[str, Any]:
+    """A config mapping recorded in a checkpoint or run folder, made safe to rebuild:
+
+    * ``data.allow_pickle`` is dropped (a recorded opt-in is never honoured: whoever wrote the file is not
+      the user running the command now);
+    * ``base_dir`` becomes absolute: the recorded ``base_dir`` (the folder of the config the run was started
+      from) if it is absolute, else resolved against ``anchor`` (the checkpoint or run folder holding the
+      record); so relative ``data_files`` never depend on the working directory.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{anchor}: the recorded training config is not a mapping")
+    values = dict(data)
+    section = values.get("data")
+    if isinstance(section, dict):
+        values["data"] = {key: value for key, value in section.items() if key != "allow_pickle"}
+    recorded = values.get("base_dir") or ""
+    if not isinstance(recorded, str):
+        raise ValueError(f"{anchor}: the recorded base_dir must be a folder path, not {recorded!r}")
+    values["base_dir"] = str((Path(anchor).resolve() / recorded).resolve())
+    return values
 
 
 def demo_config() -> TrainConfig:

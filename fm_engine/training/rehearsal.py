@@ -36,8 +36,9 @@ from fm_engine.config import known_keys_only, load_yaml
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.splits import subsample_keep_mask
 from fm_engine.models import FlexibleMultiTaskModel
+from fm_engine.safe_io import read_text
 from fm_engine.tasks import TaskSpec
-from fm_engine.training.config import TrainConfig
+from fm_engine.training.config import TrainConfig, recorded_config
 from fm_engine.training.evaluate import prediction_frames
 from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
 from fm_engine.training.run_files import RunDirectory, now_iso, write_json_atomic
@@ -134,12 +135,13 @@ class RehearsalConfig:
         return cls(train=TrainConfig.from_dict(known, base_dir=base_dir), **options)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> RehearsalConfig:
-        """TOML (``.toml``) or YAML."""
+    def from_file(cls, path: str | Path, *, recorded: bool = False) -> RehearsalConfig:
+        """TOML (``.toml``) or YAML. ``recorded``: the file is a run folder's own ``rehearsal.json`` (for
+        ``--resume``): its pickle opt-in is dropped and its paths resolve as in :func:`recorded_config`."""
         path = Path(path)
         if not path.exists():
             raise ValueError(f"config file not found: {path}")
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         try:
             data = tomllib.loads(text) if path.suffix.lower() == ".toml" else load_yaml(text)
         except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
@@ -147,6 +149,8 @@ class RehearsalConfig:
             raise ValueError(f"{path.name}: not valid {kind} ({error})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path.name}: the config must be a mapping of settings")
+        if recorded:
+            data = recorded_config(data, anchor=path.parent)
         return cls.from_dict(data, base_dir=path.parent, source=path.name)
 
 

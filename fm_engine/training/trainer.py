@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import pickle
 import platform
+import re
 import time
 import traceback
 import warnings
@@ -26,13 +29,15 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from fm_engine import __version__
 from fm_engine.applicability import tested_reach
 from fm_engine.checkpoints import TASKS_SEPARATOR, save_checkpoint
+from fm_engine.config import read_config_file
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.datamodule import STAGES
 from fm_engine.datasets import bundled_datasets
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
+from fm_engine.safe_io import read_text
 from fm_engine.tasks import TaskSpec, TaskType
-from fm_engine.training.config import TrainConfig
+from fm_engine.training.config import TrainConfig, resolve_data_files
 from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluation, evaluate
 from fm_engine.training.lightning import MultiTaskModule, RunMonitor
 from fm_engine.training.metrics import format_metric
@@ -156,7 +161,44 @@ def build_datamodule(config: TrainConfig, specs: list[TaskSpec] | None = None) -
         split_seed=config.data.split_seed,
         batch_size=config.data.batch_size,
         num_workers=config.data.num_workers,
+        allow_pickle=config.data.allow_pickle,
     )
+
+
+def recorded_specs(specs: list[TaskSpec], config: TrainConfig) -> list[TaskSpec]:
+    """Copies of task specs recorded in a checkpoint or run folder (``model_config.json``, ``config.json``),
+    relative ``data_files`` resolved against ``config``'s data folder (see :func:`recorded_config`)."""
+    return [resolve_data_files(dataclasses.replace(spec), config.data_base()) for spec in specs]
+
+
+def read_model_config(path: Path) -> ModelConfig:
+    """A run folder's ``model_config.json``; an unreadable one raises a ``ValueError`` naming it."""
+    try:
+        return ModelConfig.from_dict(json.loads(read_text(path)))
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a readable model config ({type(error).__name__}: {error})") from None
+
+
+def check_resume_state(path: Path) -> None:
+    """Load ``last.ckpt`` with torch's safe loader (``weights_only``: tensors and plain values only) before any
+    work; a file holding other Python objects (which could run code) or a corrupt one raises a one-line
+    ``ValueError`` naming it, instead of an ``UnpicklingError`` traceback from inside Lightning."""
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: cannot be resumed: the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on an unusual pickle protocol
+            torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        what = f"it asks for {found.group(1)}" if found else "it holds Python objects other than weights"
+        raise ValueError(
+            f"{path}: refused to resume: {what}, which could run code; only a last.ckpt written by fm train is "
+            "resumed (start a new run with --config instead)"
+        ) from None
+    except Exception as error:  # truncated zip, not a torch file, ...
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0][:160]
+        raise ValueError(f"{path}: cannot be resumed: not a readable training state ({first})") from None
 
 
 def build_model(config: TrainConfig, dm: CompositionDataModule) -> FlexibleMultiTaskModel:
@@ -381,7 +423,9 @@ def train(
     if resume:
         if not run.resume_path.exists():
             raise ValueError(f"{run.path}: nothing to resume (no last.ckpt)")
-        config = TrainConfig.from_dict(yaml.safe_load(run.config_path.read_text(encoding="utf-8")))
+        check_resume_state(run.resume_path)
+        # The run folder's records, never the user's in-person opt-in: no pickles, paths against the run.
+        config = TrainConfig.from_record(read_config_file(run.config_path), anchor=run.path)
     elif rank_zero:
         if run.checkpoint_path.exists() or run.resume_path.exists():
             raise ValueError(f"{run.path} already holds a run; choose another --out or use --resume")
@@ -394,13 +438,13 @@ def train(
         L.seed_everything(config.seed, workers=True, verbose=False)
         dm = build_datamodule(config)
         if resume:
-            model_config = ModelConfig.from_dict(json.loads(run.model_config_path.read_text(encoding="utf-8")))
-            dm = build_datamodule(config, model_config.tasks)
+            model_config = read_model_config(run.model_config_path)
+            dm = build_datamodule(config, recorded_specs(model_config.tasks, config))
             dm.setup()
             model = FlexibleMultiTaskModel(model_config)
         elif finetune is not None:
             model = finetune.model
-            dm = build_datamodule(config, list(model.tasks.values()))
+            dm = build_datamodule(config, recorded_specs(list(model.tasks.values()), config))
             dm.setup()
             freeze_all_but(model, finetune.tasks)
             before = evaluate(model, dm, "test")
