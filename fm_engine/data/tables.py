@@ -85,12 +85,18 @@ def _as_float_array(value: object, what: str = "target") -> np.ndarray:
     return array
 
 
+def _show(value: object) -> str:
+    """A cell as the user wrote it (numbers read by pandas in short form: ``inf``, ``1e+300``)."""
+    return f"{value:g}" if isinstance(value, float | np.floating) else str(value)
+
+
 def _check_magnitude(array: np.ndarray, value: object, what: str) -> None:
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{what} is not a finite number: {value!r}")
+        raise ValueError(f"{what} is not a finite number: {_show(value)}")
     if np.any(np.abs(array) > MAX_MAGNITUDE):
         raise ValueError(
-            f"{what} {value!r} is beyond the supported magnitude {MAX_MAGNITUDE:g} (rescale the unit or take a log)"
+            f"{what} {_show(value)} is beyond the supported magnitude {MAX_MAGNITUDE:g} "
+            "(rescale the unit or take a log)"
         )
 
 
