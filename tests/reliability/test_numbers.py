@@ -484,3 +484,18 @@ def test_an_uploaded_nan_target_is_a_bad_row_not_a_missing_value(tmp_path):
         table = load_task_table(task, frame=frame)
     assert table.bad_rows[["row", "reason"]].values.tolist() == [[3, "target is not a finite number: nan"]]
     assert table.keys == [canonical_key("Fe2O3"), canonical_key("Al")]
+
+
+@pytest.mark.parametrize(
+    "row", [np.zeros(94), np.full(94, np.nan), np.where(np.eye(94)[0] > 0, np.inf, 0.0), np.eye(94)[0] - np.eye(94)[1]],
+    ids=["all-zero", "nan", "inf", "negative"],
+)  # fmt: skip
+def test_a_weight_row_that_is_not_a_composition_never_reaches_a_model(tiny_run, row):
+    from fm_engine.predict import predict_weights
+
+    model = load_checkpoint(tiny_run).model
+    rows = np.stack([to_weights("Fe2O3"), row])
+    before = rows.copy()
+    with pytest.raises(ValueError, match="weight row 1 is not a composition"):
+        predict_weights(model, rows)
+    np.testing.assert_array_equal(rows, before)
