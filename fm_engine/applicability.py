@@ -5,10 +5,14 @@ of atoms that differ (0 = identical, 1 = no element in common). A task's *traini
 training-split compositions labelled for that task; its ``tested_up_to`` is the largest distance of a
 test composition from it, i.e. how far from the training data the task's test metrics were measured.
 A prediction further away than that is an extrapolation the model card's errors do not cover.
+
+A checkpoint without ``compositions.csv`` (copied without it, or written by hand) has no recorded
+training data: predictions and designs still come out, without distance columns, and one warning says why.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fm_engine.checkpoints import TASKS_SEPARATOR, LoadedCheckpoint, read_compositions
+from fm_engine.checkpoints import COMPOSITIONS_FILE, TASKS_SEPARATOR, LoadedCheckpoint, read_compositions
 from fm_engine.compositions import parse_many
 from fm_engine.elements import n_elements
 
@@ -49,9 +53,39 @@ def nearest(weights: np.ndarray, reference: np.ndarray, *, chunk_size: int = 204
     return np.concatenate(index), np.clip(np.round(np.concatenate(distance).astype(np.float64), 6), 0.0, 1.0)
 
 
+def has_training_record(checkpoint: LoadedCheckpoint) -> bool:
+    """Whether the checkpoint records its training compositions; warns once per checkpoint if not."""
+    return _has_record(str(checkpoint.path), checkpoint.checkpoint_id)
+
+
+@lru_cache(maxsize=32)
+def _has_record(checkpoint_dir: str, checkpoint_id: str) -> bool:
+    path = Path(checkpoint_dir) / COMPOSITIONS_FILE
+    if not path.is_file():
+        problem = f"has no {COMPOSITIONS_FILE} (the training compositions are not recorded)"
+    else:
+        try:
+            columns = set(pd.read_csv(path, nrows=0).columns)
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+            columns, problem = set(), f"has an unreadable {COMPOSITIONS_FILE} ({error})"
+        else:
+            missing = [c for c in ("composition", "split") if c not in columns]
+            if not missing:
+                return True
+            problem = f"has a {COMPOSITIONS_FILE} without the column(s) {', '.join(missing)}"
+    warnings.warn(
+        f"{checkpoint_dir} {problem}: no distance to the training data and no extrapolation flags are given",
+        stacklevel=3,
+    )
+    return False
+
+
 def training_domain(checkpoint: LoadedCheckpoint, task: str | None = None) -> TrainingDomain:
     """The training compositions labelled for ``task`` (None: any task). For checkpoints written before
-    the per-task record (no ``tasks`` column in compositions.csv) this is every task's (``task`` None)."""
+    the per-task record (no ``tasks`` column in compositions.csv) this is every task's (``task`` None);
+    without compositions.csv it is empty (no keys, ``tested_up_to`` NaN)."""
+    if not has_training_record(checkpoint):
+        return TrainingDomain(keys=(), weights=np.zeros((0, n_elements())), tested_up_to=np.nan, task=None)
     return _domain(str(checkpoint.path), checkpoint.checkpoint_id, task)
 
 
@@ -61,7 +95,8 @@ def _domain(checkpoint_dir: str, checkpoint_id: str, task: str | None) -> Traini
     if "tasks" not in table.columns:
         task = None
     if task is not None:
-        table = table[table["tasks"].astype(str).str.split(TASKS_SEPARATOR).map(lambda names: task in names)]
+        labelled = table["tasks"].astype(str).str.split(TASKS_SEPARATOR).map(lambda names: task in names)
+        table = table.loc[labelled.astype(bool)]
     train_keys = table.loc[table["split"] == "train", "composition"].tolist()
     test_keys = table.loc[table["split"] == "test", "composition"].tolist()
     train = parse_many(train_keys).weights if train_keys else np.zeros((0, n_elements()))
@@ -102,7 +137,10 @@ def distance_columns(
     ``<task>_distance_to_training`` for each of ``tasks`` (default: every task; one search per distinct
     training set) and ``extrapolated_for`` (comma-separated tasks for which the row lies beyond every
     test composition of the task). Checkpoints without the per-task record get one
-    ``distance_to_training`` column and no ``extrapolated_for``."""
+    ``distance_to_training`` column and no ``extrapolated_for``; checkpoints without compositions.csv no
+    columns at all (and one warning)."""
+    if not has_training_record(checkpoint):
+        return {}
     searched: dict[tuple[str, ...], np.ndarray] = {}
     columns: dict[str, np.ndarray] = {}
     flagged: list[list[str]] = [[] for _ in range(n_rows)]

@@ -8,17 +8,25 @@ A checkpoint is a directory::
       model.safetensors  weights (safetensors: plain tensors, no code is ever executed on load)
       card.json, card.md model card: tasks, units, data, split sizes, test metrics, training time, versions
 
-It is written to a temporary sibling directory and renamed into place, so a killed run never leaves
-half a checkpoint. :func:`load_checkpoint` also accepts a run directory (it uses ``<run>/checkpoint``).
+It is written to a temporary sibling directory (every file fsynced) and renamed into place, so a killed
+run never leaves half a checkpoint; a writer killed between the two renames of a replacement is repaired by
+the next save. :func:`load_checkpoint` also accepts a run directory (it uses ``<run>/checkpoint``).
+
+Loading checks the numbers before anything is predicted: every weight tensor must be finite and have the
+shape the config implies, every number in the config must be finite, every scale (``std``, ``t_std``)
+positive, and the descriptor must give ``input_dim`` features; otherwise :class:`CheckpointError` names
+the tensor or key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +36,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig
+from fm_engine.safe_io import atomic_path, atomic_write_json, atomic_write_text, sync_folder
 
 FORMAT = "fm_engine-checkpoint"
 FORMAT_VERSION = 1
@@ -82,6 +92,101 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _shape(shape: torch.Size | tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ")"
+
+
+def check_finite_tensors(state: Mapping[str, torch.Tensor], where: str) -> None:
+    """``CheckpointError`` naming the first floating-point tensor that holds NaN or inf values."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{where}: tensor '{name}' holds {bad} NaN/inf value(s) (expected finite weights); "
+                "the model cannot give meaningful predictions"
+            )
+
+
+def check_config_numbers(value: object, where: str, key: str = "model") -> None:
+    """``CheckpointError`` naming the first config key whose number is NaN or inf, or whose scale
+    (``std``, ``t_std``) is not positive."""
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            check_config_numbers(item, where, f"{key}.{name}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_config_numbers(item, where, f"{key}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise CheckpointError(f"{where}: {CONFIG_FILE} key {key} is {value} (expected a finite number)")
+    if isinstance(value, int | float) and not isinstance(value, bool) and ".scalers." in key:
+        scale = key.rsplit(".", 1)[-1].split("[")[0]
+        if scale in ("std", "t_std") and value <= 0:
+            raise CheckpointError(f"{where}: {CONFIG_FILE} key {key} is {value} (a scale must be > 0)")
+
+
+def check_state_matches(state: Mapping[str, torch.Tensor], model: torch.nn.Module, where: str) -> None:
+    """``CheckpointError`` naming a tensor that is missing, unexpected or shaped unlike the config implies."""
+    expected = model.state_dict()
+    for name, tensor in expected.items():
+        if name not in state:
+            raise CheckpointError(
+                f"{where}: {CONFIG_FILE} does not match {WEIGHTS_FILE}: tensor '{name}' {_shape(tensor.shape)} "
+                "implied by the config is missing from the weights"
+            )
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{where}: {CONFIG_FILE} does not match {WEIGHTS_FILE}: tensor '{name}' has shape "
+                f"{_shape(state[name].shape)} in the weights but {_shape(tensor.shape)} from the config"
+            )
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise CheckpointError(
+            f"{where}: {CONFIG_FILE} does not match {WEIGHTS_FILE}: tensor '{extra[0]}' "
+            f"{_shape(state[extra[0]].shape)} in the weights has no place in the config"
+        )
+
+
+def _recover_interrupted(path: Path) -> None:
+    """Repair what a writer killed midway left beside ``path``: put back a checkpoint that was moved aside
+    but never replaced, then remove temporary and old copies."""
+    olds = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not path.exists() and olds:
+        olds.pop().rename(path)
+    for leftover in [*olds, *path.parent.glob(f".{path.name}.tmp-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def install_directory(tmp: Path, path: Path, *, tag: str) -> None:
+    """Move the complete directory ``tmp`` onto ``path`` (replacing it), folders fsynced."""
+    sync_folder(tmp)
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{tag}")
+        path.rename(old)
+    tmp.rename(path)
+    sync_folder(path.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def copy_checkpoint(source: str | Path, path: str | Path) -> Path:
+    """Copy a checkpoint directory onto ``path`` atomically (every file fsynced, then one rename)."""
+    source, path = Path(source), Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _recover_interrupted(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        for file in sorted(source.iterdir()):
+            if file.is_file():
+                with atomic_path(tmp / file.name) as target:
+                    shutil.copyfile(file, target)
+        install_directory(tmp, path, tag=uuid.uuid4().hex[:8])
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
 def save_checkpoint(
     model: FlexibleMultiTaskModel,
     path: str | Path,
@@ -90,39 +195,36 @@ def save_checkpoint(
     card_md: str = "",
     compositions: pd.DataFrame | None = None,
 ) -> Path:
-    """Write the checkpoint directory atomically (temp dir + rename); returns its path.
+    """Write the checkpoint directory atomically (temp dir, files fsynced, rename); returns its path.
 
-    ``compositions`` (columns ``composition``, ``split`` and ``tasks``) records the training data's
+    Refuses (``CheckpointError``) weights or scalers that are not finite: such a checkpoint could only
+    predict NaN. ``compositions`` (columns ``composition``, ``split`` and ``tasks``) records the training data's
     compositions, so predictions and designed recipes can be compared with what the model has seen.
     """
     path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    model_config = model.config.to_dict()
+    check_finite_tensors(state, f"not saving {path}")
+    check_config_numbers(model_config, f"not saving {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    _recover_interrupted(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         checkpoint_id = uuid.uuid4().hex
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
-        config = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "checkpoint_id": checkpoint_id,
-            "model": model.config.to_dict(),
-        }
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        with atomic_path(tmp / WEIGHTS_FILE) as weights:
+            save_file(state, str(weights), metadata={"format": FORMAT})
+        config = {"format": FORMAT, "format_version": FORMAT_VERSION, "checkpoint_id": checkpoint_id,
+                  "model": model_config}  # fmt: skip
+        atomic_write_json(tmp / CONFIG_FILE, config, sort_keys=False)
         if compositions is not None:
             columns = [c for c in ("composition", "split", "tasks") if c in compositions.columns]
-            compositions[columns].to_csv(tmp / COMPOSITIONS_FILE, index=False)
+            with atomic_path(tmp / COMPOSITIONS_FILE) as table:
+                compositions[columns].to_csv(table, index=False)
         if card is not None:
             card = {**card, "checkpoint_id": checkpoint_id, "weights_sha256": _sha256(tmp / WEIGHTS_FILE)}
-            (tmp / "card.json").write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
-            (tmp / "card.md").write_text(card_md, encoding="utf-8")
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{checkpoint_id[:8]}")
-            path.rename(old)
-        tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            atomic_write_json(tmp / "card.json", card, sort_keys=False)
+            atomic_write_text(tmp / "card.md", card_md)
+        install_directory(tmp, path, tag=checkpoint_id[:8])
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -169,15 +271,24 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     weights = directory / WEIGHTS_FILE
     if not weights.exists():
         raise CheckpointError(f"{directory}: {WEIGHTS_FILE} is missing")
+    check_config_numbers(config.get("model"), str(directory))
     try:
         model_config = ModelConfig.from_dict(config["model"])
         model = FlexibleMultiTaskModel(model_config)
-    except (KeyError, TypeError, ValueError) as error:
+        n_features = Descriptor(model_config.descriptor).dim
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
         raise CheckpointError(f"{directory}: the model config cannot be rebuilt ({error})") from None
     try:
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"{directory}: {WEIGHTS_FILE} is corrupt or truncated ({error})") from None
+    check_state_matches(state, model, str(directory))
+    if n_features != model_config.input_dim:
+        raise CheckpointError(
+            f"{directory}: {CONFIG_FILE} key model.input_dim is {model_config.input_dim} but its descriptor "
+            f"gives {n_features} features"
+        )
+    check_finite_tensors(state, f"{directory}: {WEIGHTS_FILE}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:

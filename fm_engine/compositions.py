@@ -3,9 +3,12 @@
 Accepted inputs: formula strings with integer or fractional amounts (``Fe2O3``, ``Al0.65Cu0.2Fe0.15``),
 parentheses (``Ca3(PO4)2``), space-separated forms (``Al0.25 Co1 Fe1 Ni1``), ``{symbol: amount}``
 dicts and pymatgen ``Composition`` objects. All amounts are atomic (mole) amounts; fractions are atomic
-fractions summing to 1.
+fractions summing to 1. Formulas without brackets may write amounts in scientific notation
+(``Fe1e-3Ni0.999``, ``Al2.5E1``); a decimal comma (``Fe0,5``) is refused with a hint to write ``0.5``.
 
-Bad input raises ``ValueError`` whose message names the text and the reason.
+Bad input raises ``ValueError`` whose message names the text and the reason. Every weight vector this
+module returns is finite, non-negative and sums to 1: amounts whose sum overflows (``1e308`` twice) or
+that underflow to zero are refused, so no such composition ever reaches a model.
 """
 
 from __future__ import annotations
@@ -29,9 +32,14 @@ CompositionLike = str | Mapping[str, float] | Composition
 
 # An element symbol directly followed by an explicit zero amount, e.g. "Fe0O3" or "Fe0.0 Ni1".
 _ZERO_AMOUNT = re.compile(r"([A-Z][a-z]?)\s*0+(?:\.0*)?(?![\d.])")
-# Fast path for flat formulas without brackets: "Al0.65Cu0.2Fe0.15", "Al0.25 Co1 Fe1 Ni1".
-_FLAT_TOKEN = re.compile(r"\s*([A-Z][a-z]?)\s*(\d+(?:\.\d*)?|\.\d+)?")
-_FLAT_FORMULA = re.compile(r"^(?:\s*[A-Z][a-z]?\s*(?:\d+(?:\.\d*)?|\.\d+)?)+\s*$")
+# An amount: 2, 0.5, .5, 2., optionally in scientific notation (1e-3, 2.5E+2). No element symbol is "E" or
+# starts with "e", so an "e"/"E" right after digits can only be an exponent.
+_AMOUNT = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+# Fast path for flat formulas without brackets: "Al0.65Cu0.2Fe0.15", "Al0.25 Co1 Fe1 Ni1", "Fe1e-3Ni1".
+_FLAT_TOKEN = re.compile(rf"\s*([A-Z][a-z]?)\s*({_AMOUNT})?")
+_FLAT_FORMULA = re.compile(rf"^(?:\s*[A-Z][a-z]?\s*(?:{_AMOUNT})?)+\s*$")
+_EXPONENT = re.compile(r"[\d.][eE][+-]?\d")
+_DECIMAL_COMMA = re.compile(r"\d,\d+")
 
 
 def _describe(value: object) -> str:
@@ -62,6 +70,12 @@ def _check_amounts(amounts: Mapping[str, float], value: object) -> dict[str, flo
         if amount == 0:
             raise ValueError(f"{_describe(value)}: zero amount of {symbol}")
         checked[symbol] = checked.get(symbol, 0.0) + amount
+    total = sum(checked.values())
+    if not np.isfinite(total):
+        raise ValueError(
+            f"{_describe(value)}: the amounts are too large (their sum exceeds {np.finfo(np.float64).max:.3g}); "
+            "scale them down, only their ratios matter"
+        )
     return checked
 
 
@@ -69,14 +83,30 @@ def _parse_string(text: str) -> dict[str, float]:
     stripped = text.strip()
     if not stripped:
         raise ValueError(f"{_describe(text)}: empty formula")
+    comma = _DECIMAL_COMMA.search(stripped)
+    if comma:
+        point = comma.group(0).replace(",", ".")
+        raise ValueError(f"{_describe(text)}: decimal comma in '{comma.group(0)}': write {point} (with a point)")
     zero = _ZERO_AMOUNT.search(stripped)
     if zero:
         raise ValueError(f"{_describe(text)}: zero amount of {zero.group(1)}")
     if _FLAT_FORMULA.match(stripped):
         amounts: dict[str, float] = {}
         for symbol, amount in _FLAT_TOKEN.findall(stripped):
-            amounts[symbol] = amounts.get(symbol, 0.0) + (float(amount) if amount else 1.0)
+            number = float(amount) if amount else 1.0
+            if number == 0.0:  # "1e-400": not written as zero (caught above), but below the smallest float
+                raise ValueError(f"{_describe(text)}: amount {amount} of {symbol} is too small (it underflows to 0)")
+            if not np.isfinite(number):
+                raise ValueError(f"{_describe(text)}: amount {amount} of {symbol} is too large (not a finite number)")
+            amounts[symbol] = amounts.get(symbol, 0.0) + number
+            if not np.isfinite(amounts[symbol]):
+                raise ValueError(f"{_describe(text)}: the amounts of {symbol} are too large (their sum overflows)")
         return amounts
+    if _EXPONENT.search(stripped):
+        raise ValueError(
+            f"{_describe(text)}: scientific notation is only read in formulas without brackets; "
+            "expand the brackets or write the amount as a decimal"
+        )
     if "-" in stripped and re.search(r"-\s*\d", stripped):
         raise ValueError(f"{_describe(text)}: negative amount")
     try:
@@ -104,7 +134,11 @@ def atomic_fractions(value: CompositionLike) -> dict[str, float]:
     """Atomic fractions ``{symbol: x}`` summing to 1, elements in alphabetical order."""
     amounts = parse_amounts(value)
     total = sum(amounts.values())
-    return {symbol: amounts[symbol] / total for symbol in sorted(amounts)}
+    fractions = {symbol: amounts[symbol] / total for symbol in sorted(amounts)}
+    if not all(np.isfinite(x) for x in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
+        # Only reachable with extreme amounts (e.g. subnormal numbers): refuse rather than guess.
+        raise ValueError(f"{_describe(value)}: the amounts do not give finite atomic fractions summing to 1")
+    return fractions
 
 
 def _format_number(x: float, decimals: int) -> str:
@@ -231,8 +265,8 @@ def parse_many(values: Iterable[object], *, row_labels: Sequence[object] | None 
                 key, w = seen[cache_key]
             else:
                 amounts = parse_amounts(value)  # type: ignore[arg-type]
-                key = _key_from_amounts(amounts)
                 fractions = atomic_fractions(amounts)
+                key = _key_from_amounts(amounts)
                 w = np.zeros(len(index))
                 for symbol, fraction in fractions.items():
                     w[index[symbol]] = fraction

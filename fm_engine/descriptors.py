@@ -141,10 +141,19 @@ class Descriptor:
 
     # ----------------------------------------------------------------- numpy path
     def transform(self, weights: np.ndarray) -> np.ndarray:
-        """Descriptor of weight rows (B, 94) or (94,), numpy float64."""
+        """Descriptor of weight rows (B, 94) or (94,), numpy float64.
+
+        A row that is not a composition (NaN / inf, negative, or summing to 0) raises ``ValueError`` naming
+        it: such a row never reaches a model."""
         w = np.asarray(weights, dtype=np.float64)
         squeeze = w.ndim == 1
         w = np.atleast_2d(w)
+        bad = ~(np.isfinite(w).all(axis=1) & (w >= 0).all(axis=1) & (w.sum(axis=1) > 0))
+        if bad.any():
+            raise ValueError(
+                f"weight row {int(np.flatnonzero(bad)[0])} is not a composition "
+                "(atomic fractions must be finite, non-negative and sum to more than 0)"
+            )
         out = w @ self._kernel if self._kernel is not None else self._stats_numpy(w)
         return out[0] if squeeze else out
 

@@ -30,6 +30,11 @@ def _fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
+def sync_folder(folder: str | Path) -> None:
+    """fsync a folder so that renames inside it survive a power cut (best effort)."""
+    _fsync_folder(Path(folder))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.

@@ -67,7 +67,7 @@ def predict_formula(checkpoint: LoadedCheckpoint, text: str, *, curve_points: in
     for name, task in model.tasks.items():
         values = outputs[name][0]
         domain = training_domain(checkpoint, name)
-        where = {"distance_to_training": float(distances[distance_column(domain.task)][0]),
+        where = {"distance_to_training": float(distances.get(distance_column(domain.task), [np.nan])[0]),
                  "tested_up_to": domain.tested_up_to, "extrapolated": name in flagged}  # fmt: skip
         if task.type is TaskType.CLASSIFICATION:
             classes = list(task.classes or [str(i) for i in range(len(values))])

@@ -33,12 +33,12 @@ from workbench.components.train_form import (
     card_learning_rate,
     card_task_choices,
     runs_table,
-    upload_path,
     uploaded_choices,
     validate,
     validate_finetune,
     validate_rehearsal,
 )
+from workbench.components.uploads import write_uploaded_tasks
 from workbench.live import live_run
 from workbench.paths import page
 from workbench.runs import list_runs, run_info, start_finetune, start_rehearsal, start_training
@@ -79,28 +79,13 @@ def _task_checkbox(choice: TaskChoice, prefix: str) -> bool:
     return st.checkbox(choice.label, key=f"{prefix}{choice.name}", help=help_text)
 
 
-def _write_uploads(names: list[str], uploaded: dict) -> dict[str, tuple[dict, str]]:
-    """Write each chosen uploaded task's table to <workspace>/uploads/<name>.csv; name -> (spec, path)."""
-    folder = workspace_dir() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for name in names:
-        entry = uploaded[name]
-        path = upload_path(folder, name).resolve()
-        entry["frame"].to_csv(path, index=False)
-        spec = dict(entry["spec"])
-        spec.setdefault("name", name)
-        files[name] = (spec, str(path))
-    return files
-
-
 def _submit(values: FormValues, uploaded: dict, classification: list[str]) -> list[str]:
     """Validate, build and check the config, start the run; returns the problems (empty on success)."""
     errors = validate(values)
     if errors:
         return errors
     try:
-        files = _write_uploads(values.uploaded, uploaded)
+        files = write_uploaded_tasks(workspace_dir() / "uploads", values.uploaded, uploaded)
         config = build_config(values, files, classification)
         TrainConfig.from_dict(config)
     except (ValueError, TypeError, KeyError, OSError) as error:

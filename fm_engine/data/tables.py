@@ -16,6 +16,15 @@ from fm_engine.tasks import TaskSpec, TaskType
 SPLIT_LABELS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val"}
 SPLIT_LABELS |= {"test": "test", "testing": "test"}
 
+MISSING_MARKERS = ("", "#N/A", "#N/A N/A", "#NA", "<NA>", "N/A", "NA", "NULL", "None", "n/a", "null")
+"""CSV cells that mean "no value" (pandas' defaults without the spellings of NaN): a row whose target is
+missing is left out of that task; a target cell that says ``nan`` or ``inf`` is a bad row."""
+
+MAX_MAGNITUDE = 1e18
+"""Largest accepted absolute target or ``t`` value. Targets are stored as 32-bit floats and squared in
+losses and metrics (float32 overflows above 3.4e38, so above ~1.8e19 before squaring); a target like
+1e300 would make every prediction ``inf``. Rescale the unit (GPa instead of Pa) or take a log."""
+
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pd", ".pd.xz", ".pkl.xz", ".pd.z", ".pkl.gz", ".pkl.bz2", ".pkl.zip")
 PICKLE_OPT_IN = "--allow-pickle on the command line, or data.allow_pickle: true in the config you run"
@@ -54,7 +63,7 @@ def read_table(path: str | Path, *, allow_pickle: bool = False) -> pd.DataFrame:
     suffixes = "".join(path.suffixes).lower()
     try:
         if suffixes.endswith((".csv", ".csv.gz", ".txt")):
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(path, keep_default_na=False, na_values=list(MISSING_MARKERS))
         elif suffixes.endswith(".parquet"):
             frame = pd.read_parquet(path)
         elif pickled:
@@ -93,13 +102,41 @@ def _literal(value: object) -> object:
     return value
 
 
-def _as_float_array(value: object) -> np.ndarray:
-    value = _literal(value)
+def _as_float_array(value: object, what: str = "target") -> np.ndarray:
+    """A cell as a flat float64 array; ``ValueError`` naming ``what`` unless every entry is a finite number
+    within :data:`MAX_MAGNITUDE` (``inf``, ``nan`` and overflowing values are refused)."""
+    literal = _literal(value)
     try:
-        array = np.asarray(value, dtype=np.float64).reshape(-1)
+        array = np.asarray(literal, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise ValueError(f"not a number: {value!r}") from None
+        raise ValueError(f"{what} is not a number: {value!r}") from None
+    if array.size == 0:
+        raise ValueError(f"{what} is empty: {value!r}")
+    _check_magnitude(array, value, what)
     return array
+
+
+def _show(value: object) -> str:
+    """A cell as the user wrote it (numbers read by pandas in short form: ``inf``, ``1e+300``)."""
+    return f"{value:g}" if isinstance(value, float | np.floating) else str(value)
+
+
+def _check_magnitude(array: np.ndarray, value: object, what: str) -> None:
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{what} is not a finite number: {_show(value)}")
+    if np.any(np.abs(array) > MAX_MAGNITUDE):
+        raise ValueError(
+            f"{what} {_show(value)} is beyond the supported magnitude {MAX_MAGNITUDE:g} "
+            "(rescale the unit or take a log)"
+        )
+
+
+def _majority_length(lengths: list[int]) -> int:
+    """The most common number of values per target cell (ties: the first seen)."""
+    counts: dict[int, int] = {}
+    for length in lengths:
+        counts[length] = counts.get(length, 0) + 1
+    return max(counts, key=lambda length: counts[length])
 
 
 @dataclass
@@ -238,28 +275,46 @@ def load_task_table(
         parsed_values = list(indices)
     elif task.type is TaskType.REGRESSION and pd.api.types.is_numeric_dtype(target):
         numbers = target.to_numpy(dtype=np.float64)  # fast path: a plain numeric column
-        for i in np.flatnonzero(~np.isfinite(numbers)):
+        for i in np.flatnonzero(~(np.abs(numbers) <= MAX_MAGNITUDE)):
             good[i] = False
-            report(int(i), f"target is not a finite number: {numbers[i]!r}")
+            try:
+                _check_magnitude(numbers[i : i + 1], float(numbers[i]), "target")
+            except ValueError as error:
+                report(int(i), str(error))
         parsed_values = list(numbers.reshape(-1, 1))
     else:
         for i, value in enumerate(target.tolist()):
             try:
                 array = _as_float_array(value)
                 if task.t_column:
-                    t_array = _as_float_array(t_cells[i])
+                    t_array = _as_float_array(t_cells[i], "t")
                     if t_array.shape != array.shape:
                         raise ValueError(f"{len(t_array)} t values for {len(array)} target values")
                     array = np.stack([t_array, array])
-                if not np.all(np.isfinite(array)) or array.size == 0:
-                    raise ValueError(f"target is not a finite number: {value!r}")
                 parsed_values[i] = array
             except ValueError as error:
                 good[i] = False
                 report(i, str(error))
+        if task.type is TaskType.REGRESSION and good.any():
+            # One list in a column of single numbers (or a short list among vectors) is a bad row, not a failed task.
+            rows = np.flatnonzero(good)
+            expected = _majority_length([np.asarray(parsed_values[i]).size for i in rows])
+            for i in rows:
+                size = np.asarray(parsed_values[i]).size
+                if size != expected:
+                    good[i] = False
+                    report(int(i), f"target has {size} values, expected {expected} like most rows of the column")
 
     split_column = task.split_column if task.split_column in data.columns else None
     split_cells = data[split_column].tolist() if split_column else []
+    for i in np.flatnonzero(good) if split_column else []:
+        if not _is_missing(split_cells[i]) and _split_label(split_cells[i]) is None:
+            good[i] = False  # a typo such as "tset" must not put the row in a random split
+            report(
+                int(i),
+                f"unknown split label {split_cells[i]!r} in column '{split_column}' "
+                "(expected train, val or test, or an empty cell)",
+            )
     keys: list[str] = []
     values: list[object] = []
     splits: list[str | None] = []
@@ -336,7 +391,11 @@ def _is_index(value: object) -> bool:
     return number.is_integer()
 
 
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+
+
 def _split_label(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if _is_missing(value):
         return None
     return SPLIT_LABELS.get(str(value).strip().lower())

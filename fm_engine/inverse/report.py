@@ -1,4 +1,5 @@
-"""Write a design run to a folder: recipes.csv, results.json, SUMMARY.md and interactive figures."""
+"""Write a design run to a folder: recipes.csv, results.json, SUMMARY.md and interactive figures (each file
+atomically: a killed or failing write leaves the previous file, never half of one)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.elements import element_symbols
 from fm_engine.inverse.design import DesignResult
 from fm_engine.plots import pareto_front, recipe_heatmap, seed_vs_optimized, trajectory_figure
+from fm_engine.plots.files import write_figure_html
+from fm_engine.safe_io import atomic_write_text
 from fm_engine.tasks import TaskType
 
 
@@ -127,10 +130,9 @@ def recipe_elements(table: pd.DataFrame) -> list[str]:
 def write_design(result: DesignResult, checkpoint: LoadedCheckpoint, out: str | Path) -> Path:
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    (out / "recipes.csv").write_text(result.to_csv(), encoding="utf-8")
-    (out / "results.json").write_text(result.to_json(), encoding="utf-8")
-    (out / "SUMMARY.md").write_text(summary_markdown(result, checkpoint), encoding="utf-8")
+    atomic_write_text(out / "recipes.csv", result.to_csv())
+    atomic_write_text(out / "results.json", result.to_json())
+    atomic_write_text(out / "SUMMARY.md", summary_markdown(result, checkpoint))
     for stem, figure in design_figures(result, checkpoint).items():
-        # plotly.min.js is written once beside the figures: they open offline.
-        figure.write_html(out / "figures" / f"{stem}.html", include_plotlyjs="directory")
+        write_figure_html(figure, out / "figures" / f"{stem}.html")  # plotly.min.js once beside: offline
     return out

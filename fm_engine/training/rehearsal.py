@@ -31,12 +31,13 @@ import plotly.graph_objects as go
 import yaml
 from plotly.subplots import make_subplots
 
-from fm_engine.checkpoints import load_checkpoint
+from fm_engine.checkpoints import copy_checkpoint, load_checkpoint
 from fm_engine.config import known_keys_only, load_yaml
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.splits import subsample_keep_mask
 from fm_engine.models import FlexibleMultiTaskModel
-from fm_engine.safe_io import read_text
+from fm_engine.plots.files import write_figure_html
+from fm_engine.safe_io import atomic_path, atomic_write_text, read_text
 from fm_engine.tasks import TaskSpec
 from fm_engine.training.config import TrainConfig, recorded_config
 from fm_engine.training.evaluate import prediction_frames
@@ -399,7 +400,8 @@ def _run_steps(config: RehearsalConfig, out: Path, specs: list[TaskSpec], steps:
                 by_stage = [prediction_frames(model, dm, stage) for stage in ("val", "test")]
                 for name in model.tasks:
                     frames = [stage_frames[name] for stage_frames in by_stage]
-                    pd.concat(frames, ignore_index=True).to_parquet(run.path / "predictions" / f"{name}.parquet")
+                    with atomic_path(run.path / "predictions" / f"{name}.parquet") as staging:
+                        pd.concat(frames, ignore_index=True).to_parquet(staging)
             card = json.loads(run.checkpoint_path.joinpath("card.json").read_text(encoding="utf-8"))
             step.update(state="done", epochs=card["training"]["epochs_run"], seconds=card["training"]["wall_time_s"])
             rows += _step_metrics(card, k, spec.name)
@@ -412,22 +414,16 @@ def _write_tables(config: RehearsalConfig, out: Path, metrics: pd.DataFrame) -> 
     """metrics.csv, forgetting.csv and forgetting.html over the steps so far (rewritten after every step)."""
     forgetting = forgetting_table(metrics, config.task_names)
     for name, table in (("metrics.csv", metrics), ("forgetting.csv", forgetting)):
-        staging = out / f".{name}.tmp"  # then renamed: a reader never sees half a file
-        table.to_csv(staging, index=False, float_format="%.6g")
-        os.replace(staging, out / name)
-    forgetting_figure(forgetting).write_html(out / "forgetting.html", include_plotlyjs="directory")
+        with atomic_path(out / name) as staging:  # a reader never sees half a file
+            table.to_csv(staging, index=False, float_format="%.6g")
+    write_figure_html(forgetting_figure(forgetting), out / "forgetting.html")
     return forgetting
 
 
 def _finish(config: RehearsalConfig, out: Path, steps: list[dict[str, Any]], metrics: pd.DataFrame) -> RehearsalResult:
     top = RunDirectory(out)
     forgetting = _write_tables(config, out, metrics)
-    final = out / steps[-1]["run_dir"] / "checkpoint"
-    staging = out / ".checkpoint.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(final, staging)
-    shutil.rmtree(out / "checkpoint", ignore_errors=True)
-    os.replace(staging, out / "checkpoint")
+    copy_checkpoint(out / steps[-1]["run_dir"] / "checkpoint", out / "checkpoint")
     design_dir = None
     if config.design is not None:
         from fm_engine.inverse import DesignConfig, run_design
@@ -437,7 +433,7 @@ def _finish(config: RehearsalConfig, out: Path, steps: list[dict[str, Any]], met
         checkpoint = load_checkpoint(out / "checkpoint")
         result = run_design(checkpoint, DesignConfig.from_dict(config.design))
         design_dir = write_design(result, checkpoint, out / "design")
-    (out / "SUMMARY.md").write_text(summary_markdown(config, steps, forgetting, design_dir), encoding="utf-8")
+    atomic_write_text(out / "SUMMARY.md", summary_markdown(config, steps, forgetting, design_dir))
     top.update_status(state="done", finished_at=now_iso(), eta_seconds=0, steps=steps,
                       message=f"done: {len(steps)} steps; see SUMMARY.md")  # fmt: skip
     return RehearsalResult("done", out, metrics, forgetting, design_dir)

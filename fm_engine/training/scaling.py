@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from fm_engine.plots.files import write_figure_html
+from fm_engine.safe_io import atomic_path, atomic_write_json
 from fm_engine.training.config import TrainConfig
 from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
 from fm_engine.training.trainer import train
@@ -21,7 +23,7 @@ def run_scaling(
 ) -> pd.DataFrame:
     """One training run per ratio into ``out/ratio_<r>``; returns the long table of errors
     (columns: ratio, task, unit, metric, n_train, val_error, test_error) and writes scaling.csv/.html and
-    scaling.json (the thinned task and the ratios)."""
+    scaling.json (the thinned task and the ratios), each atomically."""
     out = Path(out)
     names = [spec.name for spec in config.task_specs()]
     if task not in names:
@@ -30,7 +32,7 @@ def run_scaling(
         raise ValueError("ratios must be numbers in (0, 1]")
     out.mkdir(parents=True, exist_ok=True)
     about = {"task": task, "ratios": sorted(set(ratios), reverse=True), "name": config.name}
-    (out / "scaling.json").write_text(json.dumps(about, indent=2), encoding="utf-8")
+    atomic_write_json(out / "scaling.json", about, sort_keys=False)
     rows = []
     for ratio in about["ratios"]:
         run_config = copy.deepcopy(config)
@@ -48,8 +50,9 @@ def run_scaling(
                 "test_error": task_error(entry["test_metrics"], kind),
             })  # fmt: skip
     table = pd.DataFrame(rows)
-    table.to_csv(out / "scaling.csv", index=False, float_format="%.6g")
-    scaling_figure(table, task).write_html(out / "scaling.html", include_plotlyjs="directory")
+    with atomic_path(out / "scaling.csv") as staging:
+        table.to_csv(staging, index=False, float_format="%.6g")
+    write_figure_html(scaling_figure(table, task), out / "scaling.html")
     return table
 
 

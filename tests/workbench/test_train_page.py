@@ -102,7 +102,7 @@ def test_uploaded_task_is_written_to_the_workspace_and_trained(workspace: Path, 
     at.number_input(key="train_epochs").set_value(1)
     submit(at)
     assert not at.error, errors(at)
-    csv = workspace / "uploads" / "my_bulk.csv"
+    (csv,) = (workspace / "uploads").glob("my_bulk-*.csv")  # the name + a digest of the name and the table
     pd.testing.assert_frame_equal(pd.read_csv(csv), frame)
     run_dir = Path(at.session_state[WATCHED_RUN])
     wait_until_final(run_dir)

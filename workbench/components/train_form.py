@@ -6,7 +6,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -359,7 +358,3 @@ def build_rehearsal_config(values: RehearsalValues, classification: Sequence[str
         "replay_ratio": float(values.replay_ratio),
         **{key: config[key] for key in ("model", "data", "optimizer", "trainer")},
     }
-
-
-def upload_path(folder: Path, name: str) -> Path:
-    return folder / f"{safe_file_name(name)}.csv"
