@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import threading
-import tomllib
+import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +28,10 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import yaml
 from plotly.subplots import make_subplots
 
 from fm_engine.checkpoints import load_checkpoint
-from fm_engine.config import known_keys_only, load_yaml
+from fm_engine.config import check_value, known_keys_only, naming_file, read_config_file
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.splits import subsample_keep_mask
 from fm_engine.models import FlexibleMultiTaskModel
@@ -123,7 +122,9 @@ class RehearsalConfig:
             cleaned_tasks.append({k: v for k, v in entry.items() if k in allowed_task_keys})
         known["tasks"] = cleaned_tasks
         options = {key: data.pop(key) for key in ("replay_ratio", "replay_ratios", "design") if key in data}
-        dropped += sorted(data)
+        hints = typing.get_type_hints(cls)
+        options = {key: check_value(value, hints[key], key) for key, value in options.items()}
+        dropped += sorted(map(str, data))
         if options.get("design") is not None:
             from fm_engine.inverse import DesignConfig
 
@@ -137,17 +138,9 @@ class RehearsalConfig:
     def from_file(cls, path: str | Path) -> RehearsalConfig:
         """TOML (``.toml``) or YAML."""
         path = Path(path)
-        if not path.exists():
-            raise ValueError(f"config file not found: {path}")
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = tomllib.loads(text) if path.suffix.lower() == ".toml" else load_yaml(text)
-        except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
-            kind = "TOML" if path.suffix.lower() == ".toml" else "YAML"
-            raise ValueError(f"{path.name}: not valid {kind} ({error})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path.name}: the config must be a mapping of settings")
-        return cls.from_dict(data, base_dir=path.parent, source=path.name)
+        data = read_config_file(path)
+        with naming_file(path):
+            return cls.from_dict(data, base_dir=path.parent, source=path.name)
 
 
 @dataclass

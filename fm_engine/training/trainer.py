@@ -137,8 +137,15 @@ def fit_scalers(dm: CompositionDataModule) -> dict[str, TargetScaler]:
 
 
 def resolve_class_weights(dm: CompositionDataModule) -> None:
-    """Turn ``class_weights: balanced`` into numbers (inverse class frequency on the training rows)."""
+    """Turn ``class_weights: balanced`` into numbers (inverse class frequency on the training rows); refuse a
+    list of weights whose length differs from the task's classes (known once the data is read)."""
     for task in dm.tasks:
+        weights = task.class_weights
+        if isinstance(weights, list) and task.classes is not None and len(weights) != len(task.classes):
+            raise ValueError(
+                f"task '{task.name}': class_weights: expected {len(task.classes)} weights (one per class: "
+                f"{', '.join(task.classes)}), got {len(weights)}"
+            )
         if task.type is TaskType.CLASSIFICATION and task.class_weights == "balanced":
             labels = dm.values[task.name][dm.train_keep[task.name]]
             counts = np.bincount(labels, minlength=len(task.classes or []))
@@ -375,6 +382,8 @@ def train(
     """
     global _fitting
     _quiet_lightning()
+    if config is not None:
+        config.trainer.check_machine()
     run = RunDirectory(run_dir)
     rank_zero = is_rank_zero()
     started = time.perf_counter()
