@@ -374,12 +374,17 @@ def check_range(
         ok = value < high if high_open else value <= high
     if not ok:
         if high is None:
-            expected = f"{'>' if low_open else '>='} {low:g}" if low is not None else "a finite number"
+            expected = f"{'>' if low_open else '>='} {_number(low)}" if low is not None else "a finite number"
         elif low is None:
-            expected = f"{'<' if high_open else '<='} {high:,g}"
+            expected = f"{'<' if high_open else '<='} {_number(high)}"
         else:
-            expected = f"in {'(' if low_open else '['}{low:g}, {high:,g}{')' if high_open else ']'}"
+            expected = f"in {'(' if low_open else '['}{_number(low)}, {_number(high)}{')' if high_open else ']'}"
         raise ValueError(f"{key}: expected {expected}, got {value!r}")
+
+
+def _number(value: float) -> str:
+    """``100000`` -> ``100,000``; ``0.5`` -> ``0.5``."""
+    return f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e18 else f"{value:g}"
 
 
 def known_keys_only(cls: type, data: Mapping[str, Any], *, path: str = "") -> tuple[dict[str, Any], list[str]]:

@@ -326,6 +326,12 @@ def load_results(text: str | dict[str, Any]) -> dict[str, Any]:
         raise ValueError("'checkpoint.weights_sha256': missing (expected the checkpoint's weights hash)")
     if not isinstance(data.get("seeds"), list | None):
         raise ValueError(f"'seeds': expected a list of seeds or null, got {data.get('seeds')!r:.60}")
+    try:
+        DesignConfig.from_dict(data["config"])
+    except ValueError as error:
+        raise ValueError(f"config: {error}") from None
+    if data["seeds"] is not None:
+        _replay_seeds(data["seeds"])
     return data
 
 
@@ -356,10 +362,7 @@ def replay(results_json: str | dict[str, Any], checkpoint: LoadedCheckpoint) -> 
     data = load_results(results_json)
     if data["checkpoint"]["weights_sha256"] != checkpoint.weights_sha256:
         raise ValueError("these results were made with a different checkpoint (weights hash differs)")
-    try:
-        config = DesignConfig.from_dict(data["config"])
-    except ValueError as error:
-        raise ValueError(f"config: {error}") from None
+    config = DesignConfig.from_dict(data["config"])  # checked by load_results
     seeds = labels = None
     if data["seeds"] is not None:
         seeds, labels = _replay_seeds(data["seeds"])

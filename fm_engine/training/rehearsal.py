@@ -122,16 +122,18 @@ class RehearsalConfig:
             cleaned_tasks.append({k: v for k, v in entry.items() if k in allowed_task_keys})
         known["tasks"] = cleaned_tasks
         options = {key: data.pop(key) for key in ("replay_ratio", "replay_ratios", "design") if key in data}
-        hints = typing.get_type_hints(cls)
-        options = {key: check_value(value, hints[key], key) for key, value in options.items()}
         dropped += sorted(map(str, data))
         if options.get("design") is not None:
             from fm_engine.inverse import DesignConfig
 
+            if not isinstance(options["design"], dict):
+                raise ValueError(f"{where}design: expected a mapping of design settings, got {options['design']!r:.60}")
             options["design"], design_dropped = known_keys_only(DesignConfig, options["design"], path="design")
             dropped += design_dropped
         for key in dropped:
             warnings.warn(f"{where}ignoring unknown key '{key}' (not a rehearsal setting)", stacklevel=2)
+        hints = typing.get_type_hints(cls)
+        options = {key: check_value(value, hints[key], key) for key, value in options.items()}
         return cls(train=TrainConfig.from_dict(known, base_dir=base_dir), **options)
 
     @classmethod
