@@ -318,7 +318,7 @@ def load_results(text: str | dict[str, Any]) -> dict[str, Any]:
     except RecursionError:
         raise ValueError("nested too deeply to be a design results file") from None
     if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
-        raise ValueError(f"not an fm_engine design results file (expected \"format\": \"{RESULTS_FORMAT}\")")
+        raise ValueError(f'not an fm_engine design results file (expected "format": "{RESULTS_FORMAT}")')
     for key, kind in (("checkpoint", dict), ("config", dict)):
         if not isinstance(data.get(key), kind):
             raise ValueError(f"'{key}': missing or not a mapping (expected the {key} section of a design run)")
