@@ -9,7 +9,8 @@ What an occupied ``--out`` means, per command (``kind``):
 * ``scaling``: a new or empty folder (an earlier study is never overwritten).
 * ``rehearsal``: a new or empty folder; with ``resume``, the earlier rehearsal's folder.
 
-Names starting with a dot (``.DS_Store``, lock files) do not count as contents.
+Names starting with a dot (``.DS_Store``, lock files) and the files a launcher (the workbench) writes before it
+starts the command (``status.json``, ``train.log``) do not count as contents.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Literal
 
 OutputKind = Literal["run", "design", "scaling", "rehearsal"]
 RUN_FILES = ("status.json", "config.yaml", "model_config.json", "metrics.jsonl", "checkpoint", "last.ckpt")
+LAUNCH_FILES = ("status.json", "train.log")  # written by the workbench into a new run folder before the command
 MARKERS: dict[str, tuple[str, ...]] = {
     "run": RUN_FILES,
     "design": ("results.json", "recipes.csv", "SUMMARY.md"),
@@ -65,7 +67,7 @@ def check_output_dir(path: str | Path, *, kind: OutputKind, resume: bool = False
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {path}: a file is there; expected a folder")
     check_writable(path, option=option)
-    names = contents(path)
+    names = [name for name in contents(path) if name not in LAUNCH_FILES]
     if not names:
         return path
     own = any((path / name).exists() for name in MARKERS[kind])
