@@ -99,12 +99,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fm_engine.training import demo_config
+    from fm_engine.training.run_files import RunDirectory
     from fm_engine.workspace import demo_run_dir
 
     out = Path(args.out) if args.out else demo_run_dir()
     check_output_dir(out, kind="run", resume=is_run_dir(out))  # an earlier demo run is handled below
     if contents(out) and args.force:
-        shutil.rmtree(out)  # only ever a run folder: check_output_dir refuses any other non-empty folder
+        name = RunDirectory(out).read_status().get("name", "demo")
+        if name != "demo":
+            raise ValueError(f"--out {out} holds the run '{name}', not a demo run: --force deletes only a demo run")
+        shutil.rmtree(out)  # only ever a demo run folder: check_output_dir refuses any other non-empty folder
     elif (out / "checkpoint").exists():
         print(f"the demo model is already trained: {out} (use --force to retrain)")
         return 0

@@ -337,6 +337,9 @@ def occupy(folder: Path, *names: str) -> None:
     for name in names:
         if name.endswith("/"):
             (folder / name).mkdir()
+            (folder / name / "weights").write_text("precious\n")
+        elif name == "status.json":
+            (folder / name).write_text(json.dumps({"name": "mine", "state": "done"}))
         else:
             (folder / name).write_text(f"precious {name}\n")
 
@@ -347,6 +350,7 @@ OUT_CASES: list[tuple[str, str, list[str], tuple[str, ...]]] = [
     ("train_other_files", "train", ["notes.txt", "thesis.docx"], ("holding other files", "notes.txt")),
     ("train_finished_run", "train", ["status.json", "checkpoint/"], ("already holds a run", "--resume")),
     ("demo_force_other_files", "demo", ["notes.txt"], ("holding other files", "notes.txt")),
+    ("demo_force_other_run", "demo", ["status.json", "checkpoint/"], ("holds the run 'mine', not a demo run",)),
     ("finetune_file", "finetune", ["FILE"], ("a file is there; expected a folder",)),
     ("scaling_earlier_study", "scaling", ["scaling.json"], ("already holds a scaling study",)),
     ("rehearsal_earlier", "rehearsal", ["rehearsal.json"], ("already holds a rehearsal", "--resume")),
