@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import signal
 import sys
+import traceback
+import typing
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from fm_engine.config import check_range, one_line
+from fm_engine.output_dirs import check_output_dir, contents, is_run_dir
+
 EXIT_CANCELLED = 143  # 128 + SIGTERM, the shell convention
+EXIT_INPUT = 2  # a bad input, setting or file: the message says which and what was expected
+EXIT_BUG = 1  # an unexpected error (a bug): the message says to run with --debug for the traceback
+MAX_RESULTS_BYTES = 200_000_000  # a design results.json read by --replay (trajectories can be large)
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
@@ -63,11 +72,15 @@ def _run_training(config: object, out: Path, *, resume: bool, progress_bar: bool
 
 
 def _apply_trainer_overrides(config: object, args: argparse.Namespace) -> None:
-    trainer = config.trainer  # type: ignore[attr-defined]
-    for key in ("devices", "num_nodes", "strategy", "max_epochs", "accelerator"):
-        value = getattr(args, key, None)
-        if value is not None:
-            setattr(trainer, key, value)
+    """The ``--max-epochs`` ... options over the config's trainer section, checked like the config's values,
+    and the accelerator checked against this machine."""
+    overrides = {
+        key: getattr(args, key) for key in ("devices", "num_nodes", "strategy", "max_epochs", "accelerator")
+        if getattr(args, key, None) is not None
+    }  # fmt: skip
+    trainer = dataclasses.replace(config.trainer, **overrides)  # type: ignore[attr-defined]  # re-checks the values
+    trainer.check_machine()
+    config.trainer = trainer  # type: ignore[attr-defined]
 
 
 def _apply_allow_pickle(config: object, args: argparse.Namespace) -> None:
@@ -96,16 +109,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config = TrainConfig.from_file(args.config)
         _apply_trainer_overrides(config, args)
         _apply_allow_pickle(config, args)
-    return _run_training(config, Path(args.out), resume=args.resume, progress_bar=not args.no_progress)
+    out = check_output_dir(args.out, kind="run", resume=args.resume)
+    return _run_training(config, out, resume=args.resume, progress_bar=not args.no_progress)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fm_engine.training import demo_config
+    from fm_engine.training.run_files import RunDirectory
     from fm_engine.workspace import demo_run_dir
 
     out = Path(args.out) if args.out else demo_run_dir()
-    if out.exists() and args.force:
-        shutil.rmtree(out)
+    check_output_dir(out, kind="run", resume=is_run_dir(out))  # an earlier demo run is handled below
+    if contents(out) and args.force:
+        name = RunDirectory(out).read_status().get("name", "demo")
+        if name != "demo":
+            raise ValueError(f"--out {out} holds the run '{name}', not a demo run: --force deletes only a demo run")
+        shutil.rmtree(out)  # only ever a demo run folder: check_output_dir refuses any other non-empty folder
     elif (out / "checkpoint").exists():
         print(f"the demo model is already trained: {out} (use --force to retrain)")
         return 0
@@ -113,7 +132,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise ValueError(f"{out} holds an unfinished demo run: --force starts again, or fm train --out {out} --resume")
     config = demo_config()
     if os.environ.get("FM_DEMO_MAX_EPOCHS"):  # a quicker demo (tests, slow machines)
-        config.trainer.max_epochs = int(os.environ["FM_DEMO_MAX_EPOCHS"])
+        text = os.environ["FM_DEMO_MAX_EPOCHS"]
+        if not text.strip().isdigit():
+            raise ValueError(f"FM_DEMO_MAX_EPOCHS: expected a whole number of epochs, got {text!r}")
+        config.trainer.max_epochs = int(text)
     _apply_trainer_overrides(config, args)
     print(f"training the demo model into {out}")
     return _run_training(config, out, resume=False, progress_bar=not args.no_progress)
@@ -124,6 +146,9 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from fm_engine.training import TrainConfig
     from fm_engine.training.trainer import FinetuneSpec, train
 
+    out = check_output_dir(args.out, kind="run")
+    if args.lr is not None:
+        check_range("--lr", args.lr, low=0, low_open=True)
     checkpoint = load_checkpoint(args.checkpoint)
     if "config" not in checkpoint.card:
         raise ValueError(f"{checkpoint.path}: the model card holds no training config to rebuild the data from")
@@ -136,7 +161,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     spec = FinetuneSpec(checkpoint.model, tasks, checkpoint.checkpoint_id)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    result = train(config, Path(args.out), finetune=spec, progress_bar=not args.no_progress)
+    result = train(config, out, finetune=spec, progress_bar=not args.no_progress)
     if result.checkpoint is None:
         return EXIT_CANCELLED
     print((result.checkpoint / "card.md").read_text(encoding="utf-8"))
@@ -154,6 +179,7 @@ def _cmd_scaling(args: argparse.Namespace) -> int:
         ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
     except ValueError:
         raise ValueError(f"--ratios {args.ratios!r}: expected numbers like 1,0.5,0.2") from None
+    check_output_dir(args.out, kind="scaling")
     signal.signal(signal.SIGTERM, _on_sigterm)
     table = run_scaling(config, args.task, ratios, args.out, progress_bar=not args.no_progress)
     print(table.to_string(index=False))
@@ -174,6 +200,7 @@ def _cmd_rehearsal(args: argparse.Namespace) -> int:
         raise ValueError("--config is required (unless --resume finds the run's rehearsal.json)")
     _apply_trainer_overrides(config.train, args)
     _apply_allow_pickle(config.train, args)
+    check_output_dir(out, kind="rehearsal", resume=args.resume)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         done = run_rehearsal(config, out, resume=args.resume, progress_bar=not args.no_progress).state == "done"
@@ -272,18 +299,26 @@ def _cmd_design(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fm_engine.checkpoints import load_checkpoint
-    from fm_engine.config import read_config_file
+    from fm_engine.config import naming_file, read_config_file, read_json_file
     from fm_engine.inverse import DesignConfig, replay, run_design
+    from fm_engine.inverse.design import load_results
     from fm_engine.inverse.report import write_design
-    from fm_engine.safe_io import read_text
 
+    if args.replay:
+        with naming_file(args.replay):
+            results = load_results(read_json_file(args.replay, what="results file", max_bytes=MAX_RESULTS_BYTES))
+    elif not args.config:
+        raise ValueError("--config is required (or --replay results.json)")
+    else:
+        data = read_config_file(args.config)
+        with naming_file(args.config):
+            config = DesignConfig.from_dict(data)
+    check_output_dir(args.out, kind="design")
     checkpoint = load_checkpoint(args.checkpoint)
     if args.replay:
-        result = replay(read_text(args.replay), checkpoint)
+        with naming_file(args.replay):
+            result = replay(results, checkpoint)
     else:
-        if not args.config:
-            raise ValueError("--config is required (or --replay results.json)")
-        config = DesignConfig.from_dict(read_config_file(args.config))
         with tqdm(total=config.steps, desc="design", unit="step", disable=args.no_progress) as bar:
             result = run_design(checkpoint, config, progress=lambda done, total: bar.update(done - bar.n))
     out = write_design(result, checkpoint, args.out)
@@ -295,8 +330,9 @@ def _cmd_design(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fm", description="fm_engine: composition -> property models.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="fm", description="fm_engine: composition -> property models.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     datasets = commands.add_parser("datasets", help="list the bundled datasets (tasks, rows, units, source)")
     datasets.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -383,21 +419,67 @@ def build_parser() -> argparse.ArgumentParser:
     design.add_argument("--out", required=True, help="folder for recipes.csv, results.json, SUMMARY.md, figures/")
     design.add_argument("--no-progress", action="store_true", help="no progress bar")
     design.set_defaults(handler=_cmd_design)
+    for sub in commands.choices.values():  # --debug also after the command name (fm train --debug ...)
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    print(f"warning: {one_line(str(message))}", file=sys.stderr)
+
+
+def describe_error(error: BaseException) -> tuple[str, int]:
+    """The one-line message and exit code for an error that ended a command.
+
+    Our own errors (``ValueError`` and subclasses such as ``CheckpointError``, which name the file, row, key or
+    setting and what was expected), files that cannot be read or written (``OSError``, with the file), text
+    that is not UTF-8, YAML syntax and input nested too deeply exit with 2; anything else is a bug: exit 1 and
+    a pointer to ``--debug``.
+    """
+    import yaml
+
+    if isinstance(error, UnicodeDecodeError):  # before ValueError, its base class: the message names no file
+        return f"a file is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8", EXIT_INPUT
+    if isinstance(error, ValueError):
+        return one_line(str(error)) or type(error).__name__, EXIT_INPUT
+    if isinstance(error, OSError):
+        files = " -> ".join(str(f) for f in (error.filename, error.filename2) if f is not None)
+        reason = error.strerror or one_line(str(error)) or type(error).__name__
+        return (f"{files}: {reason}" if files else reason), EXIT_INPUT
+    if isinstance(error, yaml.YAMLError):
+        return f"not valid YAML ({one_line(str(error))})", EXIT_INPUT
+    if isinstance(error, RecursionError):
+        return "the input is nested too deeply to be read", EXIT_INPUT
+    if isinstance(error, MemoryError):
+        return "out of memory (the input or the settings ask for more than this machine has)", EXIT_INPUT
+    message = one_line(str(error))
+    return f"unexpected {type(error).__name__}: {message} (run with --debug for the traceback)", EXIT_BUG
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``error: ...``), like every other error of ``fm``."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_INPUT, f"error: {self.prog}: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``fm`` command; every error ends as one ``error: ...`` line on stderr (``--debug``: with the
+    traceback). Exit codes: 0 done, 2 bad input or settings, 1 unexpected error, 143 cancelled."""
     warnings.showwarning = _show_warning  # one readable line per warning, no source-code echo
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("FM_DEBUG", "") not in ("", "0")
     try:
         return args.handler(args)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception as error:  # noqa: BLE001 - the one place every command's errors are reported
+        if debug:
+            traceback.print_exc()
+        message, code = describe_error(error)
+        print(f"error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from fm_engine.compositions import CompositionLike, parse_many
+from fm_engine.config import check_range
 from fm_engine.elements import element_table, element_table_hash, feature_matrix
 
 DescriptorKind = Literal["kmd", "stats"]
@@ -52,6 +53,7 @@ class DescriptorSpec:
             raise ValueError(f"n_grids must be >= 2, got {self.n_grids}")
         if self.sigma != "auto" and not (isinstance(self.sigma, int | float) and self.sigma > 0):
             raise ValueError(f"sigma must be 'auto' or a positive number, got {self.sigma!r}")
+        check_range("descriptor.smooth_beta", self.smooth_beta, low=0, low_open=True)
         unknown = [s for s in self.stats if s not in _STATS]
         if unknown:
             raise ValueError(f"unknown statistics {unknown} (choose from {list(_STATS)})")

@@ -112,17 +112,3 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
                 entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
-
-
-def read_text(path: str | Path) -> str:
-    """The UTF-8 text of ``path``; a missing, unreadable or non-UTF-8 file raises ``ValueError`` naming it
-    (never a bare ``UnicodeDecodeError`` that names no file)."""
-    path = Path(path)
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: file not found") from None
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text (undecodable byte at offset {error.start})") from None
-    except OSError as error:
-        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None

@@ -9,11 +9,15 @@ A task dict (or YAML block) drives both the data layer and, later, the model hea
 
 from __future__ import annotations
 
+import math
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from fm_engine.config import check_value
 
 
 class TaskType(StrEnum):
@@ -108,9 +112,15 @@ class TaskSpec:
             self.classes = [str(c) for c in self.classes]
             if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
                 raise ValueError(f"task '{self.name}': classes must be >= 2 distinct names")
-        if self.loss_weight < 0:
-            raise ValueError(f"task '{self.name}': loss_weight must be >= 0")
+        weight = self.loss_weight
+        if not (isinstance(weight, int | float) and math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"task '{self.name}': loss_weight: expected a number >= 0, got {weight!r}")
         self.head_hidden_dims = [int(d) for d in self.head_hidden_dims]
+        if not self.head_hidden_dims or min(self.head_hidden_dims) < 1:
+            raise ValueError(
+                f"task '{self.name}': head_hidden_dims: expected a list of layer sizes >= 1, "
+                f"got {self.head_hidden_dims}"
+            )
         if self.class_weights is not None:
             if self.type is not TaskType.CLASSIFICATION:
                 raise ValueError(f"task '{self.name}': class_weights are only for classification tasks")
@@ -118,6 +128,11 @@ class TaskSpec:
                 raise ValueError(f"task '{self.name}': class_weights must be 'balanced' or a list of numbers")
             if isinstance(self.class_weights, list | tuple):
                 self.class_weights = [float(w) for w in self.class_weights]
+                if not all(math.isfinite(w) and w >= 0 for w in self.class_weights) or not any(self.class_weights):
+                    raise ValueError(
+                        f"task '{self.name}': class_weights: expected finite numbers >= 0 (not all 0), "
+                        f"got {self.class_weights}"
+                    )
                 if self.classes is not None and len(self.class_weights) != len(self.classes):
                     raise ValueError(
                         f"task '{self.name}': {len(self.class_weights)} class_weights for {len(self.classes)} classes"
@@ -135,13 +150,31 @@ class TaskSpec:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
+    def from_dict(cls, data: Mapping[str, Any], *, path: str = "") -> TaskSpec:
+        """Build from a task mapping; unknown keys and values of the wrong type raise a ``ValueError`` naming
+        the key (under ``path``, e.g. ``tasks[2]``)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path or 'task'}: expected a mapping of task settings, got {data!r}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
             name = data.get("name", "?")
             raise ValueError(f"task '{name}': unknown key(s) {', '.join(unknown)}")
-        return cls(**dict(data))
+        if "name" not in data:
+            raise ValueError(f"{path or 'task'}: missing key 'name' (every task needs a name)")
+        return cls(**check_task_values(data, path=path or f"task '{data['name']}'"))
+
+
+def check_task_values(data: Mapping[str, Any], *, path: str) -> dict[str, Any]:
+    """The task settings in ``data`` checked against :class:`TaskSpec`'s field types (keys named under
+    ``path``)."""
+    hints = typing.get_type_hints(TaskSpec)
+    data = dict(data)
+    if isinstance(data.get("data_files"), str):  # one file may be given without a list
+        data["data_files"] = [data["data_files"]]
+    if isinstance(data.get("classes"), list):  # class names may be written as numbers
+        data["classes"] = [str(c) if isinstance(c, int) and not isinstance(c, bool) else c for c in data["classes"]]
+    return {key: check_value(value, hints[key], f"{path}.{key}") for key, value in data.items() if key in hints}
 
 
 def check_unique_names(tasks: Sequence[TaskSpec]) -> None:

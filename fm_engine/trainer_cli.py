@@ -31,6 +31,7 @@ import math
 import os
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fm_engine.checkpoints import save_checkpoint
+from fm_engine.cli import describe_error
 from fm_engine.config import from_mapping
 from fm_engine.data import CompositionDataModule, TaskBatch
 from fm_engine.descriptors import Descriptor, DescriptorSpec
@@ -418,9 +420,12 @@ def main(args: Sequence[str] | None = None) -> int:
             parser_kwargs={"prog": "fm-trainer"},
             args=list(args) if args is not None else None,
         )
-    except ValueError as error:  # e.g. a missing data file or column, found while loading the data
-        print(f"fm-trainer: error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:  # noqa: BLE001 - e.g. a missing data file or column, found while loading the data
+        if os.environ.get("FM_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        message, code = describe_error(error)  # one line, as for fm; exit 2 (bad input) or 1 (unexpected)
+        print(f"fm-trainer: error: {message}", file=sys.stderr)
+        return code
     return 0
 
 

@@ -18,7 +18,7 @@ import torch
 from fm_engine.applicability import distance_columns, nearest, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import format_formula, format_percent, weights_to_fractions
-from fm_engine.config import from_mapping
+from fm_engine.config import check_range, from_mapping
 from fm_engine.elements import element_index, element_symbols
 from fm_engine.inverse.charge import charge_balance
 from fm_engine.inverse.composition import CompositionRun, DesignObjective, optimize_composition
@@ -28,9 +28,11 @@ from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds
 from fm_engine.inverse.targets import Target
 from fm_engine.predict import predict_weights
 from fm_engine.tasks import TaskType
+from fm_engine.training.config import check_seed
 from fm_engine.training.trainer import package_versions
 
 RESULTS_FORMAT = "fm_engine-design"
+MAX_DESIGN_STEPS = 100_000  # optimisation steps of one design run
 DUPLICATE_DISTANCE = 0.01  # recipes closer than 1 at.% to a better one are marked as its duplicates
 
 
@@ -50,26 +52,33 @@ class DesignConfig:
     record_trajectory: bool = True
 
     def __post_init__(self) -> None:
-        self.targets = [t if isinstance(t, Target) else Target.from_dict(t) for t in self.targets]
+        self.targets = [
+            t if isinstance(t, Target) else Target.from_dict(t, path=f"targets[{i}]")
+            for i, t in enumerate(self.targets)
+        ]
         if isinstance(self.seeds, dict):
             self.seeds = from_mapping(SeedConfig, self.seeds, path="seeds")
         if isinstance(self.constraints, dict):
             self.constraints = from_mapping(DesignConstraints, self.constraints, path="constraints")
         if self.method not in ("composition", "latent"):
-            raise ValueError(f"method must be 'composition' or 'latent', not '{self.method}'")
-        if self.steps < 2:
-            raise ValueError("steps must be >= 2")
-        if not self.lr > 0:
-            raise ValueError("lr must be > 0")
+            raise ValueError(f"method: expected 'composition' or 'latent', got {self.method!r}")
+        check_range("steps", self.steps, low=2, high=MAX_DESIGN_STEPS)
+        check_range("lr", self.lr, low=0, low_open=True)
+        check_seed("random_seed", self.random_seed)
+        check_range("ae_align_scale", self.ae_align_scale, low=0, high=1)
+        check_range("polish_fraction", self.polish_fraction, low=0, high=1)
+        self.constraints.validate()  # settings that contradict each other fail now, not after the seeds
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DesignConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"the design config: expected a mapping of settings, got {data!r}")
         values = dict(data)
         if "targets" not in values:
-            raise ValueError("the design config needs 'targets'")
+            raise ValueError("targets: missing; the design config needs a list of targets")
         if not isinstance(values["targets"], list):
-            raise ValueError("'targets' must be a list")
-        values["targets"] = [Target.from_dict(t) for t in values["targets"]]
+            raise ValueError(f"targets: expected a list of targets, got {values['targets']!r}")
+        values["targets"] = [Target.from_dict(t, path=f"targets[{i}]") for i, t in enumerate(values["targets"])]
         return from_mapping(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -300,25 +309,61 @@ def build_table(
     return table, units
 
 
-def load_results(text: str) -> dict[str, Any]:
-    data = json.loads(text)
+def load_results(text: str | dict[str, Any]) -> dict[str, Any]:
+    """A design ``results.json`` (text or parsed), with the keys a replay needs checked."""
+    try:
+        data = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError("nested too deeply to be a design results file") from None
     if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
-        raise ValueError("not an fm_engine design results file")
+        raise ValueError(f'not an fm_engine design results file (expected "format": "{RESULTS_FORMAT}")')
+    for key, kind in (("checkpoint", dict), ("config", dict)):
+        if not isinstance(data.get(key), kind):
+            raise ValueError(f"'{key}': missing or not a mapping (expected the {key} section of a design run)")
+    if not isinstance(data["checkpoint"].get("weights_sha256"), str):
+        raise ValueError("'checkpoint.weights_sha256': missing (expected the checkpoint's weights hash)")
+    if not isinstance(data.get("seeds"), list | None):
+        raise ValueError(f"'seeds': expected a list of seeds or null, got {data.get('seeds')!r:.60}")
+    try:
+        DesignConfig.from_dict(data["config"])
+    except ValueError as error:
+        raise ValueError(f"config: {error}") from None
+    if data["seeds"] is not None:
+        _replay_seeds(data["seeds"])
     return data
 
 
-def replay(results_json: str, checkpoint: LoadedCheckpoint) -> DesignResult:
-    """Run a design again from its ``results.json`` (same config, seeds, random seed)."""
+def _replay_seeds(entries: list[Any]) -> tuple[np.ndarray, list[str]]:
+    """The seed rows of a results file (each ``{"label", "fractions": {symbol: amount}}``), checked."""
+    index = element_index()
+    seeds = np.zeros((len(entries), len(index)))
+    labels = []
+    for row, seed in enumerate(entries):
+        where = f"seeds[{row}]"
+        if not isinstance(seed, dict) or not isinstance(seed.get("fractions"), dict):
+            expected = "a mapping with 'label' and 'fractions' {symbol: amount}"
+            raise ValueError(f"{where}: expected {expected}, got {seed!r:.60}")
+        for symbol, value in seed["fractions"].items():
+            if symbol not in index:
+                raise ValueError(f"{where}.fractions: unknown element symbol {symbol!r}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ValueError(f"{where}.fractions.{symbol}: expected an amount in [0, 1], got {value!r}")
+            seeds[row, index[symbol]] = value
+        if not seeds[row].sum() > 0:
+            raise ValueError(f"{where}.fractions: expected at least one element with an amount > 0")
+        labels.append(str(seed.get("label", f"seed {row + 1}")))
+    return seeds, labels
+
+
+def replay(results_json: str | dict[str, Any], checkpoint: LoadedCheckpoint) -> DesignResult:
+    """Run a design again from its ``results.json`` (text or parsed: same config, seeds, random seed)."""
     data = load_results(results_json)
     if data["checkpoint"]["weights_sha256"] != checkpoint.weights_sha256:
         raise ValueError("these results were made with a different checkpoint (weights hash differs)")
-    config = DesignConfig.from_dict(data["config"])
+    config = DesignConfig.from_dict(data["config"])  # checked by load_results
     seeds = labels = None
     if data["seeds"] is not None:
-        index = element_index()
-        seeds = np.zeros((len(data["seeds"]), len(index)))
-        for row, seed in enumerate(data["seeds"]):
-            for symbol, value in seed["fractions"].items():
-                seeds[row, index[symbol]] = value
-        labels = [seed["label"] for seed in data["seeds"]]
+        seeds, labels = _replay_seeds(data["seeds"])
     return run_design(checkpoint, config, seeds=seeds, seed_labels=labels)

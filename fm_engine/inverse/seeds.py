@@ -12,9 +12,12 @@ import torch
 
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import parse_many
+from fm_engine.config import check_range
 from fm_engine.inverse.composition import DesignObjective
 from fm_engine.inverse.constraints import DesignConstraints
 from fm_engine.inverse.targets import Target
+
+MAX_SEEDS = 10_000  # seeds or random starts of one design run
 
 
 @dataclass
@@ -36,8 +39,9 @@ class SeedConfig:
             raise ValueError(f"seeds.source must be data, formulas or random, not '{self.source}'")
         if self.strategy not in ("best", "random"):
             raise ValueError(f"seeds.strategy must be best or random, not '{self.strategy}'")
-        if self.n < 1:
-            raise ValueError("seeds.n must be >= 1")
+        check_range("seeds.n", self.n, low=1, high=MAX_SEEDS)
+        if self.split not in ("all", "train", "val", "test"):
+            raise ValueError(f"seeds.split: expected one of all, train, val, test, got {self.split!r}")
         if self.source == "formulas" and not self.formulas:
             raise ValueError("seeds.source 'formulas' needs seeds.formulas")
 

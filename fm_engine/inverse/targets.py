@@ -43,8 +43,11 @@ class Target:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Target:
-        return from_mapping(cls, data, path=f"targets[{data.get('task', '?')}]")
+    def from_dict(cls, data: Mapping[str, Any], *, path: str = "") -> Target:
+        """Build from a target mapping; keys and value types are checked (errors name ``path``.key)."""
+        if isinstance(data, Mapping) and not path:
+            path = f"targets[{data.get('task', '?')}]"
+        return from_mapping(cls, data, path=path or "target")
 
     def describe(self, model: FlexibleMultiTaskModel) -> str:
         """Human-readable goal in physical units, e.g. ``bulk_modulus = 250 GPa``."""

@@ -8,6 +8,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from fm_engine.config import check_range
+
 
 @dataclass
 class EncoderConfig:
@@ -41,11 +43,15 @@ class EncoderConfig:
             raise ValueError(f"unknown pooling '{self.pooling}' (cls or mean)")
         if self.type == "mlp" and not self.hidden_dims:
             raise ValueError("an MLP encoder needs at least one hidden dim")
-        if self.type == "transformer" and self.d_model % self.nhead:
+        if self.type == "transformer" and self.nhead >= 1 and self.d_model % self.nhead:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
         self.hidden_dims = [int(d) for d in self.hidden_dims]
+        for i, dim in enumerate(self.hidden_dims):
+            check_range(f"model.encoder.hidden_dims[{i}]", dim, low=1)
+        for key in ("d_model", "num_layers", "nhead", "dim_feedforward", "latent_dim"):
+            check_range(f"model.encoder.{key}", getattr(self, key), low=1)
 
     @property
     def output_dim(self) -> int:

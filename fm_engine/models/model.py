@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fm_engine.config import check_range
 from fm_engine.descriptors import DescriptorSpec
 from fm_engine.models.encoders import EncoderConfig, build_encoder
 from fm_engine.models.heads import AutoencoderHead, ClassificationHead, KernelRegressionHead, RegressionHead
@@ -48,6 +49,11 @@ class AutoencoderConfig:
     enabled: bool = True
     hidden_dims: list[int] = field(default_factory=lambda: [256])
     loss_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        for i, dim in enumerate(self.hidden_dims):
+            check_range(f"model.autoencoder.hidden_dims[{i}]", dim, low=1)
+        check_range("model.autoencoder.loss_weight", self.loss_weight, low=0)
 
 
 @dataclass

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from fm_engine.config import from_mapping, read_config_file
+from fm_engine.config import check_range, from_mapping, naming_file, read_config_file
 from fm_engine.datasets import bundled_task
 from fm_engine.descriptors import DescriptorSpec
 from fm_engine.models import AutoencoderConfig, EncoderConfig
-from fm_engine.tasks import TaskSpec
+from fm_engine.tasks import TaskSpec, check_task_values
 
 
 @dataclass
@@ -36,13 +36,38 @@ class DataSection:
     def __post_init__(self) -> None:
         if not isinstance(self.allow_pickle, bool):
             raise ValueError(f"data.allow_pickle must be true or false, not {self.allow_pickle!r}")
+        check_range("data.val_ratio", self.val_ratio, low=0, high=1, high_open=True)
+        check_range("data.test_ratio", self.test_ratio, low=0, high=1, high_open=True)
+        if self.val_ratio + self.test_ratio >= 1:
+            raise ValueError(
+                f"data.val_ratio + data.test_ratio: expected < 1 (some compositions must be left to train on), "
+                f"got {self.val_ratio} + {self.test_ratio}"
+            )
+        check_range("data.batch_size", self.batch_size, low=1)
+        check_range("data.num_workers", self.num_workers, low=0)
+        check_seed("data.split_seed", self.split_seed)
 
 
 @dataclass
 class OptimizerSection:
     lr: float = 2e-3
     weight_decay: float = 1e-5
-    scheduler: str = "cosine"  # cosine (decay to 1 % over max_epochs) or none
+    scheduler: Literal["cosine", "none"] = "cosine"  # cosine (decay to 1 % over max_epochs) or none
+
+    def __post_init__(self) -> None:
+        check_range("optimizer.lr", self.lr, low=0, low_open=True)
+        check_range("optimizer.weight_decay", self.weight_decay, low=0)
+        if self.scheduler not in ("cosine", "none"):
+            raise ValueError(f"optimizer.scheduler: expected 'cosine' or 'none', got {self.scheduler!r}")
+
+
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
+
+
+def check_seed(key: str, seed: int | None) -> None:
+    """Refuse a random seed outside [0, 2**32 - 1] (the range numpy and Lightning accept); None passes."""
+    check_range(key, seed, low=0, high=MAX_SEED)
 
 
 DEFAULT_EMA_DECAY = 0.999  # weight averaging of the demo model and the workbench's Train form
@@ -72,6 +97,31 @@ class TrainerSection:
 
     def __post_init__(self) -> None:
         check_ema_decay(self.ema_decay, key="trainer.ema_decay")
+        check_range("trainer.max_epochs", self.max_epochs, low=1)
+        check_range("trainer.patience", self.patience, low=0)
+        check_range("trainer.min_delta", self.min_delta, low=0)
+        check_range("trainer.devices", self.devices, low=1)
+        check_range("trainer.num_nodes", self.num_nodes, low=1)
+        check_range("trainer.resume_every_s", self.resume_every_s, low=0, low_open=True)
+        if self.accelerator not in ACCELERATORS:
+            expected = ", ".join(ACCELERATORS)
+            raise ValueError(f"trainer.accelerator: expected one of {expected}, got {self.accelerator!r}")
+        if not str(self.strategy).strip():
+            raise ValueError("trainer.strategy: expected a Lightning strategy name such as auto or ddp, got ''")
+
+    def check_machine(self) -> None:
+        """Refuse an accelerator this machine does not have (before any data loads)."""
+        import torch
+
+        if self.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ValueError(
+                f"trainer.accelerator: {self.accelerator!r} asked for, but this machine has no GPU that torch can "
+                "use; expected cpu or auto"
+            )
+        if self.accelerator == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("trainer.accelerator: 'mps' asked for, but this machine has no Apple GPU; expected cpu")
+        if self.accelerator == "tpu":
+            raise ValueError("trainer.accelerator: 'tpu' is not supported here; expected cpu, gpu or auto")
 
 
 @dataclass
@@ -91,7 +141,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not self.tasks:
-            raise ValueError("the config names no tasks")
+            raise ValueError("tasks: the config names no tasks (expected a list of task entries)")
+        check_seed("seed", self.seed)
 
     def task_specs(self) -> list[TaskSpec]:
         """The task specs, relative ``data_files`` resolved against ``base_dir`` (see :func:`resolve_data_files`)."""
@@ -99,17 +150,20 @@ class TrainConfig:
         base = self.data_base()
         for index, entry in enumerate(self.tasks):
             if not isinstance(entry, dict):
-                raise ValueError(f"tasks[{index}] must be a mapping")
+                raise ValueError(f"tasks[{index}]: expected a mapping of task settings, got {entry!r}")
             entry = dict(entry)
             if "bundled" in entry:
                 name = entry.pop("bundled")
+                if not isinstance(name, str):
+                    raise ValueError(f"tasks[{index}].bundled: expected a bundled task name, got {name!r}")
                 known = set(TaskSpec.__dataclass_fields__)
                 unknown = sorted(set(entry) - known)
                 if unknown:
                     raise ValueError(f"task '{name}': unknown key(s) {', '.join(unknown)}")
+                entry = check_task_values(entry, path=f"tasks[{index}]")
                 spec = bundled_task(name).spec(**entry)
             else:
-                spec = resolve_data_files(TaskSpec.from_dict(entry), base)
+                spec = resolve_data_files(TaskSpec.from_dict(entry, path=f"tasks[{index}]"), base)
             specs.append(spec)
         return specs
 
@@ -137,7 +191,9 @@ class TrainConfig:
         """The config a user runs directly: relative ``data_files`` resolve against the file's folder, and
         its ``data.allow_pickle`` is honoured."""
         path = Path(path)
-        return cls.from_dict(read_config_file(path), base_dir=path.parent)
+        data = read_config_file(path)
+        with naming_file(path):
+            return cls.from_dict(data, base_dir=path.parent)
 
     @classmethod
     def from_record(cls, data: dict[str, Any], *, anchor: str | Path) -> TrainConfig:

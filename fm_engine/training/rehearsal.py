@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import threading
-import tomllib
+import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,16 +28,15 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import yaml
 from plotly.subplots import make_subplots
 
 from fm_engine.checkpoints import copy_checkpoint, load_checkpoint
-from fm_engine.config import known_keys_only, load_yaml
+from fm_engine.config import check_value, known_keys_only, naming_file, read_config_file
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.splits import subsample_keep_mask
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.plots.files import write_figure_html
-from fm_engine.safe_io import atomic_path, atomic_write_text, read_text
+from fm_engine.safe_io import atomic_path, atomic_write_text
 from fm_engine.tasks import TaskSpec
 from fm_engine.training.config import TrainConfig, recorded_config
 from fm_engine.training.evaluate import prediction_frames
@@ -125,14 +124,18 @@ class RehearsalConfig:
             cleaned_tasks.append({k: v for k, v in entry.items() if k in allowed_task_keys})
         known["tasks"] = cleaned_tasks
         options = {key: data.pop(key) for key in ("replay_ratio", "replay_ratios", "design") if key in data}
-        dropped += sorted(data)
+        dropped += sorted(map(str, data))
         if options.get("design") is not None:
             from fm_engine.inverse import DesignConfig
 
+            if not isinstance(options["design"], dict):
+                raise ValueError(f"{where}design: expected a mapping of design settings, got {options['design']!r:.60}")
             options["design"], design_dropped = known_keys_only(DesignConfig, options["design"], path="design")
             dropped += design_dropped
         for key in dropped:
             warnings.warn(f"{where}ignoring unknown key '{key}' (not a rehearsal setting)", stacklevel=2)
+        hints = typing.get_type_hints(cls)
+        options = {key: check_value(value, hints[key], key) for key, value in options.items()}
         return cls(train=TrainConfig.from_dict(known, base_dir=base_dir), **options)
 
     @classmethod
@@ -140,19 +143,11 @@ class RehearsalConfig:
         """TOML (``.toml``) or YAML. ``recorded``: the file is a run folder's own ``rehearsal.json`` (for
         ``--resume``): its pickle opt-in is dropped and its paths resolve as in :func:`recorded_config`."""
         path = Path(path)
-        if not path.exists():
-            raise ValueError(f"config file not found: {path}")
-        text = read_text(path)
-        try:
-            data = tomllib.loads(text) if path.suffix.lower() == ".toml" else load_yaml(text)
-        except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
-            kind = "TOML" if path.suffix.lower() == ".toml" else "YAML"
-            raise ValueError(f"{path.name}: not valid {kind} ({error})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path.name}: the config must be a mapping of settings")
+        data = read_config_file(path)
         if recorded:
             data = recorded_config(data, anchor=path.parent)
-        return cls.from_dict(data, base_dir=path.parent, source=path.name)
+        with naming_file(path):
+            return cls.from_dict(data, base_dir=path.parent, source=path.name)
 
 
 @dataclass

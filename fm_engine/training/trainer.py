@@ -29,13 +29,12 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from fm_engine import __version__
 from fm_engine.applicability import tested_reach
 from fm_engine.checkpoints import TASKS_SEPARATOR, save_checkpoint
-from fm_engine.config import read_config_file
+from fm_engine.config import read_config_file, read_text_file
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.datamodule import STAGES
 from fm_engine.datasets import bundled_datasets
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
-from fm_engine.safe_io import read_text
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.training.config import TrainConfig, resolve_data_files
 from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluation, evaluate
@@ -142,8 +141,15 @@ def fit_scalers(dm: CompositionDataModule) -> dict[str, TargetScaler]:
 
 
 def resolve_class_weights(dm: CompositionDataModule) -> None:
-    """Turn ``class_weights: balanced`` into numbers (inverse class frequency on the training rows)."""
+    """Turn ``class_weights: balanced`` into numbers (inverse class frequency on the training rows); refuse a
+    list of weights whose length differs from the task's classes (known once the data is read)."""
     for task in dm.tasks:
+        weights = task.class_weights
+        if isinstance(weights, list) and task.classes is not None and len(weights) != len(task.classes):
+            raise ValueError(
+                f"task '{task.name}': class_weights: expected {len(task.classes)} weights (one per class: "
+                f"{', '.join(task.classes)}), got {len(weights)}"
+            )
         if task.type is TaskType.CLASSIFICATION and task.class_weights == "balanced":
             labels = dm.values[task.name][dm.train_keep[task.name]]
             counts = np.bincount(labels, minlength=len(task.classes or []))
@@ -174,7 +180,7 @@ def recorded_specs(specs: list[TaskSpec], config: TrainConfig) -> list[TaskSpec]
 def read_model_config(path: Path) -> ModelConfig:
     """A run folder's ``model_config.json``; an unreadable one raises a ``ValueError`` naming it."""
     try:
-        return ModelConfig.from_dict(json.loads(read_text(path)))
+        return ModelConfig.from_dict(json.loads(read_text_file(path, what="model config")))
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: not a readable model config ({type(error).__name__}: {error})") from None
 
@@ -417,6 +423,8 @@ def train(
     """
     global _fitting
     _quiet_lightning()
+    if config is not None:
+        config.trainer.check_machine()
     run = RunDirectory(run_dir)
     rank_zero = is_rank_zero()
     started = time.perf_counter()
