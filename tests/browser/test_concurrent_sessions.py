@@ -1,11 +1,12 @@
 """Issue 14 finding 7 (several users): four browser sessions design at the same time on one server.
 
-Each round opens the Inverse design page in four fresh browser contexts at once and, in each, chooses a value
-target and clicks Run design as soon as the controls are there (while the page's first runs of the other
-sessions are still going, as a user does, and as the race needed), then opens a page in a fifth context while the
-designs run. Every session must show the slider settings nobody touched (1.00 / 0.95 / 0.50), its design must
-have run with exactly the settings it shows, and its recipes must be those the same settings give alone, in
-process, through the fm_engine API. Before the fix, 3 of 28 such sessions ran with the sliders at 0.00.
+Each round opens the Inverse design page in four fresh browser contexts at once and, in each, chooses its own
+value target and diversity (session i: slider down by i x 0.05; the other sliders untouched at 0.95 / 0.50) and
+clicks Run design as soon as the controls are there (while the other sessions' runs are still going, as users
+do, and as the race needed), then opens a page in a fifth context while the designs run. Every session must show
+the settings it chose, its design must have run with exactly the settings it shows, and its recipes must be
+those the same settings give alone, in process, through the fm_engine API. Before the fix, 3 of 28 such
+sessions ran with the sliders at 0.00 that nobody had chosen.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from tests.workbench.conftest import running_streamlit
 
 ROUNDS = 3
 TARGETS = [240.0, 200.0, 160.0, 120.0]  # GPa, one per session (four sessions)
-STEPS, N_SEEDS = 24, 4  # small designs: the race is in the page, not in the optimiser
-SLIDERS = {"diversity_scale": 1.0, "seed_blend": 0.95, "annealing_scale": 0.5}  # page order, untouched defaults
+N_SEEDS = 4  # small designs: the race is in the page, not in the optimiser
+STEPS = [24, 24, 24, 200]  # per session; the last one runs long enough for a page load in a fifth session
+SLIDERS = {"diversity_scale": 1.0, "seed_blend": 0.95, "annealing_scale": 0.5}  # page order, defaults
 TIMEOUT = 240_000  # ms: an upper bound for a page or a design on a busy 2-core machine; waits end on states
 
 
@@ -49,14 +51,19 @@ def set_number(page: Any, label: str, value: float | int) -> None:
     field.press("Tab")
 
 
-def start_design(page: Any, target: float) -> None:
-    """As a user: the first task's goal -> value, the value, small steps and seeds, Run design; no waiting for
-    the page's runs to end in between (each action waits only for its control)."""
+def start_design(page: Any, target: float, steps: int, diversity_steps: int) -> None:
+    """As a user: the first task's goal -> value, the value, small steps and seeds, the diversity slider down by
+    ``diversity_steps`` x 0.05 (keyboard), Run design; no waiting for the page's runs to end in between (each
+    action waits only for its control)."""
     page.get_by_label("Goal").first.click(timeout=TIMEOUT)
     page.get_by_role("option", name="value", exact=True).click(timeout=TIMEOUT)
     set_number(page, "Value [GPa]", target)
-    set_number(page, "Steps", STEPS)
+    set_number(page, "Steps", steps)
     set_number(page, "Number of seeds / starts", N_SEEDS)
+    slider = page.get_by_role("slider").first
+    slider.focus(timeout=TIMEOUT)
+    for _ in range(diversity_steps):
+        slider.press("ArrowLeft")
     page.get_by_role("button", name="Run design").click(timeout=TIMEOUT)
 
 
@@ -93,10 +100,11 @@ def test_four_sessions_design_at_once_each_with_its_own_settings(server, browser
             pages = [context.new_page() for context in contexts]
             for page in pages:
                 page.goto(url + "/design", wait_until="commit")
-            for page, target in zip(pages, TARGETS, strict=True):
-                start_design(page, target)
+            for i, (page, target) in enumerate(zip(pages, TARGETS, strict=True)):
+                start_design(page, target, STEPS[i], diversity_steps=i)
 
-            # a page load in a fifth session completes while the four designs run
+            # a page load in a fifth session completes while designs run
+            expect(pages[-1].get_by_text("Designing ...")).to_be_visible(timeout=TIMEOUT)
             running = sum(not page.get_by_role("button", name="Download JSON").is_visible() for page in pages)
             visitor = browser.new_context(viewport={"width": 1400, "height": 1000})
             started = time.perf_counter()
@@ -123,11 +131,12 @@ def test_four_sessions_design_at_once_each_with_its_own_settings(server, browser
                 config = results["config"]
                 used = {**{k: config["constraints"][k] for k in SLIDERS}, "value": config["targets"][0]["value"],
                         "steps": config["steps"], "n": config["seeds"]["n"]}  # fmt: skip
-                if shown != used or [shown[k] for k in SLIDERS] != list(SLIDERS.values()):
+                chosen = {**SLIDERS, "diversity_scale": round(1.0 - 0.05 * i, 2)}  # what this session set
+                if shown != used or {k: shown[k] for k in SLIDERS} != chosen:
                     screenshot(page, f"concurrent_{name}")
-                # the design ran with what the page shows, and nobody moved a slider
+                # the design ran with what the page shows, and that is what this session chose
                 assert used == pytest.approx(shown), (name, used, shown)
-                assert {k: shown[k] for k in SLIDERS} == SLIDERS, (name, shown)
+                assert {k: shown[k] for k in SLIDERS} == pytest.approx(chosen), (name, shown)
                 assert shown["value"] == target, (name, shown)
                 # and its recipes are those the same settings give alone, in process
                 alone = run_design(checkpoint, DesignConfig.from_dict(config))
