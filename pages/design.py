@@ -33,19 +33,29 @@ GOALS_CURVE = ["none", "curve points"]
 
 
 # ---------------------------------------------------------------------- widget state that is kept
+# The argument that holds a widget's own default, by widget kind (``value`` for the others).
+DEFAULT_ARGUMENT = {"selectbox": "index", "radio": "index", "multiselect": "default"}
+
+
 def kept(factory: Callable[..., Any], label: str, key: str, default: Any, *, options: Any = None, **kwargs: Any) -> Any:
-    """A widget whose value survives page switches: its last value is kept in ``FORM`` and restored."""
+    """A widget whose value survives page switches: its last value is kept in ``FORM`` and restored.
+
+    The current value (else the kept one, else ``default``) is given as the widget's *own default*
+    (``value=`` / ``index=`` / ``default=``) on every run, never written to ``st.session_state[key]`` before
+    the widget. The browser shows a widget's own default whenever it mounts the widget without being told a
+    value (e.g. after a slow run was interrupted by the user's next click, as happens when several sessions
+    share the server), and sends that value back with the next click: with the minimum as own default, the
+    sliders silently ran designs at 0.00. Now what the browser falls back to is always the current value."""
     store = st.session_state.setdefault(FORM, {})
-    if key not in st.session_state:
-        value = store.get(key, default)
-        if options is not None:  # a remembered value must still be an option (another checkpoint)
-            if isinstance(value, list):
-                value = [v for v in value if v in options]
-            elif value not in options:
-                value = default
-        st.session_state[key] = value
-    if options is not None:
+    value = st.session_state[key] if key in st.session_state else store.get(key, default)  # current value first
+    if options is not None:  # a remembered value must still be an option (another checkpoint)
+        if isinstance(value, list):
+            value = [v for v in value if v in options]
+        elif value not in options:
+            value = default
         kwargs["options"] = options
+    argument = DEFAULT_ARGUMENT.get(getattr(factory, "__name__", ""), "value")
+    kwargs[argument] = list(options).index(value) if argument == "index" else value
     value = factory(label, key=key, **kwargs)
     store[key] = value
     return value

@@ -19,7 +19,8 @@ really slows that element (scaling the gradient would be undone by Adam's normal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,17 +87,27 @@ class DesignObjective:
         return terms.sum(dim=1) + self.entropy_weight * entropy(w), terms
 
 
-def _frozen(model: FlexibleMultiTaskModel) -> list[bool]:
-    flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return flags
+@contextmanager
+def evaluating(model: FlexibleMultiTaskModel) -> Iterator[None]:
+    """The model in eval mode for a design, without writing to a model that is already in eval mode.
+
+    A loaded checkpoint is shared by every workbench session (one cached model, one script thread per session):
+    a design never changes its flags (no ``requires_grad_``, no ``train()``; gradients are taken with respect to
+    the design variables only), so designs running at the same time cannot see each other's changes."""
+    if not model.training:
+        yield
+        return
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(True)
 
 
-def _restore(model: FlexibleMultiTaskModel, flags: list[bool], was_training: bool) -> None:
-    for p, flag in zip(model.parameters(), flags, strict=True):
-        p.requires_grad_(flag)
-    model.train(was_training)
+def set_gradient(loss: torch.Tensor, parameter: torch.Tensor) -> None:
+    """``parameter.grad`` = d loss / d parameter, and nothing else: no gradient is computed for, or left on,
+    the model's weights (``backward()`` would accumulate into the shared model's ``.grad``)."""
+    (parameter.grad,) = torch.autograd.grad(loss, [parameter])
 
 
 def optimize_composition(
@@ -180,9 +191,7 @@ def optimize_composition(
     steps_descent = steps - steps_polish
     tau_start = 25.0**constraints.annealing_scale
     trajectory: list[dict[str, list[float]]] = []
-    flags, was_training = _frozen(model), model.training
-    model.eval()
-    try:
+    with evaluating(model):
 
         def weights_from(logit_rows: torch.Tensor, tau: float) -> torch.Tensor:
             masked = torch.where(free_t, logit_rows, neg_inf)
@@ -199,7 +208,7 @@ def optimize_composition(
             optimizer.zero_grad(set_to_none=True)
             w = weights_from(logits, tau)
             loss_rows, terms = objective(w)
-            loss_rows.sum().backward()
+            set_gradient(loss_rows.sum(), logits)
             _scaled_step(optimizer, logits, scales, free_t)
             schedule.step()
             if record_trajectory:
@@ -225,15 +234,13 @@ def optimize_composition(
         for step in range(steps_polish):
             optimizer.zero_grad(set_to_none=True)
             loss_rows, terms = objective(polished(phi))
-            loss_rows.sum().backward()
+            set_gradient(loss_rows.sum(), phi)
             _scaled_step(optimizer, phi, scales, support_t)
             schedule.step()
             if record_trajectory:
                 trajectory.append(_snapshot(steps_descent + step, loss_rows, terms, objective.tasks))
             if progress is not None:
                 progress(steps_descent + step + 1, steps)
-    finally:
-        _restore(model, flags, was_training)
 
     final = _exact_recipes(phi.detach().double().numpy(), support, pinned, free_mass, floor)
     return CompositionRun(weights=final, seeds=seeds, locked=locked, trajectory=trajectory)

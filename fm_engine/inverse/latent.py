@@ -21,7 +21,7 @@ from scipy.optimize import nnls
 
 from fm_engine.descriptors import Descriptor
 from fm_engine.elements import element_index, element_symbols
-from fm_engine.inverse.composition import ProgressCallback, _frozen, _restore, _snapshot
+from fm_engine.inverse.composition import ProgressCallback, _snapshot, evaluating, set_gradient
 from fm_engine.inverse.constraints import DesignConstraints
 from fm_engine.inverse.targets import Target, curve_points, target_terms, validate_targets
 from fm_engine.models import FlexibleMultiTaskModel
@@ -66,10 +66,8 @@ def optimize_latent(
     prepared = validate_targets(model, targets)
     tasks = [p.target.task for p in prepared]
     descriptor = Descriptor(model.config.descriptor)
-    flags, was_training = _frozen(model), model.training
-    model.eval()
     trajectory: list[dict[str, list[float]]] = []
-    try:
+    with evaluating(model):
         with torch.no_grad():
             if seeds is not None:
                 seeds = np.asarray(seeds, dtype=np.float64)
@@ -91,7 +89,7 @@ def optimize_latent(
             realigned = torch.tanh(model.encoder(model.autoencoder(h_task)))
             align = ((realigned - h_task) ** 2).mean(dim=1)
             loss_rows = terms.sum(dim=1) + ae_align_scale * align
-            loss_rows.sum().backward()
+            set_gradient(loss_rows.sum(), h)
             optimizer.step()
             if record_trajectory:
                 trajectory.append(_snapshot(step, loss_rows, terms, tasks))
@@ -101,8 +99,6 @@ def optimize_latent(
             h_task = torch.tanh(h)
             latent_objective = target_terms(prepared, model.heads_forward(h_task, points, tasks=tasks), n).sum(dim=1)
             decoded = model.autoencoder(h_task).double().numpy()
-    finally:
-        _restore(model, flags, was_training)
     recipes = np.stack([recover_composition(x, descriptor, constraints) for x in decoded])
     return LatentRun(recipes, seeds, latent_objective.numpy().astype(np.float64), decoded, trajectory)
 

@@ -119,3 +119,52 @@ def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_mode
     np.testing.assert_allclose(fractions.sum(axis=1), 1.0, atol=1e-4)
     assert result.config.constraints.diversity_scale == 0.5
     assert at.session_state[state.DESIGN_CONFIG]["steps"] == 40
+
+
+def shown_on_mount(widget) -> object:
+    """What the browser shows, and sends back with the next click, when it mounts ``widget`` without being told
+    a value (a fresh page, or a run interrupted by the user's next click): the widget's own default."""
+    proto = widget.proto
+    kind = type(proto).__name__
+    if kind == "Slider":
+        return proto.default[0]
+    if kind in ("NumberInput", "TextArea"):
+        return proto.default
+    if kind in ("Selectbox", "Radio"):
+        return proto.options[proto.default]
+    return [proto.options[i] for i in proto.default]  # MultiSelect
+
+
+def kept_widgets(at: AppTest) -> list:
+    kinds = ("slider", "number_input", "selectbox", "radio", "multiselect", "text_area")
+    return [w for kind in kinds for w in at.get(kind) if (w.key or "").startswith("design_")]
+
+
+def test_every_design_widget_falls_back_to_its_current_value(workspace_with_model):
+    """Issue 14 finding 7: with several sessions on one server, a slow run interrupted by the next click made the
+    browser mount the sliders at their own default (their minimum, 0.00) and send that back: designs ran with
+    diversity, seed blend and annealing at 0.00 that nobody chose. A widget's own default must be its value."""
+    at = design_page()
+    at.selectbox(key="design_goal_bulk_modulus").select("value").run()
+    at.radio(key="design_seed_source").set_value("formulas").run()
+    widgets = kept_widgets(at)
+    kinds = {type(w.proto).__name__ for w in widgets}
+    assert {"Slider", "NumberInput", "Selectbox", "Radio", "TextArea"} <= kinds, kinds
+    mismatched = {w.key: (shown_on_mount(w), w.value) for w in widgets if shown_on_mount(w) != w.value}
+    assert not mismatched, mismatched
+    assert at.slider(key="design_diversity").value == 1.0 and at.slider(key="design_annealing").value == 0.5
+
+    # after edits, and on the run that receives an edit, the fallback is the edited value
+    at.slider(key="design_diversity").set_value(0.35)
+    at.number_input(key="design_steps").set_value(77).run()
+    for key, expected in (("design_diversity", 0.35), ("design_steps", 77)):
+        widget = next(w for w in kept_widgets(at) if w.key == key)
+        assert (widget.value, shown_on_mount(widget)) == (expected, expected)
+    # and after leaving the page and coming back (widget state is dropped then)
+    at.switch_page("../pages/predict.py").run()
+    at.switch_page(DESIGN).run()
+    assert not at.exception, at.exception
+    for key, expected in (("design_diversity", 0.35), ("design_steps", 77), ("design_seed_source", "formulas")):
+        widget = next(w for w in kept_widgets(at) if w.key == key)
+        assert (widget.value, shown_on_mount(widget)) == (expected, expected)
+    assert not at.warning, [w.value for w in at.warning]  # no "default value also set via Session State" warning
