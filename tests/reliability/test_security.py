@@ -351,7 +351,7 @@ def test_predict_input_with_a_pickle_inside_a_csv_or_parquet_name_is_not_unpickl
 def test_design_replay_of_a_pickle_is_refused_naming_the_file(tiny_run, tmp_path, marker, capsys):
     path = plant(tmp_path / "results.json", marker)
     code = main(["design", "--checkpoint", str(tiny_run), "--replay", str(path), "--out", str(tmp_path / "d")])
-    assert_refused(code, capsys.readouterr().err, str(path), "not UTF-8")
+    assert_refused(code, capsys.readouterr().err, path.name, "not UTF-8")
     assert not marker.exists() and not (tmp_path / "d").exists()
 
 
