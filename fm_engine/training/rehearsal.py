@@ -41,6 +41,7 @@ from fm_engine.training.config import TrainConfig
 from fm_engine.training.evaluate import prediction_frames
 from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
 from fm_engine.training.run_files import RunDirectory, now_iso, write_json_atomic
+from fm_engine.training.run_lock import hold_run, own_identity
 from fm_engine.training.trainer import (
     StartFrom,
     build_datamodule,
@@ -315,7 +316,13 @@ def run_rehearsal(
     config: RehearsalConfig, out: str | Path, *, resume: bool = False, progress_bar: bool = False
 ) -> RehearsalResult:
     """Run every step into ``out`` (see the module docstring). ``resume`` keeps the finished steps of an
-    earlier, interrupted call and restarts from the first unfinished one."""
+    earlier, interrupted call and restarts from the first unfinished one. ``out`` is locked for this
+    process (:mod:`fm_engine.training.run_lock`); each step's folder too, while it trains."""
+    with hold_run(out):
+        return _run_rehearsal(config, out, resume=resume, progress_bar=progress_bar)
+
+
+def _run_rehearsal(config: RehearsalConfig, out: str | Path, *, resume: bool, progress_bar: bool) -> RehearsalResult:
     out = Path(out)
     top = RunDirectory(out)
     trainer = config.train.trainer
@@ -328,7 +335,7 @@ def run_rehearsal(
     specs = config.train.task_specs()
     steps = [{"step": k, "task": s.name, "run_dir": step_dir_name(k, s.name), "state": "queued"}
              for k, s in enumerate(specs, start=1)]  # fmt: skip
-    top.update_status(kind="rehearsal", state="queued", pid=os.getpid(), name=config.train.name or "rehearsal",
+    top.update_status(kind="rehearsal", state="queued", **own_identity(), name=config.train.name or "rehearsal",
                       created_at=top.read_status().get("created_at") or now_iso(), n_steps=len(specs), step=0,
                       steps=steps, message="loading data")  # fmt: skip
     try:

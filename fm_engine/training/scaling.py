@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from fm_engine.training.config import TrainConfig
 from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
+from fm_engine.training.run_lock import hold_run
 from fm_engine.training.trainer import train
 
 
@@ -21,7 +22,14 @@ def run_scaling(
 ) -> pd.DataFrame:
     """One training run per ratio into ``out/ratio_<r>``; returns the long table of errors
     (columns: ratio, task, unit, metric, n_train, val_error, test_error) and writes scaling.csv/.html and
-    scaling.json (the thinned task and the ratios)."""
+    scaling.json (the thinned task and the ratios). ``out`` is locked for this process (run_lock)."""
+    with hold_run(out):
+        return _run_scaling(config, task, ratios, out, progress_bar=progress_bar)
+
+
+def _run_scaling(
+    config: TrainConfig, task: str, ratios: list[float], out: str | Path, *, progress_bar: bool
+) -> pd.DataFrame:
     out = Path(out)
     names = [spec.name for spec in config.task_specs()]
     if task not in names:
