@@ -83,8 +83,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from fm_engine.run_lock import empty_run_dir, hold_run
     from fm_engine.training import demo_config
-    from fm_engine.training.run_lock import empty_run_dir, hold_run
     from fm_engine.workspace import demo_run_dir
 
     out = Path(args.out) if args.out else demo_run_dir()

@@ -8,7 +8,7 @@ A rehearsal folder is a run folder too: its status.json has ``kind: rehearsal`` 
 step's run folder (``current_run``), which holds that step's metrics.jsonl.
 
 A run whose status says queued / running but whose process is gone (its lock is free, see
-:mod:`fm_engine.training.run_lock`) is shown as failed, with how to resume it. Cancel signals a process
+:mod:`fm_engine.run_lock`) is shown as failed, with how to resume it. Cancel signals a process
 only after checking that it holds the run's lock and is the process recorded there (pid and start time).
 """
 
@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
+from fm_engine.run_lock import lock_state, process_matches, process_start
 from fm_engine.safe_io import atomic_write_text
 from fm_engine.training.run_files import ACTIVE_STATES, RunDirectory
-from fm_engine.training.run_lock import lock_state, process_matches, process_start
 from fm_engine.workspace import demo_run_dir, runs_dir
 
 

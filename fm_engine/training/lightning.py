@@ -13,10 +13,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fm_engine.data import CompositionDataModule, TaskBatch
 from fm_engine.models import FlexibleMultiTaskModel
+from fm_engine.run_lock import own_identity
 from fm_engine.training.config import check_ema_decay
 from fm_engine.training.evaluate import evaluate, flat_metrics
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
-from fm_engine.training.run_lock import own_identity
 
 
 class MultiTaskModule(L.LightningModule):

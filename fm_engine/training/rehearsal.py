@@ -36,12 +36,12 @@ from fm_engine.config import known_keys_only, load_yaml
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.splits import subsample_keep_mask
 from fm_engine.models import FlexibleMultiTaskModel
+from fm_engine.run_lock import hold_run, own_identity
 from fm_engine.tasks import TaskSpec
 from fm_engine.training.config import TrainConfig
 from fm_engine.training.evaluate import prediction_frames
 from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
 from fm_engine.training.run_files import RunDirectory, now_iso, write_json_atomic
-from fm_engine.training.run_lock import hold_run, own_identity
 from fm_engine.training.trainer import (
     StartFrom,
     build_datamodule,
@@ -317,7 +317,7 @@ def run_rehearsal(
 ) -> RehearsalResult:
     """Run every step into ``out`` (see the module docstring). ``resume`` keeps the finished steps of an
     earlier, interrupted call and restarts from the first unfinished one. ``out`` is locked for this
-    process (:mod:`fm_engine.training.run_lock`); each step's folder too, while it trains."""
+    process (:mod:`fm_engine.run_lock`); each step's folder too, while it trains."""
     with hold_run(out):
         return _run_rehearsal(config, out, resume=resume, progress_bar=progress_bar)
 

@@ -6,7 +6,7 @@
   ``{"kind": "epoch", ...}`` with per-task train/val losses and val metrics in physical units. Each line is
   appended with a single ``write``; readers skip an incomplete last line. A resumed run first drops the
   records of the epochs it repeats, so the file holds one ``epoch`` record per epoch.
-* ``.run.lock``: held (``flock``) by the process that trains into the directory (see :mod:`run_lock`).
+* ``.run.lock``: held (``flock``) by the process that trains into the directory (see :mod:`fm_engine.run_lock`).
 
 A status that says ``queued`` / ``running`` while no process holds the lock (or its recorded process is
 gone, or the pid now belongs to another program) is a run that stopped unexpectedly (SIGKILL, crash,
@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fm_engine.run_lock import lock_state, process_matches
 from fm_engine.safe_io import atomic_write_json, atomic_write_text, json_safe
-from fm_engine.training.run_lock import lock_state, process_matches
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")

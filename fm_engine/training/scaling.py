@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from fm_engine.run_lock import hold_run
 from fm_engine.training.config import TrainConfig
 from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
-from fm_engine.training.run_lock import hold_run
 from fm_engine.training.trainer import train
 
 

@@ -30,6 +30,7 @@ from fm_engine.data.datamodule import STAGES
 from fm_engine.datasets import bundled_datasets
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
+from fm_engine.run_lock import hold_run, own_identity
 from fm_engine.safe_io import atomic_write_json, atomic_write_text
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.training.config import TrainConfig
@@ -37,7 +38,6 @@ from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluatio
 from fm_engine.training.lightning import MultiTaskModule, RunMonitor
 from fm_engine.training.metrics import format_metric
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
-from fm_engine.training.run_lock import hold_run, own_identity
 
 _fitting = False
 
@@ -379,7 +379,7 @@ def train(
     ``finetune`` starts from a trained model and retrains only the named heads (everything else frozen);
     ``start`` trains a given model on a given data module.
 
-    The run directory is locked for this process first (:mod:`fm_engine.training.run_lock`): a directory
+    The run directory is locked for this process first (:mod:`fm_engine.run_lock`): a directory
     another live process trains into raises :class:`RunInUseError` (a ``ValueError``) before anything is
     read or written; temp files a killed run left are removed.
     """
@@ -522,6 +522,7 @@ def _train(
             epoch=trainer.current_epoch,
             eta_seconds=0,
             message=f"done in {seconds:.0f} s; best epoch {monitor.best_epoch}",
+            wall_time_s=round(seconds, 2),
             test_metrics=evaluations["test"].metrics,
         )
         return TrainResult("done", run.path, checkpoint, evaluations["test"], trainer.current_epoch, seconds)
