@@ -150,10 +150,11 @@ def _lock_exclusive(fd: int, *, tries: int = 10, pause_s: float = 0.01) -> None:
             time.sleep(pause_s)
 
 
-def acquire(run_dir: str | Path) -> Path:
+def acquire(run_dir: str | Path, *, clean: bool = True) -> Path:
     """Lock ``run_dir`` (created if missing) for this process or raise :class:`RunInUseError`; re-entrant.
 
-    Nothing in the directory is changed when the lock is refused. Pair with :func:`release`."""
+    Nothing in the directory is changed when the lock is refused. With ``clean`` the temps a killed writer
+    left are removed once the lock is taken (:func:`clean_stale_temps`). Pair with :func:`release`."""
     run_dir = Path(run_dir)
     path = _lock_path(run_dir)
     with _HELD_GUARD:
@@ -179,7 +180,8 @@ def acquire(run_dir: str | Path) -> Path:
         os.ftruncate(fd, 0)  # in place: replacing the file would give a new, unlocked inode
         os.pwrite(fd, record, 0)
         _HELD[path] = _Held(fd=fd, count=1)
-    clean_stale_temps(run_dir)
+    if clean:
+        clean_stale_temps(run_dir)
     return path
 
 

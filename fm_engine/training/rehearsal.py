@@ -318,6 +318,9 @@ def run_rehearsal(
     """Run every step into ``out`` (see the module docstring). ``resume`` keeps the finished steps of an
     earlier, interrupted call and restarts from the first unfinished one. ``out`` is locked for this
     process (:mod:`fm_engine.run_lock`); each step's folder too, while it trains."""
+    trainer = config.train.trainer
+    if trainer.devices != 1 or trainer.num_nodes != 1:
+        raise ValueError("fm rehearsal trains in one process (devices 1, num_nodes 1); use fm train for DDP")
     with hold_run(out):
         return _run_rehearsal(config, out, resume=resume, progress_bar=progress_bar)
 
@@ -325,9 +328,6 @@ def run_rehearsal(
 def _run_rehearsal(config: RehearsalConfig, out: str | Path, *, resume: bool, progress_bar: bool) -> RehearsalResult:
     out = Path(out)
     top = RunDirectory(out)
-    trainer = config.train.trainer
-    if trainer.devices != 1 or trainer.num_nodes != 1:
-        raise ValueError("fm rehearsal trains in one process (devices 1, num_nodes 1); use fm train for DDP")
     if (out / REHEARSAL_FILE).exists() and not resume:
         raise ValueError(f"{out} already holds a rehearsal; choose another --out or use --resume")
     out.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,11 @@ def run_scaling(
     """One training run per ratio into ``out/ratio_<r>``; returns the long table of errors
     (columns: ratio, task, unit, metric, n_train, val_error, test_error) and writes scaling.csv/.html and
     scaling.json (the thinned task and the ratios). ``out`` is locked for this process (run_lock)."""
+    names = [spec.name for spec in config.task_specs()]
+    if task not in names:
+        raise ValueError(f"unknown task '{task}' (tasks: {', '.join(names)})")
+    if not ratios or any(not 0 < r <= 1 for r in ratios):
+        raise ValueError("ratios must be numbers in (0, 1]")
     with hold_run(out):
         return _run_scaling(config, task, ratios, out, progress_bar=progress_bar)
 
@@ -31,11 +36,6 @@ def _run_scaling(
     config: TrainConfig, task: str, ratios: list[float], out: str | Path, *, progress_bar: bool
 ) -> pd.DataFrame:
     out = Path(out)
-    names = [spec.name for spec in config.task_specs()]
-    if task not in names:
-        raise ValueError(f"unknown task '{task}' (tasks: {', '.join(names)})")
-    if not ratios or any(not 0 < r <= 1 for r in ratios):
-        raise ValueError("ratios must be numbers in (0, 1]")
     out.mkdir(parents=True, exist_ok=True)
     about = {"task": task, "ratios": sorted(set(ratios), reverse=True), "name": config.name}
     (out / "scaling.json").write_text(json.dumps(about, indent=2), encoding="utf-8")

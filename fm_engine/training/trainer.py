@@ -247,6 +247,7 @@ def build_card(
     monitor: RunMonitor,
     seconds: float,
     epochs: int,
+    segments: int = 1,
 ) -> dict[str, Any]:
     summary = dm.summary().set_index("task")
     tasks = []
@@ -287,7 +288,7 @@ def build_card(
             "best_epoch": monitor.best_epoch,
             "best_val_loss": monitor.best_loss,
             "wall_time_s": round(seconds, 2),
-            "segments": monitor.clock.segments,
+            "segments": segments,
             "mean_epoch_s": round(float(np.mean(monitor.epoch_seconds)), 3) if monitor.epoch_seconds else None,
             "samples_per_s": round(monitor.samples_seen / sum(monitor.epoch_seconds), 1)
             if monitor.epoch_seconds
@@ -499,7 +500,7 @@ def _train(
         seconds = clock.total()
         card = build_card(
             config=config, model=model, dm=dm, evaluations=evaluations, monitor=monitor,
-            seconds=seconds, epochs=trainer.current_epoch,
+            seconds=seconds, epochs=trainer.current_epoch, segments=clock.segments,
         )  # fmt: skip
         if finetune is not None:
             card["finetune"] = {

@@ -158,11 +158,13 @@ def _rehearsal_config(folder: Path, tiny_data: Path) -> Path:
     return write_config(folder / "rehearsal.yaml", {**tiny_config_dict(tiny_data), "replay_ratio": 0.2})
 
 
-IN_USE_COMMANDS = {
-    "train": lambda out, cfg, ckpt: ["train", "--config", str(cfg["train"]), "--out", str(out)],
-    "train --resume": lambda out, cfg, ckpt: ["train", "--out", str(out), "--resume"],
-    "demo --force": lambda out, cfg, ckpt: ["demo", "--out", str(out), "--force"],
-    "finetune": lambda out, cfg, ckpt: [
+SAMPLE_TRAINER_CONFIG = Path(__file__).resolve().parents[2] / "samples" / "lightning_cli_config.yaml"
+IN_USE_COMMANDS = {  # argv after ``python -m``, given the busy folder, the configs and a checkpoint
+    "fm train": lambda out, cfg, ckpt: ["fm_engine.cli", "train", "--config", str(cfg["train"]), "--out", str(out)],
+    "fm train --resume": lambda out, cfg, ckpt: ["fm_engine.cli", "train", "--out", str(out), "--resume"],
+    "fm demo --force": lambda out, cfg, ckpt: ["fm_engine.cli", "demo", "--out", str(out), "--force"],
+    "fm finetune": lambda out, cfg, ckpt: [
+        "fm_engine.cli",
         "finetune",
         "--checkpoint",
         str(ckpt),
@@ -171,8 +173,16 @@ IN_USE_COMMANDS = {
         "--out",
         str(out),
     ],  # fmt: skip
-    "rehearsal": lambda out, cfg, ckpt: ["rehearsal", "--config", str(cfg["rehearsal"]), "--out", str(out)],
-    "scaling": lambda out, cfg, ckpt: [
+    "fm rehearsal": lambda out, cfg, ckpt: [
+        "fm_engine.cli",
+        "rehearsal",
+        "--config",
+        str(cfg["rehearsal"]),
+        "--out",
+        str(out),
+    ],  # fmt: skip
+    "fm scaling": lambda out, cfg, ckpt: [
+        "fm_engine.cli",
         "scaling",
         "--config",
         str(cfg["train"]),
@@ -182,6 +192,13 @@ IN_USE_COMMANDS = {
         "1,0.5",
         "--out",
         str(out),
+    ],  # fmt: skip
+    "fm-trainer fit": lambda out, cfg, ckpt: [
+        "fm_engine.trainer_cli",
+        "fit",
+        "--config",
+        str(SAMPLE_TRAINER_CONFIG),
+        f"--trainer.default_root_dir={out}",
     ],  # fmt: skip
 }
 
@@ -199,8 +216,9 @@ def test_a_directory_in_use_is_refused_at_once_and_left_untouched(command, tiny_
                "rehearsal": _rehearsal_config(tmp_path, tiny_data)}  # fmt: skip
     live = holder(out)
     before = snapshot(out)
-    result = subprocess.run([*FM, *IN_USE_COMMANDS[command](out, configs, tiny_run), "--no-progress"],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    argv = IN_USE_COMMANDS[command](out, configs, tiny_run)
+    argv += ["--no-progress"] if argv[0] == "fm_engine.cli" else []
+    result = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"error: {out} is in use by run pid {live.pid}" in result.stderr
     assert "Traceback" not in result.stderr
