@@ -25,7 +25,9 @@ import yaml
 from fm_engine.run_lock import LOCK_FILE, acquire, hold_run, lock_state, process_start, release
 from fm_engine.training import RunDirectory
 from tests.conftest import tiny_config_dict
+from tests.workbench.conftest import open_page
 from workbench.runs import cancel, run_info
+from workbench.state import WATCHED_RUN
 
 FM = [sys.executable, "-m", "fm_engine.cli"]
 
@@ -415,3 +417,24 @@ def test_a_resumed_run_drops_only_the_records_it_repeats(tmp_path):
         ("step", 0), ("epoch", 0), ("step", 1), ("epoch", 1)
     ]  # fmt: skip
     assert run.drop_metrics_from(2) == 0
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty workbench workspace (FM_WORKSPACE) and clean Streamlit caches."""
+    import streamlit as st
+
+    monkeypatch.setenv("FM_WORKSPACE", str(tmp_path / "workspace"))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    return tmp_path / "workspace"
+
+
+def test_the_train_page_shows_a_killed_run_as_stopped_with_its_resume_command(killed_run, workspace):
+    run_dir = copy_run(killed_run, workspace / "runs" / "killed").path
+    at = open_page("train", **{WATCHED_RUN: str(run_dir)})
+    warnings = [w.value for w in at.warning]
+    assert any(w.startswith("The run stopped unexpectedly (process ") and
+               w.endswith(f"resume with: fm train --out {run_dir} --resume") for w in warnings), warnings  # fmt: skip
+    assert not [b for b in at.button if b.label == "Cancel run"]  # nothing to cancel
+    assert RunDirectory(run_dir).read_status()["state"] == "running"  # the page changed no file
