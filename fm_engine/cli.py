@@ -358,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RUN_COMMANDS = (_cmd_train, _cmd_demo, _cmd_finetune, _cmd_scaling, _cmd_rehearsal)  # --out is a run folder
+
+
 def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -366,6 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning  # one readable line per warning, no source-code echo
     args = build_parser().parse_args(argv)
     try:
+        if args.handler in RUN_COMMANDS and getattr(args, "out", None):
+            from fm_engine.run_lock import refuse_if_in_use
+
+            refuse_if_in_use(args.out)  # at once, before torch is even imported
         return args.handler(args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -115,8 +115,7 @@ def _read_owner(fd: int) -> LockOwner | None:
         return None
 
 
-def _in_use(run_dir: Path, fd: int) -> RunInUseError:
-    owner = _read_owner(fd)
+def _in_use(run_dir: Path, owner: LockOwner | None) -> RunInUseError:
     who = f"run pid {owner.pid}" if owner is not None else "another run (starting up)"
     return RunInUseError(f"{run_dir} is in use by {who}; wait for it to finish, or cancel it first")
 
@@ -170,7 +169,7 @@ def acquire(run_dir: str | Path, *, clean: bool = True) -> Path:
         try:
             _lock_exclusive(fd)
         except OSError as error:
-            refused = _in_use(run_dir, fd) if error.errno in (errno.EAGAIN, errno.EACCES) else None
+            refused = _in_use(run_dir, _read_owner(fd)) if error.errno in (errno.EAGAIN, errno.EACCES) else None
             os.close(fd)
             if refused is not None:
                 raise refused from None
@@ -258,3 +257,12 @@ def empty_run_dir(run_dir: str | Path) -> None:
             shutil.rmtree(entry)
         else:
             entry.unlink(missing_ok=True)
+
+
+def refuse_if_in_use(run_dir: str | Path) -> None:
+    """Raise :class:`RunInUseError` at once if another live process holds ``run_dir``; creates nothing.
+
+    A quick early check for commands (before their heavy imports); :func:`acquire` still decides."""
+    held, owner = lock_state(run_dir)
+    if held and not holds(run_dir):
+        raise _in_use(Path(run_dir), owner)

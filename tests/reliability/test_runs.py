@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -219,13 +220,50 @@ def test_a_directory_in_use_is_refused_at_once_and_left_untouched(command, tiny_
     live = holder(out)
     before = snapshot(out)
     argv = IN_USE_COMMANDS[command](out, configs, tiny_run)
-    argv += ["--no-progress"] if argv[0] == "fm_engine.cli" else []
-    result = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert f"error: {out} is in use by run pid {live.pid}" in result.stderr
-    assert "Traceback" not in result.stderr
+    fm = argv[0] == "fm_engine.cli"
+    argv += ["--no-progress"] if fm else []
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", *argv], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    imported = {line.rpartition("|")[2].strip() for line in result.stderr.splitlines() if "import time:" in line}
+    errors = [line for line in result.stderr.splitlines() if "import time:" not in line]
+    assert result.returncode == 2, result.stdout + "\n".join(errors)
+    assert f"error: {out} is in use by run pid {live.pid}" in errors[-1]
+    assert not any("Traceback" in line for line in errors)
+    if fm:  # refused at once: before torch (let alone the data) is even loaded
+        assert "torch" not in imported and "fm_engine.training" not in imported
     assert snapshot(out) == before  # nothing deleted, written or cleaned
     assert live.poll() is None
+
+
+def _api_call(name: str, tiny_data: Path, out: Path) -> Callable[[], object]:
+    from fm_engine.training import TrainConfig, train
+    from fm_engine.training.rehearsal import RehearsalConfig, run_rehearsal
+    from fm_engine.training.scaling import run_scaling
+
+    config = TrainConfig.from_dict(tiny_config_dict(tiny_data))
+    return {
+        "train": lambda: train(config, out),
+        "train resume": lambda: train(config, out, resume=True),
+        "run_scaling": lambda: run_scaling(config, "bulk_modulus", [1.0], out),
+        "run_rehearsal": lambda: run_rehearsal(
+            RehearsalConfig.from_dict({**tiny_config_dict(tiny_data), "replay_ratio": 0.2}), out, resume=True
+        ),
+    }[name]
+
+
+@pytest.mark.parametrize("name", ["train", "train resume", "run_scaling", "run_rehearsal"])
+def test_the_python_api_refuses_a_directory_in_use_too(name, tiny_data, tmp_path, holder):
+    from fm_engine.run_lock import RunInUseError
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "last.ckpt").write_bytes(b"resume state of the live run")
+    (out / ".fm-tmp-status.json.live").write_bytes(b"being written by the live run")
+    live = holder(out)
+    before = snapshot(out)
+    with pytest.raises(RunInUseError, match=f"^{re.escape(str(out))} is in use by run pid {live.pid}; "):
+        _api_call(name, tiny_data, out)()
+    assert snapshot(out) == before
 
 
 def test_the_lock_is_reentrant_in_one_process_and_freed_when_released(tmp_path):
