@@ -83,27 +83,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from fm_engine.run_lock import empty_run_dir, hold_run
+    from fm_engine.run_lock import acquire, empty_run_dir
     from fm_engine.training import demo_config
     from fm_engine.workspace import demo_run_dir
 
     out = Path(args.out) if args.out else demo_run_dir()
-    with hold_run(out):  # a demo another process is training is refused, never deleted
-        if args.force:
-            empty_run_dir(out)
-        elif (out / "checkpoint").exists():
-            print(f"the demo model is already trained: {out} (use --force to retrain)")
-            return 0
-        elif (out / "last.ckpt").exists():
-            raise ValueError(
-                f"{out} holds an unfinished demo run: --force starts again, or fm train --out {out} --resume"
-            )
-        config = demo_config()
-        if os.environ.get("FM_DEMO_MAX_EPOCHS"):  # a quicker demo (tests, slow machines)
-            config.trainer.max_epochs = int(os.environ["FM_DEMO_MAX_EPOCHS"])
-        _apply_trainer_overrides(config, args)
-        print(f"training the demo model into {out}")
-        return _run_training(config, out, resume=False, progress_bar=not args.no_progress)
+    acquire(out)  # held until this process ends: a demo another process is training is refused, never deleted
+    if out.exists() and args.force:
+        empty_run_dir(out)  # everything but the lock file
+    elif (out / "checkpoint").exists():
+        print(f"the demo model is already trained: {out} (use --force to retrain)")
+        return 0
+    elif (out / "last.ckpt").exists():
+        raise ValueError(f"{out} holds an unfinished demo run: --force starts again, or fm train --out {out} --resume")
+    config = demo_config()
+    if os.environ.get("FM_DEMO_MAX_EPOCHS"):  # a quicker demo (tests, slow machines)
+        config.trainer.max_epochs = int(os.environ["FM_DEMO_MAX_EPOCHS"])
+    _apply_trainer_overrides(config, args)
+    print(f"training the demo model into {out}")
+    return _run_training(config, out, resume=False, progress_bar=not args.no_progress)
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:

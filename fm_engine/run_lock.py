@@ -164,6 +164,8 @@ def acquire(run_dir: str | Path, *, clean: bool = True) -> Path:
         if fcntl is None:  # pragma: no cover - Windows
             _HELD[path] = _Held(fd=-1, count=1)
             return path
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ValueError(f"{run_dir}: a file is there; expected a run folder")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child programs (O_CLOEXEC)
         try:
