@@ -166,8 +166,13 @@ def acquire(run_dir: str | Path, *, clean: bool = True) -> Path:
             return path
         if run_dir.exists() and not run_dir.is_dir():
             raise ValueError(f"{run_dir}: a file is there; expected a run folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child programs (O_CLOEXEC)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child programs (O_CLOEXEC)
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise ValueError(f"{run_dir}: cannot create its lock file {LOCK_FILE} ({reason}); expected a writable "
+                             "run folder") from None  # fmt: skip
         try:
             _lock_exclusive(fd)
         except OSError as error:

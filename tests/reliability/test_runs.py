@@ -476,3 +476,13 @@ def test_the_train_page_shows_a_killed_run_as_stopped_with_its_resume_command(ki
                w.endswith(f"resume with: fm train --out {run_dir} --resume") for w in warnings), warnings  # fmt: skip
     assert not [b for b in at.button if b.label == "Cancel run"]  # nothing to cancel
     assert RunDirectory(run_dir).read_status()["state"] == "running"  # the page changed no file
+
+
+def test_a_file_given_as_run_folder_is_a_clear_error_and_left_alone(tmp_path):
+    from fm_engine.run_lock import acquire
+
+    a_file = tmp_path / "run.csv"
+    a_file.write_text("formula,target\nFe,1\n")
+    with pytest.raises(ValueError, match=f"^{re.escape(str(a_file))}: a file is there; expected a run folder$"):
+        acquire(a_file)
+    assert a_file.read_text() == "formula,target\nFe,1\n"
