@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shutil
 import signal
 import sys
 import traceback
@@ -114,17 +113,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from fm_engine.run_lock import acquire, empty_run_dir
     from fm_engine.training import demo_config
     from fm_engine.training.run_files import RunDirectory
     from fm_engine.workspace import demo_run_dir
 
     out = Path(args.out) if args.out else demo_run_dir()
     check_output_dir(out, kind="run", resume=is_run_dir(out))  # an earlier demo run is handled below
+    acquire(out)  # held until this process ends: a demo another process is training is refused, never deleted
     if contents(out) and args.force:
         name = RunDirectory(out).read_status().get("name", "demo")
         if name != "demo":
             raise ValueError(f"--out {out} holds the run '{name}', not a demo run: --force deletes only a demo run")
-        shutil.rmtree(out)  # only ever a demo run folder: check_output_dir refuses any other non-empty folder
+        empty_run_dir(out)  # everything but the lock file; check_output_dir refuses any other non-empty folder
     elif (out / "checkpoint").exists():
         print(f"the demo model is already trained: {out} (use --force to retrain)")
         return 0
@@ -424,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RUN_COMMANDS = (_cmd_train, _cmd_demo, _cmd_finetune, _cmd_scaling, _cmd_rehearsal)  # --out is a run folder
+
+
 def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
     print(f"warning: {one_line(str(message))}", file=sys.stderr)
 
@@ -470,6 +474,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("FM_DEBUG", "") not in ("", "0")
     try:
+        if args.handler in RUN_COMMANDS and getattr(args, "out", None):
+            from fm_engine.run_lock import refuse_if_in_use
+
+            refuse_if_in_use(args.out)  # at once, before torch is even imported
         return args.handler(args)
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)

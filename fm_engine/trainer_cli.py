@@ -49,6 +49,7 @@ from fm_engine.config import from_mapping
 from fm_engine.data import CompositionDataModule, TaskBatch
 from fm_engine.descriptors import Descriptor, DescriptorSpec
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel, ModelConfig
+from fm_engine.run_lock import acquire, release
 from fm_engine.training.config import (
     DataSection,
     ModelSection,
@@ -65,6 +66,7 @@ from fm_engine.training.trainer import (
     build_model,
     check_resume_state,
     evaluate_for_card,
+    is_rank_zero,
     render_card_markdown,
     training_compositions,
 )
@@ -398,6 +400,17 @@ class FMTrainerCLI(LightningCLI):
         init_args = data["init_args"]
         if "base_dir" in init_args and not init_args["base_dir"]:
             init_args["base_dir"] = str(Path(os.fspath(files[-1])).resolve().parent)
+
+    def before_fit(self) -> None:
+        """Lock ``trainer.default_root_dir`` for this process (:mod:`fm_engine.run_lock`): a second
+        ``fit`` into the same folder exits 2 before writing anything. Stale temps are not cleaned here:
+        the folder may be a shared working directory."""
+        if is_rank_zero():
+            acquire(self.trainer.default_root_dir, clean=False)
+
+    def after_fit(self) -> None:
+        if is_rank_zero():
+            release(self.trainer.default_root_dir)
 
     def instantiate_classes(self) -> None:
         try:

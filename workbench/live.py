@@ -54,7 +54,7 @@ def _rehearsal(run_dir: Path, status: dict, state: str, *, key: str) -> None:
     current = status.get("current_run")
     step_dir = run_dir / current if current else None
     if step_dir is not None and step_dir.is_dir():
-        step_status = RunDirectory(step_dir).read_status()
+        step_status = RunDirectory(step_dir).checked_status()
         st.markdown(f"**Current step** (`{current}`)")
         if state in ("queued", "running"):
             st.progress(_fraction(step_status or status), text=eta_text(step_status or status))
@@ -80,6 +80,8 @@ def render_run(run_dir: Path, *, key: str, allow_cancel: bool = True) -> str:
         label = "Cancel rehearsal" if rehearsal else "Cancel run"
         if allow_cancel and st.button(label, key=f"{key}_cancel", type="secondary") and cancel(run_dir):
             st.toast("Cancelling: the run saves its state and stops.")
+    elif info.state == "failed" and status.get("stopped_unexpectedly"):
+        st.warning(f"The run {status.get('message')}")  # "stopped unexpectedly (...); resume with: ..."
     elif info.state == "failed":
         st.error(f"The run failed: {status.get('message') or 'see train.log in its folder'}")
     if rehearsal:

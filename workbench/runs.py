@@ -6,6 +6,10 @@ metrics.jsonl, checkpoint/), so a run survives page reloads, closed tabs and eve
 
 A rehearsal folder is a run folder too: its status.json has ``kind: rehearsal`` and names the current
 step's run folder (``current_run``), which holds that step's metrics.jsonl.
+
+A run whose status says queued / running but whose process is gone (its lock is free, see
+:mod:`fm_engine.run_lock`) is shown as failed, with how to resume it. Cancel signals a process
+only after checking that it holds the run's lock and is the process recorded there (pid and start time).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from typing import Any
 
 import yaml
 
-from fm_engine.training.run_files import FINAL_STATES, RunDirectory
+from fm_engine.run_lock import lock_state, process_matches, process_start
+from fm_engine.safe_io import atomic_write_text
+from fm_engine.training.run_files import ACTIVE_STATES, RunDirectory
 from fm_engine.workspace import demo_run_dir, runs_dir
 
 
@@ -42,27 +48,26 @@ class RunInfo:
 _CHILDREN: dict[int, subprocess.Popen] = {}  # processes started by this workbench process, by pid
 
 
-def _alive(pid: int | None) -> bool:
+def _alive(pid: int | None, start: str | None = None) -> bool:
+    """True if ``pid`` is alive and (when ``start`` is known) still the process that started at ``start``."""
     if not pid:
         return False
     child = _CHILDREN.get(int(pid))
     if child is not None:
         return child.poll() is None  # also reaps it: a finished child is not left as a zombie
+    return process_matches(int(pid), start)
+
+
+LAUNCHER_PID = ".launcher_pid"  # "pid start" of the process the workbench started (before it locks the run)
+
+
+def _launcher(path: Path) -> tuple[int | None, str | None]:
+    """The launched process's pid and start time (None, None if not recorded)."""
     try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, PermissionError, ValueError):
-        return False
-    return True
-
-
-LAUNCHER_PID = ".launcher_pid"  # pid of the process the workbench started (before it writes status.json)
-
-
-def _launcher_pid(path: Path) -> int | None:
-    try:
-        return int((path / LAUNCHER_PID).read_text(encoding="utf-8").strip())
-    except (OSError, ValueError):
-        return None
+        fields = (path / LAUNCHER_PID).read_text(encoding="utf-8").split()
+        return int(fields[0]), (fields[1] if len(fields) > 1 else None)
+    except (OSError, ValueError, IndexError):
+        return None, None
 
 
 def last_error(path: Path) -> str:
@@ -76,14 +81,20 @@ def last_error(path: Path) -> str:
 
 
 def run_info(path: Path) -> RunInfo:
-    status = RunDirectory(path).read_status()
+    """The run's status, with a run whose process is gone (killed, bad config, machine restarted) reported
+    as ``failed`` (``stopped_unexpectedly``) and its message saying how to resume it."""
+    run = RunDirectory(path)
+    status = run.read_status()
     state = status.get("state", "queued")
-    pid = status.get("pid") or _launcher_pid(path)
-    if state not in FINAL_STATES and pid and not _alive(pid):
-        state = "failed"  # the process is gone without saying so (killed, bad config, machine restarted)
-        reason = last_error(path)
-        message = status.get("message", "") + " (process ended unexpectedly)"
-        status = {**status, "message": f"{reason} (process ended)" if reason else message}
+    if state in ACTIVE_STATES:
+        gone = run.process_gone(status)
+        if gone is None:  # not locked yet: the process the workbench launched is still starting, or died
+            pid, start = _launcher(path)
+            gone = bool(pid) and not _alive(pid, start)
+        if gone:
+            reason = last_error(path)
+            status = run.stopped_status(status, reason)
+            state = status["state"]
     return RunInfo(path=path, name=path.name, state=state, status=status)
 
 
@@ -118,8 +129,8 @@ def _launch(args: list[str], run_dir: Path) -> subprocess.Popen:
             cwd=run_dir,
         )
     _CHILDREN[process.pid] = process
-    # a process that dies before writing its pid into status.json (e.g. a bad config) is still noticed
-    (run_dir / LAUNCHER_PID).write_text(str(process.pid), encoding="utf-8")
+    # a process that dies before locking the run (e.g. a bad config) is still noticed
+    atomic_write_text(run_dir / LAUNCHER_PID, f"{process.pid} {process_start(process.pid) or ''}".strip())
     return process
 
 
@@ -137,7 +148,7 @@ def start_training(config: dict[str, Any], name: str) -> Path:
     run_dir = new_run_dir(name)
     run_dir.mkdir(parents=True)
     config_file = run_dir.parent / f".{run_dir.name}.yaml"
-    config_file.write_text(yaml.safe_dump(without_pickle_opt_in(config), sort_keys=False), encoding="utf-8")
+    atomic_write_text(config_file, yaml.safe_dump(without_pickle_opt_in(config), sort_keys=False))
     RunDirectory(run_dir).update_status(state="queued", name=name, message="starting", created_at=_now())
     _launch(["train", "--config", str(config_file), "--out", str(run_dir), "--no-progress"], run_dir)
     return run_dir
@@ -177,7 +188,7 @@ def start_rehearsal(config: dict[str, Any], name: str) -> Path:
     run_dir = new_run_dir(name)
     run_dir.mkdir(parents=True)
     config_file = run_dir.parent / f".{run_dir.name}.yaml"
-    config_file.write_text(yaml.safe_dump(without_pickle_opt_in(config), sort_keys=False), encoding="utf-8")
+    atomic_write_text(config_file, yaml.safe_dump(without_pickle_opt_in(config), sort_keys=False))
     tasks = [_task_name(entry) for entry in config.get("tasks", [])]
     steps = [{"step": i, "task": task, "run_dir": "", "state": "queued"} for i, task in enumerate(tasks, start=1)]
     RunDirectory(run_dir).update_status(
@@ -200,13 +211,45 @@ def start_demo() -> Path:
     return run_dir
 
 
+def _run_process(run_dir: Path) -> int | None:
+    """The pid of the process that runs ``run_dir``, verified, or None.
+
+    Verified means: it holds the run's lock and is the process recorded in the lock file (same pid, same
+    start time), or, before the run is locked, it is a child this workbench launched for it and has not
+    ended. A pid in status.json alone is never trusted: after a kill it may belong to anything."""
+    held, owner = lock_state(run_dir)
+    if held:
+        return owner.pid if owner is not None and owner.is_running() else None
+    if held is None:
+        pid, _ = _launcher(run_dir)
+        child = _CHILDREN.get(pid) if pid else None
+        if child is not None and child.poll() is None:
+            return child.pid
+    return None
+
+
 def cancel(run_dir: Path) -> bool:
-    """Send SIGTERM to the run's process group (the run saves its state and marks itself cancelled)."""
-    pid = RunDirectory(run_dir).read_status().get("pid")
-    if not _alive(pid):
+    """Send SIGTERM to the run's process (it saves its state and marks itself cancelled); True if sent.
+
+    Only a process verified to be the run's (:func:`_run_process`) is signalled: a run that is not running,
+    or whose recorded pid now belongs to another program, is left alone (returns False). Where the OS has
+    pidfds, the process is pinned first and verified again, so the signal cannot reach a later process
+    that was given the same pid in between."""
+    run_dir = Path(run_dir)
+    pid = _run_process(run_dir)
+    if pid is None:
         return False
     try:
-        os.killpg(os.getpgid(int(pid)), signal.SIGTERM)
+        if not hasattr(os, "pidfd_open"):  # pragma: no cover - without pidfds
+            os.kill(pid, signal.SIGTERM)
+            return True
+        fd = os.pidfd_open(pid)
+        try:
+            if _run_process(run_dir) != pid:
+                return False
+            signal.pidfd_send_signal(fd, signal.SIGTERM)
+        finally:
+            os.close(fd)
     except ProcessLookupError:
         return False
     return True

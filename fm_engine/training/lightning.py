@@ -13,9 +13,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fm_engine.data import CompositionDataModule, TaskBatch
 from fm_engine.models import FlexibleMultiTaskModel
+from fm_engine.run_lock import own_identity
 from fm_engine.training.config import check_ema_decay
 from fm_engine.training.evaluate import evaluate, flat_metrics
-from fm_engine.training.run_files import RunDirectory, now_iso
+from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
 
 
 class MultiTaskModule(L.LightningModule):
@@ -102,6 +103,9 @@ class RunMonitor(L.Callback):
     """Validation in physical units after every epoch, early stopping with best-weights restore,
     run files (status.json, metrics.jsonl, last.ckpt) and cancellation on SIGTERM.
 
+    status.json's ``wall_time_s`` is ``clock``'s total (all segments of a resumed run). On a resumed
+    fit, the metrics records of the epochs being repeated are dropped first (one record per epoch).
+
     Validation is a full pass over the validation split on every rank (identical decisions in DDP).
     ``monitor_tasks`` limits the early-stopping loss to those tasks (default: all). With ``ema_decay``
     the validation, the early stopping and the kept best weights are those of the
@@ -120,8 +124,10 @@ class RunMonitor(L.Callback):
         write_files: bool = True,
         monitor_tasks: list[str] | None = None,
         ema_decay: float | None = None,
+        clock: WallClock | None = None,
     ) -> None:
         self.run = run
+        self.clock = clock or WallClock()
         self.dm = dm
         self.patience = patience
         self.min_delta = min_delta
@@ -187,14 +193,19 @@ class RunMonitor(L.Callback):
         if self._files(trainer):
             self.run.update_status(
                 state="running",
-                pid=os.getpid(),
+                **own_identity(),
                 started_at=now_iso(),
+                wall_time_s=round(self.clock.total(), 2),
                 max_epochs=trainer.max_epochs,
                 steps_per_epoch=trainer.num_training_batches,
                 epoch=trainer.current_epoch,
                 step=trainer.global_step,
                 message="training",
             )
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._files(trainer):  # the epoch counter is restored by now: a resumed run repeats from here
+            self.run.drop_metrics_from(trainer.current_epoch)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._sums = {}
@@ -219,8 +230,9 @@ class RunMonitor(L.Callback):
                  **{f"train/{k}": float(v) for k, v in losses.items()}}
             )  # fmt: skip
             self.run.update_status(
-                epoch=trainer.current_epoch, step=trainer.global_step, eta_seconds=self._eta(trainer)
-            )
+                epoch=trainer.current_epoch, step=trainer.global_step, eta_seconds=self._eta(trainer),
+                wall_time_s=round(self.clock.total(), 2),
+            )  # fmt: skip
 
     def _eta(self, trainer: L.Trainer) -> float | None:
         """Seconds left if training runs to max_epochs (early stopping may end it sooner)."""
@@ -260,6 +272,7 @@ class RunMonitor(L.Callback):
                 eta_seconds=self._eta(trainer),
                 best_epoch=self.best_epoch,
                 best_val_loss=self.best_loss,
+                wall_time_s=round(self.clock.total(), 2),
             )
 
     def _save_resume_state(self, trainer: L.Trainer) -> None:
@@ -277,7 +290,10 @@ class RunMonitor(L.Callback):
             self._save_resume_state(trainer)
             if self._files(trainer):
                 self.run.update_status(
-                    state="cancelled", finished_at=now_iso(), message="cancelled; continue with --resume"
+                    state="cancelled",
+                    finished_at=now_iso(),
+                    message="cancelled; continue with --resume",
+                    wall_time_s=round(self.clock.total(), 2),
                 )
 
     def restore_best(self, model: FlexibleMultiTaskModel) -> None:

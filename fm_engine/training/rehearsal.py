@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import sys
 import threading
@@ -36,6 +35,7 @@ from fm_engine.data import CompositionDataModule
 from fm_engine.data.splits import subsample_keep_mask
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.plots.files import write_figure_html
+from fm_engine.run_lock import hold_run, own_identity
 from fm_engine.safe_io import atomic_path, atomic_write_text
 from fm_engine.tasks import TaskSpec
 from fm_engine.training.config import TrainConfig, recorded_config
@@ -315,12 +315,18 @@ def run_rehearsal(
     config: RehearsalConfig, out: str | Path, *, resume: bool = False, progress_bar: bool = False
 ) -> RehearsalResult:
     """Run every step into ``out`` (see the module docstring). ``resume`` keeps the finished steps of an
-    earlier, interrupted call and restarts from the first unfinished one."""
-    out = Path(out)
-    top = RunDirectory(out)
+    earlier, interrupted call and restarts from the first unfinished one. ``out`` is locked for this
+    process (:mod:`fm_engine.run_lock`); each step's folder too, while it trains."""
     trainer = config.train.trainer
     if trainer.devices != 1 or trainer.num_nodes != 1:
         raise ValueError("fm rehearsal trains in one process (devices 1, num_nodes 1); use fm train for DDP")
+    with hold_run(out):
+        return _run_rehearsal(config, out, resume=resume, progress_bar=progress_bar)
+
+
+def _run_rehearsal(config: RehearsalConfig, out: str | Path, *, resume: bool, progress_bar: bool) -> RehearsalResult:
+    out = Path(out)
+    top = RunDirectory(out)
     if (out / REHEARSAL_FILE).exists() and not resume:
         raise ValueError(f"{out} already holds a rehearsal; choose another --out or use --resume")
     out.mkdir(parents=True, exist_ok=True)
@@ -328,7 +334,7 @@ def run_rehearsal(
     specs = config.train.task_specs()
     steps = [{"step": k, "task": s.name, "run_dir": step_dir_name(k, s.name), "state": "queued"}
              for k, s in enumerate(specs, start=1)]  # fmt: skip
-    top.update_status(kind="rehearsal", state="queued", pid=os.getpid(), name=config.train.name or "rehearsal",
+    top.update_status(kind="rehearsal", state="queued", **own_identity(), name=config.train.name or "rehearsal",
                       created_at=top.read_status().get("created_at") or now_iso(), n_steps=len(specs), step=0,
                       steps=steps, message="loading data")  # fmt: skip
     try:

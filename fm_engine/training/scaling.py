@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from fm_engine.plots.files import write_figure_html
+from fm_engine.run_lock import hold_run
 from fm_engine.safe_io import atomic_path, atomic_write_json
 from fm_engine.training.config import TrainConfig
 from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
@@ -23,13 +24,21 @@ def run_scaling(
 ) -> pd.DataFrame:
     """One training run per ratio into ``out/ratio_<r>``; returns the long table of errors
     (columns: ratio, task, unit, metric, n_train, val_error, test_error) and writes scaling.csv/.html and
-    scaling.json (the thinned task and the ratios), each atomically."""
-    out = Path(out)
+    scaling.json (the thinned task and the ratios), each atomically. ``out`` is locked for this process
+    (run_lock)."""
     names = [spec.name for spec in config.task_specs()]
     if task not in names:
         raise ValueError(f"unknown task '{task}' (tasks: {', '.join(names)})")
     if not ratios or any(not 0 < r <= 1 for r in ratios):
         raise ValueError("ratios must be numbers in (0, 1]")
+    with hold_run(out):
+        return _run_scaling(config, task, ratios, out, progress_bar=progress_bar)
+
+
+def _run_scaling(
+    config: TrainConfig, task: str, ratios: list[float], out: str | Path, *, progress_bar: bool
+) -> pd.DataFrame:
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     about = {"task": task, "ratios": sorted(set(ratios), reverse=True), "name": config.name}
     atomic_write_json(out / "scaling.json", about, sort_keys=False)

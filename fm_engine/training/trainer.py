@@ -10,7 +10,6 @@ import os
 import pickle
 import platform
 import re
-import time
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -35,12 +34,14 @@ from fm_engine.data.datamodule import STAGES
 from fm_engine.datasets import bundled_datasets
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
+from fm_engine.run_lock import hold_run, own_identity
+from fm_engine.safe_io import atomic_write_json, atomic_write_text
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.training.config import TrainConfig, resolve_data_files
 from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluation, evaluate
 from fm_engine.training.lightning import MultiTaskModule, RunMonitor
 from fm_engine.training.metrics import format_metric
-from fm_engine.training.run_files import RunDirectory, now_iso
+from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
 
 _fitting = False
 
@@ -294,6 +295,7 @@ def build_card(
     monitor: RunMonitor,
     seconds: float,
     epochs: int,
+    segments: int = 1,
 ) -> dict[str, Any]:
     summary = dm.summary().set_index("task")
     tasks = []
@@ -334,6 +336,7 @@ def build_card(
             "best_epoch": monitor.best_epoch,
             "best_val_loss": monitor.best_loss,
             "wall_time_s": round(seconds, 2),
+            "segments": segments,
             "mean_epoch_s": round(float(np.mean(monitor.epoch_seconds)), 3) if monitor.epoch_seconds else None,
             "samples_per_s": round(monitor.samples_seen / sum(monitor.epoch_seconds), 1)
             if monitor.epoch_seconds
@@ -407,6 +410,10 @@ def render_card_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_model_config(run: RunDirectory, model: FlexibleMultiTaskModel) -> None:
+    atomic_write_json(run.model_config_path, model.config.to_dict(), sort_keys=False)
+
+
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -420,28 +427,58 @@ def train(
 
     ``finetune`` starts from a trained model and retrains only the named heads (everything else frozen);
     ``start`` trains a given model on a given data module.
+
+    The run directory is locked for this process first (:mod:`fm_engine.run_lock`): a directory
+    another live process trains into raises :class:`RunInUseError` (a ``ValueError``) before anything is
+    read or written; temp files a killed run left are removed.
     """
+    if resume and not Path(run_dir).is_dir():
+        raise ValueError(f"{run_dir}: nothing to resume (no such run directory)")
+    if not is_rank_zero():  # DDP's other ranks write no run files; rank 0 holds the lock
+        return _train(config, run_dir, resume=resume, progress_bar=progress_bar, finetune=finetune, start=start)
+    with hold_run(run_dir):
+        return _train(config, run_dir, resume=resume, progress_bar=progress_bar, finetune=finetune, start=start)
+
+
+def _train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool,
+    progress_bar: bool | None,
+    finetune: FinetuneSpec | None,
+    start: StartFrom | None,
+) -> TrainResult:
     global _fitting
     _quiet_lightning()
     if config is not None:
         config.trainer.check_machine()
     run = RunDirectory(run_dir)
     rank_zero = is_rank_zero()
-    started = time.perf_counter()
+    clock = WallClock()
     if resume:
         if not run.resume_path.exists():
             raise ValueError(f"{run.path}: nothing to resume (no last.ckpt)")
         check_resume_state(run.resume_path)
         # The run folder's records, never the user's in-person opt-in: no pickles, paths against the run.
         config = TrainConfig.from_record(read_config_file(run.config_path), anchor=run.path)
+        if rank_zero:
+            earlier = run.read_status()
+            clock.previous_s = float(earlier.get("wall_time_s") or 0.0)
+            clock.segments = int(earlier.get("segments") or 1) + 1
+            run.update_status(
+                state="queued", **own_identity(), finished_at=None, message="resuming: loading data",
+                segments=clock.segments, wall_time_s=round(clock.total(), 2),
+            )  # fmt: skip
     elif rank_zero:
         if run.checkpoint_path.exists() or run.resume_path.exists():
             raise ValueError(f"{run.path} already holds a run; choose another --out or use --resume")
         run.path.mkdir(parents=True, exist_ok=True)
-        run.config_path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+        atomic_write_text(run.config_path, yaml.safe_dump(config.to_dict(), sort_keys=False))
         run.update_status(
-            state="queued", pid=os.getpid(), created_at=now_iso(), name=config.name, message="loading data"
-        )
+            state="queued", **own_identity(), created_at=now_iso(), name=config.name, message="loading data",
+            segments=1, wall_time_s=0.0,
+        )  # fmt: skip
     try:
         L.seed_everything(config.seed, workers=True, verbose=False)
         dm = build_datamodule(config)
@@ -457,15 +494,15 @@ def train(
             freeze_all_but(model, finetune.tasks)
             before = evaluate(model, dm, "test")
             if rank_zero:
-                run.model_config_path.write_text(json.dumps(model.config.to_dict(), indent=2), encoding="utf-8")
+                _write_model_config(run, model)
         elif start is not None:
             model, dm = start.model, start.datamodule
             if rank_zero:
-                run.model_config_path.write_text(json.dumps(model.config.to_dict(), indent=2), encoding="utf-8")
+                _write_model_config(run, model)
         else:
             model = build_model(config, dm)
             if rank_zero:
-                run.model_config_path.write_text(json.dumps(model.config.to_dict(), indent=2), encoding="utf-8")
+                _write_model_config(run, model)
         optimizer = config.optimizer
         module = MultiTaskModule(
             model, lr=optimizer.lr, weight_decay=optimizer.weight_decay, scheduler=optimizer.scheduler
@@ -478,6 +515,7 @@ def train(
             resume_interval_s=config.trainer.resume_every_s,
             monitor_tasks=start.monitor_tasks if start is not None else None,
             ema_decay=config.trainer.ema_decay,
+            clock=clock,
         )
         show_bar = config.trainer.progress_bar if progress_bar is None else progress_bar
         trainer = L.Trainer(
@@ -504,17 +542,17 @@ def train(
                 weights_only=True if resume else None,
             )
         except SIGTERMException:
-            return TrainResult("cancelled", run.path, None, None, trainer.current_epoch, time.perf_counter() - started)
+            return TrainResult("cancelled", run.path, None, None, trainer.current_epoch, clock.total())
         finally:
             _fitting = False
         if not trainer.is_global_zero:
-            return TrainResult("done", run.path, None, None, trainer.current_epoch, time.perf_counter() - started)
+            return TrainResult("done", run.path, None, None, trainer.current_epoch, clock.total())
         monitor.restore_best(model)
         evaluations = evaluate_for_card(model, dm)
-        seconds = time.perf_counter() - started
+        seconds = clock.total()
         card = build_card(
             config=config, model=model, dm=dm, evaluations=evaluations, monitor=monitor,
-            seconds=seconds, epochs=trainer.current_epoch,
+            seconds=seconds, epochs=trainer.current_epoch, segments=clock.segments,
         )  # fmt: skip
         if finetune is not None:
             card["finetune"] = {
@@ -537,6 +575,7 @@ def train(
             epoch=trainer.current_epoch,
             eta_seconds=0,
             message=f"done in {seconds:.0f} s; best epoch {monitor.best_epoch}",
+            wall_time_s=round(seconds, 2),
             test_metrics=evaluations["test"].metrics,
         )
         return TrainResult("done", run.path, checkpoint, evaluations["test"], trainer.current_epoch, seconds)
