@@ -120,11 +120,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else demo_run_dir()
     check_output_dir(out, kind="run", resume=is_run_dir(out))  # an earlier demo run is handled below
+    name = RunDirectory(out).read_status().get("name", "demo") if contents(out) else "demo"
+    if args.force and name != "demo":
+        raise ValueError(f"--out {out} holds the run '{name}', not a demo run: --force deletes only a demo run")
     acquire(out)  # held until this process ends: a demo another process is training is refused, never deleted
     if contents(out) and args.force:
-        name = RunDirectory(out).read_status().get("name", "demo")
-        if name != "demo":
-            raise ValueError(f"--out {out} holds the run '{name}', not a demo run: --force deletes only a demo run")
         empty_run_dir(out)  # everything but the lock file; check_output_dir refuses any other non-empty folder
     elif (out / "checkpoint").exists():
         print(f"the demo model is already trained: {out} (use --force to retrain)")

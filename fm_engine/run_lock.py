@@ -266,10 +266,18 @@ def empty_run_dir(run_dir: str | Path) -> None:
             entry.unlink(missing_ok=True)
 
 
+def is_rank_zero() -> bool:
+    """Before the Trainer exists: rank from the launcher's environment (DDP re-launches this process)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
 def refuse_if_in_use(run_dir: str | Path) -> None:
     """Raise :class:`RunInUseError` at once if another live process holds ``run_dir``; creates nothing.
 
-    A quick early check for commands (before their heavy imports); :func:`acquire` still decides."""
+    A quick early check for commands (before their heavy imports); :func:`acquire` still decides. DDP's
+    other ranks (re-launched copies of the command, while rank 0 holds the lock) are let through."""
+    if not is_rank_zero():
+        return
     held, owner = lock_state(run_dir)
     if held and not holds(run_dir):
         raise _in_use(Path(run_dir), owner)

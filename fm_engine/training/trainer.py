@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import pickle
 import platform
 import re
@@ -34,7 +33,7 @@ from fm_engine.data.datamodule import STAGES
 from fm_engine.datasets import bundled_datasets
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
-from fm_engine.run_lock import hold_run, own_identity
+from fm_engine.run_lock import hold_run, is_rank_zero, own_identity
 from fm_engine.safe_io import atomic_write_json, atomic_write_text
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.training.config import TrainConfig, resolve_data_files
@@ -102,11 +101,6 @@ class TrainResult:
     test: StageEvaluation | None
     epochs: int
     seconds: float
-
-
-def is_rank_zero() -> bool:
-    """Before the Trainer exists: rank from the launcher's environment (DDP re-launches this process)."""
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def fit_scalers(dm: CompositionDataModule) -> dict[str, TargetScaler]:

@@ -26,6 +26,7 @@ from fm_engine.checkpoints import CheckpointError, load_checkpoint, read_composi
 from fm_engine.cli import main
 from fm_engine.data import read_table
 from fm_engine.data.tables import PICKLE_SUFFIXES
+from fm_engine.run_lock import LOCK_FILE
 from fm_engine.training import TrainConfig
 from fm_engine.training.trainer import build_datamodule
 from tests.conftest import tiny_config_dict
@@ -55,7 +56,8 @@ def plant(path: Path, marker: Path) -> Path:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file's bytes under ``folder`` (to assert inputs are unchanged)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = (p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_FILE)  # the run lock: runs part
+    return {str(p.relative_to(folder)): p.read_bytes() for p in files}
 
 
 def assert_refused(code: int, err: str, *expected: str) -> str:
@@ -466,7 +468,7 @@ def test_workbench_training_and_finetune_never_unpickle(tiny_run, tiny_data, tmp
     tuned = start_finetune(checkpoint.parent, ["hea_phase"], "crafted-finetune", max_epochs=1)
     for run_dir, path in ((trained, tmp_path / "data.pkl"), (tuned, checkpoint / "data.pkl")):
         assert wait_for_error(run_dir) == "failed"
-        launched = runs._CHILDREN.pop(int((run_dir / runs.LAUNCHER_PID).read_text(encoding="utf-8")))
+        launched = runs._CHILDREN.pop(runs._launcher(run_dir)[0])
         assert launched.wait(timeout=60) == 2  # the CLI's exit code for a refused input
         log = (run_dir / "train.log").read_text(encoding="utf-8")
         assert f"error: {path}: a pickled table can run code" in log and "Traceback" not in log, log[-2000:]
