@@ -232,10 +232,10 @@ def parse_many(values: Iterable[object], *, row_labels: Sequence[object] | None 
             else:
                 amounts = parse_amounts(value)  # type: ignore[arg-type]
                 key = _key_from_amounts(amounts)
-                fractions = atomic_fractions(amounts)
+                total = sum(amounts.values())  # as atomic_fractions, without validating the amounts twice
                 w = np.zeros(len(index))
-                for symbol, fraction in fractions.items():
-                    w[index[symbol]] = fraction
+                for symbol, amount in amounts.items():
+                    w[index[symbol]] = amount / total
                 if cache_key is not None:
                     seen[cache_key] = (key, w)
         except ValueError as error:
