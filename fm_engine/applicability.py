@@ -98,7 +98,8 @@ def nearest(
     distance = np.zeros(len(weights), dtype=np.float64)
     counts = (weights > 0).sum(axis=1)
     sparse = (counts <= MAX_SPARSE_ELEMENTS) & (counts > 0) if index.normalised else np.zeros(len(weights), bool)
-    for rows, search in ((np.flatnonzero(sparse), _nearest_sparse), (np.flatnonzero(~sparse), _nearest_dense)):
+    by_size = np.flatnonzero(sparse)[np.argsort(counts[sparse], kind="stable")]  # few padded slots per block
+    for rows, search in ((by_size, _nearest_sparse), (np.flatnonzero(~sparse), _nearest_dense)):
         for start in range(0, len(rows), chunk_size):
             block = rows[start : start + chunk_size]
             best[block], distance[block] = search(weights[block], index)

@@ -4,8 +4,9 @@ output only when every row is written (memory stays bounded by the chunk size, n
 
 Before any work: the input must be a ``.csv`` / ``.csv.gz`` / ``.txt`` / ``.parquet`` file (pickles are
 never read for predictions), the output must not be the input (also through a symlink or hard link), nor a
-folder, and its folder must be writable. Input cells are copied as written (CSV cells are read as text);
-outputs whose names the input already uses get the ``pred_`` prefix (see ``predict_frame``).
+folder, and its folder must be writable. Input cells are copied as written (CSV cells are read as text).
+The output is written by Arrow's CSV writer: text quoted, predictions in float32's shortest exact form.
+Outputs whose names the input already uses get the ``pred_`` prefix (see ``predict_frame``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 import pandas as pd
 
 from fm_engine.applicability import training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, find_composition_column
-from fm_engine.predict import output_columns, predict_frame, rename_collisions, resolve_t_grids
+from fm_engine.predict import output_columns, predict_frame, prediction_columns, rename_collisions, resolve_t_grids
 from fm_engine.safe_io import atomic_path
+from fm_engine.tasks import TaskType
 
 DEFAULT_CHUNK_SIZE = 20_000
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
@@ -148,12 +151,38 @@ def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
         raise _csv_error(path, error) from None
 
 
-def _as_text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Float input columns as their shortest exact text (so the output's ``%.6g`` touches only predictions)."""
-    for column in columns:
-        if pd.api.types.is_float_dtype(frame[column]):
-            frame[column] = frame[column].astype(str).where(frame[column].notna(), "")
-    return frame
+class CsvWriter:
+    """Appends tables to one CSV (header once) with Arrow's C++ writer. Every chunk is cast to the first
+    chunk's schema, with ``float32_columns`` (the model's float32 predictions) written in float32's
+    shortest exact form and all-empty columns as text, so every chunk formats a value the same way."""
+
+    def __init__(self, handle: IO[bytes], *, float32_columns: Sequence[str]) -> None:
+        self.handle = handle
+        self.float32_columns = set(float32_columns)
+        self._writer: Any = None
+        self._schema: Any = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._schema is None:
+            fields = []
+            for item in table.schema:
+                kind = item.type
+                if item.name in self.float32_columns:
+                    kind = pa.float32()
+                elif pa.types.is_null(kind):
+                    kind = pa.string()
+                fields.append(pa.field(item.name, kind))
+            self._schema = pa.schema(fields)
+            self._writer = pa_csv.CSVWriter(self.handle, self._schema)
+        self._writer.write_table(table.cast(self._schema))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def predict_file(
@@ -194,21 +223,26 @@ def predict_file(
             "use --composition-column"
         )
     names = rename_collisions(columns, output_columns(checkpoint, grids, distances=distances))
+    labelled = {name for name, task in checkpoint.model.tasks.items() if task.type is TaskType.CLASSIFICATION}
     n_rows = n_bad = 0
     flagged: dict[str, int] = {}
+    predictions = prediction_columns(checkpoint.model, grids)
+    float32_columns = [names[c] for task, cs in predictions.items() for c in cs[(task in labelled) :]]
     with (
         atomic_path(output) as tmp,
-        tmp.open("w", encoding="utf-8", newline="") as handle,
+        tmp.open("wb") as handle,
         tqdm(total=count_rows(source), desc="predict", unit=" rows", disable=not progress) as bar,
     ):
+        writer = CsvWriter(handle, float32_columns=float32_columns)
         for chunk in read_chunks(source, chunk_size):
             chunk.index = pd.RangeIndex(n_rows, n_rows + len(chunk))
-            text = chunk[composition_column].astype(object)
-            chunk[composition_column] = text.where(text.astype(str).str.strip() != "", None)
+            written = chunk[composition_column]
+            text = written.astype(object)
+            chunk[composition_column] = text.where(text.astype(str).str.strip() != "", None)  # an empty cell
             result = predict_frame(checkpoint, chunk, composition_column=composition_column, t_grids=grids,
-                                   distances=distances)  # fmt: skip
-            result = _as_text(result, columns)
-            result.to_csv(handle, index=False, header=n_rows == 0, float_format="%.6g")
+                                   distances=distances, first_row=n_rows)  # fmt: skip
+            result[composition_column] = written  # as written
+            writer.write(result)
             n_rows += len(result)
             n_bad += int((result[names["error"]] != "").sum())
             if "extrapolated_for" in names:
@@ -216,6 +250,7 @@ def predict_file(
                 for task, count in tasks[tasks != ""].value_counts().items():
                     flagged[str(task)] = flagged.get(str(task), 0) + int(count)
             bar.update(len(result))
+        writer.close()
         if n_rows == 0:
             raise ValueError(f"{source.name}: the table has no rows")
     beyond = {

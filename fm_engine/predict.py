@@ -41,7 +41,7 @@ def predict_weights(
     """
     descriptor = descriptor or Descriptor(model.config.descriptor)
     model.eval()
-    x = torch.as_tensor(descriptor.transform(weights), dtype=torch.float32)
+    x = descriptor.transform_torch(torch.as_tensor(np.asarray(weights), dtype=torch.float32))
     h = model.encode(x)
     n = len(x)
     points = {}
@@ -164,7 +164,8 @@ def predict_frame(
     composition_column: str | None = None,
     t_grids: Mapping[str, Sequence[float]] | None = None,
     distances: bool = True,
-    chunk_size: int = 4096,
+    chunk_size: int = 1024,
+    first_row: int = 0,
 ) -> pd.DataFrame:
     """The input columns + predictions; bad rows get an ``error`` and no predictions (never fail the batch).
 
@@ -182,6 +183,9 @@ def predict_frame(
     name, ...) is written as ``pred_<name>``; ``result.attrs["fm_output_columns"]`` maps each output name
     to its column. A row whose prediction comes out non-finite (model overflow) is an error row: its
     ``error`` names the tasks and it has no predictions. ``t_grids`` are checked by :func:`check_t_grid`.
+
+    ``chunk_size``: rows per model batch; ``first_row``: the position of ``frame``'s first row in a larger
+    table cut into chunks (batches align to it, so the chunks' results equal the whole table's exactly).
     """
     columns = ", ".join(map(str, frame.columns))
     if composition_column is None:
@@ -209,13 +213,19 @@ def predict_frame(
             values[column] = np.full(n, None, dtype=object) if is_label else np.full(n, np.nan)
     finite = np.ones(len(parsed.rows), dtype=bool)
     failed: list[list[str]] = [[] for _ in range(len(parsed.rows))]
-    for start in range(0, len(parsed.rows), chunk_size):
-        rows = parsed.rows[start : start + chunk_size]
-        predictions = predict_weights(
-            model, parsed.weights[start : start + chunk_size], t_grids=grids, descriptor=descriptor
-        )
+    # The model runs on blocks of exactly ``chunk_size`` rows aligned to the rows' positions in the whole
+    # table (``first_row`` + position; unused slots padded), so a row's float32 result never depends on
+    # how the table was cut into chunks (matrix kernels round differently for other shapes / positions).
+    positions = first_row + parsed.rows
+    cuts = np.flatnonzero(np.diff(positions // chunk_size)) + 1
+    for members in np.split(np.arange(len(parsed.rows)), cuts) if len(parsed.rows) else []:
+        start, rows = int(members[0]), parsed.rows[members]
+        slots = positions[members] % chunk_size
+        block = np.repeat(parsed.weights[members[:1]], chunk_size, axis=0)
+        block[slots] = parsed.weights[members]
+        predictions = predict_weights(model, block, t_grids=grids, descriptor=descriptor)
         for name, task in model.tasks.items():
-            output = predictions[name].reshape(len(rows), -1)
+            output = predictions[name][slots].reshape(len(rows), -1)
             ok = np.all(np.isfinite(output), axis=1)
             for i in np.flatnonzero(~ok):
                 failed[start + i].append(name)
