@@ -15,20 +15,22 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import pandas as pd
 
 from fm_engine.applicability import training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
-from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, find_composition_column
+from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, ParsedBatch, find_composition_column, parse_many
 from fm_engine.predict import output_columns, predict_frame, prediction_columns, rename_collisions, resolve_t_grids
 from fm_engine.safe_io import atomic_path
 from fm_engine.tasks import TaskType
 
 DEFAULT_CHUNK_SIZE = 20_000
+T = TypeVar("T")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
 PARQUET_SUFFIXES = (".parquet",)
 
@@ -185,6 +187,24 @@ class CsvWriter:
             self._writer.close()
 
 
+def _parsed_chunks(path: Path, chunk_size: int, column: str) -> Iterator[tuple[pd.DataFrame, ParsedBatch]]:
+    """Chunks with their parsed composition column (empty or blank cells: "missing composition")."""
+    for chunk in read_chunks(path, chunk_size):
+        text = chunk[column].astype(object)
+        yield chunk, parse_many(text.where(text.astype(str).str.strip() != "", None).tolist())
+
+
+def _prefetched(items: Iterator[T]) -> Iterator[T]:
+    """``items``, with the next one produced in a background thread while the caller works on the current
+    one (reading and parsing hold Python's lock; the model, the distance search and the writer mostly
+    release it, so the two overlap on two cores). Errors surface in order, when their item is reached."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fm-predict-read") as pool:
+        pending = pool.submit(next, items, None)
+        while (item := pending.result()) is not None:
+            pending = pool.submit(next, items, None)
+            yield item
+
+
 def predict_file(
     checkpoint: LoadedCheckpoint,
     input_path: str | Path,
@@ -234,14 +254,10 @@ def predict_file(
         tqdm(total=count_rows(source), desc="predict", unit=" rows", disable=not progress) as bar,
     ):
         writer = CsvWriter(handle, float32_columns=float32_columns)
-        for chunk in read_chunks(source, chunk_size):
+        for chunk, parsed in _prefetched(_parsed_chunks(source, chunk_size, composition_column)):
             chunk.index = pd.RangeIndex(n_rows, n_rows + len(chunk))
-            written = chunk[composition_column]
-            text = written.astype(object)
-            chunk[composition_column] = text.where(text.astype(str).str.strip() != "", None)  # an empty cell
             result = predict_frame(checkpoint, chunk, composition_column=composition_column, t_grids=grids,
-                                   distances=distances, first_row=n_rows)  # fmt: skip
-            result[composition_column] = written  # as written
+                                   distances=distances, first_row=n_rows, parsed=parsed)  # fmt: skip
             writer.write(result)
             n_rows += len(result)
             n_bad += int((result[names["error"]] != "").sum())

@@ -10,7 +10,7 @@ import torch
 
 from fm_engine.applicability import distance_column, distance_columns, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
-from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, find_composition_column, parse_many
+from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, ParsedBatch, find_composition_column, parse_many
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskType
@@ -166,6 +166,7 @@ def predict_frame(
     distances: bool = True,
     chunk_size: int = 1024,
     first_row: int = 0,
+    parsed: ParsedBatch | None = None,
 ) -> pd.DataFrame:
     """The input columns + predictions; bad rows get an ``error`` and no predictions (never fail the batch).
 
@@ -185,7 +186,8 @@ def predict_frame(
     ``error`` names the tasks and it has no predictions. ``t_grids`` are checked by :func:`check_t_grid`.
 
     ``chunk_size``: rows per model batch; ``first_row``: the position of ``frame``'s first row in a larger
-    table cut into chunks (batches align to it, so the chunks' results equal the whole table's exactly).
+    table cut into chunks (batches align to it, so the chunks' results equal the whole table's exactly);
+    ``parsed``: ``parse_many`` of the composition column, if already done (e.g. in another thread).
     """
     columns = ", ".join(map(str, frame.columns))
     if composition_column is None:
@@ -201,7 +203,8 @@ def predict_frame(
     grids = resolve_t_grids(model, t_grids)
     names = rename_collisions(frame.columns, output_columns(checkpoint, grids, distances=distances))
     descriptor = Descriptor(model.config.descriptor)
-    parsed = parse_many(frame[composition_column].tolist())
+    if parsed is None:
+        parsed = parse_many(frame[composition_column].tolist())
     n = len(frame)
     errors = np.full(n, "", dtype=object)
     errors[parsed.bad["row"].to_numpy(dtype=int)] = parsed.bad["reason"].to_numpy()
