@@ -10,8 +10,8 @@ A prediction further away than that is an extrapolation the model card's errors 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +31,7 @@ class TrainingDomain:
     weights: np.ndarray  # (N, 94) atomic fractions
     tested_up_to: float  # largest test-composition distance; NaN without test compositions
     task: str | None  # None: every task's compositions (also for checkpoints without the per-task record)
-
-    @cached_property
-    def index(self) -> ReferenceIndex:
-        """The training compositions indexed for :func:`nearest` (built once per domain)."""
-        return ReferenceIndex(self.weights)
+    index: ReferenceIndex | None = field(default=None, compare=False, repr=False)  # shared by equal ``keys``
 
 
 MAX_SPARSE_ELEMENTS = 8
@@ -63,15 +59,14 @@ class ReferenceIndex:
         self.best_value = self.weights.max(axis=0) if n_refs else np.zeros(n_el)  # (E,) max fraction
         self.best_ref = self.weights.argmax(axis=0) if n_refs else np.zeros(n_el, dtype=np.int64)
         rows, cols = np.nonzero(present)  # row-major: each row's elements ascending
-        starts = np.searchsorted(rows, np.arange(n_refs + 1))
-        pair_ids, pair_refs = [], []
-        for row in range(n_refs):  # a few pairs per reference
-            elements = cols[starts[row] : starts[row + 1]]
-            first, second = np.triu_indices(len(elements), k=1)
-            pair_ids.append(elements[first] * n_el + elements[second])
-            pair_refs.append(np.full(len(first), row, dtype=np.int64))
-        ids = np.concatenate(pair_ids) if pair_ids else np.zeros(0, dtype=np.int64)
-        refs = np.concatenate(pair_refs) if pair_refs else np.zeros(0, dtype=np.int64)
+        slot = np.arange(len(rows)) - np.searchsorted(rows, rows)  # position of the element in its row
+        width = int(slot.max()) + 1 if len(rows) else 1
+        elements = np.full((n_refs, width), -1, dtype=np.int64)
+        elements[rows, slot] = cols
+        first, second = np.triu_indices(width, k=1)
+        valid = (elements[:, first] >= 0) & (elements[:, second] >= 0)
+        ids = (elements[:, first] * n_el + elements[:, second])[valid]  # row-major: reference order
+        refs = np.broadcast_to(np.arange(n_refs)[:, None], valid.shape)[valid]
         order = np.argsort(ids, kind="stable")  # by pair, then reference order
         self.pair_refs = refs[order]
         self.pair_start = np.searchsorted(ids[order], np.arange(n_el * n_el + 1))
@@ -176,14 +171,23 @@ def _domain(checkpoint_dir: str, checkpoint_id: str, task: str | None) -> Traini
         table = table[table["tasks"].astype(str).str.split(TASKS_SEPARATOR).map(lambda names: task in names)]
     train_keys = table.loc[table["split"] == "train", "composition"].tolist()
     test_keys = table.loc[table["split"] == "test", "composition"].tolist()
-    train = parse_many(train_keys).weights if train_keys else np.zeros((0, n_elements()))
-    reach = tested_reach(train, parse_many(test_keys).weights if test_keys else np.zeros((0, n_elements())))
+    keys = tuple(train_keys)
+    shared = _INDEXES.get((checkpoint_dir, checkpoint_id, keys))  # tasks trained on the same compositions
+    train = shared.weights if shared else parse_many(train_keys).weights if train_keys else np.zeros((0, n_elements()))
+    index = shared or ReferenceIndex(train)
+    _INDEXES[(checkpoint_dir, checkpoint_id, keys)] = index
+    while len(_INDEXES) > 32:  # as many as the domains cached
+        _INDEXES.pop(next(iter(_INDEXES)))
+    reach = tested_reach(index, parse_many(test_keys).weights if test_keys else np.zeros((0, n_elements())))
     return TrainingDomain(
-        keys=tuple(train_keys), weights=train, tested_up_to=reach["max"] if reach else np.nan, task=task
+        keys=keys, weights=train, tested_up_to=reach["max"] if reach else np.nan, task=task, index=index
     )
 
 
-def tested_reach(train: np.ndarray, test: np.ndarray) -> dict[str, float] | None:
+_INDEXES: dict[tuple[str, str, tuple[str, ...]], ReferenceIndex] = {}
+
+
+def tested_reach(train: np.ndarray | ReferenceIndex, test: np.ndarray) -> dict[str, float] | None:
     """Median and max distance of the ``test`` weight rows from the nearest ``train`` row: how far from
     the training data the test metrics reach. None without both."""
     if not len(train) or not len(test):
@@ -222,7 +226,7 @@ def distance_columns(
     for task in tasks if tasks is not None else checkpoint.model.tasks:
         domain = training_domain(checkpoint, task)
         if domain.keys not in searched:
-            searched[domain.keys] = nearest(weights, domain.index)[1]
+            searched[domain.keys] = nearest(weights, domain.index or domain.weights)[1]
         distance = searched[domain.keys]
         columns.setdefault(distance_column(domain.task), np.full(n_rows, np.nan))[rows] = distance
         if domain.task is not None:
