@@ -221,7 +221,7 @@ def distance_columns(
     ``distance_to_training`` column and no ``extrapolated_for``."""
     searched: dict[tuple[str, ...], np.ndarray] = {}
     columns: dict[str, np.ndarray] = {}
-    flagged: list[list[str]] = [[] for _ in range(n_rows)]
+    flagged = np.full(n_rows, "", dtype=object)  # comma-separated task names per row
     per_task = False
     for task in tasks if tasks is not None else checkpoint.model.tasks:
         domain = training_domain(checkpoint, task)
@@ -231,10 +231,10 @@ def distance_columns(
         columns.setdefault(distance_column(domain.task), np.full(n_rows, np.nan))[rows] = distance
         if domain.task is not None:
             per_task = True
-            for row in np.asarray(rows)[is_beyond_tested(distance, domain.tested_up_to)]:
-                flagged[row].append(task)
+            beyond = np.asarray(rows)[is_beyond_tested(distance, domain.tested_up_to)]
+            flagged[beyond] = np.where(flagged[beyond] == "", task, flagged[beyond] + f", {task}")
     if per_task:
-        columns["extrapolated_for"] = np.array([", ".join(tasks) for tasks in flagged], dtype=object)
+        columns["extrapolated_for"] = flagged
     return columns
 
 

@@ -215,7 +215,7 @@ def predict_frame(
             is_label = task.type is TaskType.CLASSIFICATION and i == 0
             values[column] = np.full(n, None, dtype=object) if is_label else np.full(n, np.nan)
     finite = np.ones(len(parsed.rows), dtype=bool)
-    failed: list[list[str]] = [[] for _ in range(len(parsed.rows))]
+    failed: dict[int, list[str]] = {}  # good-row position -> tasks whose output is not finite
     # The model runs on blocks of exactly ``chunk_size`` rows aligned to the rows' positions in the whole
     # table (``first_row`` + position; unused slots padded), so a row's float32 result never depends on
     # how the table was cut into chunks (matrix kernels round differently for other shapes / positions).
@@ -231,7 +231,7 @@ def predict_frame(
             output = predictions[name][slots].reshape(len(rows), -1)
             ok = np.all(np.isfinite(output), axis=1)
             for i in np.flatnonzero(~ok):
-                failed[start + i].append(name)
+                failed.setdefault(start + int(i), []).append(name)
             finite[start : start + len(rows)] &= ok
             if task.type is TaskType.CLASSIFICATION:
                 classes = np.asarray(task.classes or [], dtype=object)
