@@ -278,7 +278,7 @@ def _predict_chunks(
     with (
         atomic_path(output) as tmp,
         tmp.open("wb") as handle,
-        tqdm(total=count_rows(source), desc="predict", unit=" rows", disable=not progress) as bar,
+        tqdm(total=count_rows(source) if progress else None, desc="predict", unit=" rows", disable=not progress) as bar,
     ):
         writer = CsvWriter(handle, float32_columns=float32_columns)
         for chunk, parsed in _prefetched(_parsed_chunks(source, chunk_size, composition_column)):
