@@ -143,7 +143,9 @@ def _nearest_sparse(weights: np.ndarray, index: ReferenceIndex) -> tuple[np.ndar
             overlap = np.zeros(total)
             flat_weights, base = index.weights.ravel(), candidates * n_el
             for slot in range(k):  # one element of the query at a time: 1-d gathers are the fast ones
-                slot_fraction, slot_element = fractions[:, slot][owner], elements[:, slot][owner]
+                # owner is query_rows repeated: repeating per pair streams, where gathering per candidate jumps
+                slot_fraction = np.repeat(fractions[query_rows, slot], sizes)
+                slot_element = np.repeat(elements[query_rows, slot], sizes)
                 overlap += np.minimum(slot_fraction, flat_weights[base + slot_element])
             group_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
             group_rows = owner[group_start]
