@@ -59,6 +59,14 @@ def synthetic_compositions(n: int, *, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"sample": [f"s{i}" for i in range(n)], "composition": np.asarray(formulas)[order]})
 
 
+def write_input(n: int, path: Path, *, seed: int = 0, target: bool = False) -> None:
+    """Write the synthetic CSV in a child process. (A child started by this process reports at least this
+    process's peak RSS as its own: Linux carries the high-water mark across fork + exec. Building a
+    1M-row table here would inflate every later measurement.)"""
+    command = [sys.executable, __file__, "--write-input", str(n), str(path), "--seed", str(seed)]
+    subprocess.run(command + (["--target"] if target else []), check=True)
+
+
 def demo_checkpoint(folder: Path) -> Path:
     """A 1-epoch demo run (the full demo's tasks, data and architecture; fewer epochs)."""
     run = folder / "demo"
@@ -74,7 +82,16 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="checkpoint or run directory (default: train a 1-epoch demo)")
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated row counts")
     parser.add_argument("--chunk-size", type=int, help="passed to fm predict --chunk-size")
+    parser.add_argument("--write-input", nargs=2, metavar=("ROWS", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--target", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write_input:  # the child of write_input
+        frame = synthetic_compositions(int(args.write_input[0]), seed=args.seed)
+        if args.target:  # a random regression target (bench/train_memory.py --rows)
+            frame["target"] = np.random.default_rng(args.seed).random(len(frame)) * 100
+        frame.to_csv(args.write_input[1], index=False)
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
     env = environment()
@@ -85,7 +102,7 @@ def main() -> None:
         checkpoint = Path(args.checkpoint) if args.checkpoint else demo_checkpoint(folder)
         for n in sizes:
             source = folder / f"in-{n}.csv"
-            synthetic_compositions(n).to_csv(source, index=False)
+            write_input(n, source)
             output = folder / f"out-{n}.csv"
             command = [*fm_command(), "predict", "--checkpoint", str(checkpoint), "--input", str(source),
                        "--output", str(output), "--no-progress"]  # fmt: skip

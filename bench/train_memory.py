@@ -122,8 +122,7 @@ print(len(dm.keys), "compositions")
 
 def data_loading(sizes: list[int]) -> None:
     """Peak RSS of a child that builds the DataModule on a synthetic regression CSV of each size."""
-    import numpy as np
-    from predict_throughput import synthetic_compositions
+    from predict_throughput import write_input
 
     env = environment()
     print_environment(env)
@@ -133,10 +132,7 @@ def data_loading(sizes: list[int]) -> None:
     with tempfile.TemporaryDirectory(prefix="fm-bench-memory-") as tmp:
         for n in sizes:
             path = Path(tmp) / f"train-{n}.csv"
-            frame = synthetic_compositions(n, seed=1)
-            frame["target"] = np.random.default_rng(0).random(n) * 100
-            frame.to_csv(path, index=False)
-            del frame
+            write_input(n, path, seed=1, target=True)  # in a child: this process stays small
             with OtherLoad() as load:
                 child = run_child([sys.executable, "-c", LOAD_DATA, str(path)])
             if child["exit_code"] != 0:
