@@ -15,8 +15,19 @@ Goal
     No fixed target yet: this records the figure so regressions show up (the demo should train on a
     laptop CPU; 24 GiB machines are the anchor, 8 GiB laptops the floor).
 
+Data loading at scale (``--rows 100000,1000000``)
+    Instead of the demo: for each size a regression CSV of synthetic compositions (as
+    ``bench/predict_throughput.py``: half bundled formulas, half random alloys) with a random target is
+    written, and a child only builds the ``CompositionDataModule`` on it (read, parse, dedupe, descriptors,
+    split); its peak RSS is printed with the import-only floor. Where the memory went before the fix
+    (1M rows: 11 GB): per-row weight arrays then stacked (2x), per-row target objects, and the descriptor
+    table in float64 three times over (computed, stacked from a per-key cache, filtered) before the
+    float32 copy. Now: one preallocated weight table, vectorised dedupe, float32 descriptors built block by
+    block. Goal: ~400k compositions in under 4 GiB.
+
 Run
     ``.venv/bin/python bench/train_memory.py`` (the full demo, about 1-1.5 minutes on 2 cores)
+    ``.venv/bin/python bench/train_memory.py --rows 100000,1000000`` (data loading only)
     ``.venv/bin/python bench/train_memory.py --max-epochs 5`` (quicker; the peak is usually reached
     before training ends).
 Writes bench/results/train_memory.json.
@@ -98,10 +109,52 @@ def run_child(command: list[str], status_path: Path | None = None) -> dict[str, 
     }
 
 
+LOAD_DATA = """
+import sys
+from fm_engine.data import CompositionDataModule
+from fm_engine.tasks import TaskSpec, TaskType
+task = TaskSpec(name="target", type=TaskType.REGRESSION, data_files=[sys.argv[1]], data_column="target")
+dm = CompositionDataModule([task])
+dm.setup()
+print(len(dm.keys), "compositions")
+"""
+
+
+def data_loading(sizes: list[int]) -> None:
+    """Peak RSS of a child that builds the DataModule on a synthetic regression CSV of each size."""
+    from predict_throughput import write_input
+
+    env = environment()
+    print_environment(env)
+    imports = run_child([sys.executable, "-c", "import fm_engine.data, torch, lightning"])
+    print(f"import-only child: {imports['max_rss_bytes'] / MIB:.1f} MiB")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="fm-bench-memory-") as tmp:
+        for n in sizes:
+            path = Path(tmp) / f"train-{n}.csv"
+            write_input(n, path, seed=1, target=True)  # in a child: this process stays small
+            with OtherLoad() as load:
+                child = run_child([sys.executable, "-c", LOAD_DATA, str(path)])
+            if child["exit_code"] != 0:
+                raise RuntimeError(f"loading failed: {child['output_tail']}")
+            compositions = int(child["output_tail"][-1].split()[0])
+            runs.append({"rows": n, "compositions": compositions, "max_rss_mib": child["max_rss_bytes"] / MIB,
+                         "wall_seconds": child["wall_seconds"], "other_load": load.share})  # fmt: skip
+            print(f"{n:>9,} rows ({compositions:,} unique compositions): peak RSS "
+                  f"{child['max_rss_bytes'] / MIB:8.1f} MiB, {child['wall_seconds']:.1f} s", flush=True)  # fmt: skip
+            path.unlink()
+    result = {"environment": env, "imports_only_max_rss_mib": imports["max_rss_bytes"] / MIB, "runs": runs}
+    print(f"wrote {write_result('train_memory_data', result)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--max-epochs", type=int, help="passed to fm demo (default: the demo's own, 60)")
+    parser.add_argument("--rows", help="comma-separated row counts: measure data loading only (no demo)")
     args = parser.parse_args()
+    if args.rows:
+        data_loading([int(n) for n in args.rows.split(",") if n.strip()])
+        return
 
     env = environment()
     print_environment(env)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,22 +35,131 @@ class TrainingDomain:
     weights: np.ndarray  # (N, 94) atomic fractions
     tested_up_to: float  # largest test-composition distance; NaN without test compositions
     task: str | None  # None: every task's compositions (also for checkpoints without the per-task record)
+    index: ReferenceIndex | None = field(default=None, compare=False, repr=False)  # shared by equal ``keys``
 
 
-def nearest(weights: np.ndarray, reference: np.ndarray, *, chunk_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the nearest ``reference`` row for each row of ``weights`` and the distance to it (0..1)."""
-    weights = np.atleast_2d(np.asarray(weights, dtype=np.float32))
-    if len(reference) == 0 or len(weights) == 0:
+MAX_SPARSE_ELEMENTS = 8
+"""Rows with more elements than this are searched densely (every reference, every element)."""
+
+
+class ReferenceIndex:
+    """Reference compositions (rows of atomic fractions summing to 1) indexed for exact nearest-neighbour
+    search by element pairs.
+
+    For fractions summing to 1, ``0.5 * sum |q - r| = 1 - overlap(q, r)`` with
+    ``overlap = sum_e min(q_e, r_e)`` over the elements the two share. A reference sharing one element
+    ``e`` with ``q`` overlaps at most ``min(q_e, max_r r_e)``, and the reference with the largest ``r_e``
+    overlaps at least that much, so that per-element bound is exact for them; only references sharing
+    two or more elements (found through an element-pair index) are compared one by one. For a few-element
+    query that is a few hundred references of thousands, with the same result as a full search.
+    """
+
+    def __init__(self, reference: np.ndarray) -> None:
+        self.weights = np.ascontiguousarray(np.atleast_2d(np.asarray(reference, dtype=np.float64)))
+        n_refs, n_el = self.weights.shape
+        self.n_elements = n_el
+        self.normalised = bool(n_refs) and bool(np.all(np.abs(self.weights.sum(axis=1) - 1.0) < 1e-6))
+        present = self.weights > 0
+        self.best_value = self.weights.max(axis=0) if n_refs else np.zeros(n_el)  # (E,) max fraction
+        self.best_ref = self.weights.argmax(axis=0) if n_refs else np.zeros(n_el, dtype=np.int64)
+        rows, cols = np.nonzero(present)  # row-major: each row's elements ascending
+        slot = np.arange(len(rows)) - np.searchsorted(rows, rows)  # position of the element in its row
+        width = int(slot.max()) + 1 if len(rows) else 1
+        elements = np.full((n_refs, width), -1, dtype=np.int64)
+        elements[rows, slot] = cols
+        first, second = np.triu_indices(width, k=1)
+        valid = (elements[:, first] >= 0) & (elements[:, second] >= 0)
+        ids = (elements[:, first] * n_el + elements[:, second])[valid]  # row-major: reference order
+        refs = np.broadcast_to(np.arange(n_refs)[:, None], valid.shape)[valid]
+        order = np.argsort(ids, kind="stable")  # by pair, then reference order
+        self.pair_refs = refs[order]
+        self.pair_start = np.searchsorted(ids[order], np.arange(n_el * n_el + 1))
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+
+def nearest(
+    weights: np.ndarray, reference: np.ndarray | ReferenceIndex, *, chunk_size: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest ``reference`` row for each row of ``weights`` and the distance to it (0..1).
+
+    Exact; rows of at most :data:`MAX_SPARSE_ELEMENTS` elements against references of atomic fractions go
+    through the element-pair index (see :class:`ReferenceIndex`), others through a full L1 search. Pass a
+    :class:`ReferenceIndex` to reuse the index across calls. Ties: the first reference in order for
+    the full search, a nearest one otherwise.
+    """
+    index = reference if isinstance(reference, ReferenceIndex) else ReferenceIndex(reference)
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if len(index) == 0 or len(weights) == 0:
         return np.full(len(weights), -1), np.full(len(weights), np.nan)
-    table = torch.as_tensor(np.asarray(reference, dtype=np.float32))
-    index, distance = [], []
-    for start in range(0, len(weights), chunk_size):
-        block = torch.as_tensor(weights[start : start + chunk_size])
-        best = torch.cdist(block, table, p=1).min(dim=1)
-        index.append(best.indices.numpy())
-        distance.append(0.5 * best.values.numpy())
-    # float32 sums: rounded to the 6 decimals of the canonical keys, so 0.000999994 reads 0.001
-    return np.concatenate(index), np.clip(np.round(np.concatenate(distance).astype(np.float64), 6), 0.0, 1.0)
+    best = np.zeros(len(weights), dtype=np.int64)
+    distance = np.zeros(len(weights), dtype=np.float64)
+    counts = (weights > 0).sum(axis=1)
+    sparse = (counts <= MAX_SPARSE_ELEMENTS) & (counts > 0) if index.normalised else np.zeros(len(weights), bool)
+    by_size = np.flatnonzero(sparse)[np.argsort(counts[sparse], kind="stable")]  # few padded slots per block
+    for rows, search in ((by_size, _nearest_sparse), (np.flatnonzero(~sparse), _nearest_dense)):
+        for start in range(0, len(rows), chunk_size):
+            block = rows[start : start + chunk_size]
+            best[block], distance[block] = search(weights[block], index)
+    # rounded to the 6 decimals of the canonical keys, so 0.000999994 reads 0.001
+    return best, np.clip(np.round(distance, 6), 0.0, 1.0)
+
+
+def _nearest_dense(weights: np.ndarray, index: ReferenceIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Every reference, every element (L1 distance in float64)."""
+    best = torch.cdist(torch.as_tensor(weights), torch.as_tensor(index.weights), p=1).min(dim=1)
+    return best.indices.numpy(), 0.5 * best.values.numpy()
+
+
+def _nearest_sparse(weights: np.ndarray, index: ReferenceIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a few elements against normalised references, through the element-pair index."""
+    n, n_el = len(weights), index.n_elements
+    rows, cols = np.nonzero(weights > 0)  # row-major, every row has 1..MAX_SPARSE_ELEMENTS elements
+    row_start = np.searchsorted(rows, np.arange(n))
+    values = weights[rows, cols]
+    # References sharing one element e: overlap at most min(q_e, max r_e), reached by index.best_ref[e].
+    single = np.minimum(values, index.best_value[cols])
+    best_overlap = np.maximum.reduceat(single, row_start)
+    position = np.arange(len(rows)) - row_start[rows]
+    is_row_best = single >= best_overlap[rows]
+    first = np.flatnonzero(is_row_best)[np.unique(rows[is_row_best], return_index=True)[1]]
+    best_ref = index.best_ref[cols[first]]
+    # Padded per-row elements (k = most elements in a row) for the pair candidates.
+    k = int(position.max()) + 1
+    elements = np.zeros((n, k), dtype=np.int64)
+    fractions = np.zeros((n, k), dtype=np.float64)
+    elements[rows, position] = cols
+    fractions[rows, position] = values
+    if k >= 2:
+        first_slot, second_slot = np.triu_indices(k, k=1)
+        valid = (fractions[:, first_slot] > 0) & (fractions[:, second_slot] > 0)
+        pair = elements[:, first_slot] * n_el + elements[:, second_slot]
+        query_rows = np.broadcast_to(np.arange(n)[:, None], pair.shape)[valid]  # row-major: grouped by row
+        pair = pair[valid]
+        starts, stops = index.pair_start[pair], index.pair_start[pair + 1]
+        sizes = stops - starts
+        total = int(sizes.sum())
+        if total:
+            offsets = np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
+            candidates = index.pair_refs[offsets + np.arange(total)]
+            owner = np.repeat(query_rows, sizes)
+            overlap = np.zeros(total)
+            flat_weights, base = index.weights.ravel(), candidates * n_el
+            for slot in range(k):  # one element of the query at a time: 1-d gathers are the fast ones
+                # owner is query_rows repeated: repeating per pair streams, where gathering per candidate jumps
+                slot_fraction = np.repeat(fractions[query_rows, slot], sizes)
+                slot_element = np.repeat(elements[query_rows, slot], sizes)
+                overlap += np.minimum(slot_fraction, flat_weights[base + slot_element])
+            group_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+            group_rows = owner[group_start]
+            group_best = np.maximum.reduceat(overlap, group_start)
+            better = group_best > best_overlap[group_rows]
+            at_best = overlap >= np.repeat(group_best, np.diff(np.r_[group_start, total]))
+            winner = np.flatnonzero(at_best)[np.unique(owner[at_best], return_index=True)[1]]
+            best_overlap[group_rows[better]] = group_best[better]
+            best_ref[group_rows[better]] = candidates[winner[better]]
+    return best_ref, 0.5 * (weights.sum(axis=1) + 1.0) - best_overlap
 
 
 def has_training_record(checkpoint: LoadedCheckpoint) -> bool:
@@ -99,14 +208,23 @@ def _domain(checkpoint_dir: str, checkpoint_id: str, task: str | None) -> Traini
         table = table.loc[labelled.astype(bool)]
     train_keys = table.loc[table["split"] == "train", "composition"].tolist()
     test_keys = table.loc[table["split"] == "test", "composition"].tolist()
-    train = parse_many(train_keys).weights if train_keys else np.zeros((0, n_elements()))
-    reach = tested_reach(train, parse_many(test_keys).weights if test_keys else np.zeros((0, n_elements())))
+    keys = tuple(train_keys)
+    shared = _INDEXES.get((checkpoint_dir, checkpoint_id, keys))  # tasks trained on the same compositions
+    train = shared.weights if shared else parse_many(train_keys).weights if train_keys else np.zeros((0, n_elements()))
+    index = shared or ReferenceIndex(train)
+    _INDEXES[(checkpoint_dir, checkpoint_id, keys)] = index
+    while len(_INDEXES) > 32:  # as many as the domains cached
+        _INDEXES.pop(next(iter(_INDEXES)))
+    reach = tested_reach(index, parse_many(test_keys).weights if test_keys else np.zeros((0, n_elements())))
     return TrainingDomain(
-        keys=tuple(train_keys), weights=train, tested_up_to=reach["max"] if reach else np.nan, task=task
+        keys=keys, weights=train, tested_up_to=reach["max"] if reach else np.nan, task=task, index=index
     )
 
 
-def tested_reach(train: np.ndarray, test: np.ndarray) -> dict[str, float] | None:
+_INDEXES: dict[tuple[str, str, tuple[str, ...]], ReferenceIndex] = {}
+
+
+def tested_reach(train: np.ndarray | ReferenceIndex, test: np.ndarray) -> dict[str, float] | None:
     """Median and max distance of the ``test`` weight rows from the nearest ``train`` row: how far from
     the training data the test metrics reach. None without both."""
     if not len(train) or not len(test):
@@ -143,29 +261,31 @@ def distance_columns(
         return {}
     searched: dict[tuple[str, ...], np.ndarray] = {}
     columns: dict[str, np.ndarray] = {}
-    flagged: list[list[str]] = [[] for _ in range(n_rows)]
+    flagged = np.full(n_rows, "", dtype=object)  # comma-separated task names per row
     per_task = False
     for task in tasks if tasks is not None else checkpoint.model.tasks:
         domain = training_domain(checkpoint, task)
         if domain.keys not in searched:
-            searched[domain.keys] = nearest(weights, domain.weights)[1]
+            searched[domain.keys] = nearest(weights, domain.index or domain.weights)[1]
         distance = searched[domain.keys]
         columns.setdefault(distance_column(domain.task), np.full(n_rows, np.nan))[rows] = distance
         if domain.task is not None:
             per_task = True
-            for row in np.asarray(rows)[is_beyond_tested(distance, domain.tested_up_to)]:
-                flagged[row].append(task)
+            beyond = np.asarray(rows)[is_beyond_tested(distance, domain.tested_up_to)]
+            flagged[beyond] = np.where(flagged[beyond] == "", task, flagged[beyond] + f", {task}")
     if per_task:
-        columns["extrapolated_for"] = np.array([", ".join(tasks) for tasks in flagged], dtype=object)
+        columns["extrapolated_for"] = flagged
     return columns
 
 
 def beyond_tested(checkpoint: LoadedCheckpoint, predictions: pd.DataFrame) -> dict[str, tuple[int, float]]:
     """Per task: (number of rows whose ``extrapolated_for`` names it, the task's ``tested_up_to``), from
-    a table with the columns of :func:`distance_columns`; tasks without such rows are left out."""
-    if "extrapolated_for" not in predictions.columns:
+    a table with the columns of :func:`distance_columns` (renamed as ``attrs["fm_output_columns"]`` says,
+    see :func:`fm_engine.predict.predict_frame`); tasks without such rows are left out."""
+    column = predictions.attrs.get("fm_output_columns", {}).get("extrapolated_for", "extrapolated_for")
+    if column not in predictions.columns:
         return {}
-    names = predictions["extrapolated_for"].astype(str).str.split(", ").explode()
+    names = predictions[column].astype(str).str.split(", ").explode()
     counts = names[names != ""].value_counts()
     return {
         task: (int(counts[task]), training_domain(checkpoint, task).tested_up_to)

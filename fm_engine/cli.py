@@ -233,27 +233,32 @@ def _parse_t_grids(values: Sequence[str] | None) -> tuple[list[float] | None, di
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from fm_engine.applicability import beyond_tested
+    from fm_engine.batch_predict import check_paths, predict_file
     from fm_engine.checkpoints import load_checkpoint
-    from fm_engine.data import read_table
-    from fm_engine.predict import predict_frame, units_table
+    from fm_engine.predict import resolve_t_grids, units_table
     from fm_engine.tasks import TaskType
 
+    check_paths(args.input, args.output)  # before loading anything
     checkpoint = load_checkpoint(args.checkpoint)
-    frame = read_table(args.input)  # never unpickles: an --input .pkl is refused (allow_pickle stays off)
     common, per_task = _parse_t_grids(args.t_grid)
     sequence_tasks = [n for n, t in checkpoint.model.tasks.items() if t.type is TaskType.KERNEL_REGRESSION]
     unknown = sorted(set(per_task) - set(sequence_tasks))
     if unknown:
         raise ValueError(f"--t-grid names {', '.join(unknown)}, not a sequence task (sequence tasks: {sequence_tasks})")
     grids = {name: per_task.get(name, common) for name in sequence_tasks if per_task.get(name, common)}
-    result = predict_frame(checkpoint, frame, composition_column=args.composition_column, t_grids=grids)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    result.to_csv(output, index=False, float_format="%.6g")
-    n_bad = int((result["error"] != "").sum())
-    print(f"wrote {output}: {len(result) - n_bad} rows predicted, {n_bad} bad rows (see the 'error' column)")
-    for task, (n_rows, tested_up_to) in beyond_tested(checkpoint, result).items():
+    grids = resolve_t_grids(checkpoint.model, grids)  # checked (finite, physical range) before any work
+    result = predict_file(
+        checkpoint, args.input, args.output, composition_column=args.composition_column, t_grids=grids,
+        chunk_size=args.chunk_size, progress=not args.no_progress,
+    )  # fmt: skip
+    if result.renamed:
+        inputs = ", ".join(result.renamed)
+        outputs = ", ".join(result.renamed.values())
+        print(f"note: the input already has column(s) {inputs}; those predictions are in {outputs}")
+    n_ok = result.n_rows - result.n_bad
+    print(f"wrote {result.output}: {n_ok} rows predicted, {result.n_bad} bad rows (see the "
+          f"'{result.error_column}' column) in {result.seconds:.1f} s")  # fmt: skip
+    for task, (n_rows, tested_up_to) in result.beyond_tested.items():
         rows = "1 row is" if n_rows == 1 else f"{n_rows} rows are"
         print(f"warning: {task}: {rows} further from the task's training compositions than any of its test "
               f"compositions (distance > {tested_up_to:.2f}); the test error does not cover these values")  # fmt: skip
@@ -400,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="predict a CSV of compositions with a checkpoint")
     predict.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
     predict.add_argument("--input", required=True, help="CSV/parquet with a composition column (never a pickle)")
-    predict.add_argument("--output", required=True, help="output CSV")
+    predict.add_argument("--output", required=True, help="output CSV (never the input; written when complete)")
     predict.add_argument(
         "--composition-column", help="default: the first column named composition, formula, alloy, ... (any case)"
     )
@@ -408,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--t-grid", action="append", metavar="[TASK=]T1,T2,...",
         help="t values for sequence tasks (default: 8 points over the training range); repeatable per task",
     )  # fmt: skip
+    predict.add_argument(
+        "--chunk-size", type=int, default=20_000, help="rows read and predicted at a time (memory scales with it)"
+    )
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
     predict.set_defaults(handler=_cmd_predict)
 
     design = commands.add_parser(

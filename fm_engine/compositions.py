@@ -253,32 +253,33 @@ def parse_many(values: Iterable[object], *, row_labels: Sequence[object] | None 
     index = element_index()
     good_rows: list[int] = []
     keys: list[str] = []
-    weights: list[np.ndarray] = []
+    # one preallocated table, filled row by row (no per-row arrays to stack: half the peak memory)
+    weights = np.zeros((len(values), len(index)))
     bad: list[dict[str, object]] = []
-    seen: dict[str, tuple[str, np.ndarray]] = {}
+    seen: dict[str, tuple[str, int]] = {}  # formula text -> (key, its row in weights): parsed once
     for position, value in enumerate(values):
+        row = len(good_rows)
         try:
             if value is None or (isinstance(value, float) and np.isnan(value)):
                 raise ValueError("missing composition (empty cell)")
             cache_key = value if isinstance(value, str) else None
             if cache_key is not None and cache_key in seen:
-                key, w = seen[cache_key]
+                key, source = seen[cache_key]
+                weights[row] = weights[source]
             else:
                 amounts = parse_amounts(value)  # type: ignore[arg-type]
-                fractions = atomic_fractions(amounts)
+                fractions = atomic_fractions(amounts)  # validates the amounts (finite, positive, no overflow)
                 key = _key_from_amounts(amounts)
-                w = np.zeros(len(index))
                 for symbol, fraction in fractions.items():
-                    w[index[symbol]] = fraction
+                    weights[row, index[symbol]] = fraction
                 if cache_key is not None:
-                    seen[cache_key] = (key, w)
+                    seen[cache_key] = (key, row)
         except ValueError as error:
             bad.append({"row": labels[position], "input": value, "reason": str(error)})
             continue
         good_rows.append(position)
         keys.append(key)
-        weights.append(w)
-    stacked = np.stack(weights) if weights else np.zeros((0, len(index)))
+    stacked = weights if len(good_rows) == len(values) else weights[: len(good_rows)].copy()
     return ParsedBatch(
         rows=np.asarray(good_rows, dtype=np.int64),
         keys=keys,

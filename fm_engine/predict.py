@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fm_engine.applicability import distance_columns
+from fm_engine.applicability import distance_column, distance_columns, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
-from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, find_composition_column, parse_many
+from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, ParsedBatch, find_composition_column, parse_many
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskType
@@ -41,7 +41,7 @@ def predict_weights(
     """
     descriptor = descriptor or Descriptor(model.config.descriptor)
     model.eval()
-    x = torch.as_tensor(descriptor.transform(weights), dtype=torch.float32)
+    x = descriptor.transform_torch(torch.as_tensor(np.asarray(weights), dtype=torch.float32))
     h = model.encode(x)
     n = len(x)
     points = {}
@@ -63,6 +63,100 @@ def predict_weights(
     return result
 
 
+OUTPUT_PREFIX = "pred_"
+"""Put before an output column's name when the input already has a column of that name."""
+OUTPUT_COLUMNS_ATTR = "fm_output_columns"
+"""``DataFrame.attrs`` key of :func:`predict_frame`'s result: output name -> column name in the table."""
+MAX_GRID_POINTS = 1000
+T_RANGES = {"K": (0.0, 1e5), "kelvin": (0.0, 1e5), "C": (-273.15, 1e5), "°C": (-273.15, 1e5), "degC": (-273.15, 1e5)}
+"""Physically sane ``t`` per ``t_unit`` (temperatures); any other unit: finite and within +-1e9."""
+
+
+def check_t_grid(model: FlexibleMultiTaskModel, task: str, values: Sequence[float]) -> np.ndarray:
+    """The ``t`` values for a sequence task as an array; ``ValueError`` naming the task and value unless
+    every value is finite, within the physical range of the task's ``t_unit`` (no negative kelvin),
+    distinct as a column name, and there are 1..:data:`MAX_GRID_POINTS` of them."""
+    t_unit = model.tasks[task].t_unit or ""
+    low, high = T_RANGES.get(t_unit.strip(), (-1e9, 1e9))
+    unit = f" {t_unit}" if t_unit else ""
+    try:
+        grid = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"t grid of task '{task}': expected numbers, got {values!r}") from None
+    if not 1 <= len(grid) <= MAX_GRID_POINTS:
+        raise ValueError(f"t grid of task '{task}': {len(grid)} values (expected 1 to {MAX_GRID_POINTS})")
+    for value in grid:
+        if not np.isfinite(value):
+            raise ValueError(f"t grid of task '{task}': {value} is not a finite number")
+        if not low <= value <= high:
+            raise ValueError(
+                f"t grid of task '{task}': {value:g}{unit} is outside the physical range [{low:g}, {high:g}]{unit}"
+            )
+    names = [f"{t:g}" for t in grid]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"t grid of task '{task}': {', '.join(repeated)} given twice (each value is one column)")
+    return grid
+
+
+def resolve_t_grids(
+    model: FlexibleMultiTaskModel, t_grids: Mapping[str, Sequence[float]] | None = None
+) -> dict[str, np.ndarray]:
+    """Every sequence task's checked ``t`` grid: ``t_grids[task]`` or the default over its training range."""
+    unknown = sorted(set(t_grids or {}) - set(model.tasks))
+    if unknown:
+        raise ValueError(f"t grid for unknown task(s) {', '.join(unknown)} (tasks: {', '.join(model.tasks)})")
+    return {
+        name: check_t_grid(model, name, (t_grids or {})[name])
+        if name in (t_grids or {})
+        else default_t_grid(model, name)
+        for name, task in model.tasks.items()
+        if task.type is TaskType.KERNEL_REGRESSION
+    }
+
+
+def prediction_columns(model: FlexibleMultiTaskModel, grids: Mapping[str, np.ndarray]) -> dict[str, list[str]]:
+    """Per task, the names of its prediction columns (see :func:`predict_frame`)."""
+    columns: dict[str, list[str]] = {}
+    for name, task in model.tasks.items():
+        if task.type is TaskType.CLASSIFICATION:
+            columns[name] = [name] + [f"{name}_proba_{label}" for label in task.classes or []]
+        elif task.type is TaskType.KERNEL_REGRESSION:
+            columns[name] = [f"{name}@{t:g}" for t in grids[name]]
+        elif model.config.scalers[name].output_dim > 1:
+            columns[name] = [f"{name}_{i}" for i in range(model.config.scalers[name].output_dim)]
+        else:
+            columns[name] = [name]
+    return columns
+
+
+def output_columns(
+    checkpoint: LoadedCheckpoint, grids: Mapping[str, np.ndarray], *, distances: bool = True
+) -> list[str]:
+    """Every column :func:`predict_frame` adds, in order (before any renaming)."""
+    names = [c for columns in prediction_columns(checkpoint.model, grids).values() for c in columns]
+    if distances:
+        domains = [training_domain(checkpoint, task) for task in checkpoint.model.tasks]
+        names += list(dict.fromkeys(distance_column(domain.task) for domain in domains))
+        if any(domain.task is not None for domain in domains):
+            names.append("extrapolated_for")
+    return names + ["error"]
+
+
+def rename_collisions(input_columns: Sequence[object], outputs: Sequence[str]) -> dict[str, str]:
+    """Output name -> column name: outputs whose name an input column already has get :data:`OUTPUT_PREFIX`
+    (repeated until the name is free), so no input column is ever overwritten."""
+    taken = {str(c) for c in input_columns}
+    mapping: dict[str, str] = {}
+    for name in outputs:
+        final = name
+        while final in taken:
+            final = OUTPUT_PREFIX + final
+        taken.add(final)
+        mapping[name] = final
+    return mapping
+
+
 def predict_frame(
     checkpoint: LoadedCheckpoint,
     frame: pd.DataFrame,
@@ -70,7 +164,9 @@ def predict_frame(
     composition_column: str | None = None,
     t_grids: Mapping[str, Sequence[float]] | None = None,
     distances: bool = True,
-    chunk_size: int = 4096,
+    chunk_size: int = 1024,
+    first_row: int = 0,
+    parsed: ParsedBatch | None = None,
 ) -> pd.DataFrame:
     """The input columns + predictions; bad rows get an ``error`` and no predictions (never fail the batch).
 
@@ -83,6 +179,15 @@ def predict_frame(
     Columns: ``<task>`` (regression, in the task's unit; vector tasks ``<task>_<i>``), ``<task>`` class
     label + ``<task>_proba_<class>`` (classification), ``<task>@<t>`` (sequence tasks, one column per
     grid point; ``t`` in the task's ``t_unit``).
+
+    Input columns are never overwritten: an output whose name the input already uses (``error``, a task
+    name, ...) is written as ``pred_<name>``; ``result.attrs["fm_output_columns"]`` maps each output name
+    to its column. A row whose prediction comes out non-finite (model overflow) is an error row: its
+    ``error`` names the tasks and it has no predictions. ``t_grids`` are checked by :func:`check_t_grid`.
+
+    ``chunk_size``: rows per model batch; ``first_row``: the position of ``frame``'s first row in a larger
+    table cut into chunks (batches align to it, so the chunks' results equal the whole table's exactly);
+    ``parsed``: ``parse_many`` of the composition column, if already done (e.g. in another thread).
     """
     columns = ", ".join(map(str, frame.columns))
     if composition_column is None:
@@ -95,53 +200,59 @@ def predict_frame(
     elif composition_column not in frame.columns:
         raise ValueError(f"column '{composition_column}' not found (columns: {columns}); use --composition-column")
     model = checkpoint.model
+    grids = resolve_t_grids(model, t_grids)
+    names = rename_collisions(frame.columns, output_columns(checkpoint, grids, distances=distances))
     descriptor = Descriptor(model.config.descriptor)
-    parsed = parse_many(frame[composition_column].tolist())
-    out = frame.copy()
-    errors = pd.Series("", index=frame.index, dtype=object)
-    errors.iloc[parsed.bad["row"].to_numpy(dtype=int)] = parsed.bad["reason"].to_numpy()
-    columns: dict[str, np.ndarray] = {}
+    if parsed is None:
+        parsed = parse_many(frame[composition_column].tolist())
     n = len(frame)
-    grids = {name: np.asarray((t_grids or {}).get(name, default_t_grid(model, name)))
-             for name, task in model.tasks.items() if task.type is TaskType.KERNEL_REGRESSION}  # fmt: skip
+    errors = np.full(n, "", dtype=object)
+    errors[parsed.bad["row"].to_numpy(dtype=int)] = parsed.bad["reason"].to_numpy()
+    task_columns = prediction_columns(model, grids)
+    values: dict[str, np.ndarray] = {}
     for name, task in model.tasks.items():
-        if task.type is TaskType.CLASSIFICATION:
-            columns[name] = np.full(n, None, dtype=object)
-            for label in task.classes or []:
-                columns[f"{name}_proba_{label}"] = np.full(n, np.nan)
-        elif task.type is TaskType.KERNEL_REGRESSION:
-            for t in grids[name]:
-                columns[f"{name}@{t:g}"] = np.full(n, np.nan)
-        elif model.config.scalers[name].output_dim > 1:
-            for i in range(model.config.scalers[name].output_dim):
-                columns[f"{name}_{i}"] = np.full(n, np.nan)
-        else:
-            columns[name] = np.full(n, np.nan)
-    for start in range(0, len(parsed.rows), chunk_size):
-        rows = parsed.rows[start : start + chunk_size]
-        predictions = predict_weights(
-            model, parsed.weights[start : start + chunk_size], t_grids=grids, descriptor=descriptor
-        )
+        for i, column in enumerate(task_columns[name]):
+            is_label = task.type is TaskType.CLASSIFICATION and i == 0
+            values[column] = np.full(n, None, dtype=object) if is_label else np.full(n, np.nan)
+    finite = np.ones(len(parsed.rows), dtype=bool)
+    failed: dict[int, list[str]] = {}  # good-row position -> tasks whose output is not finite
+    # The model runs on blocks of exactly ``chunk_size`` rows aligned to the rows' positions in the whole
+    # table (``first_row`` + position; unused slots padded), so a row's float32 result never depends on
+    # how the table was cut into chunks (matrix kernels round differently for other shapes / positions).
+    positions = first_row + parsed.rows
+    cuts = np.flatnonzero(np.diff(positions // chunk_size)) + 1
+    for members in np.split(np.arange(len(parsed.rows)), cuts) if len(parsed.rows) else []:
+        start, rows = int(members[0]), parsed.rows[members]
+        slots = positions[members] % chunk_size
+        block = np.repeat(parsed.weights[members[:1]], chunk_size, axis=0)
+        block[slots] = parsed.weights[members]
+        predictions = predict_weights(model, block, t_grids=grids, descriptor=descriptor)
         for name, task in model.tasks.items():
-            values = predictions[name]
+            output = predictions[name][slots].reshape(len(rows), -1)
+            ok = np.all(np.isfinite(output), axis=1)
+            for i in np.flatnonzero(~ok):
+                failed.setdefault(start + int(i), []).append(name)
+            finite[start : start + len(rows)] &= ok
             if task.type is TaskType.CLASSIFICATION:
-                classes = task.classes or []
-                columns[name][rows] = np.asarray(classes, dtype=object)[values.argmax(axis=1)]
-                for j, label in enumerate(classes):
-                    columns[f"{name}_proba_{label}"][rows] = values[:, j]
-            elif task.type is TaskType.KERNEL_REGRESSION:
-                for j, t in enumerate(grids[name]):
-                    columns[f"{name}@{t:g}"][rows] = values[:, j]
-            elif values.ndim == 2:
-                for i in range(values.shape[1]):
-                    columns[f"{name}_{i}"][rows] = values[:, i]
+                classes = np.asarray(task.classes or [], dtype=object)
+                values[name][rows] = np.where(ok, classes[output.argmax(axis=1)], None)
+                output = output.astype(np.float64)
+                outputs = task_columns[name][1:]
             else:
-                columns[name][rows] = values
+                outputs = task_columns[name]
+            for j, column in enumerate(outputs):
+                values[column][rows] = output[:, j]
+    if not finite.all():  # an overflowing model: an error row, never a silent inf / NaN
+        bad = np.flatnonzero(~finite)
+        for i in bad:
+            errors[parsed.rows[i]] = f"prediction is not a finite number for {', '.join(failed[i])} (model overflow)"
+        for array in values.values():
+            array[parsed.rows[bad]] = None if array.dtype == object else np.nan
     if distances:
-        columns.update(distance_columns(checkpoint, parsed.weights, rows=parsed.rows, n_rows=n))
-    for column, values in columns.items():
-        out[column] = values
-    out["error"] = errors.to_numpy()
+        values.update(distance_columns(checkpoint, parsed.weights, rows=parsed.rows, n_rows=n))
+    values["error"] = errors
+    out = pd.concat([frame, pd.DataFrame({names[c]: v for c, v in values.items()}, index=frame.index)], axis=1)
+    out.attrs[OUTPUT_COLUMNS_ATTR] = names
     return out
 
 

@@ -252,7 +252,6 @@ def load_task_table(
         )
     data = data.iloc[parsed.rows].reset_index(drop=True)
     data["_key"] = parsed.keys
-    weights_by_key = {key: parsed.weights[i] for i, key in enumerate(parsed.keys)}
 
     # Plain lists: indexing a DataFrame cell by cell is ~50x slower.
     files, lines, inputs = data["_file"].tolist(), data["_row"].tolist(), data[task.composition_column].tolist()
@@ -272,7 +271,7 @@ def load_task_table(
             if error is not None:
                 good[i] = False
                 report(i, error)
-        parsed_values = list(indices)
+        parsed_values = indices
     elif task.type is TaskType.REGRESSION and pd.api.types.is_numeric_dtype(target):
         numbers = target.to_numpy(dtype=np.float64)  # fast path: a plain numeric column
         for i in np.flatnonzero(~(np.abs(numbers) <= MAX_MAGNITUDE)):
@@ -281,7 +280,7 @@ def load_task_table(
                 _check_magnitude(numbers[i : i + 1], float(numbers[i]), "target")
             except ValueError as error:
                 report(int(i), str(error))
-        parsed_values = list(numbers.reshape(-1, 1))
+        parsed_values = numbers.reshape(-1, 1)  # one array, not an object per row
     else:
         for i, value in enumerate(target.tolist()):
             try:
@@ -319,12 +318,14 @@ def load_task_table(
     values: list[object] = []
     splits: list[str | None] = []
     n_duplicates = 0
+    first_row: dict[str, int] = {}
     if task.type is TaskType.KERNEL_REGRESSION:
         # Long format (one row per point) and list cells both become one curve per composition.
         curves: dict[str, list[np.ndarray]] = {}
         curve_split: dict[str, str | None] = {}
         for i in np.flatnonzero(good):
             key = row_keys[i]
+            first_row.setdefault(key, int(i))
             curves.setdefault(key, []).append(parsed_values[i])  # type: ignore[arg-type]
             label = _split_label(split_cells[i]) if split_column else None
             curve_split[key] = curve_split.get(key) or label
@@ -339,23 +340,22 @@ def load_task_table(
         result_values: np.ndarray | list[np.ndarray] = values  # type: ignore[assignment]
         result_t: list[np.ndarray] | None = t_list
     else:
-        seen: set[str] = set()
-        for i in np.flatnonzero(good):
-            key = row_keys[i]
-            if key in seen:
-                n_duplicates += 1
-                continue
-            seen.add(key)
-            keys.append(key)
-            values.append(parsed_values[i])
-            splits.append(_split_label(split_cells[i]) if split_column else None)
+        # first occurrence of each key among the good rows, in row order (no per-row Python objects)
+        good_rows = np.flatnonzero(good)
+        first = good_rows[~pd.Series(row_keys, dtype=object).iloc[good_rows].duplicated().to_numpy()]
+        n_duplicates = len(good_rows) - len(first)
+        keys = [row_keys[i] for i in first]
+        splits = [_split_label(split_cells[i]) for i in first] if split_column else [None] * len(first)
         if task.type is TaskType.CLASSIFICATION:
-            result_values = np.asarray(values, dtype=np.int64)
+            result_values = np.asarray(parsed_values, dtype=np.int64)[first]
+        elif isinstance(parsed_values, np.ndarray):
+            result_values = parsed_values[first, 0]
         else:
-            lengths = {np.asarray(v).size for v in values}
+            values = [np.asarray(parsed_values[i]) for i in first]
+            lengths = {v.size for v in values}
             if len(lengths) > 1:
                 raise ValueError(f"task '{task.name}': vector targets have different lengths {sorted(lengths)}")
-            stacked = np.stack([np.asarray(v) for v in values]) if values else np.zeros((0, 1))
+            stacked = np.stack(values) if values else np.zeros((0, 1))
             result_values = stacked[:, 0] if stacked.shape[1] == 1 else stacked
         result_t = None
         if n_duplicates:
@@ -372,7 +372,7 @@ def load_task_table(
     return TaskTable(
         task=task,
         keys=keys,
-        weights=np.stack([weights_by_key[k] for k in keys]),
+        weights=parsed.weights[[first_row[k] for k in keys] if first_row else first],
         values=result_values,
         t=result_t,
         split=splits,
