@@ -35,6 +35,18 @@ DescriptorKind = Literal["kmd", "stats"]
 _STATS = ("mean", "var", "max", "min")
 
 
+def check_weight_rows(weights: np.ndarray) -> None:
+    """Raise ``ValueError`` naming the first row of ``weights`` (B, 94) that is not a composition (NaN / inf,
+    negative, or summing to 0): such a row never reaches a model."""
+    w = np.atleast_2d(np.asarray(weights))
+    bad = ~(np.isfinite(w).all(axis=1) & (w >= 0).all(axis=1) & (w.sum(axis=1) > 0))
+    if bad.any():
+        raise ValueError(
+            f"weight row {int(np.flatnonzero(bad)[0])} is not a composition "
+            "(atomic fractions must be finite, non-negative and sum to more than 0)"
+        )
+
+
 @dataclass(frozen=True)
 class DescriptorSpec:
     """Everything needed to rebuild a descriptor exactly (stored in every checkpoint)."""
@@ -150,12 +162,7 @@ class Descriptor:
         w = np.asarray(weights, dtype=np.float64)
         squeeze = w.ndim == 1
         w = np.atleast_2d(w)
-        bad = ~(np.isfinite(w).all(axis=1) & (w >= 0).all(axis=1) & (w.sum(axis=1) > 0))
-        if bad.any():
-            raise ValueError(
-                f"weight row {int(np.flatnonzero(bad)[0])} is not a composition "
-                "(atomic fractions must be finite, non-negative and sum to more than 0)"
-            )
+        check_weight_rows(w)
         out = w @ self._kernel if self._kernel is not None else self._stats_numpy(w)
         return out[0] if squeeze else out
 

@@ -11,7 +11,7 @@ import torch
 from fm_engine.applicability import distance_column, distance_columns, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, ParsedBatch, find_composition_column, parse_many
-from fm_engine.descriptors import Descriptor
+from fm_engine.descriptors import Descriptor, check_weight_rows
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskType
 
@@ -40,6 +40,7 @@ def predict_weights(
     on ``t_grids[task]`` (default: the training range).
     """
     descriptor = descriptor or Descriptor(model.config.descriptor)
+    check_weight_rows(weights)
     model.eval()
     x = descriptor.transform_torch(torch.as_tensor(np.asarray(weights), dtype=torch.float32))
     h = model.encode(x)

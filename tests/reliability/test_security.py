@@ -335,7 +335,7 @@ def test_predict_never_unpickles_its_input(tiny_run, tmp_path, marker, capsys, n
     path = plant(tmp_path / name, marker)
     before = path.read_bytes()
     code = main(["predict", "--checkpoint", str(tiny_run), "--input", str(path), "--output", str(tmp_path / "o.csv")])
-    assert_refused(code, capsys.readouterr().err, str(path), "fm predict --input")
+    assert_refused(code, capsys.readouterr().err, str(path), "pickled files are never read")
     assert not marker.exists() and not (tmp_path / "o.csv").exists()
     assert path.read_bytes() == before
 
