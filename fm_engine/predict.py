@@ -257,6 +257,12 @@ def predict_frame(
     return out
 
 
+def error_column(predictions: pd.DataFrame) -> str:
+    """The name of the ``error`` output column of :func:`predict_frame`'s result (``pred_error`` when the input
+    already had an ``error`` column)."""
+    return predictions.attrs.get(OUTPUT_COLUMNS_ATTR, {}).get("error", "error")
+
+
 def units_table(checkpoint: LoadedCheckpoint) -> pd.DataFrame:
     """Task, type, unit (and t unit / classes) of a checkpoint's outputs."""
     rows = []

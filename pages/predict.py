@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from fm_engine.applicability import beyond_tested, distance_column, distance_columns, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import format_formula, parse_many
-from fm_engine.predict import default_t_grid, predict_frame, predict_weights
+from fm_engine.predict import default_t_grid, error_column, predict_frame, predict_weights
 from fm_engine.tasks import TaskSpec, TaskType
 from workbench.components.uploads import guess_column, read_csv_bytes
 
@@ -149,7 +149,7 @@ class BatchResult:
     def predicted(self) -> pd.DataFrame:
         if self.predictions.empty:
             return self.predictions
-        return self.predictions[self.predictions["error"] == ""]
+        return self.predictions[self.predictions[error_column(self.predictions)] == ""]
 
     def csv_bytes(self) -> bytes:
         return self.predictions.to_csv(index=False).encode("utf-8")
@@ -168,7 +168,7 @@ def predict_table(
         predictions = predict_frame(checkpoint, frame, composition_column=composition_column, t_grids=t_grids)
     except ValueError as error:
         return BatchResult(pd.DataFrame(), empty, str(error))
-    errors = predictions["error"].to_numpy()
+    errors = predictions[error_column(predictions)].to_numpy()
     positions = np.flatnonzero(errors != "")
     bad = pd.DataFrame(
         {

@@ -102,6 +102,14 @@ def test_csv_batch_lists_bad_rows_and_predicts_the_rest(checkpoint):
     assert {"yield_strength@300", "yield_strength@900"} <= set(guessed.predictions.columns)
 
 
+def test_an_input_column_named_error_is_kept_and_bad_rows_come_from_pred_error(checkpoint):
+    data = b"formula,error\nFe2O3,measured 5 %\nXx2O3,\n"
+    result = page.predict_csv(checkpoint, data, "formula")
+    assert result.predictions["error"].iloc[0] == "measured 5 %"  # the user's column, untouched
+    assert list(result.bad_rows["row"]) == [3] and "unknown element 'Xx'" in result.bad_rows["reason"].iloc[0]
+    assert list(result.predicted["formula"]) == ["Fe2O3"]
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
