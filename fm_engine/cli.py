@@ -363,6 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning  # one readable line per warning, no source-code echo
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "datasets":
+            from fm_engine.threads import configure_threads
+
+            configure_threads()  # before any work: torch threads from the free CPUs (fm_engine.threads)
         return args.handler(args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

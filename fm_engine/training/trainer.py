@@ -32,11 +32,13 @@ from fm_engine.datasets import bundled_datasets
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
 from fm_engine.tasks import TaskSpec, TaskType
+from fm_engine.threads import configure_threads
 from fm_engine.training.config import TrainConfig
 from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluation, evaluate
 from fm_engine.training.lightning import MultiTaskModule, RunMonitor
 from fm_engine.training.metrics import format_metric
 from fm_engine.training.run_files import RunDirectory, now_iso
+from fm_engine.training.thread_balance import ThreadBalancer
 
 _fitting = False
 
@@ -375,6 +377,7 @@ def train(
     """
     global _fitting
     _quiet_lightning()
+    threads = configure_threads()  # torch threads from the free CPUs; followed at every epoch (ThreadBalancer)
     run = RunDirectory(run_dir)
     rank_zero = is_rank_zero()
     started = time.perf_counter()
@@ -440,7 +443,9 @@ def train(
             enable_model_summary=False,
             num_sanity_val_steps=0,
             limit_val_batches=0,
-            callbacks=[monitor] + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
+            callbacks=[monitor]
+            + ([ThreadBalancer(threads)] if threads is not None and threads.automatic else [])
+            + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
             enable_progress_bar=show_bar,
         )
         _fitting = True
