@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -203,6 +204,7 @@ def _set_threads(threads: int) -> None:
 
 
 _PROCESS_POLICY: ThreadPolicy | None = None
+_LOCK = threading.Lock()  # the workbench server designs for several sessions at once
 
 
 def configure_threads(*, sample_seconds: float = SAMPLE_SECONDS) -> ThreadPolicy | None:
@@ -212,9 +214,14 @@ def configure_threads(*, sample_seconds: float = SAMPLE_SECONDS) -> ThreadPolicy
     since the previous call (no wait). Sets torch's intra-op threads and returns the process's policy
     (None with ``FM_THREAD_POLICY=off``). Raises ValueError for a bad override.
     """
-    global _PROCESS_POLICY
     if not policy_enabled():
         return None
+    with _LOCK:
+        return _configure(sample_seconds)
+
+
+def _configure(sample_seconds: float) -> ThreadPolicy:
+    global _PROCESS_POLICY
     prepare_environment()  # for processes started later by this one
     fixed = fixed_threads()
     if _PROCESS_POLICY is not None and _PROCESS_POLICY.automatic and fixed is None:
