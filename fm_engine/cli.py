@@ -487,6 +487,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from fm_engine.run_lock import refuse_if_in_use
 
             refuse_if_in_use(args.out)  # at once, before torch is even imported
+        if args.command != "datasets":
+            from fm_engine.threads import configure_threads
+
+            configure_threads()  # before any work: torch threads from the free CPUs (fm_engine.threads)
         return args.handler(args)
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)

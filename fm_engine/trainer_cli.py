@@ -50,6 +50,7 @@ from fm_engine.data import CompositionDataModule, TaskBatch
 from fm_engine.descriptors import Descriptor, DescriptorSpec
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel, ModelConfig
 from fm_engine.run_lock import acquire, release
+from fm_engine.threads import configure_threads
 from fm_engine.training.config import (
     DataSection,
     ModelSection,
@@ -423,6 +424,7 @@ def main(args: Sequence[str] | None = None) -> int:
     """``fm-trainer {fit,validate,test} --config CONFIG.yaml [--section.key=value ...]``."""
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     try:
+        configure_threads()  # torch threads from the CPUs other processes leave free (fm_engine.threads)
         FMTrainerCLI(
             FMLightningModel,
             FMDataModule,

@@ -29,6 +29,7 @@ import yaml
 
 from fm_engine.run_lock import lock_state, process_matches, process_start
 from fm_engine.safe_io import atomic_write_text
+from fm_engine.threads import thread_environment
 from fm_engine.training.run_files import ACTIVE_STATES, RunDirectory
 from fm_engine.workspace import demo_run_dir, runs_dir
 
@@ -115,9 +116,15 @@ def new_run_dir(name: str) -> Path:
     return path
 
 
+def launch_environment() -> dict[str, str]:
+    """The environment of a run's process: ours, unbuffered output, and the thread policy's variables
+    (OpenMP threads wait passively; see fm_engine.threads)."""
+    return {**os.environ, **thread_environment(), "PYTHONUNBUFFERED": "1"}
+
+
 def _launch(args: list[str], run_dir: Path) -> subprocess.Popen:
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = launch_environment()
     with open(run_dir / "train.log", "ab") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             [sys.executable, "-m", "fm_engine.cli", *args],

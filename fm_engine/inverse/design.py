@@ -28,6 +28,7 @@ from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds
 from fm_engine.inverse.targets import Target
 from fm_engine.predict import predict_weights
 from fm_engine.tasks import TaskType
+from fm_engine.threads import configure_threads
 from fm_engine.training.config import check_seed
 from fm_engine.training.trainer import package_versions
 
@@ -205,6 +206,7 @@ def run_design(
 ) -> DesignResult:
     """Run a design. ``seeds``/``seed_labels`` override the config's seed selection (used by replay)."""
     start = time.perf_counter()
+    configure_threads()  # torch threads from the CPUs other processes leave free
     model = checkpoint.model
     config.constraints.validate(has_seeds=config.seeds.source != "random" or seeds is not None)
     if seeds is None:

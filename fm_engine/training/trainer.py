@@ -36,11 +36,13 @@ from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
 from fm_engine.run_lock import hold_run, is_rank_zero, own_identity
 from fm_engine.safe_io import atomic_write_json, atomic_write_text
 from fm_engine.tasks import TaskSpec, TaskType
+from fm_engine.threads import configure_threads
 from fm_engine.training.config import TrainConfig, resolve_data_files
 from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluation, evaluate
 from fm_engine.training.lightning import MultiTaskModule, RunMonitor
 from fm_engine.training.metrics import format_metric
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
+from fm_engine.training.thread_balance import ThreadBalancer
 
 _fitting = False
 
@@ -447,6 +449,7 @@ def _train(
     _quiet_lightning()
     if config is not None:
         config.trainer.check_machine()
+    threads = configure_threads()  # torch threads from the free CPUs; followed at every epoch (ThreadBalancer)
     run = RunDirectory(run_dir)
     rank_zero = is_rank_zero()
     clock = WallClock()
@@ -524,7 +527,9 @@ def _train(
             enable_model_summary=False,
             num_sanity_val_steps=0,
             limit_val_batches=0,
-            callbacks=[monitor] + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
+            callbacks=[monitor]
+            + ([ThreadBalancer(threads)] if threads is not None and threads.automatic else [])
+            + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
             enable_progress_bar=show_bar,
         )
         _fitting = True
