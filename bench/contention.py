@@ -46,6 +46,8 @@ POLICIES: dict[str, dict[str, str]] = {
     "after": {},  # the product default (fm_engine.threads)
     "passive-all-cores": {"FM_NUM_THREADS": str(len(os.sched_getaffinity(0)))},  # passive waits only
     "one-thread": {"FM_NUM_THREADS": "1"},
+    "spin10k-2": {"FM_NUM_THREADS": "2", "OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "10000"},
+    "spin100k-2": {"FM_NUM_THREADS": "2", "OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "100000"},
 }
 DESIGN = {
     "targets": [{"task": "bulk_modulus", "value": 250}],

@@ -490,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command != "datasets":
             from fm_engine.threads import configure_threads
 
-            configure_threads()  # before any work: torch threads from the free CPUs (fm_engine.threads)
+            configure_threads()  # before any work: torch threads and OpenMP waits (fm_engine.threads)
         return args.handler(args)
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)

@@ -424,7 +424,7 @@ def main(args: Sequence[str] | None = None) -> int:
     """``fm-trainer {fit,validate,test} --config CONFIG.yaml [--section.key=value ...]``."""
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     try:
-        configure_threads()  # torch threads from the CPUs other processes leave free (fm_engine.threads)
+        configure_threads()  # torch threads and OpenMP waits (fm_engine.threads)
         FMTrainerCLI(
             FMLightningModel,
             FMDataModule,

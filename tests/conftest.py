@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-# The thread count follows the machine's load (fm_engine.threads) and results differ in the last bits between
-# thread counts: pin it so same-seed and replay comparisons do not depend on what else the machine runs.
-os.environ.setdefault("FM_NUM_THREADS", "1")
 
 from fm_engine.datasets import bundled_task
 

@@ -206,7 +206,7 @@ def run_design(
 ) -> DesignResult:
     """Run a design. ``seeds``/``seed_labels`` override the config's seed selection (used by replay)."""
     start = time.perf_counter()
-    configure_threads()  # torch threads from the CPUs other processes leave free
+    configure_threads()  # torch threads and OpenMP waits (fm_engine.threads)
     model = checkpoint.model
     config.constraints.validate(has_seeds=config.seeds.source != "random" or seeds is not None)
     if seeds is None:

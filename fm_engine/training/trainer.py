@@ -42,7 +42,6 @@ from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluatio
 from fm_engine.training.lightning import MultiTaskModule, RunMonitor
 from fm_engine.training.metrics import format_metric
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
-from fm_engine.training.thread_balance import ThreadBalancer
 
 _fitting = False
 
@@ -449,7 +448,7 @@ def _train(
     _quiet_lightning()
     if config is not None:
         config.trainer.check_machine()
-    threads = configure_threads()  # torch threads from the free CPUs; followed at every epoch (ThreadBalancer)
+    configure_threads()  # one torch thread, passive OpenMP waits (fm_engine.threads)
     run = RunDirectory(run_dir)
     rank_zero = is_rank_zero()
     clock = WallClock()
@@ -527,9 +526,7 @@ def _train(
             enable_model_summary=False,
             num_sanity_val_steps=0,
             limit_val_batches=0,
-            callbacks=[monitor]
-            + ([ThreadBalancer(threads)] if threads is not None and threads.automatic else [])
-            + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
+            callbacks=[monitor] + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
             enable_progress_bar=show_bar,
         )
         _fitting = True
