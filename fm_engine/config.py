@@ -119,26 +119,31 @@ def read_text_file(path: str | Path, *, what: str = "file", max_bytes: int = MAX
                          "save it as UTF-8") from None  # fmt: skip
 
 
+def _parse_text(path: Path, text: str, kind: str) -> Any:
+    """``text`` of file ``path`` parsed as ``kind`` (TOML, YAML or JSON) within the depth and alias limits;
+    errors name the file."""
+    syntax_error = {"TOML": tomllib.TOMLDecodeError, "JSON": json.JSONDecodeError}.get(kind, yaml.YAMLError)
+    try:
+        if kind == "YAML":
+            return load_yaml(text)
+        data = tomllib.loads(text) if kind == "TOML" else json.loads(text)
+        check_depth(data)
+        return data
+    except syntax_error as error:
+        raise ValueError(f"{path.name}: not valid {kind} ({one_line(str(error))})") from None
+    except RecursionError:
+        raise ValueError(f"{path.name}: nested too deeply; the limit is {MAX_CONFIG_DEPTH} levels") from None
+    except ValueError as error:
+        raise ValueError(f"{path.name}: {error}") from None
+
+
 def read_config_file(path: str | Path, *, kind: str = "") -> dict[str, Any]:
     """Read a YAML / JSON (or, with ``kind="toml"`` or a ``.toml`` name, TOML) config file into a dict, within
     the size, depth and alias limits; errors name the file."""
     path = Path(path)
     text = read_text_file(path, what="config file")
     kind = kind or ("toml" if path.suffix.lower() == ".toml" else "yaml")
-    try:
-        if kind == "toml":
-            data = tomllib.loads(text)
-            check_depth(data)
-        else:
-            data = load_yaml(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path.name}: not valid TOML ({error})") from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path.name}: not valid YAML ({one_line(str(error))})") from None
-    except RecursionError:
-        raise ValueError(f"{path.name}: nested too deeply; the limit is {MAX_CONFIG_DEPTH} levels") from None
-    except ValueError as error:
-        raise ValueError(f"{path.name}: {error}") from None
+    data = _parse_text(path, text, "TOML" if kind == "toml" else "YAML")
     if data is None:
         raise ValueError(f"{path.name}: the config file is empty")
     if not isinstance(data, dict):
@@ -149,17 +154,7 @@ def read_config_file(path: str | Path, *, kind: str = "") -> dict[str, Any]:
 def read_json_file(path: str | Path, *, what: str = "JSON file", max_bytes: int = MAX_CONFIG_BYTES) -> Any:
     """Parse a JSON file within the size and depth limits; errors name the file."""
     path = Path(path)
-    text = read_text_file(path, what=what, max_bytes=max_bytes)
-    try:
-        data = json.loads(text)
-        check_depth(data)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path.name}: not valid JSON ({error})") from None
-    except RecursionError:
-        raise ValueError(f"{path.name}: nested too deeply; the limit is {MAX_CONFIG_DEPTH} levels") from None
-    except ValueError as error:
-        raise ValueError(f"{path.name}: {error}") from None
-    return data
+    return _parse_text(path, read_text_file(path, what=what, max_bytes=max_bytes), "JSON")
 
 
 @contextlib.contextmanager

@@ -457,17 +457,6 @@ def test_a_resumed_run_drops_only_the_records_it_repeats(tmp_path):
     assert run.drop_metrics_from(2) == 0
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty workbench workspace (FM_WORKSPACE) and clean Streamlit caches."""
-    import streamlit as st
-
-    monkeypatch.setenv("FM_WORKSPACE", str(tmp_path / "workspace"))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    return tmp_path / "workspace"
-
-
 def test_the_train_page_shows_a_killed_run_as_stopped_with_its_resume_command(killed_run, workspace):
     run_dir = copy_run(killed_run, workspace / "runs" / "killed").path
     at = open_page("train", **{WATCHED_RUN: str(run_dir)})
