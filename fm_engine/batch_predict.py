@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import numpy as np
 import pandas as pd
 import torch
 
-from fm_engine.applicability import training_domain
+from fm_engine.applicability import distance_columns, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, ParsedBatch, find_composition_column, parse_many
 from fm_engine.predict import output_columns, predict_frame, prediction_columns, rename_collisions, resolve_t_grids
@@ -188,17 +189,23 @@ class CsvWriter:
             self._writer.close()
 
 
-def _parsed_chunks(path: Path, chunk_size: int, column: str) -> Iterator[tuple[pd.DataFrame, ParsedBatch]]:
-    """Chunks with their parsed composition column (empty or blank cells: "missing composition")."""
+def _parsed_chunks(
+    path: Path, chunk_size: int, column: str, *, checkpoint: LoadedCheckpoint, distances: bool
+) -> Iterator[tuple[pd.DataFrame, ParsedBatch, dict[str, np.ndarray] | None]]:
+    """Chunks with their parsed composition column (empty or blank cells: "missing composition") and, with
+    ``distances``, their distance columns (computed here, so that the search overlaps the model)."""
     for chunk in read_chunks(path, chunk_size):
         text = chunk[column].astype(object)
-        yield chunk, parse_many(text.where(text.astype(str).str.strip() != "", None).tolist())
+        parsed = parse_many(text.where(text.astype(str).str.strip() != "", None).tolist())
+        found = distance_columns(checkpoint, parsed.weights, rows=parsed.rows, n_rows=len(chunk)) if distances else None
+        yield chunk, parsed, found
 
 
 def _prefetched(items: Iterator[T]) -> Iterator[T]:
     """``items``, with the next one produced in a background thread while the caller works on the current
-    one (reading and parsing hold Python's lock; the model, the distance search and the writer mostly
-    release it, so the two overlap on two cores). Errors surface in order, when their item is reached."""
+    one (reading, parsing and the distance search there; the model and the writer here: numpy and torch
+    release Python's lock in their loops, so the two overlap on two cores). Errors surface in order, when
+    their item is reached."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fm-predict-read") as pool:
         pending = pool.submit(next, items, None)
         while (item := pending.result()) is not None:
@@ -281,10 +288,12 @@ def _predict_chunks(
         tqdm(total=count_rows(source) if progress else None, desc="predict", unit=" rows", disable=not progress) as bar,
     ):
         writer = CsvWriter(handle, float32_columns=float32_columns)
-        for chunk, parsed in _prefetched(_parsed_chunks(source, chunk_size, composition_column)):
+        chunks = _parsed_chunks(source, chunk_size, composition_column, checkpoint=checkpoint, distances=distances)
+        for chunk, parsed, found in _prefetched(chunks):
             chunk.index = pd.RangeIndex(n_rows, n_rows + len(chunk))
             result = predict_frame(checkpoint, chunk, composition_column=composition_column, t_grids=grids,
-                                   distances=distances, first_row=n_rows, parsed=parsed)  # fmt: skip
+                                   distances=distances, first_row=n_rows, parsed=parsed,
+                                   distance_values=found)  # fmt: skip
             writer.write(result)
             n_rows += len(result)
             n_bad += int((result[names["error"]] != "").sum())

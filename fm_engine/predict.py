@@ -168,6 +168,7 @@ def predict_frame(
     chunk_size: int = 1024,
     first_row: int = 0,
     parsed: ParsedBatch | None = None,
+    distance_values: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """The input columns + predictions; bad rows get an ``error`` and no predictions (never fail the batch).
 
@@ -188,7 +189,8 @@ def predict_frame(
 
     ``chunk_size``: rows per model batch; ``first_row``: the position of ``frame``'s first row in a larger
     table cut into chunks (batches align to it, so the chunks' results equal the whole table's exactly);
-    ``parsed``: ``parse_many`` of the composition column, if already done (e.g. in another thread).
+    ``parsed``: ``parse_many`` of the composition column, if already done (e.g. in another thread), and
+    ``distance_values``: its :func:`~fm_engine.applicability.distance_columns`, if already computed.
     """
     columns = ", ".join(map(str, frame.columns))
     if composition_column is None:
@@ -250,7 +252,9 @@ def predict_frame(
         for array in values.values():
             array[parsed.rows[bad]] = None if array.dtype == object else np.nan
     if distances:
-        values.update(distance_columns(checkpoint, parsed.weights, rows=parsed.rows, n_rows=n))
+        if distance_values is None:
+            distance_values = distance_columns(checkpoint, parsed.weights, rows=parsed.rows, n_rows=n)
+        values.update(distance_values)
     values["error"] = errors
     out = pd.concat([frame, pd.DataFrame({names[c]: v for c, v in values.items()}, index=frame.index)], axis=1)
     out.attrs[OUTPUT_COLUMNS_ATTR] = names
