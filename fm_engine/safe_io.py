@@ -20,19 +20,15 @@ from typing import IO, Any
 TEMP_PREFIX = ".fm-tmp-"
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename durable (best effort: not every file system allows opening a folder)."""
+def sync_folder(folder: str | Path) -> None:
+    """fsync a folder so that renames inside it survive a power cut (best effort: not every file system
+    allows opening a folder)."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def sync_folder(folder: str | Path) -> None:
-    """fsync a folder so that renames inside it survive a power cut (best effort)."""
-    _fsync_folder(Path(folder))
 
 
 @contextlib.contextmanager
@@ -55,7 +51,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    sync_folder(path.parent)
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:

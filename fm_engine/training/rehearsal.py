@@ -36,12 +36,12 @@ from fm_engine.data.splits import subsample_keep_mask
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.plots.files import write_figure_html
 from fm_engine.run_lock import hold_run, own_identity
-from fm_engine.safe_io import atomic_path, atomic_write_text
+from fm_engine.safe_io import atomic_path, atomic_write_json, atomic_write_text
 from fm_engine.tasks import TaskSpec
 from fm_engine.training.config import TrainConfig, recorded_config
 from fm_engine.training.evaluate import prediction_frames
 from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
-from fm_engine.training.run_files import RunDirectory, now_iso, write_json_atomic
+from fm_engine.training.run_files import RunDirectory, now_iso
 from fm_engine.training.trainer import (
     StartFrom,
     build_datamodule,
@@ -330,7 +330,7 @@ def _run_rehearsal(config: RehearsalConfig, out: str | Path, *, resume: bool, pr
     if (out / REHEARSAL_FILE).exists() and not resume:
         raise ValueError(f"{out} already holds a rehearsal; choose another --out or use --resume")
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / REHEARSAL_FILE, config.to_dict())
+    atomic_write_json(out / REHEARSAL_FILE, config.to_dict())
     specs = config.train.task_specs()
     steps = [{"step": k, "task": s.name, "run_dir": step_dir_name(k, s.name), "state": "queued"}
              for k, s in enumerate(specs, start=1)]  # fmt: skip

@@ -53,11 +53,6 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync it, then rename over ``path``."""
-    atomic_write_json(path, data)
-
-
 class RunDirectory:
     """Accessors for one run's files."""
 
@@ -104,7 +99,7 @@ class RunDirectory:
             raise ValueError(f"unknown run state {fields['state']!r}")
         status.update(fields)
         status["updated_at"] = now_iso()
-        write_json_atomic(self.status_path, status)
+        atomic_write_json(self.status_path, status)
         return status
 
     def process_gone(self, status: dict[str, Any] | None = None) -> bool | None:
