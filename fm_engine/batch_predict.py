@@ -26,8 +26,16 @@ import torch
 
 from fm_engine.applicability import distance_columns, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
-from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, ParsedBatch, find_composition_column, parse_many
-from fm_engine.predict import output_columns, predict_frame, prediction_columns, rename_collisions, resolve_t_grids
+from fm_engine.compositions import ParsedBatch, parse_many
+from fm_engine.predict import (
+    CompositionColumnError,
+    composition_column_of,
+    output_columns,
+    predict_frame,
+    prediction_columns,
+    rename_collisions,
+    resolve_t_grids,
+)
 from fm_engine.safe_io import atomic_path
 from fm_engine.tasks import TaskType
 
@@ -232,23 +240,15 @@ def predict_file(
     """
 
     if chunk_size < 1:
-        raise ValueError(f"--chunk-size {chunk_size}: expected a positive number of rows")
+        raise ValueError(f"chunk size {chunk_size}: expected a positive number of rows")
     started = time.perf_counter()
     source, output = check_paths(input_path, output_path)
     grids = resolve_t_grids(checkpoint.model, t_grids)
     columns = read_columns(source)
-    if composition_column is None:
-        composition_column = find_composition_column(columns)
-        if composition_column is None:
-            raise ValueError(
-                f"{source.name}: no composition column found (columns: {', '.join(columns)}); name it with "
-                f"--composition-column (found automatically when called {' / '.join(COMPOSITION_COLUMN_NAMES)})"
-            )
-    elif composition_column not in columns:
-        raise ValueError(
-            f"{source.name}: column '{composition_column}' not found (columns: {', '.join(columns)}); "
-            "use --composition-column"
-        )
+    try:
+        composition_column = composition_column_of(columns, composition_column)
+    except CompositionColumnError as error:
+        raise CompositionColumnError(f"{source.name}: {error}") from None
     names = rename_collisions(columns, output_columns(checkpoint, grids, distances=distances))
     threads = torch.get_num_threads()
     # One thread for the model: the reading/parsing thread uses the other core, and idle OpenMP workers

@@ -20,22 +20,23 @@ the tensor or key.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from fm_engine.cards import CARD_FILE, CARD_MARKDOWN_FILE, CheckpointError, ModelCard, read_card
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig
 from fm_engine.safe_io import atomic_path, atomic_write_json, atomic_write_text, sync_folder
@@ -48,21 +49,49 @@ COMPOSITIONS_FILE = "compositions.csv"
 TASKS_SEPARATOR = ";"  # between task names in compositions.csv's ``tasks`` column
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupt, truncated or not ours."""
+__all__ = ["CheckpointError", "LoadedCheckpoint", "load_checkpoint", "save_checkpoint"]
 
 
 @dataclass
 class LoadedCheckpoint:
+    """A loaded model with its checkpoint's identity and model card; :meth:`predict` is the one-call API.
+
+    ``card`` is None when the checkpoint has no model card or an unreadable one (``card_problem`` says why):
+    the card only describes the model, so the model still predicts."""
+
     model: FlexibleMultiTaskModel
     path: Path
     checkpoint_id: str
     weights_sha256: str
-    card: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard | None = None
+    card_problem: str = ""
 
     @property
     def config(self) -> ModelConfig:
         return self.model.config
+
+    def predict(
+        self,
+        formulas: Sequence[str] | pd.Series | pd.DataFrame,
+        *,
+        t_grid: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
+        composition_column: str | None = None,
+        distances: bool = True,
+    ) -> pd.DataFrame:
+        """Predictions in physical units, one row per composition, with the columns of ``fm predict``'s output.
+
+        ``formulas``: formulas (a list or Series gives a ``composition`` column), or a table whose composition
+        column (``composition_column``, default: found by name) is predicted; its other columns are kept.
+        ``t_grid``: the ``t`` values (in the task's ``t_unit``) of every sequence task, or a mapping
+        task -> values; default: evenly spaced over each task's training range. ``distances``: add the
+        distance-to-training columns and ``extrapolated_for``. A bad formula gives an ``error`` row, never
+        an exception; a bad ``t_grid`` or a missing composition column raises ``ValueError``.
+        """
+        from fm_engine.predict import predict_frame, sequence_grids
+
+        frame = formulas if isinstance(formulas, pd.DataFrame) else pd.DataFrame({"composition": list(formulas)})
+        grids = sequence_grids(self.model, t_grid)
+        return predict_frame(self, frame, composition_column=composition_column, t_grids=grids, distances=distances)
 
     def compositions(self) -> pd.DataFrame:
         """The training data's compositions (canonical keys), their split and the tasks they
@@ -191,14 +220,14 @@ def save_checkpoint(
     model: FlexibleMultiTaskModel,
     path: str | Path,
     *,
-    card: dict[str, Any] | None = None,
-    card_md: str = "",
+    card: ModelCard | None = None,
     compositions: pd.DataFrame | None = None,
 ) -> Path:
     """Write the checkpoint directory atomically (temp dir, files fsynced, rename); returns its path.
 
     Refuses (``CheckpointError``) weights or scalers that are not finite: such a checkpoint could only
-    predict NaN. ``compositions`` (columns ``composition``, ``split`` and ``tasks``) records the training data's
+    predict NaN. ``card`` is written as ``card.json`` and ``card.md`` with the new checkpoint's id and weights
+    hash filled in. ``compositions`` (columns ``composition``, ``split`` and ``tasks``) records the training data's
     compositions, so predictions and designed recipes can be compared with what the model has seen.
     """
     path = Path(path)
@@ -221,9 +250,9 @@ def save_checkpoint(
             with atomic_path(tmp / COMPOSITIONS_FILE) as table:
                 compositions[columns].to_csv(table, index=False)
         if card is not None:
-            card = {**card, "checkpoint_id": checkpoint_id, "weights_sha256": _sha256(tmp / WEIGHTS_FILE)}
-            atomic_write_json(tmp / "card.json", card, sort_keys=False)
-            atomic_write_text(tmp / "card.md", card_md)
+            card = dataclasses.replace(card, checkpoint_id=checkpoint_id, weights_sha256=_sha256(tmp / WEIGHTS_FILE))
+            atomic_write_json(tmp / CARD_FILE, card.to_mapping(), sort_keys=False)
+            atomic_write_text(tmp / CARD_MARKDOWN_FILE, card.render_markdown())
         install_directory(tmp, path, tag=checkpoint_id[:8])
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -295,19 +324,16 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         first = str(error).splitlines()[0]
         raise CheckpointError(f"{directory}: weights do not match the model config ({first})") from None
     model.eval()
-    card: dict[str, Any] = {}
-    card_path = directory / "card.json"
-    if card_path.exists():
-        try:
-            card = json.loads(card_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            card = {}  # the card only describes the model; an unreadable one is left out
-        if not isinstance(card, dict):
-            card = {}
+    card, problem = None, ""
+    try:
+        card = read_card(directory)
+    except CheckpointError as error:  # the card only describes the model; an unreadable one is left out
+        problem = str(error)
     return LoadedCheckpoint(
         model=model,
         path=directory,
         checkpoint_id=str(config.get("checkpoint_id", "")),
         weights_sha256=_sha256(weights),
         card=card,
+        card_problem=problem,
     )

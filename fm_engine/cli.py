@@ -151,10 +151,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if args.lr is not None:
         check_range("--lr", args.lr, low=0, low_open=True)
     checkpoint = load_checkpoint(args.checkpoint)
-    if "config" not in checkpoint.card:
+    if checkpoint.card is None or not checkpoint.card.config:
         raise ValueError(f"{checkpoint.path}: the model card holds no training config to rebuild the data from")
     # Recorded by whoever made the checkpoint: never unpickles, relative paths resolve against the checkpoint.
-    config = TrainConfig.from_record(checkpoint.card["config"], anchor=checkpoint.path)
+    config = TrainConfig.from_record(checkpoint.card.config, anchor=checkpoint.path)
     config.name = f"{config.name or 'model'}-finetune"
     _apply_trainer_overrides(config, args)
     if args.lr is not None:
@@ -235,9 +235,11 @@ def _parse_t_grids(values: Sequence[str] | None) -> tuple[list[float] | None, di
 def _cmd_predict(args: argparse.Namespace) -> int:
     from fm_engine.batch_predict import check_paths, predict_file
     from fm_engine.checkpoints import load_checkpoint
-    from fm_engine.predict import resolve_t_grids, units_table
+    from fm_engine.predict import CompositionColumnError, resolve_t_grids, units_table
     from fm_engine.tasks import TaskType
 
+    if args.chunk_size < 1:
+        raise ValueError(f"--chunk-size {args.chunk_size}: expected a positive number of rows")
     check_paths(args.input, args.output)  # before loading anything
     checkpoint = load_checkpoint(args.checkpoint)
     common, per_task = _parse_t_grids(args.t_grid)
@@ -247,10 +249,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--t-grid names {', '.join(unknown)}, not a sequence task (sequence tasks: {sequence_tasks})")
     grids = {name: per_task.get(name, common) for name in sequence_tasks if per_task.get(name, common)}
     grids = resolve_t_grids(checkpoint.model, grids)  # checked (finite, physical range) before any work
-    result = predict_file(
-        checkpoint, args.input, args.output, composition_column=args.composition_column, t_grids=grids,
-        chunk_size=args.chunk_size, progress=not args.no_progress,
-    )  # fmt: skip
+    try:
+        result = predict_file(
+            checkpoint, args.input, args.output, composition_column=args.composition_column, t_grids=grids,
+            chunk_size=args.chunk_size, progress=not args.no_progress,
+        )  # fmt: skip
+    except CompositionColumnError as error:
+        raise ValueError(f"{error}; name it with --composition-column") from None
     if result.renamed:
         inputs = ", ".join(result.renamed)
         outputs = ", ".join(result.renamed.values())

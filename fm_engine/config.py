@@ -377,6 +377,14 @@ def check_range(
         raise ValueError(f"{key}: expected {expected}, got {value!r}")
 
 
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
+
+
+def check_seed(key: str, seed: int | None) -> None:
+    """Refuse a random seed outside [0, 2**32 - 1] (the range numpy and Lightning accept); None passes."""
+    check_range(key, seed, low=0, high=MAX_SEED)
+
+
 def _number(value: float) -> str:
     """``100000`` -> ``100,000``; ``0.5`` -> ``0.5``."""
     return f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e18 else f"{value:g}"

@@ -100,6 +100,39 @@ def check_t_grid(model: FlexibleMultiTaskModel, task: str, values: Sequence[floa
     return grid
 
 
+def sequence_grids(
+    model: FlexibleMultiTaskModel, t_grid: Sequence[float] | Mapping[str, Sequence[float]] | None
+) -> dict[str, Sequence[float]]:
+    """Task -> ``t`` values (unchecked, see :func:`resolve_t_grids`): ``t_grid`` itself when it is a mapping,
+    else the same values for every sequence task (none: each task's default grid)."""
+    if t_grid is None:
+        return {}
+    if isinstance(t_grid, Mapping):
+        return dict(t_grid)
+    return {name: t_grid for name, task in model.tasks.items() if task.type is TaskType.KERNEL_REGRESSION}
+
+
+class CompositionColumnError(ValueError):
+    """The table has no composition column (or not the one named); the message lists its columns."""
+
+
+def composition_column_of(columns: Sequence[object], composition_column: str | None = None) -> str:
+    """``composition_column`` if the table has it, else the first column named composition, formula, alloy, ...
+    (any case); :class:`CompositionColumnError` listing the columns when there is none."""
+    shown = ", ".join(map(str, columns))
+    if composition_column is None:
+        found = find_composition_column(list(columns))
+        if found is None:
+            raise CompositionColumnError(
+                f"no composition column found (columns: {shown}; found automatically when called "
+                f"{' / '.join(COMPOSITION_COLUMN_NAMES)})"
+            )
+        return found
+    if composition_column not in columns:
+        raise CompositionColumnError(f"column '{composition_column}' not found (columns: {shown})")
+    return composition_column
+
+
 def resolve_t_grids(
     model: FlexibleMultiTaskModel, t_grids: Mapping[str, Sequence[float]] | None = None
 ) -> dict[str, np.ndarray]:
@@ -192,16 +225,7 @@ def predict_frame(
     ``parsed``: ``parse_many`` of the composition column, if already done (e.g. in another thread), and
     ``distance_values``: its :func:`~fm_engine.applicability.distance_columns`, if already computed.
     """
-    columns = ", ".join(map(str, frame.columns))
-    if composition_column is None:
-        composition_column = find_composition_column(list(frame.columns))
-        if composition_column is None:
-            raise ValueError(
-                f"no composition column found (columns: {columns}); name it with --composition-column "
-                f"(found automatically when called {' / '.join(COMPOSITION_COLUMN_NAMES)})"
-            )
-    elif composition_column not in frame.columns:
-        raise ValueError(f"column '{composition_column}' not found (columns: {columns}); use --composition-column")
+    composition_column = composition_column_of(list(frame.columns), composition_column)
     model = checkpoint.model
     grids = resolve_t_grids(model, t_grids)
     names = rename_collisions(frame.columns, output_columns(checkpoint, grids, distances=distances))

@@ -43,6 +43,7 @@ import torch
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from fm_engine.cards import build_card, format_metric
 from fm_engine.checkpoints import save_checkpoint
 from fm_engine.cli import describe_error
 from fm_engine.config import from_mapping
@@ -61,14 +62,12 @@ from fm_engine.training.config import (
 )
 from fm_engine.training.evaluate import StageEvaluation, evaluate, flat_metrics
 from fm_engine.training.lightning import MultiTaskModule, WeightAverage
-from fm_engine.training.metrics import format_metric
+from fm_engine.training.run_files import now_iso
 from fm_engine.training.trainer import (
-    build_card,
     build_model,
     check_resume_state,
     evaluate_for_card,
     is_rank_zero,
-    render_card_markdown,
     training_compositions,
 )
 
@@ -331,23 +330,23 @@ class FMCheckpointExport(L.Callback):
         config = _train_config(dm, pl_module.section, pl_module.optimizer_section)
         config.name = self.name
         config.trainer = _trainer_section(trainer, ema_decay=pl_module.ema_decay)
+        stats = self.stats
         card = build_card(
-            config=config, model=model, dm=dm, evaluations=evaluations, monitor=self.stats,  # type: ignore[arg-type]
-            seconds=time.perf_counter() - self._start, epochs=trainer.current_epoch,
+            config=config, model=model, dm=dm, evaluations=evaluations, best_epoch=stats.best_epoch,
+            best_val_loss=stats.best_loss, epoch_seconds=stats.epoch_seconds, samples_seen=stats.samples_seen,
+            seconds=time.perf_counter() - self._start, epochs=trainer.current_epoch, created=now_iso(),
         )  # fmt: skip
-        card["entry_point"] = "fm-trainer"
+        card.entry_point = "fm-trainer"
         path = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoint"
-        self.checkpoint = save_checkpoint(
-            model, path, card=card, card_md=render_card_markdown(card), compositions=training_compositions(dm)
-        )
+        self.checkpoint = save_checkpoint(model, path, card=card, compositions=training_compositions(dm))
         print(f"\ncheckpoint: {self.checkpoint}  (use: fm predict --checkpoint {self.checkpoint} ...)")
-        for task in card["tasks"]:
-            intervals = task["test_metrics_ci95"]
+        for task in card.tasks:
+            intervals = task.test_metrics_ci95
             shown = ", ".join(
-                f"{k} {format_metric(v, intervals.get(k))}" for k, v in task["test_metrics"].items() if k != "n"
+                f"{k} {format_metric(v, intervals.get(k))}" for k, v in task.test_metrics.items() if k != "n"
             )
-            unit = f" ({task['unit']})" if task["unit"] else ""
-            print(f"  test {task['name']}{unit}: {shown or 'no test rows'}")
+            unit = f" ({task.unit})" if task.unit else ""
+            print(f"  test {task.name}{unit}: {shown or 'no test rows'}")
         print("  ([low, high]: 95 % bootstrap interval over the test compositions)")
 
 

@@ -266,3 +266,14 @@ def _now() -> str:
     from fm_engine.training.run_files import now_iso
 
     return now_iso()
+
+
+def delete_run(run: Path, *, root: Path | None = None) -> None:
+    """Delete a run folder of the workspace; refuses folders outside it and runs still training."""
+    root = (root or runs_dir()).resolve()
+    path = Path(run).resolve()
+    if path.parent != root or not path.is_dir():
+        raise ValueError(f"{run}: not a run folder of this workspace ({root})")
+    if (path / "status.json").exists() and run_info(path).state in ("queued", "running"):
+        raise ValueError(f"{path.name} is still training: cancel it on the Train page first")
+    shutil.rmtree(path)

@@ -16,9 +16,10 @@ import pandas as pd
 import torch
 
 from fm_engine.applicability import distance_columns, nearest, training_domain
+from fm_engine.cards import package_versions
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import format_formula, format_percent, weights_to_fractions
-from fm_engine.config import check_range, from_mapping
+from fm_engine.config import check_range, check_seed, from_mapping
 from fm_engine.elements import element_index, element_symbols
 from fm_engine.inverse.charge import charge_balance
 from fm_engine.inverse.composition import CompositionRun, DesignObjective, optimize_composition
@@ -29,8 +30,6 @@ from fm_engine.inverse.targets import Target
 from fm_engine.predict import predict_weights
 from fm_engine.tasks import TaskType
 from fm_engine.threads import configure_threads
-from fm_engine.training.config import check_seed
-from fm_engine.training.trainer import package_versions
 
 RESULTS_FORMAT = "fm_engine-design"
 MAX_DESIGN_STEPS = 100_000  # optimisation steps of one design run

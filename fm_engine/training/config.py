@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fm_engine.config import check_range, from_mapping, naming_file, read_config_file
+from fm_engine.config import check_range, check_seed, from_mapping, naming_file, read_config_file
 from fm_engine.datasets import bundled_task
 from fm_engine.descriptors import DescriptorSpec
 from fm_engine.models import AutoencoderConfig, EncoderConfig
@@ -61,13 +61,7 @@ class OptimizerSection:
             raise ValueError(f"optimizer.scheduler: expected 'cosine' or 'none', got {self.scheduler!r}")
 
 
-MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
-
-
-def check_seed(key: str, seed: int | None) -> None:
-    """Refuse a random seed outside [0, 2**32 - 1] (the range numpy and Lightning accept); None passes."""
-    check_range(key, seed, low=0, high=MAX_SEED)
 
 
 DEFAULT_EMA_DECAY = 0.999  # weight averaging of the demo model and the workbench's Train form

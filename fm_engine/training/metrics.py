@@ -3,9 +3,11 @@ sequence tasks (curve RMSE over all points, MAE)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
+
+from fm_engine.cards import METRIC_LABELS  # noqa: F401 - where rehearsal and scaling tables read it
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -66,20 +68,6 @@ def curve_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
 
 
 ERROR_METRICS = {"regression": "mae", "kernel_regression": "rmse", "classification": "error"}
-METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "accuracy": "accuracy", "macro_f1": "macro-F1",
-                 "roc_auc": "ROC-AUC", "error": "error rate"}  # fmt: skip
-
-
-def format_interval(interval: Sequence[float]) -> str:
-    """``[9.13, 10.9]``: a 95 % interval as the cards and tables show it."""
-    return f"[{interval[0]:.4g}, {interval[1]:.4g}]"
-
-
-def format_metric(value: float, interval: Sequence[float] | None = None) -> str:
-    """``9.967``, or ``9.967 [9.13, 10.9]`` with its 95 % interval; ``n/a`` when undefined."""
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    return f"{value:.4g}" + (f" {format_interval(interval)}" if interval is not None else "")
 
 
 def task_error(metrics: dict[str, float], task_type: str) -> float:

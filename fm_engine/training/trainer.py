@@ -7,14 +7,11 @@ import dataclasses
 import json
 import logging
 import pickle
-import platform
 import re
 import traceback
 import warnings
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -24,13 +21,11 @@ import yaml
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from fm_engine import __version__
-from fm_engine.applicability import tested_reach
+from fm_engine.cards import FinetuneRecord, build_card
 from fm_engine.checkpoints import TASKS_SEPARATOR, save_checkpoint
 from fm_engine.config import read_config_file, read_text_file
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.datamodule import STAGES
-from fm_engine.datasets import bundled_datasets
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
 from fm_engine.run_lock import hold_run, is_rank_zero, own_identity
@@ -40,7 +35,6 @@ from fm_engine.threads import configure_threads
 from fm_engine.training.config import TrainConfig, resolve_data_files
 from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluation, evaluate
 from fm_engine.training.lightning import MultiTaskModule, RunMonitor
-from fm_engine.training.metrics import format_metric
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
 
 _fitting = False
@@ -242,167 +236,12 @@ def training_compositions(dm: CompositionDataModule, tasks: list[str] | None = N
     )
 
 
-def package_versions() -> dict[str, str]:
-    versions = {"fm_engine": __version__, "python": platform.python_version()}
-    for name in ("torch", "lightning", "numpy", "pandas", "pymatgen", "safetensors"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def _data_sources(specs: list[TaskSpec]) -> dict[str, dict[str, str]]:
-    by_file = {}
-    for dataset in bundled_datasets():
-        for task in dataset.tasks:
-            by_file[str(task.path)] = {"dataset": dataset.name, "source": dataset.source,
-                                       "license": dataset.license, "citation": dataset.citation}  # fmt: skip
-    sources = {}
-    for spec in specs:
-        bundled = [by_file[f] for f in spec.data_files if f in by_file]
-        sources[spec.name] = bundled[0] if bundled else {"dataset": "user data", "files": ", ".join(spec.data_files)}
-    return sources
-
-
 def evaluate_for_card(model: FlexibleMultiTaskModel, dm: CompositionDataModule) -> dict[str, StageEvaluation]:
     """Every split's metrics for the model card; the test metrics with 95 % bootstrap intervals."""
     return {
         stage: evaluate(model, dm, stage, n_bootstrap=CARD_BOOTSTRAP_RESAMPLES if stage == "test" else 0)
         for stage in STAGES
     }
-
-
-def tested_reach_of_task(dm: CompositionDataModule, task: str) -> dict[str, float] | None:
-    """Median and max distance (fraction of atoms that differ) of the task's test compositions from its
-    training compositions: how far from the training data the test metrics reach. None without both."""
-    labelled = dm.masks[task]
-    reach = tested_reach(dm.weights[labelled & (dm.split == "train")], dm.weights[labelled & (dm.split == "test")])
-    return {key: round(value, 4) for key, value in reach.items()} if reach else None
-
-
-def build_card(
-    *,
-    config: TrainConfig,
-    model: FlexibleMultiTaskModel,
-    dm: CompositionDataModule,
-    evaluations: dict[str, StageEvaluation],
-    monitor: RunMonitor,
-    seconds: float,
-    epochs: int,
-    segments: int = 1,
-) -> dict[str, Any]:
-    summary = dm.summary().set_index("task")
-    tasks = []
-    for task in model.tasks.values():
-        row = summary.loc[task.name]
-        tasks.append(
-            {
-                "name": task.name,
-                "type": task.type.value,
-                "unit": task.unit,
-                "t_unit": task.t_unit,
-                "classes": task.classes,
-                "description": task.description,
-                "compositions": {stage: int(row[stage]) for stage in STAGES} | {"train_kept": int(row["train_kept"])},
-                "bad_rows_skipped": int(row["bad_rows"]),
-                "test_metrics": evaluations["test"].metrics.get(task.name, {}),
-                "test_metrics_ci95": evaluations["test"].intervals.get(task.name, {}),
-                "val_metrics": evaluations["val"].metrics.get(task.name, {}),
-                "test_distance_to_training": tested_reach_of_task(dm, task.name),
-            }
-        )
-    n_parameters = sum(p.numel() for p in model.parameters())
-    return {
-        "name": config.name,
-        "created": now_iso(),
-        "tasks": tasks,
-        "data_sources": _data_sources(list(model.tasks.values())),
-        "split": {stage: int((dm.split == stage).sum()) for stage in STAGES},
-        "seed": config.seed,
-        "split_seed": dm.split_seed,
-        "descriptor": config.descriptor.to_dict() | {"dim": dm.descriptor.dim},
-        "encoder": config.model.encoder.to_dict(),
-        "autoencoder": config.model.autoencoder.__dict__,
-        "loss_balancer": config.model.loss_balancer,
-        "n_parameters": n_parameters,
-        "training": {
-            "epochs_run": epochs,
-            "best_epoch": monitor.best_epoch,
-            "best_val_loss": monitor.best_loss,
-            "wall_time_s": round(seconds, 2),
-            "segments": segments,
-            "mean_epoch_s": round(float(np.mean(monitor.epoch_seconds)), 3) if monitor.epoch_seconds else None,
-            "samples_per_s": round(monitor.samples_seen / sum(monitor.epoch_seconds), 1)
-            if monitor.epoch_seconds
-            else None,
-            "devices": config.trainer.devices,
-            "strategy": config.trainer.strategy,
-            "torch_threads": torch.get_num_threads(),
-        },
-        "versions": package_versions(),
-        "config": config.to_dict(),
-    }
-
-
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def render_card_markdown(card: dict[str, Any]) -> str:
-    lines = [f"# Model card: {card.get('name') or 'fm_engine model'}", ""]
-    lines += [f"Created {card['created']} with fm_engine {card['versions'].get('fm_engine')}; "
-              f"{card['n_parameters']:,} parameters; descriptor {card['descriptor']['kind']} "
-              f"({card['descriptor']['dim']} dims); encoder {card['encoder']['type']}.", ""]  # fmt: skip
-    lines += [
-        "## Test metrics (physical units)",
-        "",
-        "| task | type | unit | test n | metrics |",
-        "|---|---|---|---|---|",
-    ]
-    for task in card["tasks"]:
-        metrics, intervals = task["test_metrics"], task.get("test_metrics_ci95") or {}
-        shown = ", ".join(f"{k} {format_metric(v, intervals.get(k))}" for k, v in metrics.items() if k != "n")
-        unit = task["unit"] or (", ".join(task["classes"]) if task["classes"] else "")
-        lines.append(f"| {task['name']} | {task['type']} | {unit} | {_fmt(metrics.get('n'))} | {shown} |")
-    lines += ["", "MAE/RMSE are in the task's unit; sequence tasks pool all curve points. [low, high]: 95 % "
-              "bootstrap interval over the test compositions (a curve is resampled whole).", ""]  # fmt: skip
-    lines += ["## Data", "", "| task | train | val | test | test distance to training (median / max) | source | "
-              "license |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for task in card["tasks"]:
-        source = card["data_sources"].get(task["name"], {})
-        c = task["compositions"]
-        reach = task.get("test_distance_to_training")
-        reach_text = f"{reach['median']:.2f} / {reach['max']:.2f}" if reach else "n/a"
-        lines.append(
-            f"| {task['name']} | {c['train']} | {c['val']} | {c['test']} | {reach_text} | "
-            f"{source.get('dataset', '')} | {source.get('license', '')[:60]} |"
-        )
-    lines += ["", "Distance: the fraction of atoms that differ from the nearest training composition of the task. "
-              "Predictions further out than the max are extrapolations the test metrics do not cover.", ""]  # fmt: skip
-    split = card["split"]
-    seeds = f"split seed {card['split_seed']}; training seed {card.get('seed', card['split_seed'])}"
-    lines += ["", f"Compositions: {split['train']} train / {split['val']} val / {split['test']} test ({seeds}).", ""]
-    if "finetune" in card:
-        tuned = card["finetune"]
-        lines += ["## Fine-tuning", "", f"Retrained heads: {', '.join(tuned['trained_heads'])}; frozen: "
-                  f"{tuned['frozen']} (from checkpoint {tuned['source_checkpoint_id'][:12]}).", "",
-                  "| task | metric | before | after |", "|---|---|---|---|"]  # fmt: skip
-        for task, metrics in tuned["test_metrics_after"].items():
-            for key, value in metrics.items():
-                if key != "n":
-                    before = tuned["test_metrics_before"].get(task, {}).get(key)
-                    lines.append(f"| {task} | {key} | {_fmt(before)} | {_fmt(value)} |")
-        lines.append("")
-    training = card["training"]
-    lines += ["## Training", ""]
-    lines += [f"- {key.replace('_', ' ')}: {_fmt(value)}" for key, value in training.items()]
-    lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in card["versions"].items()]
-    return "\n".join(lines) + "\n"
 
 
 def _write_model_config(run: RunDirectory, model: FlexibleMultiTaskModel) -> None:
@@ -547,23 +386,20 @@ def _train(
         evaluations = evaluate_for_card(model, dm)
         seconds = clock.total()
         card = build_card(
-            config=config, model=model, dm=dm, evaluations=evaluations, monitor=monitor,
-            seconds=seconds, epochs=trainer.current_epoch, segments=clock.segments,
+            config=config, model=model, dm=dm, evaluations=evaluations, best_epoch=monitor.best_epoch,
+            best_val_loss=monitor.best_loss, epoch_seconds=monitor.epoch_seconds, samples_seen=monitor.samples_seen,
+            seconds=seconds, epochs=trainer.current_epoch, segments=clock.segments, created=now_iso(),
         )  # fmt: skip
         if finetune is not None:
-            card["finetune"] = {
-                "source_checkpoint_id": finetune.source_checkpoint_id,
-                "trained_heads": list(finetune.tasks),
-                "frozen": "encoder, autoencoder, loss-balancer terms and every other head",
-                "test_metrics_before": before.metrics,
-                "test_metrics_after": evaluations["test"].metrics,
-            }
+            card.finetune = FinetuneRecord(
+                source_checkpoint_id=finetune.source_checkpoint_id,
+                trained_heads=list(finetune.tasks),
+                frozen="encoder, autoencoder, loss-balancer terms and every other head",
+                test_metrics_before=before.metrics,
+                test_metrics_after=evaluations["test"].metrics,
+            )
         checkpoint = save_checkpoint(
-            model,
-            run.checkpoint_path,
-            card=card,
-            card_md=render_card_markdown(card),
-            compositions=training_compositions(dm, list(model.tasks)),
+            model, run.checkpoint_path, card=card, compositions=training_compositions(dm, list(model.tasks))
         )
         run.update_status(
             state="done",

@@ -1,21 +1,246 @@
-"""Model cards of workspace runs, read for display."""
+"""Model cards of workspace runs, read for display: the Checkpoints page's tables and the comparison of two."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fm_engine.cards import (
+    CARD_FILE,
+    CARD_MARKDOWN_FILE,
+    METRIC_LABELS,
+    CheckpointError,
+    ModelCard,
+    TaskCard,
+    format_interval,
+    format_metric,
+)
+from fm_engine.cards import (
+    read_card as read_checkpoint_card,
+)
+
+LOWER_IS_BETTER = {"mae", "rmse"}
+HIGHER_IS_BETTER = {"r2", "accuracy", "macro_f1", "roc_auc"}
+SPLITS = ("train", "val", "test")
 
 
-def read_card(run: Path) -> tuple[dict[str, Any], str]:
-    """The card.json of a run's checkpoint, or ({}, reason) when it is missing or unreadable."""
-    path = Path(run) / "checkpoint" / "card.json"
-    if not path.exists():
-        return {}, "no model card (card.json) in this checkpoint"
+def read_card(run: Path) -> tuple[ModelCard | None, str]:
+    """The model card of a run's checkpoint, or (None, reason) when it is missing, unreadable or broken."""
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        return {}, f"the model card is unreadable ({error})"
-    if not isinstance(card, dict):
-        return {}, "the model card is not a JSON object"
+        card = read_checkpoint_card(Path(run) / "checkpoint")
+    except CheckpointError as error:
+        return None, str(error).removeprefix(f"{CARD_FILE}: ")
+    if card is None:
+        return None, f"no model card ({CARD_FILE}) in this checkpoint"
     return card, ""
+
+
+def read_card_md(run: Path) -> str:
+    """The ``card.md`` written next to a run's weights, or '' when missing or unreadable."""
+    path = Path(run) / "checkpoint" / CARD_MARKDOWN_FILE
+    try:
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def task_unit(task: TaskCard) -> str:
+    """The unit shown for a task: its unit, or its class names for a classification task."""
+    if task.unit:
+        return task.unit
+    if task.classes:
+        return "classes: " + ", ".join(task.classes)
+    return ""
+
+
+def format_metrics(
+    metrics: dict[str, float] | None, unit: str = "", intervals: dict[str, list[float]] | None = None
+) -> str:
+    """``MAE 9.967 [9.13, 10.9] GPa, ...``: each metric with, when the card has them, its 95 % bootstrap
+    interval, and its unit."""
+    if not metrics:
+        return ""
+    intervals = intervals or {}
+    parts = []
+    for name, value in metrics.items():
+        if name == "n" or value is None:
+            continue
+        text = f"{METRIC_LABELS.get(name, name)} {format_metric(value, intervals.get(name))}"
+        if name in LOWER_IS_BETTER and unit and not unit.startswith("classes"):
+            text += f" {unit}"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def split_text(sizes: dict[str, int]) -> str:
+    """``380/48/48``: compositions per split (train / val / test), ``-`` where unknown."""
+    return "/".join(str(sizes.get(k, "-")) for k in SPLITS)
+
+
+def overview_table(runs: dict[str, Path]) -> pd.DataFrame:
+    """One row per checkpoint: name, tasks, created, split sizes, training time, fm_engine version."""
+    rows = []
+    for name, path in runs.items():
+        card, problem = read_card(path)
+        card = card or ModelCard()
+        rows.append(
+            {
+                "checkpoint": name,
+                "tasks": ", ".join(card.task_names),
+                "created": card.created[:19].replace("T", " "),
+                "train / val / test": split_text(card.split),
+                "epochs": card.training.epochs_run,
+                "wall time (s)": card.training.wall_time_s,
+                "parameters": card.n_parameters,
+                "fm_engine": card.versions.get("fm_engine", ""),
+                "problem": problem,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def tasks_table(card: ModelCard) -> pd.DataFrame:
+    """Per task: type, unit (or classes), t unit, split sizes, bad rows skipped, how far the test set reaches
+    from the training data (max distance, fraction of atoms that differ), test metrics."""
+    rows = []
+    for task in card.tasks:
+        sizes, test, unit = task.compositions, task.test_metrics, task_unit(task)
+        rows.append(
+            {
+                "task": task.name,
+                "type": task.type,
+                "unit": unit,
+                "t unit": task.t_unit,
+                "train": sizes.get("train"),
+                "val": sizes.get("val"),
+                "test": sizes.get("test"),
+                "bad rows skipped": task.bad_rows_skipped,
+                "test reaches (distance)": (task.test_distance_to_training or {}).get("max"),
+                "test n": int(test["n"]) if test.get("n") is not None else None,
+                "test metrics [95 % CI]": format_metrics(test, unit, task.test_metrics_ci95),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def sources_table(card: ModelCard) -> pd.DataFrame:
+    """Per task: dataset, files, licence (whatever the card records) and the training compositions."""
+    rows = []
+    for name, source in card.data_sources.items():
+        row = {"task": name}
+        row |= {key: (", ".join(map(str, v)) if isinstance(v, list) else v) for key, v in source.items()}
+        task = card.task(name)
+        row["compositions (train/val/test)"] = split_text(task.compositions if task else {})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def training_table(card: ModelCard) -> pd.DataFrame:
+    """The card's training facts (epochs, best epoch, wall time, ...) as text."""
+    training = card.training.to_mapping()
+    return pd.DataFrame({"": list(training), "value": [str(v) for v in training.values()]})
+
+
+def versions_table(card: ModelCard) -> pd.DataFrame:
+    return pd.DataFrame({"package": list(card.versions), "version": list(card.versions.values())})
+
+
+def metrics_long(card: ModelCard) -> pd.DataFrame:
+    """Long table of test metrics: task, unit, metric, value (``n`` kept as its own metric) and the 95 %
+    bootstrap interval ``low`` / ``high`` (NaN when the card has none)."""
+    rows = []
+    for task in card.tasks:
+        unit = task_unit(task)
+        for metric, value in task.test_metrics.items():
+            metric_unit = unit if metric in LOWER_IS_BETTER and not unit.startswith("classes") else ""
+            low, high = task.test_metrics_ci95.get(metric, (np.nan, np.nan))
+            rows.append(
+                {
+                    "task": task.name,
+                    "metric": "test n" if metric == "n" else METRIC_LABELS.get(metric, metric),
+                    "key": metric,
+                    "unit": metric_unit,
+                    "value": value,
+                    "low": low,
+                    "high": high,
+                }
+            )
+    return pd.DataFrame(rows, columns=["task", "metric", "key", "unit", "value", "low", "high"])
+
+
+def _verdict(a: pd.Series, b: pd.Series, key: str, label_a: str, label_b: str) -> str:
+    """Which checkpoint is better on one metric; ``similar`` when each value lies inside the other's 95 %
+    interval (a conservative reading: their difference is within the noise of the test sets)."""
+    if pd.isna(a["value"]) or pd.isna(b["value"]) or np.isclose(a["value"], b["value"]) or key == "n":
+        return ""
+    if a["low"] <= b["value"] <= a["high"] and b["low"] <= a["value"] <= b["high"]:  # False for NaN bounds
+        return "similar"
+    if key in LOWER_IS_BETTER:
+        return label_a if a["value"] < b["value"] else label_b
+    if key in HIGHER_IS_BETTER:
+        return label_a if a["value"] > b["value"] else label_b
+    return ""
+
+
+def _interval_text(row: pd.Series) -> str:
+    return "" if pd.isna(row["low"]) else format_interval((row["low"], row["high"]))
+
+
+def _labels(label_a: str, label_b: str) -> tuple[str, str]:
+    return (f"{label_a} (A)", f"{label_b} (B)") if label_a == label_b else (label_a, label_b)
+
+
+def compare_cards(card_a: ModelCard, card_b: ModelCard, label_a: str, label_b: str) -> pd.DataFrame:
+    """Per task and test metric, side by side (with the unit and each card's 95 % interval) and which
+    checkpoint is better (or ``similar``, see :func:`_verdict`)."""
+    label_a, label_b = _labels(label_a, label_b)
+    merged = metrics_long(card_a).merge(
+        metrics_long(card_b), on=["task", "metric", "key"], how="outer", suffixes=("_a", "_b")
+    )
+    side_a = merged[["value_a", "low_a", "high_a"]].rename(columns=lambda column: column[:-2])
+    side_b = merged[["value_b", "low_b", "high_b"]].rename(columns=lambda column: column[:-2])
+    table = pd.DataFrame(
+        {
+            "task": merged["task"],
+            "metric": merged["metric"],
+            "unit": merged["unit_a"].fillna(merged["unit_b"]).fillna(""),
+            label_a: side_a["value"],
+            f"{label_a} 95 % CI": side_a.apply(_interval_text, axis=1),
+            label_b: side_b["value"],
+            f"{label_b} 95 % CI": side_b.apply(_interval_text, axis=1),
+            "better": [
+                _verdict(side_a.loc[i], side_b.loc[i], merged.at[i, "key"], label_a, label_b) for i in merged.index
+            ],
+        }
+    )
+    order = {name: i for i, name in enumerate(card_a.task_names)}
+    table["_order"] = table["task"].map(order).fillna(len(order))
+    return table.sort_values(["_order", "task"], kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def _setup_facts(card: ModelCard) -> dict[str, str]:
+    encoder, training = card.encoder, card.training
+    hidden = encoder.get("hidden_dims") if encoder.get("type") == "mlp" else encoder.get("d_model")
+    return {
+        "tasks": ", ".join(card.task_names),
+        "compositions (train/val/test)": split_text(card.split),
+        "encoder": f"{encoder.get('type', '?')} {hidden}" if encoder else "",
+        "parameters": str(card.n_parameters if card.n_parameters is not None else ""),
+        "epochs run (best)": f"{_or_unknown(training.epochs_run)} ({_or_unknown(training.best_epoch)})",
+        "wall time (s)": str(training.wall_time_s if training.wall_time_s is not None else ""),
+        "created": card.created,
+        "fm_engine": card.versions.get("fm_engine", ""),
+    }
+
+
+def _or_unknown(value: object) -> str:
+    return "?" if value is None else str(value)
+
+
+def compare_summary(card_a: ModelCard, card_b: ModelCard, label_a: str, label_b: str) -> pd.DataFrame:
+    """Training set-up side by side: split sizes, epochs, wall time, parameters, encoder, versions."""
+    label_a, label_b = _labels(label_a, label_b)
+    fa, fb = _setup_facts(card_a), _setup_facts(card_b)
+    return pd.DataFrame({"": list(fa), label_a: list(fa.values()), label_b: list(fb.values())})

@@ -8,6 +8,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from fm_engine.cards import METRIC_LABELS, ModelCard
+
 
 def epoch_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("kind") == "epoch"]
@@ -96,19 +98,19 @@ def rehearsal_step_lines(status: dict[str, Any], icons: dict[str, str]) -> list[
     return lines
 
 
-def finetune_comparison(card: dict[str, Any]) -> list[dict[str, Any]]:
+def finetune_comparison(card: ModelCard | None) -> list[dict[str, Any]]:
     """Rows (task, metric with unit, test before, test after, retrained) from a fine-tuned card's section."""
-    tuned = card.get("finetune") or {}
-    units = {t.get("name"): t.get("unit") or "" for t in card.get("tasks") or []}
-    names = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "accuracy": "accuracy", "macro_f1": "macro-F1",
-             "roc_auc": "ROC-AUC"}  # fmt: skip
+    tuned = card.finetune if card is not None else None
+    if tuned is None:
+        return []
     rows = []
-    for task, after in (tuned.get("test_metrics_after") or {}).items():
-        before = (tuned.get("test_metrics_before") or {}).get(task, {})
+    for task, after in tuned.test_metrics_after.items():
+        before = tuned.test_metrics_before.get(task, {})
+        entry = card.task(task)
         for key, value in after.items():
             if key == "n":
                 continue
-            unit = f" ({units.get(task)})" if key in ("mae", "rmse") and units.get(task) else ""
-            rows.append({"task": task, "test metric": f"{names.get(key, key)}{unit}", "before": before.get(key),
-                         "after": value, "retrained": task in (tuned.get("trained_heads") or [])})  # fmt: skip
+            unit = f" ({entry.unit})" if key in ("mae", "rmse") and entry is not None and entry.unit else ""
+            rows.append({"task": task, "test metric": f"{METRIC_LABELS.get(key, key)}{unit}", "before": before.get(key),
+                         "after": value, "retrained": task in tuned.trained_heads})  # fmt: skip
     return rows

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from fm_engine.cards import ModelCard
 from fm_engine.datasets import BundledDataset, BundledTask
 from fm_engine.training.config import DEFAULT_EMA_DECAY
 
@@ -265,24 +266,23 @@ def runs_table(runs: Sequence[Any]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------- fine-tune
-def card_task_choices(card: Mapping[str, Any]) -> dict[str, str]:
-    """Task name -> label with its unit (or classes), from a checkpoint's card.json."""
+def card_task_choices(card: ModelCard | None) -> dict[str, str]:
+    """Task name -> label with its unit (or classes), from a checkpoint's model card."""
     choices = {}
-    for task in card.get("tasks") or []:
-        kind = task.get("type", "regression")
-        if kind == "classification":
-            unit = "classes: " + ", ".join(str(c) for c in task.get("classes") or ()) if task.get("classes") else ""
-        elif kind == "kernel_regression":
-            unit = f"{task.get('unit') or '?'}, vs T in {task.get('t_unit') or '?'}"
+    for task in card.tasks if card is not None else []:
+        if task.type == "classification":
+            unit = "classes: " + ", ".join(task.classes) if task.classes else ""
+        elif task.type == "kernel_regression":
+            unit = f"{task.unit or '?'}, vs T in {task.t_unit or '?'}"
         else:
-            unit = task.get("unit") or ""
-        choices[str(task["name"])] = f"{task['name']} ({unit or TYPE_LABELS.get(kind, kind)})"
+            unit = task.unit
+        choices[task.name] = f"{task.name} ({unit or TYPE_LABELS.get(task.type, task.type)})"
     return choices
 
 
-def card_learning_rate(card: Mapping[str, Any]) -> float | None:
+def card_learning_rate(card: ModelCard | None) -> float | None:
     """The learning rate the checkpoint was trained with (from the training config in its card)."""
-    lr = ((card.get("config") or {}).get("optimizer") or {}).get("lr")
+    lr = ((card.config if card is not None else {}).get("optimizer") or {}).get("lr")
     return float(lr) if isinstance(lr, int | float) else None
 
 

@@ -1,0 +1,486 @@
+"""The model card: what a checkpoint's ``card.json`` holds, built, written, read and rendered (``card.md``) here.
+
+A card describes a trained model for people: its tasks with units and test metrics (in the tasks' physical
+units, with 95 % bootstrap intervals), the data, the split, how training went and the package versions.
+:meth:`ModelCard.from_mapping` reads every card written so far (missing optional keys take their defaults,
+unknown keys are ignored); a card whose keys hold the wrong kind of value raises :class:`CheckpointError`
+naming the key. :meth:`ModelCard.to_mapping` gives the ``card.json`` content (same keys, same order, as
+written since format version 1) and :meth:`ModelCard.render_markdown` the ``card.md`` text.
+
+This module imports neither torch nor Lightning at import time: the engine, the inverse design and the
+workbench read cards without loading the training stack.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fm_engine import __version__
+
+if TYPE_CHECKING:
+    from fm_engine.data import CompositionDataModule
+    from fm_engine.models import FlexibleMultiTaskModel
+    from fm_engine.tasks import TaskSpec
+    from fm_engine.training.config import TrainConfig
+    from fm_engine.training.evaluate import StageEvaluation
+
+CARD_FILE = "card.json"
+CARD_MARKDOWN_FILE = "card.md"
+STAGES = ("train", "val", "test")
+METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "accuracy": "accuracy", "macro_f1": "macro-F1",
+                 "roc_auc": "ROC-AUC", "error": "error rate"}  # fmt: skip
+"""How tables and cards name each metric key."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint (or its model card) that is missing, corrupt, truncated or not ours."""
+
+
+def format_interval(interval: Sequence[float]) -> str:
+    """``[9.13, 10.9]``: a 95 % interval as the cards and tables show it."""
+    return f"[{interval[0]:.4g}, {interval[1]:.4g}]"
+
+
+def format_metric(value: float | None, interval: Sequence[float] | None = None) -> str:
+    """``9.967``, or ``9.967 [9.13, 10.9]`` with its 95 % interval; ``n/a`` when undefined."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.4g}" + (f" {format_interval(interval)}" if interval is not None else "")
+
+
+def format_value(value: Any) -> str:
+    """A card value as ``card.md`` shows it: floats to 4 significant digits, ``n/a`` for None / NaN / inf."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------------ reading mappings
+_KINDS: dict[type, str] = {str: "text", int: "an integer", float: "a number", bool: "true or false",
+                           dict: "a mapping", list: "a list"}  # fmt: skip
+
+
+def _take(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = None) -> Any:
+    """``data[key]`` checked to be of ``kind`` (None or missing gives ``default``); ints count as floats."""
+    value = data.get(key)
+    if value is None:
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if not ok and float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        expected = " or ".join(_KINDS.get(k, k.__name__) for k in kinds)
+        raise CheckpointError(f"{CARD_FILE} key {where}{key}: expected {expected}, got {value!r}")
+    return value
+
+
+def _numbers(data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    """A mapping of names to numbers (or to [low, high] pairs), as the metrics sections hold them."""
+    values = _take(data, key, dict, where, {})
+    for name, value in values.items():
+        items = value if isinstance(value, list) else [value]
+        if not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in items):
+            raise CheckpointError(f"{CARD_FILE} key {where}{key}.{name}: expected numbers, got {value!r}")
+    return dict(values)
+
+
+# ---------------------------------------------------------------------------------------------- the card
+@dataclass
+class TaskCard:
+    """One task of a model card: what it predicts, the data it saw and its metrics (physical units)."""
+
+    name: str
+    type: str  # regression / classification / kernel_regression
+    unit: str = ""
+    t_unit: str = ""  # sequence tasks: the unit of t
+    classes: list[str] | None = None  # classification: the class labels
+    description: str = ""
+    compositions: dict[str, int] = field(default_factory=dict)  # per split, and train_kept
+    bad_rows_skipped: int = 0
+    test_metrics: dict[str, float] = field(default_factory=dict)  # metric -> value; ``n``: test rows/points
+    test_metrics_ci95: dict[str, list[float]] = field(default_factory=dict)  # metric -> [low, high]
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    test_distance_to_training: dict[str, float] | None = None  # median / max fraction of atoms that differ
+
+    @property
+    def unit_or_classes(self) -> str:
+        """The task's unit, or its class names (comma-separated) for a classification task."""
+        return self.unit or (", ".join(self.classes) if self.classes else "")
+
+    @classmethod
+    def from_mapping(cls, data: Any, where: str) -> TaskCard:
+        if not isinstance(data, Mapping):
+            raise CheckpointError(f"{CARD_FILE} key {where.rstrip('.')}: expected a mapping, got {data!r}")
+        classes = _take(data, "classes", list, where)
+        return cls(
+            name=_take(data, "name", str, where) or _missing(where + "name"),
+            type=_take(data, "type", str, where) or _missing(where + "type"),
+            unit=_take(data, "unit", str, where, ""),
+            t_unit=_take(data, "t_unit", str, where, ""),
+            classes=[str(c) for c in classes] if classes is not None else None,
+            description=_take(data, "description", str, where, ""),
+            compositions=_numbers(data, "compositions", where),
+            bad_rows_skipped=_take(data, "bad_rows_skipped", int, where, 0),
+            test_metrics=_numbers(data, "test_metrics", where),
+            test_metrics_ci95=_numbers(data, "test_metrics_ci95", where),
+            val_metrics=_numbers(data, "val_metrics", where),
+            test_distance_to_training=_numbers(data, "test_distance_to_training", where) or None,
+        )
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "unit": self.unit,
+            "t_unit": self.t_unit,
+            "classes": self.classes,
+            "description": self.description,
+            "compositions": self.compositions,
+            "bad_rows_skipped": self.bad_rows_skipped,
+            "test_metrics": self.test_metrics,
+            "test_metrics_ci95": self.test_metrics_ci95,
+            "val_metrics": self.val_metrics,
+            "test_distance_to_training": self.test_distance_to_training,
+        }
+
+
+def _missing(key: str) -> Any:
+    raise CheckpointError(f"{CARD_FILE} key {key} is missing")
+
+
+@dataclass
+class TrainingRecord:
+    """How training went. Times in seconds; ``best_val_loss`` is the normalised multi-task loss."""
+
+    epochs_run: int | None = None
+    best_epoch: int | None = None
+    best_val_loss: float | None = None
+    wall_time_s: float | None = None  # every segment of a resumed run together
+    segments: int | None = None  # 1 + the number of resumes
+    mean_epoch_s: float | None = None
+    samples_per_s: float | None = None
+    devices: int | str | None = None
+    strategy: str | None = None
+    torch_threads: int | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "training.") -> TrainingRecord:
+        return cls(
+            epochs_run=_take(data, "epochs_run", int, where),
+            best_epoch=_take(data, "best_epoch", int, where),
+            best_val_loss=_take(data, "best_val_loss", float, where),
+            wall_time_s=_take(data, "wall_time_s", float, where),
+            segments=_take(data, "segments", int, where),
+            mean_epoch_s=_take(data, "mean_epoch_s", float, where),
+            samples_per_s=_take(data, "samples_per_s", float, where),
+            devices=_take(data, "devices", (int, str, list), where),
+            strategy=_take(data, "strategy", str, where),
+            torch_threads=_take(data, "torch_threads", int, where),
+        )
+
+    def to_mapping(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class FinetuneRecord:
+    """A fine-tuned model's retrained heads and its test metrics before and after (physical units)."""
+
+    source_checkpoint_id: str
+    trained_heads: list[str]
+    frozen: str
+    test_metrics_before: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> value
+    test_metrics_after: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "finetune.") -> FinetuneRecord:
+        return cls(
+            source_checkpoint_id=_take(data, "source_checkpoint_id", str, where, ""),
+            trained_heads=[str(t) for t in _take(data, "trained_heads", list, where, [])],
+            frozen=_take(data, "frozen", str, where, ""),
+            test_metrics_before={t: dict(m) for t, m in _take(data, "test_metrics_before", dict, where, {}).items()},
+            test_metrics_after={t: dict(m) for t, m in _take(data, "test_metrics_after", dict, where, {}).items()},
+        )
+
+    def to_mapping(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ModelCard:
+    """A checkpoint's model card (``card.json``), typed. Sections not typed further are records of other
+    objects: ``descriptor`` (the descriptor spec + ``dim``), ``encoder``, ``autoencoder`` (their configs) and
+    ``config`` (the training config, ``TrainConfig.to_dict()``)."""
+
+    name: str = ""
+    created: str = ""  # ISO 8601 time
+    tasks: list[TaskCard] = field(default_factory=list)
+    data_sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> dataset, source, license, ...
+    split: dict[str, int] = field(default_factory=dict)  # compositions per split
+    seed: int | None = None  # training seed
+    split_seed: int | None = None
+    descriptor: dict[str, Any] = field(default_factory=dict)
+    encoder: dict[str, Any] = field(default_factory=dict)
+    autoencoder: dict[str, Any] = field(default_factory=dict)
+    loss_balancer: Any = None
+    n_parameters: int | None = None
+    training: TrainingRecord = field(default_factory=TrainingRecord)
+    versions: dict[str, str] = field(default_factory=dict)  # package -> version
+    config: dict[str, Any] = field(default_factory=dict)
+    finetune: FinetuneRecord | None = None
+    entry_point: str | None = None  # "fm-trainer" for models trained with the LightningCLI front end
+    checkpoint_id: str = ""
+    weights_sha256: str = ""
+
+    def task(self, name: str) -> TaskCard | None:
+        """The task called ``name``, or None."""
+        return next((task for task in self.tasks if task.name == name), None)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [task.name for task in self.tasks]
+
+    @property
+    def training_seed(self) -> int | None:
+        """The training seed (cards written before seeds were recorded separately: the split seed)."""
+        return self.seed if self.seed is not None else self.split_seed
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> ModelCard:
+        """The card of a ``card.json`` mapping; :class:`CheckpointError` naming the key for a broken one."""
+        if not isinstance(data, Mapping):
+            raise CheckpointError(f"{CARD_FILE}: the model card is not a JSON object")
+        tasks = _take(data, "tasks", list, "")
+        if tasks is None:
+            _missing("tasks")
+        finetune = _take(data, "finetune", dict, "")
+        sources = _take(data, "data_sources", dict, "", {})
+        return cls(
+            name=_take(data, "name", str, "", ""),
+            created=_take(data, "created", str, "", ""),
+            tasks=[TaskCard.from_mapping(entry, f"tasks[{i}].") for i, entry in enumerate(tasks)],
+            data_sources={str(k): v if isinstance(v, dict) else {"dataset": str(v)} for k, v in sources.items()},
+            split=_numbers(data, "split", ""),
+            seed=_take(data, "seed", int, ""),
+            split_seed=_take(data, "split_seed", int, ""),
+            descriptor=_take(data, "descriptor", dict, "", {}),
+            encoder=_take(data, "encoder", dict, "", {}),
+            autoencoder=_take(data, "autoencoder", dict, "", {}),
+            loss_balancer=data.get("loss_balancer"),
+            n_parameters=_take(data, "n_parameters", int, ""),
+            training=TrainingRecord.from_mapping(_take(data, "training", dict, "", {})),
+            versions={str(k): str(v) for k, v in _take(data, "versions", dict, "", {}).items()},
+            config=_take(data, "config", dict, "", {}),
+            finetune=FinetuneRecord.from_mapping(finetune) if finetune is not None else None,
+            entry_point=_take(data, "entry_point", str, ""),
+            checkpoint_id=_take(data, "checkpoint_id", str, "", ""),
+            weights_sha256=_take(data, "weights_sha256", str, "", ""),
+        )
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The ``card.json`` content (keys in the order written since format version 1)."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "created": self.created,
+            "tasks": [task.to_mapping() for task in self.tasks],
+            "data_sources": self.data_sources,
+            "split": self.split,
+            "seed": self.seed,
+            "split_seed": self.split_seed,
+            "descriptor": self.descriptor,
+            "encoder": self.encoder,
+            "autoencoder": self.autoencoder,
+            "loss_balancer": self.loss_balancer,
+            "n_parameters": self.n_parameters,
+            "training": self.training.to_mapping(),
+            "versions": self.versions,
+            "config": self.config,
+        }
+        if self.finetune is not None:
+            data["finetune"] = self.finetune.to_mapping()
+        if self.entry_point is not None:
+            data["entry_point"] = self.entry_point
+        if self.checkpoint_id or self.weights_sha256:
+            data |= {"checkpoint_id": self.checkpoint_id, "weights_sha256": self.weights_sha256}
+        return data
+
+    def render_markdown(self) -> str:
+        """``card.md``: the card for people (test metrics, data, split, fine-tuning, training, versions)."""
+        lines = [f"# Model card: {self.name or 'fm_engine model'}", ""]
+        lines += [f"Created {self.created} with fm_engine {self.versions.get('fm_engine')}; "
+                  f"{self.n_parameters or 0:,} parameters; descriptor {self.descriptor.get('kind')} "
+                  f"({self.descriptor.get('dim')} dims); encoder {self.encoder.get('type')}.", ""]  # fmt: skip
+        lines += ["## Test metrics (physical units)", "", "| task | type | unit | test n | metrics |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for task in self.tasks:
+            metrics, intervals = task.test_metrics, task.test_metrics_ci95
+            shown = ", ".join(f"{k} {format_metric(v, intervals.get(k))}" for k, v in metrics.items() if k != "n")
+            lines.append(
+                f"| {task.name} | {task.type} | {task.unit_or_classes} | {format_value(metrics.get('n'))} | {shown} |"
+            )
+        lines += ["", "MAE/RMSE are in the task's unit; sequence tasks pool all curve points. [low, high]: 95 % "
+                  "bootstrap interval over the test compositions (a curve is resampled whole).", ""]  # fmt: skip
+        lines += ["## Data", "", "| task | train | val | test | test distance to training (median / max) | source | "
+                  "license |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for task in self.tasks:
+            source, c = self.data_sources.get(task.name, {}), task.compositions
+            reach = task.test_distance_to_training
+            reach_text = f"{reach['median']:.2f} / {reach['max']:.2f}" if reach else "n/a"
+            lines.append(
+                f"| {task.name} | {c.get('train')} | {c.get('val')} | {c.get('test')} | {reach_text} | "
+                f"{source.get('dataset', '')} | {source.get('license', '')[:60]} |"
+            )
+        lines += ["", "Distance: the fraction of atoms that differ from the nearest training composition of the "
+                  "task. Predictions further out than the max are extrapolations the test metrics do not cover.",
+                  ""]  # fmt: skip
+        split, seeds = self.split, f"split seed {self.split_seed}; training seed {self.training_seed}"
+        sizes = f"{split.get('train')} train / {split.get('val')} val / {split.get('test')} test"
+        lines += ["", f"Compositions: {sizes} ({seeds}).", ""]
+        if self.finetune is not None:
+            tuned = self.finetune
+            lines += ["## Fine-tuning", "", f"Retrained heads: {', '.join(tuned.trained_heads)}; frozen: "
+                      f"{tuned.frozen} (from checkpoint {tuned.source_checkpoint_id[:12]}).", "",
+                      "| task | metric | before | after |", "|---|---|---|---|"]  # fmt: skip
+            for task, metrics in tuned.test_metrics_after.items():
+                for key, value in metrics.items():
+                    if key != "n":
+                        before = tuned.test_metrics_before.get(task, {}).get(key)
+                        lines.append(f"| {task} | {key} | {format_value(before)} | {format_value(value)} |")
+            lines.append("")
+        lines += ["## Training", ""]
+        training = self.training.to_mapping()
+        lines += [f"- {key.replace('_', ' ')}: {format_value(value)}" for key, value in training.items()]
+        lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in self.versions.items()]
+        return "\n".join(lines) + "\n"
+
+
+def read_card(checkpoint_dir: str | Path) -> ModelCard | None:
+    """The model card of a checkpoint directory; None when it has none, :class:`CheckpointError` when
+    ``card.json`` is unreadable or broken."""
+    path = Path(checkpoint_dir) / CARD_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"the model card is unreadable ({error})") from None
+    return ModelCard.from_mapping(data)
+
+
+# ------------------------------------------------------------------------------------------ building a card
+def package_versions() -> dict[str, str]:
+    """fm_engine's, Python's and the main packages' versions (recorded in cards and design runs)."""
+    versions = {"fm_engine": __version__, "python": platform.python_version()}
+    for name in ("torch", "lightning", "numpy", "pandas", "pymatgen", "safetensors"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def data_sources(specs: Sequence[TaskSpec]) -> dict[str, dict[str, str]]:
+    """Per task: the bundled dataset its files come from (name, source, licence, citation), or the user files."""
+    from fm_engine.datasets import bundled_datasets
+
+    by_file = {}
+    for dataset in bundled_datasets():
+        for task in dataset.tasks:
+            by_file[str(task.path)] = {"dataset": dataset.name, "source": dataset.source,
+                                       "license": dataset.license, "citation": dataset.citation}  # fmt: skip
+    sources = {}
+    for spec in specs:
+        bundled = [by_file[f] for f in spec.data_files if f in by_file]
+        sources[spec.name] = bundled[0] if bundled else {"dataset": "user data", "files": ", ".join(spec.data_files)}
+    return sources
+
+
+def tested_reach_of_task(dm: CompositionDataModule, task: str) -> dict[str, float] | None:
+    """Median and max distance (fraction of atoms that differ) of the task's test compositions from its
+    training compositions: how far from the training data the test metrics reach. None without both."""
+    from fm_engine.applicability import tested_reach
+
+    labelled = dm.masks[task]
+    reach = tested_reach(dm.weights[labelled & (dm.split == "train")], dm.weights[labelled & (dm.split == "test")])
+    return {key: round(value, 4) for key, value in reach.items()} if reach else None
+
+
+def build_card(
+    *,
+    config: TrainConfig,
+    model: FlexibleMultiTaskModel,
+    dm: CompositionDataModule,
+    evaluations: Mapping[str, StageEvaluation],
+    best_epoch: int,
+    best_val_loss: float,
+    epoch_seconds: Sequence[float],
+    samples_seen: int,
+    seconds: float,
+    epochs: int,
+    segments: int = 1,
+    created: str,
+) -> ModelCard:
+    """The card of a trained model: ``evaluations`` per split (test with intervals), the data module's split
+    and counts, the training run's facts (``seconds``: wall time; ``epoch_seconds``: each epoch's time)."""
+    import numpy as np
+    import torch
+
+    summary = dm.summary().set_index("task")
+    tasks = []
+    for task in model.tasks.values():
+        row = summary.loc[task.name]
+        tasks.append(
+            TaskCard(
+                name=task.name,
+                type=task.type.value,
+                unit=task.unit,
+                t_unit=task.t_unit,
+                classes=task.classes,
+                description=task.description,
+                compositions={stage: int(row[stage]) for stage in STAGES} | {"train_kept": int(row["train_kept"])},
+                bad_rows_skipped=int(row["bad_rows"]),
+                test_metrics=evaluations["test"].metrics.get(task.name, {}),
+                test_metrics_ci95=evaluations["test"].intervals.get(task.name, {}),
+                val_metrics=evaluations["val"].metrics.get(task.name, {}),
+                test_distance_to_training=tested_reach_of_task(dm, task.name),
+            )
+        )
+    training = TrainingRecord(
+        epochs_run=epochs,
+        best_epoch=best_epoch,
+        best_val_loss=best_val_loss,
+        wall_time_s=round(seconds, 2),
+        segments=segments,
+        mean_epoch_s=round(float(np.mean(epoch_seconds)), 3) if epoch_seconds else None,
+        samples_per_s=round(samples_seen / sum(epoch_seconds), 1) if epoch_seconds else None,
+        devices=config.trainer.devices,
+        strategy=config.trainer.strategy,
+        torch_threads=torch.get_num_threads(),
+    )
+    return ModelCard(
+        name=config.name,
+        created=created,
+        tasks=tasks,
+        data_sources=data_sources(list(model.tasks.values())),
+        split={stage: int((dm.split == stage).sum()) for stage in STAGES},
+        seed=config.seed,
+        split_seed=dm.split_seed,
+        descriptor=config.descriptor.to_dict() | {"dim": dm.descriptor.dim},
+        encoder=config.model.encoder.to_dict(),
+        autoencoder=dict(config.model.autoencoder.__dict__),
+        loss_balancer=config.model.loss_balancer,
+        n_parameters=sum(p.numel() for p in model.parameters()),
+        training=training,
+        versions=package_versions(),
+        config=config.to_dict(),
+    )
