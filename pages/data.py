@@ -1,163 +1,34 @@
-"""Data: browse the bundled datasets (rows, units, distributions, element coverage) and add your own CSV.
-
-The page logic lives in pure functions (``element_coverage``, ``read_csv_bytes``, ``validate_mapping``,
-``add_uploaded_task``) so tests can call them directly; the Streamlit UI runs only when Streamlit executes
-this file as a page.
-"""
+"""Data: browse the bundled datasets (rows, units, distributions, element coverage) and add your own CSV."""
 
 from __future__ import annotations
 
-import re
-import warnings
-from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
+import streamlit as st
 
-from fm_engine.compositions import parse_many
-from fm_engine.data.tables import TaskTable, load_task_table
-from fm_engine.elements import element_symbols
-from fm_engine.tasks import TaskSpec, TaskType
+from fm_engine.datasets import bundled_datasets
+from fm_engine.plots import ptable_heatmap, task_data_figure
+from fm_engine.tasks import TaskType
+from workbench import state
+from workbench.components.task_upload import (
+    NONE,
+    TASK_TYPES,
+    UPLOAD,
+    UPLOAD_ERROR,
+    UPLOAD_SEEN,
+    add_uploaded_task,
+    element_coverage,
+    suggest_task_name,
+    table_summary,
+    uploaded_tasks_table,
+    validate_mapping,
+)
 from workbench.components.uploads import guess_column, read_csv_bytes
-
-UPLOAD = "fm_data_upload"  # {"name": file name, "frame": DataFrame}: the table being mapped (survives page switches)
-UPLOAD_SEEN = "fm_data_upload_seen"  # file_id of the last upload read (a file is read once, not on every rerun)
-UPLOAD_ERROR = "fm_data_upload_error"  # why the last upload could not be read
-NONE = "(none)"
-TASK_TYPES = [t.value for t in TaskType]
-NO_SPLIT_COLUMN = "__no_split_column__"  # split_column value that matches no column: the splitter decides
+from workbench.paths import ROOT, page
 
 
-# ----------------------------------------------------------------------------------------------- pure logic
-def element_coverage(compositions: Iterable[object]) -> dict[str, float]:
-    """Share of the (unique, parseable) compositions that contain each element; absent elements left out."""
-    parsed = parse_many(pd.unique(pd.Series(list(compositions), dtype=object)))
-    if not len(parsed.rows):
-        return {}
-    weights = parsed.weights[np.unique(parsed.keys, return_index=True)[1]]
-    share = (weights > 0).mean(axis=0)
-    return {symbol: float(s) for symbol, s in zip(element_symbols(), share, strict=True) if s > 0}
-
-
-def suggest_task_name(file_name: str) -> str:
-    stem = re.sub(r"\.[A-Za-z]+$", "", file_name or "")
-    return re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_").lower() or "my_task"
-
-
-@dataclass
-class MappingResult:
-    spec: TaskSpec | None = None
-    table: TaskTable | None = None
-    bad_rows: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "input", "reason"]))
-    error: str = ""  # why the mapping cannot be used ("" when ``table`` holds the loaded task)
-    notes: list[str] = field(default_factory=list)  # warnings (duplicates, ...)
-
-    @property
-    def ok(self) -> bool:
-        return self.table is not None and not self.error
-
-
-def _bad_formulas(frame: pd.DataFrame, column: str) -> pd.DataFrame:
-    parsed = parse_many(frame[column].tolist(), row_labels=list(np.arange(len(frame)) + 2))
-    return parsed.bad[["row", "input", "reason"]].reset_index(drop=True)
-
-
-def validate_mapping(
-    frame: pd.DataFrame,
-    *,
-    name: str,
-    task_type: str,
-    composition_column: str,
-    target_column: str,
-    t_column: str | None = None,
-    split_column: str | None = None,
-    unit: str = "",
-    t_unit: str = "",
-) -> MappingResult:
-    """Build the TaskSpec and load the table with ``load_task_table``; bad rows listed with line and reason."""
-    result = MappingResult()
-    try:
-        spec = TaskSpec(
-            name=name.strip(),
-            type=task_type,
-            composition_column=composition_column,
-            data_column=target_column,
-            t_column=t_column or None,
-            split_column=split_column or NO_SPLIT_COLUMN,
-            unit=unit.strip(),
-            t_unit=t_unit.strip(),
-        )
-    except ValueError as error:
-        result.error = str(error)
-        return result
-    result.spec = spec
-    if composition_column == target_column:
-        result.error = "the composition column and the target column must differ"
-        return result
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            table = load_task_table(spec, frame=frame)
-        except ValueError as error:
-            result.error = str(error)
-            if composition_column in frame.columns:
-                result.bad_rows = _bad_formulas(frame, composition_column)
-            return result
-    result.table = table
-    result.bad_rows = table.bad_rows[["row", "input", "reason"]].reset_index(drop=True)
-    result.notes = [str(w.message) for w in caught if "see bad_rows" not in str(w.message)]
-    return result
-
-
-def table_summary(table: TaskTable) -> dict[str, Any]:
-    """Numbers shown after validation: compositions, points, classes, split labels found in the file."""
-    summary: dict[str, Any] = {"compositions": len(table), "bad rows": len(table.bad_rows)}
-    if table.t is not None:
-        summary["points"] = int(sum(len(t) for t in table.t))
-    if table.classes:
-        summary["classes"] = ", ".join(table.classes)
-    labelled = [s for s in table.split if s]
-    if labelled:
-        summary["split labels"] = ", ".join(f"{k} {labelled.count(k)}" for k in ("train", "val", "test"))
-    return summary
-
-
-def add_uploaded_task(store: MutableMapping[str, Any], key: str, spec: TaskSpec, frame: pd.DataFrame) -> bool:
-    """Put the task in ``store[key][name]`` (what the Train page reads); True if it replaced one."""
-    tasks = dict(store.get(key) or {})
-    replaced = spec.name in tasks
-    tasks[spec.name] = {"spec": spec.to_dict(), "frame": frame}
-    store[key] = tasks
-    return replaced
-
-
-def uploaded_tasks_table(tasks: dict[str, Any]) -> pd.DataFrame:
-    rows = []
-    for name, entry in tasks.items():
-        spec = entry["spec"]
-        rows.append(
-            {
-                "task": name,
-                "type": spec.get("type", ""),
-                "unit": spec.get("unit", ""),
-                "t": f"{spec.get('t_column')} ({spec.get('t_unit', '')})" if spec.get("t_column") else "",
-                "composition column": spec.get("composition_column", ""),
-                "target column": spec.get("data_column", ""),
-                "rows": len(entry["frame"]),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------------------------------- the UI
 def _bundled() -> None:
-    import plotly.express as px
-    import streamlit as st
-
-    from fm_engine.datasets import bundled_datasets
-    from fm_engine.plots import ptable_heatmap
 
     st.title("Bundled datasets")
 
@@ -175,24 +46,10 @@ def _bundled() -> None:
         st.metric("Compositions", f"{frame['composition'].nunique():,}")
         st.dataframe(frame.head(500), hide_index=True, height=360)
     with right:
-        label = f"{task.name} ({task.unit})" if task.unit else task.name
-        if task.type == "classification":
-            counts = frame[task.data_column].value_counts().rename_axis("class").reset_index(name="count")
-            figure = px.bar(counts, x="class", y="count", title=f"{task.name}: class counts")
-        elif task.t_column:
-            curves = frame[frame["composition"].isin(frame["composition"].drop_duplicates().head(12))]
-            figure = px.line(
-                curves,
-                x=task.t_column,
-                y=task.data_column,
-                color="composition",
-                markers=True,
-                labels={task.t_column: f"{task.t_column} ({task.t_unit})", task.data_column: label},
-                title=f"{task.name}: first 12 curves",
-            )
-        else:
-            figure = px.histogram(frame, x=task.data_column, nbins=60, labels={task.data_column: label})
-            figure.update_layout(title=f"{task.name}: distribution", yaxis_title="compositions")
+        figure = task_data_figure(
+            frame=frame, name=task.name, kind=task.type, value_column=task.data_column, unit=task.unit,
+            t_column=task.t_column, t_unit=task.t_unit,
+        )  # fmt: skip
         st.plotly_chart(figure, width="stretch")
 
     coverage = st.cache_data(element_coverage, show_spinner=False)(tuple(frame["composition"].unique()))
@@ -209,9 +66,6 @@ def _bundled() -> None:
 
 
 def _mapping(upload: dict[str, Any]) -> None:
-    import streamlit as st
-
-    from workbench import state
 
     frame: pd.DataFrame = upload["frame"]
     columns = list(frame.columns)
@@ -268,7 +122,6 @@ def _mapping(upload: dict[str, Any]) -> None:
     summary = table_summary(result.table)
     st.success("Valid: " + "; ".join(f"{k}: {v}" for k, v in summary.items()))
     existing = state.get(state.UPLOADED_TASKS) or {}
-    from fm_engine.datasets import bundled_datasets
 
     bundled = {t.name for d in bundled_datasets() for t in d.tasks}
     if result.spec.name in bundled:
@@ -280,10 +133,6 @@ def _mapping(upload: dict[str, Any]) -> None:
 
 
 def _upload() -> None:
-    import streamlit as st
-
-    from workbench import state
-    from workbench.paths import ROOT, page
 
     st.header("Upload your own data")
     st.caption(
@@ -328,13 +177,6 @@ def _upload() -> None:
     st.page_link(page("train.py"), label="Train a model with these tasks", icon=":material/model_training:")
 
 
-def main() -> None:
-    _bundled()
-    import streamlit as st
-
-    st.divider()
-    _upload()
-
-
-if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the functions above
-    main()
+_bundled()
+st.divider()
+_upload()

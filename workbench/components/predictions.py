@@ -1,0 +1,222 @@
+"""The Predict page's logic: one formula -> every task of a checkpoint; a CSV -> predictions and bad rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from fm_engine.applicability import distance_column, distance_columns, training_domain
+from fm_engine.checkpoints import LoadedCheckpoint
+from fm_engine.compositions import format_formula, parse_many
+from fm_engine.plots import class_probabilities, predicted_curve
+from fm_engine.predict import default_t_grid, error_column, predict_weights
+from fm_engine.tasks import TaskSpec, TaskType
+from workbench.components.uploads import guess_column, read_csv_bytes
+
+CURVE_POINTS = 60
+EXTRAPOLATION = (
+    "further from a task's training compositions than any of its test compositions (distance = fraction of "
+    "atoms that differ from the nearest training composition), so the task's test error does not cover "
+    "these values."
+)
+
+
+@dataclass
+class TaskPrediction:
+    task: TaskSpec
+    value: float | np.ndarray | None = None  # regression (scalar or vector), physical unit
+    label: str | None = None  # classification: predicted class
+    probabilities: dict[str, float] = field(default_factory=dict)  # classification
+    t: np.ndarray | None = None  # sequence tasks: the grid (t_unit) ...
+    curve: np.ndarray | None = None  # ... and the predicted values (unit)
+    # fraction of atoms that differ from the nearest composition the task was trained on
+    distance_to_training: float = float("nan")
+    tested_up_to: float = float("nan")  # the furthest of the task's test compositions from its training data
+    extrapolated: bool = False  # further from the training data than the test error was measured
+
+    @property
+    def value_text(self) -> str:
+        """A regression value with its unit: ``212.4 GPa`` (a vector: its values, comma-separated)."""
+        unit = f" {self.task.unit}" if self.task.unit else ""
+        if isinstance(self.value, np.ndarray):
+            return ", ".join(f"{v:.4g}" for v in self.value) + unit
+        return f"{self.value:.4g}{unit}"
+
+
+@dataclass
+class FormulaPrediction:
+    formula: str  # normalised atomic-fraction formula
+    tasks: list[TaskPrediction]
+
+
+def predict_formula(checkpoint: LoadedCheckpoint, text: str, *, curve_points: int = CURVE_POINTS) -> FormulaPrediction:
+    """Every task's prediction for one formula; a bad formula raises ``ValueError`` with the reason."""
+    parsed = parse_many([text])
+    if parsed.n_bad:
+        raise ValueError(str(parsed.bad["reason"].iloc[0]))
+    model = checkpoint.model
+    grids = {
+        name: default_t_grid(model, name, curve_points)
+        for name, task in model.tasks.items()
+        if task.type is TaskType.KERNEL_REGRESSION
+    }
+    outputs = predict_weights(model, parsed.weights, t_grids=grids)
+    distances = distance_columns(checkpoint, parsed.weights, rows=np.arange(1), n_rows=1)  # as predict_frame
+    flagged = str(distances.get("extrapolated_for", [""])[0]).split(", ")
+    results = []
+    for name, task in model.tasks.items():
+        values = outputs[name][0]
+        domain = training_domain(checkpoint, name)
+        where = {"distance_to_training": float(distances.get(distance_column(domain.task), [np.nan])[0]),
+                 "tested_up_to": domain.tested_up_to, "extrapolated": name in flagged}  # fmt: skip
+        if task.type is TaskType.CLASSIFICATION:
+            classes = list(task.classes or [str(i) for i in range(len(values))])
+            results.append(
+                TaskPrediction(
+                    task=task,
+                    label=classes[int(np.argmax(values))],
+                    probabilities={c: float(p) for c, p in zip(classes, values, strict=True)},
+                    **where,
+                )
+            )
+        elif task.type is TaskType.KERNEL_REGRESSION:
+            results.append(TaskPrediction(task=task, t=np.asarray(grids[name]), curve=np.asarray(values), **where))
+        else:
+            value = np.asarray(values)
+            results.append(TaskPrediction(task=task, value=float(value) if value.ndim == 0 else value, **where))
+    return FormulaPrediction(formula=format_formula(text), tasks=results)
+
+
+def probability_figure(prediction: TaskPrediction) -> go.Figure:
+    """Bar chart of a classification task's class probabilities (the predicted class highlighted)."""
+    return class_probabilities(
+        probabilities=prediction.probabilities,
+        predicted=prediction.label or "",
+        title=f"{prediction.task.name}: class probabilities",
+    )
+
+
+def curve_figure(prediction: TaskPrediction) -> go.Figure:
+    """A sequence task's predicted curve over the training range of ``t``, axes labelled with units."""
+    task = prediction.task
+    t_name = task.t_column or "t"
+    return predicted_curve(
+        t=prediction.t,
+        values=prediction.curve,
+        name=task.name,
+        t_label=f"{t_name} ({task.t_unit})" if task.t_unit else t_name,
+        y_label=f"{task.name} ({task.unit})" if task.unit else task.name,
+        title=f"{task.name} vs {t_name} (training range)",
+    )
+
+
+def parse_t_grid(text: str) -> list[float]:
+    """``"300, 500, 800"`` -> [300.0, 500.0, 800.0]; raises ``ValueError`` naming the bad entry."""
+    values = []
+    for part in text.replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"'{part.strip()}' is not a number") from None
+        if not np.isfinite(value):
+            raise ValueError(f"'{part.strip()}' is not a finite number")
+        values.append(value)
+    if not values:
+        raise ValueError("give at least one value")
+    return values
+
+
+@dataclass
+class BatchResult:
+    predictions: pd.DataFrame  # every input row + predictions + ``error`` (what the download holds)
+    bad_rows: pd.DataFrame  # row (line in the file, header = 1), input, reason
+    message: str  # "" when at least one row was predicted, else what went wrong
+
+    @property
+    def predicted(self) -> pd.DataFrame:
+        if self.predictions.empty:
+            return self.predictions
+        return self.predictions[self.predictions[error_column(self.predictions)] == ""]
+
+    def csv_bytes(self) -> bytes:
+        return self.predictions.to_csv(index=False).encode("utf-8")
+
+
+def predict_table(
+    checkpoint: LoadedCheckpoint,
+    frame: pd.DataFrame,
+    composition_column: str,
+    *,
+    t_grids: dict[str, list[float]] | None = None,
+) -> BatchResult:
+    """Predict a table; bad rows are listed (with their line in the file) and the rest predicted."""
+    empty = pd.DataFrame(columns=["row", "input", "reason"])
+    try:
+        predictions = checkpoint.predict(frame, composition_column=composition_column, t_grid=t_grids)
+    except ValueError as error:
+        return BatchResult(pd.DataFrame(), empty, str(error))
+    errors = predictions[error_column(predictions)].to_numpy()
+    positions = np.flatnonzero(errors != "")
+    bad = pd.DataFrame(
+        {
+            "row": positions + 2,  # line in the file: the header is line 1
+            "input": frame[composition_column].iloc[positions].astype(str).to_numpy(),
+            "reason": errors[positions],
+        }
+    )
+    message = ""
+    if len(positions) == len(frame):
+        message = f"No row could be predicted: all {len(frame)} compositions in '{composition_column}' are invalid."
+    return BatchResult(predictions, bad, message)
+
+
+def predict_csv(
+    checkpoint: LoadedCheckpoint,
+    data: bytes,
+    composition_column: str | None = None,
+    *,
+    t_grids: dict[str, list[float]] | None = None,
+) -> BatchResult:
+    """CSV bytes -> predictions, bad rows and a message (empty / malformed files give a message, no rows)."""
+    frame, message = read_csv_bytes(data)
+    if frame is None:
+        return BatchResult(pd.DataFrame(), pd.DataFrame(columns=["row", "input", "reason"]), message)
+    column = composition_column or frame.columns[guess_column(list(frame.columns))]
+    return predict_table(checkpoint, frame, column, t_grids=t_grids)
+
+
+def metric_caption(checkpoint: LoadedCheckpoint, task: str) -> str:
+    """``test MAE 11.5 GPa (95 % CI 10.6 to 12.5, n = 490)`` from the model card, or ''."""
+    entry = checkpoint.card.task(task) if checkpoint.card is not None else None
+    if entry is None:
+        return ""
+    metrics, intervals = entry.test_metrics, entry.test_metrics_ci95
+    if "mae" in metrics:
+        key, text = "mae", f"test MAE {metrics['mae']:.3g} {entry.unit}".rstrip()
+    elif "accuracy" in metrics:
+        extra = f", ROC-AUC {metrics['roc_auc']:.3f}" if metrics.get("roc_auc") is not None else ""
+        key, text = "accuracy", f"test accuracy {metrics['accuracy']:.3f}{extra}"
+    else:
+        return ""
+    details = [f"95 % CI {intervals[key][0]:.3g} to {intervals[key][1]:.3g}"] if key in intervals else []
+    details += [f"n = {int(metrics['n'])}"] if metrics.get("n") else []
+    return text + (f" ({', '.join(details)})" if details else "")
+
+
+def extrapolation_warning(far: list[TaskPrediction]) -> str:
+    """The warning for one formula's tasks that lie beyond their test compositions (markdown)."""
+    lines = [f"- **{p.task.name}**: distance {p.distance_to_training:.2f}, test compositions up to {p.tested_up_to:.2f}"
+             for p in far]  # fmt: skip
+    return f"Extrapolation: {EXTRAPOLATION}\n" + "\n".join(lines)
+
+
+def batch_extrapolation_warning(far: dict[str, tuple[int, float]]) -> str:
+    """The warning for a table's rows beyond each task's test compositions (task -> rows, tested up to)."""
+    lines = [f"- **{task}**: {n_rows} row{'s' if n_rows > 1 else ''} beyond distance {tested_up_to:.2f}"
+             for task, (n_rows, tested_up_to) in far.items()]  # fmt: skip
+    return f"Extrapolation in some rows: {EXTRAPOLATION}\n" + "\n".join(lines)
