@@ -60,9 +60,9 @@ def test_fm_demo_trains_every_bundled_task_type(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--max-epochs", "2", "--no-progress"]) == 0
     checkpoint = load_checkpoint(out)
-    tasks = {t["name"]: t for t in checkpoint.card["tasks"]}
-    assert {t["type"] for t in tasks.values()} == {"regression", "classification", "kernel_regression"}
-    assert all(t["test_metrics"] for t in tasks.values())
+    tasks = checkpoint.card.tasks
+    assert {t.type for t in tasks} == {"regression", "classification", "kernel_regression"}
+    assert all(t.test_metrics for t in tasks)
     assert checkpoint.model.autoencoder is not None
     assert main(["demo", "--out", str(out)]) == 0
     assert "already trained" in capsys.readouterr().out

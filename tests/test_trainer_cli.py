@@ -118,19 +118,19 @@ def test_fit_from_yaml_writes_a_checkpoint_that_loads_and_predicts(tmp_path: Pat
     assert loaded.config.descriptor.kind == "stats"
 
     card = loaded.card
-    assert card["name"] == "fe-ni"
-    assert card["training"]["epochs_run"] == 2
-    assert card["config"]["trainer"]["max_epochs"] == 2  # the command-line override is what ran
-    assert card["config"]["model"]["encoder"]["hidden_dims"] == [32, 16]
-    by_name = {task["name"]: task for task in card["tasks"]}
-    assert by_name["density"]["compositions"]["train"] > 0
-    for stage in ("val_metrics", "test_metrics"):
-        assert set(by_name["density"][stage]) >= {"mae", "rmse", "n"}
-        assert math.isfinite(by_name["density"][stage]["mae"])
-        assert 0.0 <= by_name["phase"][stage]["accuracy"] <= 1.0
+    assert card.name == "fe-ni" and card.entry_point == "fm-trainer"
+    assert card.training.epochs_run == 2
+    assert card.config["trainer"]["max_epochs"] == 2  # the command-line override is what ran
+    assert card.config["model"]["encoder"]["hidden_dims"] == [32, 16]
+    density, phase = card.task("density"), card.task("phase")
+    assert density.compositions["train"] > 0
+    for metrics in (density.val_metrics, density.test_metrics):
+        assert set(metrics) >= {"mae", "rmse", "n"} and math.isfinite(metrics["mae"])
+    for metrics in (phase.val_metrics, phase.test_metrics):
+        assert 0.0 <= metrics["accuracy"] <= 1.0
     assert "g/cm3" in (run / "checkpoint" / "card.md").read_text(encoding="utf-8")
     assert set(loaded.compositions()["tasks"].str.split(";").explode()) == {"density", "phase"}
-    assert 0 <= by_name["density"]["test_distance_to_training"]["max"] <= 1
+    assert 0 <= density.test_distance_to_training["max"] <= 1
 
     frame = pd.DataFrame({"composition": ["Fe50Ni50", "Fe3Ni", "Xx2"]})
     predicted = predict_frame(loaded, frame)
@@ -199,12 +199,12 @@ def test_fit_with_weight_averaging_exports_the_averaged_weights(tmp_path: Path) 
     assert main(["fit", "--config", str(config), "--trainer.max_epochs=3", f"--trainer.default_root_dir={run}"]) == 0
 
     loaded = load_checkpoint(run)
-    assert loaded.card["config"]["trainer"]["ema_decay"] == 0.9
+    assert loaded.card.config["trainer"]["ema_decay"] == 0.9
     # the exported weights are the ones whose validation loss was the best logged one (the average's)
-    train_config = TrainConfig.from_dict(loaded.card["config"])
+    train_config = TrainConfig.from_dict(loaded.card.config)
     dm = build_datamodule(train_config)
     dm.setup()
-    assert evaluate(loaded.model, dm, "val").loss == pytest.approx(loaded.card["training"]["best_val_loss"], rel=1e-5)
+    assert evaluate(loaded.model, dm, "val").loss == pytest.approx(loaded.card.training.best_val_loss, rel=1e-5)
     # Lightning's own checkpoint carries the average for ``fit --ckpt_path``
     saved = torch.load(next(run.rglob("*.ckpt")), weights_only=True)
     assert saved[AVERAGE_KEY]["updates"] == saved["global_step"] > 0

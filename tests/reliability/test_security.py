@@ -151,8 +151,8 @@ def test_opt_in_from_the_command_line_trains_on_a_users_own_pickle(tiny_data, tm
     out = tmp_path / "run"
     assert main(["train", "--config", str(config), "--out", str(out), "--no-progress", "--allow-pickle"]) == 0
     card = load_checkpoint(out).card
-    assert card["tasks"][0]["compositions"]["train"] > 0
-    assert card["config"]["data"]["allow_pickle"] is True  # recorded (and ignored whenever it is read back)
+    assert card.tasks[0].compositions["train"] > 0
+    assert card.config["data"]["allow_pickle"] is True  # recorded (and ignored whenever it is read back)
 
 
 def test_opt_in_from_the_config_the_user_runs_reads_the_pickle(tiny_data, tmp_path):
@@ -312,8 +312,8 @@ def test_relative_paths_in_a_checkpoint_resolve_against_it_not_the_working_direc
     assert main(["finetune", "--checkpoint", str(checkpoint), "--tasks", "hea_phase", "--out", str(out),
                  "--max-epochs", "1", "--no-progress"]) == 0, capsys.readouterr().err  # fmt: skip
     card = load_checkpoint(out).card
-    assert card["config"]["base_dir"] == str(checkpoint.resolve())
-    assert "allow_pickle" not in card["config"]["data"] or card["config"]["data"]["allow_pickle"] is False
+    assert card.config["base_dir"] == str(checkpoint.resolve())
+    assert "allow_pickle" not in card.config["data"] or card.config["data"]["allow_pickle"] is False
 
 
 @pytest.mark.parametrize(
@@ -392,7 +392,8 @@ def test_a_non_utf8_card_is_left_out_not_a_crash(tiny_run, tmp_path):
     checkpoint = tmp_path / "checkpoint"
     shutil.copytree(tiny_run / "checkpoint", checkpoint)
     (checkpoint / "card.json").write_bytes(b'{"name": "\xff"}')
-    assert load_checkpoint(checkpoint).card == {}
+    loaded = load_checkpoint(checkpoint)
+    assert loaded.card is None and "the model card is unreadable" in loaded.card_problem
 
 
 def test_a_non_utf8_data_file_names_the_file(tiny_data, tmp_path, capsys):

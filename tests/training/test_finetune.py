@@ -36,7 +36,7 @@ def test_finetune_of_a_weight_averaged_run_keeps_frozen_parameters_bit_identical
     out = tmp_path / "tuned"
     assert main(["finetune", "--checkpoint", str(source), "--tasks", "bulk_modulus", "--out", str(out),
                  "--max-epochs", "3", "--lr", "0.01", "--no-progress"]) == 0  # fmt: skip
-    assert load_checkpoint(out).card["config"]["trainer"]["ema_decay"] == 0.9  # the fine-tune averages too
+    assert load_checkpoint(out).card.config["trainer"]["ema_decay"] == 0.9  # the fine-tune averages too
     before = load_checkpoint(source).model.state_dict()
     after = load_checkpoint(out).model.state_dict()
     changed = {key for key in before if not torch.equal(before[key], after[key])}

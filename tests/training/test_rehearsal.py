@@ -140,7 +140,7 @@ def test_cli_rehearsal_from_toml_warns_unknown_keys_and_designs(tiny_data, tmp_p
     (out / "step_2_hea_phase" / "checkpoint" / "card.json").unlink()  # as if step 2 was interrupted
     assert main(["rehearsal", "--out", str(out), "--resume", "--no-progress"]) == 0
     assert weights.stat().st_mtime_ns == before
-    assert load_checkpoint(out / "step_2_hea_phase").card["name"].endswith("+hea_phase")
+    assert load_checkpoint(out / "step_2_hea_phase").card.name.endswith("+hea_phase")
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,10 @@
 import contextlib
-import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import types
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,15 +26,6 @@ def open_page(page: str, **session: object) -> AppTest:
     at.switch_page(f"../pages/{page}.py").run()
     assert not at.exception
     return at
-
-
-def load_page(name: str) -> types.ModuleType:
-    """Import a page file as a module (its UI runs only under Streamlit, as ``__main__``)."""
-    spec = importlib.util.spec_from_file_location(f"fm_page_{name}", ROOT / "pages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def free_port() -> int:

@@ -7,9 +7,10 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.workbench.conftest import load_page, open_page
-
-page = load_page("checkpoints")
+from fm_engine.cards import ModelCard
+from tests.workbench.conftest import open_page
+from workbench.components.cards import compare_cards
+from workbench.runs import delete_run
 
 
 def table(at: AppTest, *columns: str):
@@ -92,12 +93,12 @@ def test_compare_calls_differences_inside_both_intervals_similar(workspace_with_
     second_run(workspace_with_model, name="tiny3", factor=1.02)
     card = json.loads((workspace_with_model / "checkpoint" / "card.json").read_text())
     card3 = json.loads((workspace_with_model.parent / "tiny3" / "checkpoint" / "card.json").read_text())
-    metrics = page.compare_cards(card, card3, "tiny", "tiny3")
+    metrics = compare_cards(ModelCard.from_mapping(card), ModelCard.from_mapping(card3), "tiny", "tiny3")
     mae = metrics[(metrics["task"] == "bulk_modulus") & (metrics["metric"] == "MAE")].iloc[0]
     assert mae["tiny3"] == pytest.approx(1.02 * mae["tiny"]) and mae["better"] == "similar"
     no_intervals = [{k: v for k, v in t.items() if k != "test_metrics_ci95"} for t in card3["tasks"]]
     old_card = dict(card3, tasks=no_intervals)  # a card written before intervals existed
-    metrics = page.compare_cards(card, old_card, "tiny", "old")
+    metrics = compare_cards(ModelCard.from_mapping(card), ModelCard.from_mapping(old_card), "tiny", "old")
     mae = metrics[(metrics["task"] == "bulk_modulus") & (metrics["metric"] == "MAE")].iloc[0]
     assert mae["better"] == "tiny" and mae["old 95 % CI"] == ""
 
@@ -124,7 +125,7 @@ def test_delete_refuses_folders_outside_the_workspace(workspace_with_model, tmp_
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     with pytest.raises(ValueError, match="not a run folder"):
-        page.delete_run(outside)
+        delete_run(outside)
     assert outside.exists()
 
 

@@ -3,9 +3,10 @@
 import pandas as pd
 import pytest
 
-from tests.workbench.conftest import load_page, open_page
+from tests.workbench.conftest import open_page
+from workbench.components import task_upload as page
+from workbench.components.uploads import read_csv_bytes
 
-page = load_page("data")
 UPLOADED_TASKS = "fm_uploaded_tasks"
 
 MY_DATA = pd.DataFrame(
@@ -92,7 +93,7 @@ def test_validate_mapping_functions():
     [(b"", "empty"), (b"formula,y\n", "no rows"), (b'formula,y\n"Fe,1\n', "Malformed CSV")],
 )
 def test_bad_uploads_give_a_message(data, expected):
-    frame, message = page.read_csv_bytes(data)
+    frame, message = read_csv_bytes(data)
     assert frame is None and expected in message
-    frame, message = page.read_csv_bytes(b"formula,y\nFe2O3,1\n")
+    frame, message = read_csv_bytes(b"formula,y\nFe2O3,1\n")
     assert message == "" and list(frame.columns) == ["formula", "y"]

@@ -1,11 +1,10 @@
-"""The Predict page: one formula (AppTest) and CSV batches (through the page's pure functions)."""
+"""The Predict page: one formula (AppTest) and CSV batches (through workbench.components.predictions)."""
 
 import pandas as pd
 import pytest
 
-from tests.workbench.conftest import load_page, open_page
-
-page = load_page("predict")
+from tests.workbench.conftest import open_page
+from workbench.components import predictions as page
 
 
 @pytest.fixture
@@ -72,12 +71,12 @@ def test_single_formula_function(checkpoint):
 
 
 def test_metric_caption_quotes_the_card_with_its_interval(checkpoint):
-    entry = next(t for t in checkpoint.card["tasks"] if t["name"] == "bulk_modulus")
-    low, high = entry["test_metrics_ci95"]["mae"]
+    entry = checkpoint.card.task("bulk_modulus")
+    low, high = entry.test_metrics_ci95["mae"]
     caption = page.metric_caption(checkpoint, "bulk_modulus")
     assert caption == (
-        f"test MAE {entry['test_metrics']['mae']:.3g} GPa (95 % CI {low:.3g} to {high:.3g}, "
-        f"n = {int(entry['test_metrics']['n'])})"
+        f"test MAE {entry.test_metrics['mae']:.3g} GPa (95 % CI {low:.3g} to {high:.3g}, "
+        f"n = {int(entry.test_metrics['n'])})"
     )
     assert page.metric_caption(checkpoint, "hea_phase").startswith("test accuracy ")
     assert page.metric_caption(checkpoint, "no_such_task") == ""
