@@ -28,7 +28,34 @@ def test_fm_predict_round_trips_a_csv_with_a_bad_row(tiny_run, tmp_path, capsys)
     assert len(curve_columns) == 8  # default grid: the training range
 
 
-def test_custom_t_grid_and_errors(tiny_run, tmp_path):
+def test_checkpoint_predict_gives_the_table_fm_predict_writes(tiny_run, tmp_path):
+    formulas = ["NbMoTaW", "not a formula!", "Al0.5CoCrFeNi", "NaCl"]
+    pd.DataFrame({"composition": formulas}).to_csv(tmp_path / "in.csv", index=False)
+    assert main(["predict", "--checkpoint", str(tiny_run), "--input", str(tmp_path / "in.csv"),
+                 "--output", str(tmp_path / "out.csv"), "--t-grid", "300,900", "--no-progress"]) == 0  # fmt: skip
+    written = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    table = load_checkpoint(tiny_run).predict(formulas, t_grid=[300, 900])
+    assert list(table.columns) == list(written.columns)
+    assert list(table["error"]) == list(written["error"]) and list(table["hea_phase"].fillna("")) == list(
+        written["hea_phase"]
+    )
+    numbers = [c for c in table.columns if c not in ("composition", "error", "hea_phase", "extrapolated_for")]
+    expected = written[numbers].replace("", np.nan).astype(float).to_numpy()
+    np.testing.assert_allclose(table[numbers].to_numpy(dtype=float), expected, rtol=1e-6)  # CSV: float32 text
+    assert {"yield_strength@300", "yield_strength@900"} <= set(table.columns)
+
+
+def test_checkpoint_predict_takes_a_table_and_per_task_grids(tiny_run):
+    checkpoint = load_checkpoint(tiny_run)
+    table = checkpoint.predict(pd.DataFrame({"id": [7], "Alloy": ["CoCrFeNi"]}), t_grid={"yield_strength": [500]})
+    assert list(table["id"]) == [7] and "yield_strength@500" in table.columns and table.loc[0, "error"] == ""
+    with pytest.raises(ValueError, match=r"column 'formula' not found \(columns: id, Alloy\)$"):
+        checkpoint.predict(pd.DataFrame({"id": [7], "Alloy": ["Fe"]}), composition_column="formula")
+    with pytest.raises(ValueError, match="t grid of task 'yield_strength'"):
+        checkpoint.predict(["Fe"], t_grid=[-5])  # negative kelvin
+
+
+def test_custom_t_grid_and_errors(tiny_run, tmp_path, capsys):
     pd.DataFrame({"composition": ["NbMoTaW"]}).to_csv(tmp_path / "in.csv", index=False)
     args = ["predict", "--checkpoint", str(tiny_run), "--input", str(tmp_path / "in.csv"), "--output",
             str(tmp_path / "out.csv")]  # fmt: skip
@@ -40,7 +67,11 @@ def test_custom_t_grid_and_errors(tiny_run, tmp_path):
         "yield_strength@1273",
     ]
     assert main([*args, "--t-grid", "bulk_modulus=1,2"]) == 2
+    capsys.readouterr()
     assert main([*args, "--composition-column", "formula"]) == 2
+    assert "column 'formula' not found (columns: composition); name it with --composition-column" in (
+        capsys.readouterr().err
+    )
     assert main(["predict", "--checkpoint", str(tmp_path), "--input", str(tmp_path / "in.csv"), "--output", "x"]) == 2
 
 
