@@ -7,8 +7,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fm_engine.cards import METRIC_LABELS  # noqa: F401 - where rehearsal and scaling tables read it
-
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     y_true = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)

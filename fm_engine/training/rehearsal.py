@@ -13,7 +13,6 @@ never trained on at any step. At the end: ``metrics.csv`` (every task's metrics 
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import sys
 import threading
@@ -29,6 +28,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from fm_engine.cards import METRIC_LABELS, ModelCard, read_card
 from fm_engine.checkpoints import copy_checkpoint, load_checkpoint
 from fm_engine.config import check_value, known_keys_only, naming_file, read_config_file
 from fm_engine.data import CompositionDataModule
@@ -40,7 +40,7 @@ from fm_engine.safe_io import atomic_path, atomic_write_json, atomic_write_text
 from fm_engine.tasks import TaskSpec
 from fm_engine.training.config import TrainConfig, recorded_config
 from fm_engine.training.evaluate import prediction_frames
-from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
+from fm_engine.training.metrics import ERROR_METRICS, task_error
 from fm_engine.training.run_files import RunDirectory, now_iso
 from fm_engine.training.trainer import (
     StartFrom,
@@ -207,16 +207,15 @@ def _replay_buffers(dm: CompositionDataModule, config: RehearsalConfig) -> dict[
     }
 
 
-def _step_metrics(card: dict[str, Any], step: int, task_added: str) -> list[dict[str, Any]]:
+def _step_metrics(card: ModelCard, step: int, task_added: str) -> list[dict[str, Any]]:
     rows = []
-    for entry in card["tasks"]:
-        unit = entry["unit"] if entry["type"] != "classification" else ""
-        for split in ("val", "test"):
-            metrics = entry[f"{split}_metrics"]
-            values = {ERROR_METRICS[entry["type"]]: task_error(metrics, entry["type"])} | metrics
+    for entry in card.tasks:
+        unit = entry.unit if entry.type != "classification" else ""
+        for split, metrics in (("val", entry.val_metrics), ("test", entry.test_metrics)):
+            values = {ERROR_METRICS[entry.type]: task_error(metrics, entry.type)} | metrics
             for metric, value in values.items():
                 if metric != "n":
-                    rows.append({"step": step, "task_added": task_added, "task": entry["name"], "type": entry["type"],
+                    rows.append({"step": step, "task_added": task_added, "task": entry.name, "type": entry.type,
                                  "split": split, "metric": metric, "value": value,
                                  "unit": unit if metric in ("mae", "rmse") else ""})  # fmt: skip
     return rows
@@ -403,8 +402,8 @@ def _run_steps(config: RehearsalConfig, out: Path, specs: list[TaskSpec], steps:
                     frames = [stage_frames[name] for stage_frames in by_stage]
                     with atomic_path(run.path / "predictions" / f"{name}.parquet") as staging:
                         pd.concat(frames, ignore_index=True).to_parquet(staging)
-            card = json.loads(run.checkpoint_path.joinpath("card.json").read_text(encoding="utf-8"))
-            step.update(state="done", epochs=card["training"]["epochs_run"], seconds=card["training"]["wall_time_s"])
+            card = read_card(run.checkpoint_path)
+            step.update(state="done", epochs=card.training.epochs_run, seconds=card.training.wall_time_s)
             rows += _step_metrics(card, k, spec.name)
             _write_tables(config, out, pd.DataFrame(rows))
             top.update_status(steps=steps)

@@ -4,18 +4,18 @@ every task's validation and test error per ratio (``fm scaling``)."""
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from fm_engine.cards import METRIC_LABELS, read_card
 from fm_engine.plots.files import write_figure_html
 from fm_engine.run_lock import hold_run
 from fm_engine.safe_io import atomic_path, atomic_write_json
 from fm_engine.training.config import TrainConfig
-from fm_engine.training.metrics import ERROR_METRICS, METRIC_LABELS, task_error
+from fm_engine.training.metrics import ERROR_METRICS, task_error
 from fm_engine.training.trainer import train
 
 
@@ -49,14 +49,14 @@ def _run_scaling(
             {**entry, "task_masking_ratio": ratio} if _entry_name(entry) == task else entry for entry in config.tasks
         ]
         result = train(run_config, out / f"ratio_{ratio:g}", progress_bar=progress_bar)
-        card = (result.checkpoint / "card.json").read_text(encoding="utf-8") if result.checkpoint else "{}"
-        for entry in json.loads(card).get("tasks", []):
-            kind = entry["type"]
+        card = read_card(result.checkpoint) if result.checkpoint else None
+        for entry in card.tasks if card is not None else []:
+            kind = entry.type
             rows.append({
-                "ratio": ratio, "task": entry["name"], "unit": entry["unit"] if kind != "classification" else "",
-                "metric": ERROR_METRICS[kind], "n_train": entry["compositions"]["train_kept"],
-                "val_error": task_error(entry["val_metrics"], kind),
-                "test_error": task_error(entry["test_metrics"], kind),
+                "ratio": ratio, "task": entry.name, "unit": entry.unit if kind != "classification" else "",
+                "metric": ERROR_METRICS[kind], "n_train": entry.compositions["train_kept"],
+                "val_error": task_error(entry.val_metrics, kind),
+                "test_error": task_error(entry.test_metrics, kind),
             })  # fmt: skip
     table = pd.DataFrame(rows)
     with atomic_path(out / "scaling.csv") as staging:

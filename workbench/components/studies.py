@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fm_engine.training.metrics import METRIC_LABELS
+from fm_engine.cards import METRIC_LABELS
 from fm_engine.training.rehearsal import REHEARSAL_FILE
 
 SCALING_FILE = "scaling.json"
