@@ -8,7 +8,7 @@ from fm_engine.workspace import demo_run_dir, workspace_dir
 from workbench.live import live_run
 from workbench.paths import page
 from workbench.resources import available_checkpoints
-from workbench.runs import run_info, start_demo
+from workbench.runs import demo_state, start_demo
 
 st.title("fm_engine design workbench")
 st.caption(f"fm_engine {__version__}: multi-task property models from chemical composition.")
@@ -18,13 +18,12 @@ st.markdown(
     "of your own."
 )
 
-demo = demo_run_dir()
-demo_state = run_info(demo).state if (demo / "status.json").exists() else None
-if not available_checkpoints() or demo_state in ("queued", "running"):
+state = demo_state()
+if not available_checkpoints() or state in ("queued", "running"):
     st.subheader("Start here: train the demo model")
-    if demo_state in ("queued", "running", "done", "failed", "cancelled"):
-        live_run(demo, key="demo")
-        if demo_state in ("failed", "cancelled") and st.button("Train the demo model again", type="primary"):
+    if state in ("queued", "running", "done", "failed", "cancelled"):
+        live_run(demo_run_dir(), key="demo")
+        if state in ("failed", "cancelled") and st.button("Train the demo model again", type="primary"):
             start_demo()
             st.rerun()
     else:

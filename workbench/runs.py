@@ -206,6 +206,12 @@ def start_rehearsal(config: dict[str, Any], name: str) -> Path:
     return run_dir
 
 
+def demo_state() -> str | None:
+    """The state of the workspace's demo run (queued, running, done, failed, cancelled), None if never started."""
+    run_dir = demo_run_dir()
+    return run_info(run_dir).state if (run_dir / "status.json").exists() else None
+
+
 def start_demo() -> Path:
     """Start ``fm demo`` into the workspace's demo run folder (no-op if it is already there)."""
     run_dir = demo_run_dir()
