@@ -45,9 +45,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fm_engine.checkpoints import save_checkpoint
 from fm_engine.cli import describe_error
-from fm_engine.config import from_mapping
+from fm_engine.config import field_default, from_mapping
 from fm_engine.data import CompositionDataModule, TaskBatch
-from fm_engine.descriptors import Descriptor, DescriptorSpec
+from fm_engine.descriptors import DescriptorSpec
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel, ModelConfig
 from fm_engine.run_lock import acquire, release
 from fm_engine.threads import configure_threads
@@ -66,6 +66,7 @@ from fm_engine.training.trainer import (
     build_card,
     build_model,
     check_resume_state,
+    datamodule_options,
     evaluate_for_card,
     is_rank_zero,
     render_card_markdown,
@@ -73,6 +74,8 @@ from fm_engine.training.trainer import (
 )
 
 MODEL_CONFIG_KEY = "fm_engine_model_config"
+# The defaults of the classes' options: the TrainConfig sections' own (written once, in the dataclasses).
+_DATA, _MODEL, _OPTIMIZER, _TRAINER = DataSection(), ModelSection(), OptimizerSection(), TrainerSection()
 AVERAGE_KEY = "fm_engine_weight_average"
 
 
@@ -97,41 +100,27 @@ class FMDataModule(CompositionDataModule):
         self,
         tasks: list[dict[str, Any]],
         descriptor: dict[str, Any] | None = None,
-        val_ratio: float = 0.1,
-        test_ratio: float = 0.1,
-        seed: int = 42,
-        split_seed: int | None = None,
-        batch_size: int = 256,
-        num_workers: int = 0,
+        val_ratio: float = _DATA.val_ratio,
+        test_ratio: float = _DATA.test_ratio,
+        seed: int = field_default(TrainConfig, "seed"),
+        split_seed: int | None = _DATA.split_seed,
+        batch_size: int = _DATA.batch_size,
+        num_workers: int = _DATA.num_workers,
         base_dir: str | None = None,
-        allow_pickle: bool = False,
+        allow_pickle: bool = _DATA.allow_pickle,
     ) -> None:
-        spec = DescriptorSpec.from_dict(dict(descriptor or {}))
+        data = DataSection(
+            val_ratio=val_ratio, test_ratio=test_ratio, batch_size=batch_size, num_workers=num_workers,
+            split_seed=split_seed, allow_pickle=allow_pickle,
+        )  # fmt: skip
         self.train_config = TrainConfig(
             tasks=[dict(entry) if isinstance(entry, dict) else entry for entry in tasks],
             seed=seed,
-            descriptor=spec,
-            data=DataSection(
-                val_ratio=val_ratio,
-                test_ratio=test_ratio,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                split_seed=split_seed,
-                allow_pickle=allow_pickle,
-            ),
+            descriptor=DescriptorSpec.from_dict(dict(descriptor or {})),
+            data=data,
             base_dir=str(Path(base_dir).resolve()) if base_dir else "",
         )
-        super().__init__(
-            self.train_config.task_specs(),
-            descriptor=Descriptor(spec),
-            val_ratio=val_ratio,
-            test_ratio=test_ratio,
-            seed=seed,
-            split_seed=split_seed,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            allow_pickle=allow_pickle,
-        )
+        super().__init__(self.train_config.task_specs(), **datamodule_options(self.train_config))
 
 
 def _train_config(dm: CompositionDataModule, section: ModelSection, optimizer: OptimizerSection) -> TrainConfig:
@@ -169,10 +158,10 @@ class FMLightningModel(MultiTaskModule):
         self,
         encoder: dict[str, Any] | None = None,
         autoencoder: dict[str, Any] | None = None,
-        loss_balancer: bool = False,
-        lr: float = 2e-3,
-        weight_decay: float = 1e-5,
-        ema_decay: float | None = None,
+        loss_balancer: bool = _MODEL.loss_balancer,
+        lr: float = _OPTIMIZER.lr,
+        weight_decay: float = _OPTIMIZER.weight_decay,
+        ema_decay: float | None = _TRAINER.ema_decay,
     ) -> None:
         super().__init__(None, lr=lr, weight_decay=weight_decay)  # type: ignore[arg-type]  # built in setup()
         check_ema_decay(ema_decay)

@@ -25,6 +25,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fm_engine.compositions import parse_many
+from fm_engine.config import DEFAULT_SEED
+from fm_engine.data.settings import DataSection
 from fm_engine.data.splits import overlay_split_labels, resolve_splits, subsample_keep_mask
 from fm_engine.data.tables import TaskTable, load_task_table
 from fm_engine.descriptors import Descriptor, DescriptorSpec
@@ -85,6 +87,9 @@ def _collate_batch(batch: TaskBatch) -> TaskBatch:
     return batch
 
 
+DATA_DEFAULTS = DataSection()  # the defaults of the data options (written once, in DataSection)
+
+
 class CompositionDataModule(L.LightningDataModule):
     """Joins task tables on composition, computes descriptors, splits, and serves batches.
 
@@ -111,14 +116,14 @@ class CompositionDataModule(L.LightningDataModule):
         descriptor: Descriptor | DescriptorSpec | None = None,
         base_dir: str | Path | None = None,
         frames: Mapping[str, pd.DataFrame] | None = None,
-        val_ratio: float = 0.1,
-        test_ratio: float = 0.1,
-        seed: int = 42,
-        split_seed: int | None = None,
-        batch_size: int = 256,
-        num_workers: int = 0,
+        val_ratio: float = DATA_DEFAULTS.val_ratio,
+        test_ratio: float = DATA_DEFAULTS.test_ratio,
+        seed: int = DEFAULT_SEED,
+        split_seed: int | None = DATA_DEFAULTS.split_seed,
+        batch_size: int = DATA_DEFAULTS.batch_size,
+        num_workers: int = DATA_DEFAULTS.num_workers,
         drop_last_train: bool = True,
-        allow_pickle: bool = False,
+        allow_pickle: bool = DATA_DEFAULTS.allow_pickle,
     ) -> None:
         super().__init__()
         if not tasks:
