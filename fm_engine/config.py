@@ -413,17 +413,6 @@ def known_keys_only(cls: type, data: Mapping[str, Any], *, path: str = "") -> tu
     return kept, dropped
 
 
-def field_default(cls: type, name: str) -> Any:
-    """The default of dataclass ``cls``'s field ``name`` (its ``default_factory`` called), for forms and command
-    lines that start from the dataclass instead of repeating the literal."""
-    found = {f.name: f for f in dataclasses.fields(cls)}[name]
-    if found.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return found.default_factory()  # type: ignore[misc]
-    if found.default is dataclasses.MISSING:
-        raise ValueError(f"{cls.__name__}.{name} has no default")
-    return found.default
-
-
 DEFAULT_SEED = 42  # the random seed of a training run (and of the data split) unless one is given
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
 

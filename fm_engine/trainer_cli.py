@@ -45,7 +45,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fm_engine.checkpoints import save_checkpoint
 from fm_engine.cli import describe_error
-from fm_engine.config import field_default, from_mapping
+from fm_engine.config import from_mapping
 from fm_engine.data import CompositionDataModule, TaskBatch
 from fm_engine.descriptors import DescriptorSpec
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel, ModelConfig
@@ -74,8 +74,6 @@ from fm_engine.training.trainer import (
 )
 
 MODEL_CONFIG_KEY = "fm_engine_model_config"
-# The defaults of the classes' options: the TrainConfig sections' own (written once, in the dataclasses).
-_DATA, _MODEL, _OPTIMIZER, _TRAINER = DataSection(), ModelSection(), OptimizerSection(), TrainerSection()
 AVERAGE_KEY = "fm_engine_weight_average"
 
 
@@ -94,20 +92,22 @@ class FMDataModule(CompositionDataModule):
         base_dir: folder that relative data_files are resolved against (default: the config file's folder).
         allow_pickle: read pickled data_files (.pkl, .pd.xz, ...), which can run code: only for files you
             trust (``data.init_args.allow_pickle: true`` in the config you run, or ``--data.allow_pickle true``).
+
+    The defaults are those of ``fm train``'s config sections (:class:`~fm_engine.training.config.DataSection`).
     """
 
     def __init__(
         self,
         tasks: list[dict[str, Any]],
         descriptor: dict[str, Any] | None = None,
-        val_ratio: float = _DATA.val_ratio,
-        test_ratio: float = _DATA.test_ratio,
-        seed: int = field_default(TrainConfig, "seed"),
-        split_seed: int | None = _DATA.split_seed,
-        batch_size: int = _DATA.batch_size,
-        num_workers: int = _DATA.num_workers,
+        val_ratio: float = DataSection.val_ratio,
+        test_ratio: float = DataSection.test_ratio,
+        seed: int = TrainConfig.seed,
+        split_seed: int | None = DataSection.split_seed,
+        batch_size: int = DataSection.batch_size,
+        num_workers: int = DataSection.num_workers,
         base_dir: str | None = None,
-        allow_pickle: bool = _DATA.allow_pickle,
+        allow_pickle: bool = DataSection.allow_pickle,
     ) -> None:
         data = DataSection(
             val_ratio=val_ratio, test_ratio=test_ratio, batch_size=batch_size, num_workers=num_workers,
@@ -152,16 +152,18 @@ class FMLightningModel(MultiTaskModule):
         weight_decay: AdamW weight decay.
         ema_decay: average the weights (as ``trainer.ema_decay`` of ``fm train``): validation, the kept
             best weights and the exported checkpoint use the exponential moving average. None: off.
+
+    The defaults are those of ``fm train``'s ``model``, ``optimizer`` and ``trainer`` sections.
     """
 
     def __init__(
         self,
         encoder: dict[str, Any] | None = None,
         autoencoder: dict[str, Any] | None = None,
-        loss_balancer: bool = _MODEL.loss_balancer,
-        lr: float = _OPTIMIZER.lr,
-        weight_decay: float = _OPTIMIZER.weight_decay,
-        ema_decay: float | None = _TRAINER.ema_decay,
+        loss_balancer: bool = ModelSection.loss_balancer,
+        lr: float = OptimizerSection.lr,
+        weight_decay: float = OptimizerSection.weight_decay,
+        ema_decay: float | None = TrainerSection.ema_decay,
     ) -> None:
         super().__init__(None, lr=lr, weight_decay=weight_decay)  # type: ignore[arg-type]  # built in setup()
         check_ema_decay(ema_decay)

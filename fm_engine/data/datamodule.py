@@ -87,9 +87,6 @@ def _collate_batch(batch: TaskBatch) -> TaskBatch:
     return batch
 
 
-DATA_DEFAULTS = DataSection()  # the defaults of the data options (written once, in DataSection)
-
-
 class CompositionDataModule(L.LightningDataModule):
     """Joins task tables on composition, computes descriptors, splits, and serves batches.
 
@@ -116,14 +113,14 @@ class CompositionDataModule(L.LightningDataModule):
         descriptor: Descriptor | DescriptorSpec | None = None,
         base_dir: str | Path | None = None,
         frames: Mapping[str, pd.DataFrame] | None = None,
-        val_ratio: float = DATA_DEFAULTS.val_ratio,
-        test_ratio: float = DATA_DEFAULTS.test_ratio,
+        val_ratio: float = DataSection.val_ratio,
+        test_ratio: float = DataSection.test_ratio,
         seed: int = DEFAULT_SEED,
-        split_seed: int | None = DATA_DEFAULTS.split_seed,
-        batch_size: int = DATA_DEFAULTS.batch_size,
-        num_workers: int = DATA_DEFAULTS.num_workers,
+        split_seed: int | None = DataSection.split_seed,
+        batch_size: int = DataSection.batch_size,
+        num_workers: int = DataSection.num_workers,
         drop_last_train: bool = True,
-        allow_pickle: bool = DATA_DEFAULTS.allow_pickle,
+        allow_pickle: bool = DataSection.allow_pickle,
     ) -> None:
         super().__init__()
         if not tasks:

@@ -141,7 +141,7 @@ SHAPE_CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("unknown_task_key", {"tasks": [{"name": "y", "data_files": ["absent.csv"], "colour": 1}]},
      ("task 'y': unknown key 'colour'", "allowed:")),
     ("d_model_nhead", {"model": {"encoder": {"type": "transformer", "d_model": 30, "nhead": 4}}},
-     ("d_model (30) must be divisible by nhead (4)",)),
+     ("model.encoder.d_model (token width, 30) must be divisible by nhead (attention heads, 4)",)),
 ]  # fmt: skip
 
 
