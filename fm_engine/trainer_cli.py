@@ -27,11 +27,14 @@ Unknown keys anywhere in the config are errors.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
+import re
 import sys
 import time
 import traceback
+import typing
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,12 +43,13 @@ from typing import Any
 
 import lightning as L
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fm_engine.checkpoints import save_checkpoint
 from fm_engine.cli import describe_error
-from fm_engine.config import from_mapping
+from fm_engine.config import from_mapping, one_line, read_config_file
 from fm_engine.data import CompositionDataModule, TaskBatch
 from fm_engine.descriptors import DescriptorSpec
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel, ModelConfig
@@ -360,6 +364,39 @@ def _trainer_section(trainer: L.Trainer, *, ema_decay: float | None = None) -> T
     )
 
 
+class OneLineParser(LightningArgumentParser):
+    """jsonargparse's parser with its config errors as one line, as ``fm`` gives them (exit 2): the dotted key
+    and what was expected (``model.lr: Expected a <class 'float'>. Got value: fast``), without the usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> typing.NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        print(f"{self.prog.replace(' [options]', '')}: error: {short_parser_error(message)}", file=sys.stderr)
+        self.exit(2)
+
+
+CLASS_NAME = re.compile(r"<class '([^']+)'>")  # how jsonargparse names a type
+
+
+def short_parser_error(message: str) -> str:
+    """A jsonargparse error message on one line: the dotted key of a value of the wrong type and what was
+    expected (``model.lr: Expected a float. Got value: fast``); other messages with their line breaks collapsed."""
+    lines = [line.strip(" -") for line in str(message).splitlines() if line.strip(" -")]
+    keys = [(i, m.group(1)) for i, line in enumerate(lines) if (m := re.match(r'Parser key "([^"]+)"', line))]
+    if not keys:
+        return one_line(message)
+    path = ".".join(key for _, key in keys)
+    subtypes = next((line for line in lines if line.startswith("Subtypes: ")), "")
+    given = next((line.removeprefix("Given value: ") for line in lines if line.startswith("Given value: ")), None)
+    expected = next((line for line in lines[keys[-1][0] + 1 :] if line.startswith("Expected a")), None)
+    if len(keys) == 1 and subtypes and given is not None:  # a value that fits none of the allowed kinds
+        names = [name.rsplit(".", 1)[-1] for name in CLASS_NAME.findall(subtypes)]
+        return f"{path}: expected {' or '.join(names)}, got {given}"
+    if expected is not None:
+        return path + ": " + CLASS_NAME.sub(r"\1", expected)
+    return one_line(message)
+
+
 class FMTrainerCLI(LightningCLI):
     """LightningCLI with the checkpoint export as an ``export:`` section and config-relative data paths.
 
@@ -383,8 +420,19 @@ class FMTrainerCLI(LightningCLI):
             check_resume_state(Path(os.fspath(ckpt_path)))
         super()._parse_ckpt_path()
 
+    def _refuse_sections_that_are_not_mappings(self, config: Namespace) -> None:
+        """jsonargparse lets ``trainer: 5`` through (or drops it silently when a ``--trainer.*`` option is
+        given): refuse such a section by name, in the config files and in the parsed config."""
+        paths = [Path(os.fspath(path)) for path in config.get("config") or []]
+        sections = [read_config_file(path) for path in paths if path.is_file()] + [config]
+        for data, section in itertools.product(sections, ("trainer", "export")):
+            value = data.get(section)
+            if value is not None and not isinstance(value, Namespace | dict):
+                self._parser(self.subcommand).error(f"{section}: expected a mapping of settings, got {value!r}")
+
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), self.config)
+        self._refuse_sections_that_are_not_mappings(config)
         files = config.get("config") or []
         data = config.get("data")
         if not files or data is None or "init_args" not in data:
@@ -424,6 +472,7 @@ def main(args: Sequence[str] | None = None) -> int:
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"prog": "fm-trainer"},
+            parser_class=OneLineParser,
             args=list(args) if args is not None else None,
         )
     except Exception as error:  # noqa: BLE001 - e.g. a missing data file or column, found while loading the data
