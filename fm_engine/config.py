@@ -3,8 +3,10 @@
 One loader for every config file and section: :func:`read_config_file` reads a file within the limits below
 (size, nesting depth, YAML alias expansion), and :func:`from_mapping` builds a dataclass from a mapping,
 checking every value against the field's type hint (int, float, str, bool, ``Literal``, lists, mappings,
-nested dataclasses, ``None``). Unknown keys are errors; every error is a ``ValueError`` naming the dotted
-key (``trainer.max_epochs``) and what was expected. Range checks live in each dataclass's ``__post_init__``.
+nested dataclasses, ``None``). Unknown keys are errors, all through :func:`check_keys` (whose ``shared`` option
+drops them instead, for a file documented as shared with other tools: the rehearsal TOML); every error is a
+``ValueError`` naming the dotted key (``trainer.max_epochs``) and what was expected. Range checks live in each
+dataclass's ``__post_init__``.
 """
 
 from __future__ import annotations
