@@ -3,8 +3,10 @@
 One loader for every config file and section: :func:`read_config_file` reads a file within the limits below
 (size, nesting depth, YAML alias expansion), and :func:`from_mapping` builds a dataclass from a mapping,
 checking every value against the field's type hint (int, float, str, bool, ``Literal``, lists, mappings,
-nested dataclasses, ``None``). Unknown keys are errors; every error is a ``ValueError`` naming the dotted
-key (``trainer.max_epochs``) and what was expected. Range checks live in each dataclass's ``__post_init__``.
+nested dataclasses, ``None``). Unknown keys are errors, all through :func:`check_keys` (whose ``shared`` option
+drops them instead, for a file documented as shared with other tools: the rehearsal TOML); every error is a
+``ValueError`` naming the dotted key (``trainer.max_epochs``) and what was expected. Range checks live in each
+dataclass's ``__post_init__``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -333,13 +335,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, path: str = ""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     prefix = f"{path}." if path else ""
-    unknown = sorted(map(str, set(data) - set(fields)))
-    if unknown:
-        where = f" in '{path}'" if path else ""
-        listed = ", ".join(f"'{prefix}{key}'" for key in unknown)
-        raise ValueError(
-            f"unknown key{'s' if len(unknown) > 1 else ''} {listed}{where} (allowed: {', '.join(sorted(fields))})"
-        )
+    check_keys(data, fields, path=path)
     missing = [
         name for name, f in fields.items()
         if f.init and name not in data and f.default is dataclasses.MISSING
@@ -377,6 +373,7 @@ def check_range(
         raise ValueError(f"{key}: expected {expected}, got {value!r}")
 
 
+DEFAULT_SEED = 42  # the random seed of a training run (and of the data split) unless one is given
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
 
 
@@ -390,22 +387,38 @@ def _number(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e18 else f"{value:g}"
 
 
+def check_keys(
+    data: Mapping[str, Any], allowed: Iterable[str], *, path: str = "", label: str = "", shared: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """The one unknown-key check of every config file and section: ``data``'s keys against ``allowed``.
+
+    Strict (the default): an unknown key raises a ``ValueError`` naming it (as ``path.key``, or after
+    ``label``, e.g. ``task 'band_gap'``) and the allowed keys. ``shared``: for a file documented as shared with
+    other tools (the rehearsal TOML), unknown keys are dropped instead. Returns ``data`` without the unknown
+    keys and their dotted paths (empty when strict).
+    """
+    names = set(allowed)
+    prefix = f"{path}." if path else ""
+    unknown = sorted(map(str, set(data) - names))
+    if unknown and not shared:
+        where = f" in '{path}'" if path else ""
+        lead = f"{label}: " if label else ""
+        listed = ", ".join(f"'{prefix}{key}'" for key in unknown)
+        raise ValueError(
+            f"{lead}unknown key{'s' if len(unknown) > 1 else ''} {listed}{where} (allowed: {', '.join(sorted(names))})"
+        )
+    return {key: value for key, value in data.items() if key in names}, [prefix + key for key in unknown]
+
+
 def known_keys_only(cls: type, data: Mapping[str, Any], *, path: str = "") -> tuple[dict[str, Any], list[str]]:
-    """``data`` without the keys that dataclass ``cls`` (and its nested dataclass fields) does not know,
-    and the dotted paths of the keys dropped (for files shared with other tools, which warn instead of
-    failing). The values kept are checked later by :func:`from_mapping`."""
+    """:func:`check_keys` with ``shared=True`` for dataclass ``cls`` and its nested dataclass fields: ``data``
+    without the keys ``cls`` does not know, and the dotted paths of the keys dropped (for files shared with
+    other tools, which warn instead of failing). The values kept are checked later by :func:`from_mapping`."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kept: dict[str, Any] = {}
-    dropped: list[str] = []
-    for key, value in data.items():
-        where = f"{path}.{key}" if path else str(key)
-        if key not in names:
-            dropped.append(where)
-            continue
+    kept, dropped = check_keys(data, (f.name for f in dataclasses.fields(cls)), path=path, shared=True)
+    for key, value in kept.items():
         nested = _dataclass_in(hints.get(key))
         if nested is not None and isinstance(value, Mapping):
-            value, inner = known_keys_only(nested, value, path=where)
+            kept[key], inner = known_keys_only(nested, value, path=f"{path}.{key}" if path else str(key))
             dropped += inner
-        kept[key] = value
     return kept, dropped

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from fm_engine.compositions import CompositionLike, parse_many
-from fm_engine.config import check_range
+from fm_engine.config import check_keys, check_range
 from fm_engine.elements import element_table, element_table_hash, feature_matrix
 
 DescriptorKind = Literal["kmd", "stats"]
@@ -81,11 +81,7 @@ class DescriptorSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DescriptorSpec:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown descriptor setting(s): {', '.join(unknown)}")
-        values = dict(data)
+        values, _ = check_keys(data, cls.__dataclass_fields__, path="descriptor")
         if "stats" in values:
             values["stats"] = tuple(values["stats"])
         return cls(**values)

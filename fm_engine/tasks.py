@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from fm_engine.config import check_value
+from fm_engine.config import check_keys, check_value
 
 
 class TaskType(StrEnum):
@@ -155,11 +155,7 @@ class TaskSpec:
         the key (under ``path``, e.g. ``tasks[2]``)."""
         if not isinstance(data, Mapping):
             raise ValueError(f"{path or 'task'}: expected a mapping of task settings, got {data!r}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(map(str, set(data) - known))
-        if unknown:
-            name = data.get("name", "?")
-            raise ValueError(f"task '{name}': unknown key(s) {', '.join(unknown)}")
+        check_keys(data, (f.name for f in fields(cls)), label=f"task '{data.get('name', '?')}'")
         if "name" not in data:
             raise ValueError(f"{path or 'task'}: missing key 'name' (every task needs a name)")
         return cls(**check_task_values(data, path=path or f"task '{data['name']}'"))

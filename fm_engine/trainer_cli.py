@@ -27,11 +27,14 @@ Unknown keys anywhere in the config are errors.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
+import re
 import sys
 import time
 import traceback
+import typing
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,15 +43,16 @@ from typing import Any
 
 import lightning as L
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fm_engine.cards import build_card, format_metric
 from fm_engine.checkpoints import save_checkpoint
 from fm_engine.cli import describe_error
-from fm_engine.config import from_mapping
+from fm_engine.config import from_mapping, one_line, read_config_file
 from fm_engine.data import CompositionDataModule, TaskBatch
-from fm_engine.descriptors import Descriptor, DescriptorSpec
+from fm_engine.descriptors import DescriptorSpec
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel, ModelConfig
 from fm_engine.run_lock import acquire, release
 from fm_engine.threads import configure_threads
@@ -66,6 +70,7 @@ from fm_engine.training.run_files import now_iso
 from fm_engine.training.trainer import (
     build_model,
     check_resume_state,
+    datamodule_options,
     evaluate_for_card,
     is_rank_zero,
     training_compositions,
@@ -90,47 +95,35 @@ class FMDataModule(CompositionDataModule):
         base_dir: folder that relative data_files are resolved against (default: the config file's folder).
         allow_pickle: read pickled data_files (.pkl, .pd.xz, ...), which can run code: only for files you
             trust (``data.init_args.allow_pickle: true`` in the config you run, or ``--data.allow_pickle true``).
+
+    The defaults are those of ``fm train``'s config sections (:class:`~fm_engine.training.config.DataSection`).
     """
 
     def __init__(
         self,
         tasks: list[dict[str, Any]],
         descriptor: dict[str, Any] | None = None,
-        val_ratio: float = 0.1,
-        test_ratio: float = 0.1,
-        seed: int = 42,
-        split_seed: int | None = None,
-        batch_size: int = 256,
-        num_workers: int = 0,
+        val_ratio: float = DataSection.val_ratio,
+        test_ratio: float = DataSection.test_ratio,
+        seed: int = TrainConfig.seed,
+        split_seed: int | None = DataSection.split_seed,
+        batch_size: int = DataSection.batch_size,
+        num_workers: int = DataSection.num_workers,
         base_dir: str | None = None,
-        allow_pickle: bool = False,
+        allow_pickle: bool = DataSection.allow_pickle,
     ) -> None:
-        spec = DescriptorSpec.from_dict(dict(descriptor or {}))
+        data = DataSection(
+            val_ratio=val_ratio, test_ratio=test_ratio, batch_size=batch_size, num_workers=num_workers,
+            split_seed=split_seed, allow_pickle=allow_pickle,
+        )  # fmt: skip
         self.train_config = TrainConfig(
             tasks=[dict(entry) if isinstance(entry, dict) else entry for entry in tasks],
             seed=seed,
-            descriptor=spec,
-            data=DataSection(
-                val_ratio=val_ratio,
-                test_ratio=test_ratio,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                split_seed=split_seed,
-                allow_pickle=allow_pickle,
-            ),
+            descriptor=DescriptorSpec.from_dict(dict(descriptor or {})),
+            data=data,
             base_dir=str(Path(base_dir).resolve()) if base_dir else "",
         )
-        super().__init__(
-            self.train_config.task_specs(),
-            descriptor=Descriptor(spec),
-            val_ratio=val_ratio,
-            test_ratio=test_ratio,
-            seed=seed,
-            split_seed=split_seed,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            allow_pickle=allow_pickle,
-        )
+        super().__init__(self.train_config.task_specs(), **datamodule_options(self.train_config))
 
 
 def _train_config(dm: CompositionDataModule, section: ModelSection, optimizer: OptimizerSection) -> TrainConfig:
@@ -162,16 +155,18 @@ class FMLightningModel(MultiTaskModule):
         weight_decay: AdamW weight decay.
         ema_decay: average the weights (as ``trainer.ema_decay`` of ``fm train``): validation, the kept
             best weights and the exported checkpoint use the exponential moving average. None: off.
+
+    The defaults are those of ``fm train``'s ``model``, ``optimizer`` and ``trainer`` sections.
     """
 
     def __init__(
         self,
         encoder: dict[str, Any] | None = None,
         autoencoder: dict[str, Any] | None = None,
-        loss_balancer: bool = False,
-        lr: float = 2e-3,
-        weight_decay: float = 1e-5,
-        ema_decay: float | None = None,
+        loss_balancer: bool = ModelSection.loss_balancer,
+        lr: float = OptimizerSection.lr,
+        weight_decay: float = OptimizerSection.weight_decay,
+        ema_decay: float | None = TrainerSection.ema_decay,
     ) -> None:
         super().__init__(None, lr=lr, weight_decay=weight_decay)  # type: ignore[arg-type]  # built in setup()
         check_ema_decay(ema_decay)
@@ -368,6 +363,39 @@ def _trainer_section(trainer: L.Trainer, *, ema_decay: float | None = None) -> T
     )
 
 
+class OneLineParser(LightningArgumentParser):
+    """jsonargparse's parser with its config errors as one line, as ``fm`` gives them (exit 2): the dotted key
+    and what was expected (``model.lr: Expected a <class 'float'>. Got value: fast``), without the usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> typing.NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        print(f"{self.prog.replace(' [options]', '')}: error: {short_parser_error(message)}", file=sys.stderr)
+        self.exit(2)
+
+
+CLASS_NAME = re.compile(r"<class '([^']+)'>")  # how jsonargparse names a type
+
+
+def short_parser_error(message: str) -> str:
+    """A jsonargparse error message on one line: the dotted key of a value of the wrong type and what was
+    expected (``model.lr: Expected a float. Got value: fast``); other messages with their line breaks collapsed."""
+    lines = [line.strip(" -") for line in str(message).splitlines() if line.strip(" -")]
+    keys = [(i, m.group(1)) for i, line in enumerate(lines) if (m := re.match(r'Parser key "([^"]+)"', line))]
+    if not keys:
+        return one_line(message)
+    path = ".".join(key for _, key in keys)
+    subtypes = next((line for line in lines if line.startswith("Subtypes: ")), "")
+    given = next((line.removeprefix("Given value: ") for line in lines if line.startswith("Given value: ")), None)
+    expected = next((line for line in lines[keys[-1][0] + 1 :] if line.startswith("Expected a")), None)
+    if len(keys) == 1 and subtypes and given is not None:  # a value that fits none of the allowed kinds
+        names = [name.rsplit(".", 1)[-1] for name in CLASS_NAME.findall(subtypes)]
+        return f"{path}: expected {' or '.join(names)}, got {given}"
+    if expected is not None:
+        return path + ": " + CLASS_NAME.sub(r"\1", expected)
+    return one_line(message)
+
+
 class FMTrainerCLI(LightningCLI):
     """LightningCLI with the checkpoint export as an ``export:`` section and config-relative data paths.
 
@@ -391,8 +419,19 @@ class FMTrainerCLI(LightningCLI):
             check_resume_state(Path(os.fspath(ckpt_path)))
         super()._parse_ckpt_path()
 
+    def _refuse_sections_that_are_not_mappings(self, config: Namespace) -> None:
+        """jsonargparse lets ``trainer: 5`` through (or drops it silently when a ``--trainer.*`` option is
+        given): refuse such a section by name, in the config files and in the parsed config."""
+        paths = [Path(os.fspath(path)) for path in config.get("config") or []]
+        sections = [read_config_file(path) for path in paths if path.is_file()] + [config]
+        for data, section in itertools.product(sections, ("trainer", "export")):
+            value = data.get(section)
+            if value is not None and not isinstance(value, Namespace | dict):
+                self._parser(self.subcommand).error(f"{section}: expected a mapping of settings, got {value!r}")
+
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), self.config)
+        self._refuse_sections_that_are_not_mappings(config)
         files = config.get("config") or []
         data = config.get("data")
         if not files or data is None or "init_args" not in data:
@@ -432,6 +471,7 @@ def main(args: Sequence[str] | None = None) -> int:
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"prog": "fm-trainer"},
+            parser_class=OneLineParser,
             args=list(args) if args is not None else None,
         )
     except Exception as error:  # noqa: BLE001 - e.g. a missing data file or column, found while loading the data

@@ -91,7 +91,7 @@ def test_spec_json_round_trip_rebuilds_identical_descriptor():
 def test_spec_rejects_foreign_table_and_bad_settings():
     with pytest.raises(ValueError, match="different element table"):
         Descriptor(DescriptorSpec(element_table_hash="0" * 64))
-    with pytest.raises(ValueError, match="unknown descriptor setting"):
+    with pytest.raises(ValueError, match="unknown key 'descriptor.grids'"):
         DescriptorSpec.from_dict({"kind": "kmd", "grids": 3})
     with pytest.raises(ValueError, match="unknown descriptor kind"):
         DescriptorSpec(kind="magpie")

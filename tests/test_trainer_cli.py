@@ -213,3 +213,29 @@ def test_fit_with_weight_averaging_exports_the_averaged_weights(tmp_path: Path) 
 def test_a_bad_weight_averaging_decay_is_refused() -> None:
     with pytest.raises(ValueError, match="ema_decay must be between 0 and 1"):
         FMLightningModel(ema_decay=1.5)
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "expected"),
+    [
+        ("trainer", 5, "trainer: expected a mapping of settings, got 5"),
+        ("model", 5, "model: expected FMLightningModel or NoneType, got 5"),
+        ("data", [1], "data: expected FMDataModule or NoneType, got [1]"),
+        ("model.init_args.lr", "fast", "model.lr: Expected a float. Got value: fast"),
+        ("data.init_args.tasks", 3, "data.tasks: Expected a list. Got value: 3"),
+        ("seed_everything", "abc", "seed_everything: expected bool or int, got abc"),
+    ],
+    ids=["trainer_number", "model_number", "data_list", "lr_word", "tasks_number", "seed_word"],
+)
+def test_a_wrong_type_is_one_line_naming_the_key_before_any_data_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dotted: str, value: Any, expected: str
+) -> None:
+    data = config_dict()  # its data file fe_ni.csv is not written: reading it would fail differently
+    _set(data, dotted, value)
+    config = write_config(tmp_path, data)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), f"--trainer.default_root_dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert err == [f"fm-trainer fit: error: {expected}"]
+    assert not (tmp_path / "run").exists()

@@ -25,6 +25,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fm_engine.compositions import parse_many
+from fm_engine.config import DEFAULT_SEED
+from fm_engine.data.settings import DataSection
 from fm_engine.data.splits import overlay_split_labels, resolve_splits, subsample_keep_mask
 from fm_engine.data.tables import TaskTable, load_task_table
 from fm_engine.descriptors import Descriptor, DescriptorSpec
@@ -111,14 +113,14 @@ class CompositionDataModule(L.LightningDataModule):
         descriptor: Descriptor | DescriptorSpec | None = None,
         base_dir: str | Path | None = None,
         frames: Mapping[str, pd.DataFrame] | None = None,
-        val_ratio: float = 0.1,
-        test_ratio: float = 0.1,
-        seed: int = 42,
-        split_seed: int | None = None,
-        batch_size: int = 256,
-        num_workers: int = 0,
+        val_ratio: float = DataSection.val_ratio,
+        test_ratio: float = DataSection.test_ratio,
+        seed: int = DEFAULT_SEED,
+        split_seed: int | None = DataSection.split_seed,
+        batch_size: int = DataSection.batch_size,
+        num_workers: int = DataSection.num_workers,
         drop_last_train: bool = True,
-        allow_pickle: bool = False,
+        allow_pickle: bool = DataSection.allow_pickle,
     ) -> None:
         super().__init__()
         if not tasks:

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fm_engine.config import DEFAULT_SEED
+from fm_engine.data.settings import DataSection
+
 _PRECEDENCE = {"train": 0, "val": 1, "test": 2}
 
 
@@ -46,9 +49,9 @@ class MultiTaskSplitter:
     the global proportions hold.
     """
 
-    val_ratio: float = 0.1
-    test_ratio: float = 0.1
-    seed: int = 42
+    val_ratio: float = DataSection.val_ratio
+    test_ratio: float = DataSection.test_ratio
+    seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:
         if self.val_ratio < 0 or self.test_ratio < 0 or self.val_ratio + self.test_ratio >= 1:
@@ -92,9 +95,9 @@ def resolve_splits(
     availability: np.ndarray,
     file_labels: Mapping[str, str],
     *,
-    val_ratio: float = 0.1,
-    test_ratio: float = 0.1,
-    seed: int = 42,
+    val_ratio: float = DataSection.val_ratio,
+    test_ratio: float = DataSection.test_ratio,
+    seed: int = DEFAULT_SEED,
 ) -> np.ndarray:
     """File labels where given, the :class:`MultiTaskSplitter` for the rest."""
     labels = np.array([file_labels.get(key, "") for key in keys], dtype=object)

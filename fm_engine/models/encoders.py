@@ -44,7 +44,10 @@ class EncoderConfig:
         if self.type == "mlp" and not self.hidden_dims:
             raise ValueError("an MLP encoder needs at least one hidden dim")
         if self.type == "transformer" and self.nhead >= 1 and self.d_model % self.nhead:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
+            raise ValueError(
+                f"model.encoder.d_model (token width, {self.d_model}) must be divisible by nhead "
+                f"(attention heads, {self.nhead})"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
         self.hidden_dims = [int(d) for d in self.hidden_dims]

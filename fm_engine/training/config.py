@@ -6,7 +6,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fm_engine.config import check_range, check_seed, from_mapping, naming_file, read_config_file
+from fm_engine.config import (
+    DEFAULT_SEED,
+    check_keys,
+    check_range,
+    check_seed,
+    from_mapping,
+    naming_file,
+    read_config_file,
+)
+from fm_engine.data.settings import DataSection
 from fm_engine.datasets import bundled_task
 from fm_engine.descriptors import DescriptorSpec
 from fm_engine.models import AutoencoderConfig, EncoderConfig
@@ -18,34 +27,6 @@ class ModelSection:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     loss_balancer: bool = False
-
-
-@dataclass
-class DataSection:
-    val_ratio: float = 0.1
-    test_ratio: float = 0.1
-    batch_size: int = 256
-    num_workers: int = 0
-    # Seeds the train / val / test split and task subsampling; None: the run's ``seed``. Set it to keep
-    # one split while ``seed`` varies the initial weights and batch order (seed studies, ensembles).
-    split_seed: int | None = None
-    # Read pickled data_files (.pkl, .pd.xz, ...), which can run code: only honoured from a config the user
-    # runs directly (or --allow-pickle); dropped whenever a config is rebuilt from a checkpoint or run folder.
-    allow_pickle: bool = False
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.allow_pickle, bool):
-            raise ValueError(f"data.allow_pickle must be true or false, not {self.allow_pickle!r}")
-        check_range("data.val_ratio", self.val_ratio, low=0, high=1, high_open=True)
-        check_range("data.test_ratio", self.test_ratio, low=0, high=1, high_open=True)
-        if self.val_ratio + self.test_ratio >= 1:
-            raise ValueError(
-                f"data.val_ratio + data.test_ratio: expected < 1 (some compositions must be left to train on), "
-                f"got {self.val_ratio} + {self.test_ratio}"
-            )
-        check_range("data.batch_size", self.batch_size, low=1)
-        check_range("data.num_workers", self.num_workers, low=0)
-        check_seed("data.split_seed", self.split_seed)
 
 
 @dataclass
@@ -125,7 +106,7 @@ class TrainConfig:
 
     tasks: list[dict[str, Any]]
     name: str = ""
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     descriptor: DescriptorSpec = field(default_factory=DescriptorSpec)
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -150,10 +131,7 @@ class TrainConfig:
                 name = entry.pop("bundled")
                 if not isinstance(name, str):
                     raise ValueError(f"tasks[{index}].bundled: expected a bundled task name, got {name!r}")
-                known = set(TaskSpec.__dataclass_fields__)
-                unknown = sorted(set(entry) - known)
-                if unknown:
-                    raise ValueError(f"task '{name}': unknown key(s) {', '.join(unknown)}")
+                check_keys(entry, TaskSpec.__dataclass_fields__, label=f"task '{name}'")
                 entry = check_task_values(entry, path=f"tasks[{index}]")
                 spec = bundled_task(name).spec(**entry)
             else:
@@ -235,10 +213,10 @@ def demo_config() -> TrainConfig:
         {"bundled": "hea_phase", "class_weights": "balanced"},
         {"bundled": "yield_strength", "n_kernels": 6},
     ]
-    return TrainConfig(
+    return TrainConfig(  # the defaults, and only what differs from them
         name="demo",
         tasks=tasks,
         data=DataSection(batch_size=128),
         trainer=TrainerSection(max_epochs=180, patience=40, ema_decay=DEFAULT_EMA_DECAY),
-        model=ModelSection(encoder=EncoderConfig(type="mlp", hidden_dims=[512, 256], norm="batch", dropout=0.0)),
+        model=ModelSection(encoder=EncoderConfig(hidden_dims=[512, 256])),
     )

@@ -14,7 +14,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from fm_engine.data import CompositionDataModule, TaskBatch
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.run_lock import own_identity
-from fm_engine.training.config import check_ema_decay
+from fm_engine.training.config import OptimizerSection, check_ema_decay
 from fm_engine.training.evaluate import evaluate, flat_metrics
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
 
@@ -26,9 +26,9 @@ class MultiTaskModule(L.LightningModule):
         self,
         model: FlexibleMultiTaskModel,
         *,
-        lr: float = 2e-3,
-        weight_decay: float = 1e-5,
-        scheduler: str = "cosine",
+        lr: float = OptimizerSection.lr,
+        weight_decay: float = OptimizerSection.weight_decay,
+        scheduler: str = OptimizerSection.scheduler,
     ) -> None:
         super().__init__()
         if scheduler not in ("cosine", "none"):

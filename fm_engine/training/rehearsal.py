@@ -30,7 +30,7 @@ from plotly.subplots import make_subplots
 
 from fm_engine.cards import METRIC_LABELS, ModelCard, read_card
 from fm_engine.checkpoints import copy_checkpoint, load_checkpoint
-from fm_engine.config import check_value, known_keys_only, naming_file, read_config_file
+from fm_engine.config import check_keys, check_value, known_keys_only, naming_file, read_config_file
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.splits import subsample_keep_mask
 from fm_engine.models import FlexibleMultiTaskModel
@@ -53,6 +53,8 @@ from fm_engine.training.trainer import (
 
 REHEARSAL_FILE = "rehearsal.json"
 TRAIN_SECTIONS = ("name", "seed", "tasks", "descriptor", "model", "data", "optimizer", "trainer")
+REHEARSAL_KEYS = ("replay_ratio", "replay_ratios", "design")
+TASK_ENTRY_KEYS = (*TaskSpec.__dataclass_fields__, "bundled")  # a task entry: TaskSpec keys or a bundled task
 
 
 @dataclass
@@ -110,9 +112,10 @@ class RehearsalConfig:
         where = f"{source}: " if source else ""
         data = dict(data)
         base_dir = data.pop("base_dir", None) or base_dir  # as saved in rehearsal.json
-        train_part = {key: data.pop(key) for key in TRAIN_SECTIONS if key in data}
-        known, dropped = known_keys_only(TrainConfig, train_part)
-        allowed_task_keys = set(TaskSpec.__dataclass_fields__) | {"bundled"}
+        options, dropped = check_keys(data, (*TRAIN_SECTIONS, *REHEARSAL_KEYS), shared=True)
+        train_part = {key: options.pop(key) for key in TRAIN_SECTIONS if key in options}
+        known, inner = known_keys_only(TrainConfig, train_part)
+        dropped += inner
         tasks = known.get("tasks")
         if not isinstance(tasks, list):
             raise ValueError(f"{where}'tasks' must be a list of task entries (e.g. [[tasks]] tables in TOML)")
@@ -120,11 +123,10 @@ class RehearsalConfig:
         for index, entry in enumerate(tasks):
             if not isinstance(entry, dict):
                 raise ValueError(f"{where}tasks[{index}] must be a table/mapping")
-            dropped += [f"tasks[{index}].{key}" for key in entry if key not in allowed_task_keys]
-            cleaned_tasks.append({k: v for k, v in entry.items() if k in allowed_task_keys})
+            entry, inner = check_keys(entry, TASK_ENTRY_KEYS, path=f"tasks[{index}]", shared=True)
+            cleaned_tasks.append(entry)
+            dropped += inner
         known["tasks"] = cleaned_tasks
-        options = {key: data.pop(key) for key in ("replay_ratio", "replay_ratios", "design") if key in data}
-        dropped += sorted(map(str, data))
         if options.get("design") is not None:
             from fm_engine.inverse import DesignConfig
 

@@ -12,6 +12,7 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -147,18 +148,19 @@ def resolve_class_weights(dm: CompositionDataModule) -> None:
             task.class_weights = [round(float(w), 6) for w in weights]
 
 
+def datamodule_options(config: TrainConfig) -> dict[str, Any]:
+    """The keyword options of :class:`CompositionDataModule` that ``config`` sets (descriptor, seed, data
+    section): the one mapping from a training config to its datamodule (``fm train`` and ``fm-trainer``)."""
+    data = config.data
+    return {
+        "descriptor": Descriptor(config.descriptor), "val_ratio": data.val_ratio, "test_ratio": data.test_ratio,
+        "seed": config.seed, "split_seed": data.split_seed, "batch_size": data.batch_size,
+        "num_workers": data.num_workers, "allow_pickle": data.allow_pickle,
+    }  # fmt: skip
+
+
 def build_datamodule(config: TrainConfig, specs: list[TaskSpec] | None = None) -> CompositionDataModule:
-    return CompositionDataModule(
-        specs if specs is not None else config.task_specs(),
-        descriptor=Descriptor(config.descriptor),
-        val_ratio=config.data.val_ratio,
-        test_ratio=config.data.test_ratio,
-        seed=config.seed,
-        split_seed=config.data.split_seed,
-        batch_size=config.data.batch_size,
-        num_workers=config.data.num_workers,
-        allow_pickle=config.data.allow_pickle,
-    )
+    return CompositionDataModule(specs if specs is not None else config.task_specs(), **datamodule_options(config))
 
 
 def recorded_specs(specs: list[TaskSpec], config: TrainConfig) -> list[TaskSpec]:

@@ -125,6 +125,38 @@ def test_bad_training_config_is_one_line_naming_the_key(tmp_path, capsys, change
     assert not out.exists()  # refused before anything was written
 
 
+# A section of the wrong shape, in a config whose only task reads a data file that does not exist: the error names
+# the section and what was expected, so it came from the config check, before any data was read.
+SHAPE_CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
+    ("trainer_number", {"trainer": 5}, ("trainer: expected a mapping of settings, got 5",)),
+    ("model_list", {"model": [1]}, ("model: expected a mapping of settings, got [1]",)),
+    ("data_string", {"data": "x"}, ("data: expected a mapping of settings, got 'x'",)),
+    ("tasks_number", {"tasks": 3}, ("tasks: expected a list", "got 3")),
+    ("descriptor_number", {"descriptor": 4}, ("descriptor: expected a mapping of settings, got 4",)),
+    ("optimizer_list", {"optimizer": ["adam"]}, ("optimizer: expected a mapping of settings",)),
+    ("encoder_number", {"model": {"encoder": 3}}, ("model.encoder: expected a mapping of settings, got 3",)),
+    ("task_string", {"tasks": ["bulk_modulus"]}, ("tasks[0]: expected a mapping", "'bulk_modulus'")),
+    ("name_list", {"name": ["a"]}, ("name: expected a string",)),
+    ("unknown_section", {"trainr": {"max_epochs": 1}}, ("unknown key 'trainr'", "allowed:")),
+    ("unknown_task_key", {"tasks": [{"name": "y", "data_files": ["absent.csv"], "colour": 1}]},
+     ("task 'y': unknown key 'colour'", "allowed:")),
+    ("d_model_nhead", {"model": {"encoder": {"type": "transformer", "d_model": 30, "nhead": 4}}},
+     ("model.encoder.d_model (token width, 30) must be divisible by nhead (attention heads, 4)",)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("change, expected", [c[1:] for c in SHAPE_CASES], ids=[c[0] for c in SHAPE_CASES])
+def test_bad_section_is_one_named_line_before_any_data_loads(tmp_path, capsys, change, expected):
+    missing_data = {"name": "y", "data_files": ["absent.csv"]}  # reading it would fail with "not found"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(merged({**TRAIN, "tasks": [missing_data]}, change)))
+    out = tmp_path / "run"
+    code, err = run_cli(["train", "--config", str(config), "--out", str(out)], capsys)
+    assert_one_error(code, err, "config.yaml", *expected)
+    assert "absent.csv" not in err and "not found" not in err  # the data file was never opened
+    assert not out.exists()  # no run folder
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpu_asked_on_a_machine_without_one(tmp_path, capsys):
     config = tmp_path / "config.yaml"

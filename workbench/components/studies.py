@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fm_engine.cards import METRIC_LABELS
-from fm_engine.training.rehearsal import REHEARSAL_FILE
+from fm_engine.training.rehearsal import REHEARSAL_FILE, RehearsalConfig
 
 SCALING_FILE = "scaling.json"
 METRIC_NAMES = METRIC_LABELS | {"error": "error rate (1 - accuracy)"}
@@ -182,7 +182,7 @@ def steps_display(status: dict[str, Any]) -> pd.DataFrame:
 
 
 def replay_text(config: dict[str, Any]) -> str:
-    ratio = config.get("replay_ratio", 0.1)
+    ratio = config.get("replay_ratio", RehearsalConfig.replay_ratio)
     overrides = config.get("replay_ratios") or {}
     text = f"{float(ratio):.0%} of each earlier task's training compositions"
     if overrides:

@@ -12,18 +12,37 @@ import pandas as pd
 
 from fm_engine.cards import ModelCard
 from fm_engine.datasets import BundledDataset, BundledTask
-from fm_engine.training.config import DEFAULT_EMA_DECAY
+from fm_engine.models import AutoencoderConfig, EncoderConfig
+from fm_engine.training.config import (
+    DEFAULT_EMA_DECAY,
+    DataSection,
+    ModelSection,
+    OptimizerSection,
+    TrainConfig,
+    TrainerSection,
+)
+from fm_engine.training.rehearsal import RehearsalConfig
 
 MLP_PRESETS: dict[str, list[int]] = {
     "small": [128, 64],
-    "medium": [256, 128],
+    "medium": EncoderConfig().hidden_dims,  # the encoder's default
     "large": [512, 256],
 }
 TRANSFORMER_PRESETS: dict[str, dict[str, int]] = {
-    "small": {"d_model": 32, "num_layers": 2, "nhead": 4},
+    "small": {key: getattr(EncoderConfig, key) for key in ("d_model", "num_layers", "nhead")},  # the default
     "medium": {"d_model": 64, "num_layers": 3, "nhead": 4},
     "large": {"d_model": 128, "num_layers": 4, "nhead": 8},
 }
+SIZE_PRESET = "medium"  # the size the Train form starts with
+LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2]  # the choices of the learning-rate sliders
+BATCH_SIZES = [16, 32, 64, 128, 256, 512]
+# Where the Train form starts from other values than TrainConfig's defaults (shorter runs for interactive use,
+# weight averaging on as in the demo); every other setting starts at the TrainConfig default.
+FORM_TRAINER = TrainerSection(max_epochs=60, patience=15, ema_decay=DEFAULT_EMA_DECAY)
+FORM_DATA = DataSection(batch_size=128)
+REHEARSAL_TRAINER = TrainerSection(max_epochs=30, ema_decay=DEFAULT_EMA_DECAY)  # per step
+REHEARSAL_PRESET = "small"
+FINETUNE_EPOCHS = 20  # the fine-tune form's epoch limit (fm finetune keeps the original run's without one)
 TYPE_LABELS = {"regression": "number", "classification": "classes", "kernel_regression": "curve"}
 
 
@@ -117,47 +136,62 @@ def safe_file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name.strip()).strip("-.") or "task"
 
 
+def dims_text(dims: Sequence[int]) -> str:
+    """``[256, 128]`` -> ``"256, 128"`` (the text of the hidden-widths field)."""
+    return ", ".join(str(d) for d in dims)
+
+
 @dataclass
 class FormValues:
-    """What the Train form holds (widget values, not yet validated)."""
+    """What the Train form holds (widget values, not yet validated). The defaults are the form's starting
+    values: TrainConfig's defaults, except the :data:`FORM_TRAINER` / :data:`FORM_DATA` choices and the
+    :data:`SIZE_PRESET` sizes."""
 
-    name: str
-    bundled: list[str]
+    name: str = "my-model"
+    bundled: list[str] = field(default_factory=list)
     uploaded: list[str] = field(default_factory=list)
-    encoder: str = "mlp"
-    hidden_dims: str = "256, 128"
-    d_model: int = 32
-    num_layers: int = 2
-    nhead: int = 4
-    dropout: float = 0.0
-    loss_balancer: bool = False
-    autoencoder: bool = True
-    balanced_classes: bool = True
-    max_epochs: int = 60
-    patience: int = 15
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_averaging: bool = True
-    val_ratio: float = 0.1
-    test_ratio: float = 0.1
-    seed: int = 42
+    encoder: str = EncoderConfig.type
+    hidden_dims: str = dims_text(MLP_PRESETS[SIZE_PRESET])
+    d_model: int = TRANSFORMER_PRESETS[SIZE_PRESET]["d_model"]
+    num_layers: int = TRANSFORMER_PRESETS[SIZE_PRESET]["num_layers"]
+    nhead: int = TRANSFORMER_PRESETS[SIZE_PRESET]["nhead"]
+    dropout: float = EncoderConfig.dropout
+    loss_balancer: bool = ModelSection.loss_balancer
+    autoencoder: bool = AutoencoderConfig.enabled
+    balanced_classes: bool = True  # class_weights "balanced" for the chosen classification tasks
+    max_epochs: int = FORM_TRAINER.max_epochs
+    patience: int = FORM_TRAINER.patience
+    batch_size: int = FORM_DATA.batch_size
+    lr: float = OptimizerSection.lr
+    weight_averaging: bool = FORM_TRAINER.ema_decay is not None
+    val_ratio: float = FORM_DATA.val_ratio
+    test_ratio: float = FORM_DATA.test_ratio
+    seed: int = TrainConfig.seed
+
+
+def encoder_settings(values: FormValues) -> dict[str, Any]:
+    """The ``model.encoder`` section the form's model fields describe."""
+    if values.encoder == "mlp":
+        encoder: dict[str, Any] = {"type": "mlp", "hidden_dims": parse_hidden_dims(values.hidden_dims)}
+    else:
+        encoder = {"type": "transformer", "d_model": int(values.d_model), "num_layers": int(values.num_layers),
+                   "nhead": int(values.nhead), "dim_feedforward": 2 * int(values.d_model)}  # fmt: skip
+    encoder["dropout"] = float(values.dropout)
+    return encoder
 
 
 def validate(values: FormValues) -> list[str]:
-    """Readable problems with the form (empty if it can be submitted)."""
+    """Readable problems with the form (empty if it can be submitted); the model's sizes are checked by the
+    encoder config itself (e.g. the token width must be divisible by the number of attention heads)."""
     errors = []
     if not values.name.strip():
         errors.append("Give the run a name.")
     if not values.bundled and not values.uploaded:
         errors.append("Select at least one task to train.")
-    if values.encoder == "mlp":
-        try:
-            parse_hidden_dims(values.hidden_dims)
-        except ValueError as error:
-            errors.append(str(error))
-    elif values.d_model % values.nhead:
-        errors.append(f"Token width ({values.d_model}) must be divisible by the number of attention heads "
-                      f"({values.nhead}).")  # fmt: skip
+    try:
+        EncoderConfig(**encoder_settings(values))
+    except ValueError as error:
+        errors.append(str(error) if values.encoder == "mlp" else f"Transformer encoder: {error}.")
     if values.max_epochs < 1:
         errors.append("Train for at least 1 epoch.")
     if values.val_ratio + values.test_ratio >= 0.9:
@@ -185,12 +219,7 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
         if values.balanced_classes and entry.get("type") == "classification" and "class_weights" not in entry:
             entry["class_weights"] = "balanced"
         tasks.append(entry)
-    if values.encoder == "mlp":
-        encoder: dict[str, Any] = {"type": "mlp", "hidden_dims": parse_hidden_dims(values.hidden_dims)}
-    else:
-        encoder = {"type": "transformer", "d_model": int(values.d_model), "num_layers": int(values.num_layers),
-                   "nhead": int(values.nhead), "dim_feedforward": 2 * int(values.d_model)}  # fmt: skip
-    encoder["dropout"] = float(values.dropout)
+    encoder = encoder_settings(values)
     return {
         "name": values.name.strip(),
         "seed": int(values.seed),
@@ -210,7 +239,7 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
             "max_epochs": int(values.max_epochs),
             "patience": int(values.patience),
             "progress_bar": False,
-            "ema_decay": DEFAULT_EMA_DECAY if values.weight_averaging else None,
+            "ema_decay": FORM_TRAINER.ema_decay if values.weight_averaging else None,
         },
     }
 
@@ -302,20 +331,21 @@ def validate_finetune(name: str, source: Any, tasks: Sequence[str], max_epochs: 
 # ----------------------------------------------------------------------------------------------- rehearsal
 @dataclass
 class RehearsalValues:
-    """What the rehearsal form holds: tasks in learning order, replay and per-step training settings."""
+    """What the rehearsal form holds: tasks in learning order, replay and per-step training settings (defaults:
+    the form's starting values)."""
 
-    name: str
-    tasks: list[str]
-    replay_ratio: float = 0.1
-    encoder: str = "mlp"
-    preset: str = "small"
-    max_epochs: int = 30
-    patience: int = 10
-    batch_size: int = 128
-    lr: float = 2e-3
-    autoencoder: bool = True
+    name: str = "rehearsal"
+    tasks: list[str] = field(default_factory=list)
+    replay_ratio: float = RehearsalConfig.replay_ratio
+    encoder: str = EncoderConfig.type
+    preset: str = REHEARSAL_PRESET
+    max_epochs: int = REHEARSAL_TRAINER.max_epochs
+    patience: int = REHEARSAL_TRAINER.patience
+    batch_size: int = FORM_DATA.batch_size
+    lr: float = OptimizerSection.lr
+    autoencoder: bool = AutoencoderConfig.enabled
     balanced_classes: bool = True
-    seed: int = 42
+    seed: int = TrainConfig.seed
 
 
 def validate_rehearsal(values: RehearsalValues) -> list[str]:
@@ -338,7 +368,7 @@ def validate_rehearsal(values: RehearsalValues) -> list[str]:
 def encoder_values(encoder: str, preset: str) -> dict[str, Any]:
     """The size fields of ``FormValues`` for an encoder type and a size preset (as the Train form fills them)."""
     if encoder == "mlp":
-        return {"encoder": "mlp", "hidden_dims": ", ".join(str(d) for d in MLP_PRESETS[preset])}
+        return {"encoder": "mlp", "hidden_dims": dims_text(MLP_PRESETS[preset])}
     return {"encoder": "transformer", **TRANSFORMER_PRESETS[preset]}
 
 
@@ -349,6 +379,7 @@ def build_rehearsal_config(values: RehearsalValues, classification: Sequence[str
         name=values.name, bundled=list(values.tasks), **encoder_values(values.encoder, values.preset),
         autoencoder=values.autoencoder, balanced_classes=values.balanced_classes, max_epochs=values.max_epochs,
         patience=values.patience, batch_size=values.batch_size, lr=values.lr, seed=values.seed,
+        weight_averaging=REHEARSAL_TRAINER.ema_decay is not None,
     )  # fmt: skip
     config = build_config(form, classification=classification)
     return {

@@ -1,0 +1,72 @@
+"""The Train page's forms start from TrainConfig's defaults: only the deliberate form choices (shorter runs, a
+smaller batch, weight averaging on) differ, field by field; the widgets show exactly the form's start values."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from fm_engine.training import TrainConfig
+from fm_engine.training.rehearsal import RehearsalConfig
+from tests.training.test_defaults import differences
+from tests.workbench.conftest import open_page
+from workbench.components.train_form import (
+    FORM_DATA,
+    FORM_TRAINER,
+    MLP_PRESETS,
+    REHEARSAL_TRAINER,
+    FormValues,
+    RehearsalValues,
+    build_config,
+    build_rehearsal_config,
+)
+
+FORM_CHOICES = {  # where the forms deliberately start elsewhere than TrainConfig's defaults
+    "trainer.max_epochs": FORM_TRAINER.max_epochs,
+    "trainer.patience": FORM_TRAINER.patience,
+    "trainer.ema_decay": FORM_TRAINER.ema_decay,
+    "trainer.progress_bar": False,  # runs in a background process
+    "data.batch_size": FORM_DATA.batch_size,
+}
+
+
+def test_train_form_starts_from_the_config_defaults():
+    config = TrainConfig.from_dict(build_config(FormValues(bundled=["band_gap"])))
+    assert differences(config) == {"name": FormValues().name, **FORM_CHOICES}
+    assert config.seed == TrainConfig(tasks=config.tasks).seed
+
+
+def test_rehearsal_form_starts_from_the_config_defaults():
+    config = RehearsalConfig.from_dict(build_rehearsal_config(RehearsalValues(tasks=["band_gap", "hea_phase"])))
+    assert config.replay_ratio == RehearsalConfig(train=config.train).replay_ratio
+    choices = {key: value for key, value in FORM_CHOICES.items() if key != "trainer.patience"}  # the default's
+    assert REHEARSAL_TRAINER.patience == TrainConfig(tasks=config.train.tasks).trainer.patience
+    assert differences(config.train) == {
+        "name": RehearsalValues().name, **choices, "trainer.max_epochs": REHEARSAL_TRAINER.max_epochs,
+        "model.encoder.hidden_dims": MLP_PRESETS["small"],
+    }  # fmt: skip
+
+
+TRAIN_WIDGETS = {  # widget key -> FormValues field
+    "train_name": "name", "train_seed": "seed", "train_hidden_dims": "hidden_dims", "train_dropout": "dropout",
+    "train_balancer": "loss_balancer", "train_autoencoder": "autoencoder", "train_balanced": "balanced_classes",
+    "train_epochs": "max_epochs", "train_patience": "patience", "train_batch": "batch_size", "train_lr": "lr",
+    "train_ema": "weight_averaging", "train_val": "val_ratio", "train_test": "test_ratio",
+}  # fmt: skip
+REHEARSAL_WIDGETS = {  # widget key -> RehearsalValues field
+    "rehearsal_name": "name", "rehearsal_seed": "seed", "rehearsal_replay": "replay_ratio",
+    "rehearsal_preset": "preset", "rehearsal_autoencoder": "autoencoder", "rehearsal_balanced": "balanced_classes",
+    "rehearsal_epochs": "max_epochs", "rehearsal_patience": "patience", "rehearsal_batch": "batch_size",
+    "rehearsal_lr": "lr",
+}  # fmt: skip
+
+
+def test_page_widgets_show_the_form_start_values(workspace: Path):
+    at = open_page("train")
+    form, rehearsal = asdict(FormValues()), asdict(RehearsalValues())
+    shown = {field: at.session_state[key] for key, field in TRAIN_WIDGETS.items()}
+    assert shown == {field: form[field] for field in TRAIN_WIDGETS.values()}
+    shown = {field: at.session_state[key] for key, field in REHEARSAL_WIDGETS.items()}
+    assert shown == {field: rehearsal[field] for field in REHEARSAL_WIDGETS.values()}
+    assert at.session_state["train_encoder"] == "MLP" and FormValues().encoder == "mlp"
+    assert not at.warning and not at.exception
