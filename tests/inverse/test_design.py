@@ -44,8 +44,8 @@ def seed_weights() -> np.ndarray:
 )
 def test_objective_improves_for_every_target_kind(checkpoint, target):
     seeds = seed_weights()
-    run = optimize_composition(checkpoint.model, [target], seeds=seeds, steps=150, lr=0.05,
-                               constraints=DesignConstraints(seed_blend=0.9))  # fmt: skip
+    config = DesignConfig(targets=[target], steps=150, lr=0.05, constraints=DesignConstraints(seed_blend=0.9))
+    run = optimize_composition(checkpoint.model, config, seeds=seeds)
     before = objective_of(checkpoint, [target], seeds)
     after = objective_of(checkpoint, [target], run.weights)
     assert after.mean() < before.mean()
@@ -119,7 +119,8 @@ def test_element_step_scale_really_slows_an_element(checkpoint):
         constraints = DesignConstraints(
             allowed_elements=["Fe", "Ni", "Co", "Cr", "W"], element_step_scale={"Fe": scale}, seed_blend=0.9
         )
-        run = optimize_composition(checkpoint.model, target, seeds=seeds, constraints=constraints, steps=60, lr=0.05)
+        config = DesignConfig(targets=target, constraints=constraints, steps=60, lr=0.05)
+        run = optimize_composition(checkpoint.model, config, seeds=seeds)
         return float(np.abs(run.weights[:, 25] - seeds[:, 25]).mean())  # Fe
 
     assert fe_change(0.1) < 0.5 * fe_change(1.0)
@@ -128,15 +129,17 @@ def test_element_step_scale_really_slows_an_element(checkpoint):
 def test_seed_blend_lets_new_elements_enter_and_diversity_scale_sparsifies(checkpoint):
     target = [Target(task="bulk_modulus", direction="high")]
     seeds = seed_weights()
-    strict = optimize_composition(checkpoint.model, target, seeds=seeds, steps=100, lr=0.05,
-                                  constraints=DesignConstraints(seed_blend=1.0))  # fmt: skip
-    assert ((strict.weights > 0) <= (seeds > 0)).all()  # no element outside each seed
-    blended = optimize_composition(checkpoint.model, target, seeds=seeds, steps=100, lr=0.05,
-                                   constraints=DesignConstraints(seed_blend=0.8))  # fmt: skip
-    assert ((blended.weights > 0) & (seeds == 0)).any()  # new elements entered
-    sparse = optimize_composition(checkpoint.model, target, seeds=seeds, steps=100, lr=0.05,
-                                  constraints=DesignConstraints(seed_blend=0.8, diversity_scale=0.0))  # fmt: skip
-    assert (sparse.weights > 0).sum(axis=1).mean() < (blended.weights > 0).sum(axis=1).mean()
+
+    def designed(**constraints: float) -> np.ndarray:
+        config = DesignConfig(targets=target, steps=100, lr=0.05, constraints=DesignConstraints(**constraints))
+        return optimize_composition(checkpoint.model, config, seeds=seeds).weights
+
+    strict = designed(seed_blend=1.0)
+    assert ((strict > 0) <= (seeds > 0)).all()  # no element outside each seed
+    blended = designed(seed_blend=0.8)
+    assert ((blended > 0) & (seeds == 0)).any()  # new elements entered
+    sparse = designed(seed_blend=0.8, diversity_scale=0.0)
+    assert (sparse > 0).sum(axis=1).mean() < (blended > 0).sum(axis=1).mean()
 
 
 def test_fm_design_cli_writes_every_output_and_replays(tiny_run, tmp_path, capsys):
