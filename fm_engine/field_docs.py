@@ -65,7 +65,7 @@ def yaml_reference(instance: Any, *, indent: int = 0, skip: tuple[str, ...] = ()
         if not help_text:
             lines.append(entry)
             continue
-        comment = textwrap.wrap(help_text, WIDTH - COMMENT_COLUMN - 2)
+        comment = textwrap.wrap(help_text, WIDTH - COMMENT_COLUMN - 2, break_on_hyphens=False)
         lines.append(f"{entry.ljust(COMMENT_COLUMN - 1)} # {comment[0]}")
         lines += [f"{' ' * COMMENT_COLUMN}# {line}" for line in comment[1:]]
     return lines
