@@ -118,21 +118,20 @@ def seed_and_run_inputs(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     left, middle, right = st.columns(3)
     with left:
         source = kept_setting(st.radio, "Seeds", "design_seed_source", "seeds.source",
-                              options=["data", "formulas", "random"], horizontal=True)  # fmt: skip
+                              options=design.choices("seeds.source"), horizontal=True)  # fmt: skip
         n = kept_setting(st.number_input, "Number of seeds / starts", "design_seed_n", "seeds.n", min_value=1,
                          max_value=512, step=1)  # fmt: skip
         seeds = {"source": source, "n": int(n)}
         if source == "data":
             seeds["strategy"] = kept_setting(st.selectbox, "Pick from the data", "design_seed_strategy",
-                                             "seeds.strategy", options=["best", "random"])  # fmt: skip
+                                             "seeds.strategy", options=design.choices("seeds.strategy"))  # fmt: skip
             seeds["split"] = kept_setting(st.selectbox, "Split", "design_seed_split", "seeds.split",
-                                          options=["all", "train", "val", "test"])  # fmt: skip
+                                          options=design.choices("seeds.split"))  # fmt: skip
         elif source == "formulas":
             seeds["formulas"] = kept(st.text_area, "Seed formulas (one per line)", "design_seed_formulas", "",
                                      placeholder="Fe0.7Ni0.2Cr0.1\nTiZrNbHf")  # fmt: skip
-    methods = ["composition", "latent"] if model.autoencoder is not None else ["composition"]
     with middle:
-        settings = {"method": kept_setting(st.radio, "Method", "design_method", "method", options=methods,
+        settings = {"method": kept_setting(st.radio, "Method", "design_method", "method", options=design.methods(model),
                                            horizontal=True)}  # fmt: skip
         if settings["method"] == "latent":
             settings["ae_align_scale"] = float(kept_setting(

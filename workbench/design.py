@@ -4,6 +4,7 @@ values -> a checked ``DesignConfig``, a run with a progress bar, and what the re
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from fm_engine.elements import element_symbols
 from fm_engine.field_docs import field_help
 from fm_engine.inverse import DesignConfig, DesignResult, SeedConfig, Target, element_presets, run_design
 from fm_engine.inverse.report import design_figures, seed_elements
+from fm_engine.inverse.seeds import SPLITS
 from fm_engine.models import FlexibleMultiTaskModel
 from workbench import state
 from workbench.components.kept import KeptForm
@@ -44,13 +46,30 @@ def setting(path: str) -> tuple[Any, str]:
     return getattr(owner, name), field_help(type(owner), name)
 
 
+def choices(path: str) -> list[Any]:
+    """The values the DesignConfig setting at ``path`` may take, in order (its ``Literal`` type; seed splits)."""
+    if path == "seeds.split":
+        return list(SPLITS)
+    owner: Any = DesignConfig
+    *parents, name = path.split(".")
+    for part in parents:
+        owner = typing.get_type_hints(owner)[part]
+    return list(typing.get_args(typing.get_type_hints(owner)[name]))
+
+
+def methods(model: FlexibleMultiTaskModel) -> list[str]:
+    """The design methods a model supports (the latent one needs its autoencoder head)."""
+    return [m for m in choices("method") if m != "latent" or model.autoencoder is not None]
+
+
 def kept_setting(
     factory: Callable[..., Any], label: str, key: str, path: str, *, none_as: Any = None, **kwargs: Any
 ) -> Any:
     """A kept widget for the DesignConfig setting at ``path``: its default and help text come from there
     (a ``None`` default is shown as ``none_as``, e.g. 0 = no cap)."""
     default, help_text = setting(path)
-    return FORM.widget(factory, label, key, none_as if default is None else default, help=help_text, **kwargs)
+    shown = none_as if default is None else default
+    return FORM.widget(factory, label, key, shown, help=help_text, **kwargs)
 
 
 def task_scale(model: FlexibleMultiTaskModel, task: str) -> tuple[float, float, float]:

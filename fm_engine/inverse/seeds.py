@@ -19,6 +19,7 @@ from fm_engine.inverse.constraints import DesignConstraints
 from fm_engine.inverse.targets import Target
 
 MAX_SEEDS = 10_000  # seeds or random starts of one design run
+SPLITS = ("all", "train", "val", "test")  # the splits data seeds may come from
 
 
 @with_field_docs
@@ -40,7 +41,7 @@ class SeedConfig:
         help="data: best = the n compositions with the lowest objective, one per element system; random = n "
         "compositions drawn at random (random_seed).",
     )
-    split: str = documented(default="all", help="data: the compositions of which split: all, train, val or test.")
+    split: str = documented(default="all", help=f"data: the compositions of which split: {', '.join(SPLITS)}.")
     formulas: list[str] = documented(default_factory=list, help="formulas: the seed formulas, one start each.")
 
     def __post_init__(self) -> None:
@@ -49,8 +50,8 @@ class SeedConfig:
         if self.strategy not in ("best", "random"):
             raise ValueError(f"seeds.strategy must be best or random, not '{self.strategy}'")
         check_range("seeds.n", self.n, low=1, high=MAX_SEEDS)
-        if self.split not in ("all", "train", "val", "test"):
-            raise ValueError(f"seeds.split: expected one of all, train, val, test, got {self.split!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"seeds.split: expected one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.source == "formulas" and not self.formulas:
             raise ValueError("seeds.source 'formulas' needs seeds.formulas")
 
