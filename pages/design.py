@@ -235,10 +235,10 @@ def main() -> None:
     result = state.get(state.DESIGN_RESULT)
     if result is None:
         return
-    result_checkpoint_, warning = design.result_checkpoint(result, checkpoint)
+    made_with, warning = design.result_checkpoint(result, checkpoint)
     if warning:
         st.warning(warning)
-    show_results(result, result_checkpoint_)
+    show_results(result, made_with)
 
 
 main()
