@@ -16,6 +16,7 @@ bench/results/demo_run once). Prints figures; writes bench/results/design_speed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -24,7 +25,14 @@ import numpy as np
 from _common import OtherLoad, environment, print_environment, write_result
 
 from fm_engine.checkpoints import LoadedCheckpoint, load_checkpoint
-from fm_engine.inverse import DesignConstraints, Target, optimize_composition, optimize_latent
+from fm_engine.inverse import (
+    DesignConfig,
+    DesignConstraints,
+    SeedConfig,
+    Target,
+    optimize_composition,
+    optimize_latent,
+)
 from fm_engine.inverse.design import objective_of
 from fm_engine.predict import predict_weights
 
@@ -71,10 +79,10 @@ def main() -> None:
     rows = {}
     with OtherLoad() as load:
         for name, constraints in (("unconstrained", DesignConstraints()), ("constrained", constrained)):
-            optimize_composition(model, targets, constraints=constraints, n_starts=64, steps=20)  # warm-up
-            seconds, run = timed(
-                lambda c=constraints: optimize_composition(model, targets, constraints=c, n_starts=64, steps=300)
-            )
+            config = DesignConfig(targets=targets, constraints=constraints, seeds=SeedConfig(n=64), steps=300,
+                                  record_trajectory=False)  # fmt: skip
+            optimize_composition(model, dataclasses.replace(config, steps=20))  # warm-up
+            seconds, run = timed(lambda c=config: optimize_composition(model, c))
             objective = objective_of(checkpoint, targets, run.weights)
             violations = sum(bool(constraints.check_recipe(w)) for w in run.weights)
             rows[name] = {
@@ -87,8 +95,10 @@ def main() -> None:
                 ),
                 "constraint_violations": violations,
             }
-        optimize_latent(model, targets, n_starts=64, steps=20)
-        seconds, latent = timed(lambda: optimize_latent(model, targets, n_starts=64, steps=300, ae_align_scale=0.5))
+        latent_config = DesignConfig(targets=targets, method="latent", seeds=SeedConfig(n=64), steps=300,
+                                     ae_align_scale=0.5, record_trajectory=False)  # fmt: skip
+        optimize_latent(model, dataclasses.replace(latent_config, steps=20))  # warm-up
+        seconds, latent = timed(lambda: optimize_latent(model, latent_config))
         recipe_objective = objective_of(checkpoint, targets, latent.weights)
         scaler = model.config.scalers["bulk_modulus"]
         recipe_values = predict_weights(model, latent.weights)["bulk_modulus"]

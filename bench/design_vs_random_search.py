@@ -17,7 +17,7 @@ import numpy as np
 from _common import write_result
 from design_speed import setup_from_cli
 
-from fm_engine.inverse import DesignConstraints, Target, optimize_composition
+from fm_engine.inverse import DesignConfig, DesignConstraints, SeedConfig, Target, optimize_composition
 from fm_engine.inverse.design import objective_of
 
 ROWS, STEPS = 8, 1200  # a budget of 9,600 model evaluations: a few starts, many steps
@@ -45,8 +45,9 @@ SCENARIOS = {
 def compare(checkpoint, targets: list[Target], constraints: DesignConstraints) -> dict[str, float | int | None]:  # noqa: ANN001
     budget = ROWS * STEPS
     start = time.perf_counter()
-    run = optimize_composition(checkpoint.model, targets, constraints=constraints, n_starts=ROWS, steps=STEPS,
-                               record_trajectory=True, polish_fraction=0.0)  # fmt: skip
+    config = DesignConfig(targets=targets, constraints=constraints, seeds=SeedConfig(n=ROWS), steps=STEPS,
+                          record_trajectory=True, polish_fraction=0.0)  # fmt: skip
+    run = optimize_composition(checkpoint.model, config)
     gradient_seconds = time.perf_counter() - start
     best_by_step = np.minimum.accumulate([min(record["objective"]) for record in run.trajectory])
     rng = np.random.default_rng(0)

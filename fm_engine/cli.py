@@ -10,7 +10,7 @@ import sys
 import traceback
 import typing
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fm_engine.config import check_range, one_line
@@ -272,38 +272,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-DESIGN_HELP = """\
-DESIGN.yaml keys (an unknown key is an error; units are the tasks' physical units):
+DESIGN_TARGETS_HELP = """\
+DESIGN.yaml keys (an unknown key is an error; units are the tasks' physical units; the values shown are the
+defaults):
 
-targets:                       # one entry per task, each with a weight (default 1)
-  - {task: bulk_modulus, value: 250}            # hit a value
-  - {task: band_gap, direction: low}             # high or low
-  - {task: shear_modulus, range: [80, 120]}      # stay inside [lo, hi]
-  - {task: hea_phase, classes: [BCC], direction: high}   # raise (high) / lower (low) P(classes)
-  - {task: yield_strength, points: [[300, 1500], [1000, 900]]}   # curve through (t, y) points
-method: composition            # or latent (needs the autoencoder; uses ae_align_scale)
-constraints:
-  allowed_elements: all        # list of symbols, or all / alloy_palette / no_toxic_no_radioactive / no_critical
-  max_elements: null           # at most K elements per recipe
-  annealing_scale: 0.5         # [0, 1]: start temperature 25**scale of the soft top-K
-  fixed_amounts: {}            # {Al: 0.1}: exact atomic fractions
-  min_nonzero_weight: 0.0      # no element below this fraction
-  element_step_scale: 1.0      # float or {Fe: 0.2}; 0 locks an element at its seed amount
-  seed_blend: 0.95             # share of the seed in each start (rest: uniform over allowed elements)
-  diversity_scale: 1.0         # [0, 1]: adds (1 - d) * entropy; small values favour fewer elements
-seeds:
-  source: data                 # data (training compositions) / formulas / random
-  n: 16                        # seeds or random starts
-  strategy: best               # data: best (by objective, one per element system) / random
-  split: all                   # data: all / train / val / test
-  formulas: []                 # formulas: explicit seed formulas
-steps: 300
-lr: 0.2
-random_seed: 0
-ae_align_scale: 0.5            # latent path: pull toward the autoencoder manifold, [0, 1]
-polish_fraction: 0.2           # composition path: share of steps spent on the final support
-record_trajectory: true
+targets:                       # one entry per task, each with a weight (default {weight:g})
+  - {{task: bulk_modulus, value: 250}}            # hit a value
+  - {{task: band_gap, direction: low}}             # high or low
+  - {{task: shear_modulus, range: [80, 120]}}      # stay inside [lo, hi]
+  - {{task: hea_phase, classes: [BCC], direction: high}}   # raise (high) / lower (low) P(classes)
+  - {{task: yield_strength, points: [[300, 1500], [1000, 900]]}}   # curve through (t, y) points
 """
+
+
+def design_help() -> str:
+    """The ``fm design --help`` reference of the config keys, made from :class:`DesignConfig` (defaults and
+    help texts written once, there)."""
+    from fm_engine.field_docs import yaml_reference
+    from fm_engine.inverse import DesignConfig, Target
+
+    defaults = DesignConfig(targets=[])
+    lines = yaml_reference(defaults, skip=("targets",))
+    return DESIGN_TARGETS_HELP.format(weight=Target.weight) + "\n".join(lines) + "\n"
 
 
 def _cmd_design(args: argparse.Namespace) -> int:
@@ -425,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(handler=_cmd_predict)
 
     design = commands.add_parser(
-        "design", help="design compositions that hit property targets", epilog=DESIGN_HELP,
+        "design", help="design compositions that hit property targets", epilog_from=design_help,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     design.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
@@ -475,7 +465,18 @@ def describe_error(error: BaseException) -> tuple[str, int]:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with its errors on one line (``error: ...``), like every other error of ``fm``."""
+    """argparse with its errors on one line (``error: ...``), like every other error of ``fm``; ``epilog_from``
+    makes the epilog when help is shown (so that building the parser imports nothing heavy)."""
+
+    def __init__(self, *args: typing.Any, epilog_from: Callable[[], str] | None = None,
+                 **kwargs: typing.Any) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self.epilog_from = epilog_from
+
+    def format_help(self) -> str:
+        if self.epilog_from is not None:
+            self.epilog = self.epilog_from()
+        return super().format_help()
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(EXIT_INPUT, f"error: {self.prog}: {one_line(message)} (see {self.prog} --help)\n")

@@ -10,6 +10,7 @@ import torch
 
 from fm_engine.applicability import distance_column, distance_columns, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
+from fm_engine.columns import curve_column
 from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, ParsedBatch, find_composition_column, parse_many
 from fm_engine.descriptors import Descriptor, check_weight_rows
 from fm_engine.models import FlexibleMultiTaskModel
@@ -93,8 +94,8 @@ def check_t_grid(model: FlexibleMultiTaskModel, task: str, values: Sequence[floa
             raise ValueError(
                 f"t grid of task '{task}': {value:g}{unit} is outside the physical range [{low:g}, {high:g}]{unit}"
             )
-    names = [f"{t:g}" for t in grid]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    names = [curve_column(task, t) for t in grid]
+    repeated = sorted({f"{t:g}" for t, name in zip(grid, names, strict=True) if names.count(name) > 1})
     if repeated:
         raise ValueError(f"t grid of task '{task}': {', '.join(repeated)} given twice (each value is one column)")
     return grid
@@ -156,7 +157,7 @@ def prediction_columns(model: FlexibleMultiTaskModel, grids: Mapping[str, np.nda
         if task.type is TaskType.CLASSIFICATION:
             columns[name] = [name] + [f"{name}_proba_{label}" for label in task.classes or []]
         elif task.type is TaskType.KERNEL_REGRESSION:
-            columns[name] = [f"{name}@{t:g}" for t in grids[name]]
+            columns[name] = [curve_column(name, t) for t in grids[name]]
         elif model.config.scalers[name].output_dim > 1:
             columns[name] = [f"{name}_{i}" for i in range(model.config.scalers[name].output_dim)]
         else:

@@ -19,9 +19,9 @@ really slows that element (scaling the gradient would be undone by Adam's normal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,13 +29,15 @@ import torch
 from fm_engine.descriptors import Descriptor
 from fm_engine.elements import element_index, element_symbols
 from fm_engine.inverse.constraints import DesignConstraints
+from fm_engine.inverse.descent import ProgressCallback, evaluating, set_gradient, start_rows, trajectory_point
 from fm_engine.inverse.targets import Target, curve_points, target_terms, validate_targets
 from fm_engine.models import FlexibleMultiTaskModel
 
+if TYPE_CHECKING:
+    from fm_engine.inverse.design import DesignConfig
+
 TRACE = 1e-3  # free fractions below this (0.1 at.%) are dropped from final recipes when there is no floor
 TAU_END = 0.01
-
-ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass
@@ -87,66 +89,26 @@ class DesignObjective:
         return terms.sum(dim=1) + self.entropy_weight * entropy(w), terms
 
 
-@contextmanager
-def evaluating(model: FlexibleMultiTaskModel) -> Iterator[None]:
-    """The model in eval mode for a design, without writing to a model that is already in eval mode.
-
-    A loaded checkpoint is shared by every workbench session (one cached model, one script thread per session):
-    a design never changes its flags (no ``requires_grad_``, no ``train()``; gradients are taken with respect to
-    the design variables only), so designs running at the same time cannot see each other's changes."""
-    if not model.training:
-        yield
-        return
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(True)
-
-
-def set_gradient(loss: torch.Tensor, parameter: torch.Tensor) -> None:
-    """``parameter.grad`` = d loss / d parameter, and nothing else: no gradient is computed for, or left on,
-    the model's weights (``backward()`` would accumulate into the shared model's ``.grad``)."""
-    (parameter.grad,) = torch.autograd.grad(loss, [parameter])
-
-
 def optimize_composition(
     model: FlexibleMultiTaskModel,
-    targets: Sequence[Target],
+    config: DesignConfig,
     *,
-    constraints: DesignConstraints | None = None,
     seeds: np.ndarray | None = None,
-    n_starts: int = 16,
-    steps: int = 300,
-    lr: float = 0.2,
-    random_seed: int = 0,
-    polish_fraction: float = 0.2,
-    record_trajectory: bool = False,
     progress: ProgressCallback | None = None,
 ) -> CompositionRun:
-    """Design recipes by descending on element fractions. ``seeds`` (B, 94) atomic-fraction rows, or
-    ``n_starts`` random starts. Returns exact final recipes that satisfy every hard constraint."""
-    constraints = constraints or DesignConstraints()
-    constraints.validate(has_seeds=seeds is not None)
-    if steps < 2:
-        raise ValueError("steps must be >= 2")
-    if not 0.0 <= polish_fraction < 1.0:
-        raise ValueError("polish_fraction must be in [0, 1)")
-    objective = DesignObjective(model, targets, constraints.diversity_scale)
+    """Design recipes for ``config`` (its targets, constraints, steps, lr, random seed, polish fraction) by
+    descending on element fractions, from ``seeds`` (B, 94) atomic-fraction rows or ``config.seeds.n`` random
+    starts. Returns exact final recipes that satisfy every hard constraint."""
+    constraints = config.constraints
+    seeds, n_rows = start_rows(config, seeds)
+    steps, polish_fraction = config.steps, config.polish_fraction
+    objective = DesignObjective(model, config.targets, constraints.diversity_scale)
     symbols = element_symbols()
     index = element_index()
     n_elements = len(symbols)
-    generator = torch.Generator().manual_seed(random_seed)
+    generator = torch.Generator().manual_seed(config.random_seed)
 
     # ---- pinned amounts (fixed everywhere, locked at each seed's amount)
-    if seeds is not None:
-        seeds = np.asarray(seeds, dtype=np.float64)
-        if seeds.ndim != 2 or seeds.shape[1] != n_elements or len(seeds) == 0:
-            raise ValueError(f"seeds must be (n, {n_elements}) weight rows")
-        seeds = seeds / seeds.sum(axis=1, keepdims=True)
-    n_rows = len(seeds) if seeds is not None else int(n_starts)
-    if n_rows < 1:
-        raise ValueError("n_starts must be >= 1")
     pinned = np.zeros((n_rows, n_elements))
     for symbol, amount in constraints.fixed_amounts.items():
         pinned[:, index[symbol]] = float(amount)
@@ -201,7 +163,7 @@ def optimize_composition(
                 q = q / q.sum(dim=-1, keepdim=True)
             return pinned_t + mass_t * q
 
-        optimizer = torch.optim.Adam([logits], lr=lr)
+        optimizer = torch.optim.Adam([logits], lr=config.lr)
         schedule = _cosine(optimizer, steps_descent)
         for step in range(steps_descent):
             tau = tau_start * (TAU_END / tau_start) ** (step / max(steps_descent - 1, 1))
@@ -211,8 +173,8 @@ def optimize_composition(
             set_gradient(loss_rows.sum(), logits)
             _scaled_step(optimizer, logits, scales, free_t)
             schedule.step()
-            if record_trajectory:
-                trajectory.append(_snapshot(step, loss_rows, terms, objective.tasks))
+            if config.record_trajectory:
+                trajectory.append(trajectory_point(step, loss_rows, terms, objective.tasks))
             if progress is not None:
                 progress(step + 1, steps)
 
@@ -229,7 +191,7 @@ def optimize_composition(
             share = torch.softmax(torch.where(support_t, phi_rows, neg_inf), dim=-1)
             return pinned_t + floor * support_t.float() + spare * share
 
-        optimizer = torch.optim.Adam([phi], lr=lr)
+        optimizer = torch.optim.Adam([phi], lr=config.lr)
         schedule = _cosine(optimizer, steps_polish)
         for step in range(steps_polish):
             optimizer.zero_grad(set_to_none=True)
@@ -237,8 +199,8 @@ def optimize_composition(
             set_gradient(loss_rows.sum(), phi)
             _scaled_step(optimizer, phi, scales, support_t)
             schedule.step()
-            if record_trajectory:
-                trajectory.append(_snapshot(steps_descent + step, loss_rows, terms, objective.tasks))
+            if config.record_trajectory:
+                trajectory.append(trajectory_point(steps_descent + step, loss_rows, terms, objective.tasks))
             if progress is not None:
                 progress(steps_descent + step + 1, steps)
 
@@ -284,13 +246,6 @@ def _scaled_step(
         q = torch.where(absorbing, q * factor.clamp_min(0), q).clamp_min(1e-30) * mask
         q = q / q.sum(dim=-1, keepdim=True)
         parameter.copy_(torch.where(mask, torch.log(q.clamp_min(1e-30)), parameter))
-
-
-def _snapshot(step: int, loss_rows: torch.Tensor, terms: torch.Tensor, tasks: list[str]) -> dict[str, list[float]]:
-    record = {"step": [float(step)], "objective": loss_rows.detach().tolist()}
-    for j, task in enumerate(tasks):
-        record[task] = terms[:, j].detach().tolist()
-    return record
 
 
 def _choose_support(

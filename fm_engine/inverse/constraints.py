@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from fm_engine.elements import element_index, element_symbols
+from fm_engine.field_docs import documented, with_field_docs
 
 # Presets for allowed_elements (symbols are checked against the element table at import time).
 ALLOY_PALETTE = (
@@ -35,32 +36,55 @@ def element_presets() -> dict[str, list[str]]:
     }
 
 
+@with_field_docs
 @dataclass
 class DesignConstraints:
-    """Hard constraints (allowed elements, max elements, fixed amounts, floor) and descent knobs.
+    """Hard constraints on every final recipe (allowed elements, element cap, fixed amounts, floor) and the knobs
+    of the descent (annealing, per-element step, seed blend, diversity). Amounts are atomic fractions (0.1 =
+    10 at.%)."""
 
-    Attributes:
-        allowed_elements: symbols, or a preset name (``all``, ``alloy_palette``,
-            ``no_toxic_no_radioactive``, ``no_critical``). A hard whitelist.
-        max_elements: at most this many elements in a recipe (``None``: no cap).
-        annealing_scale: in [0, 1]; starting temperature ``25**annealing_scale`` of the soft top-K.
-        fixed_amounts: ``{symbol: atomic fraction}``, exact in every final recipe.
-        min_nonzero_weight: no element of a recipe below this atomic fraction.
-        element_step_scale: a float or ``{symbol: float}`` in [0, 1]: 0 locks an element at its seed
-            amount, values in between slow it down (scales the optimizer's update, not the gradient).
-        seed_blend: share of the seed in a start ``w0 = b * seed + (1 - b) * uniform(allowed)``.
-        diversity_scale: in [0, 1]; adds ``(1 - d) * H(w)`` (entropy) to the objective: small values
-            favour recipes with few elements.
-    """
-
-    allowed_elements: list[str] | str = "all"
-    max_elements: int | None = None
-    annealing_scale: float = 0.5
-    fixed_amounts: dict[str, float] = field(default_factory=dict)
-    min_nonzero_weight: float = 0.0
-    element_step_scale: float | dict[str, float] = 1.0
-    seed_blend: float = 0.95
-    diversity_scale: float = 1.0
+    allowed_elements: list[str] | str = documented(
+        default="all",
+        help="The elements a recipe may contain (a hard whitelist): a list of symbols or a preset: all, "
+        "alloy_palette, no_toxic_no_radioactive, no_critical.",
+    )
+    max_elements: int | None = documented(
+        default=None,
+        help="At most this many elements in a recipe, fixed and locked ones included; null (0 on the form) = no cap.",
+    )
+    annealing_scale: float = documented(
+        default=0.5,
+        help="How late the element cap (max_elements) bites, in [0, 1]: the soft top-K membership starts at "
+        "temperature 25**annealing_scale and cools to 0.01. 0: starts at 1, the cap bites from the first steps; "
+        "1: starts at 25, all allowed elements compete freely at first. No effect without max_elements.",
+    )
+    fixed_amounts: dict[str, float] = documented(
+        default_factory=dict,
+        help="{symbol: atomic fraction in (0, 1)}, exact in every final recipe, e.g. {Al: 0.1} = 10 at.% Al.",
+    )
+    min_nonzero_weight: float = documented(
+        default=0.0,
+        help="The smallest atomic fraction an element present in a recipe may have, in [0, 1) (0.05 = 5 at.%); "
+        "0 = no floor (trace amounts are still dropped).",
+    )
+    element_step_scale: float | dict[str, float] = documented(
+        default=1.0,
+        help="How fast an element's amount may change, in [0, 1]: one number for every element or {symbol: "
+        "scale}. 1 = full speed; 0.2 = each step moves the amount a fifth as far; 0 = locked at its seed "
+        "amount (needs seeds). Scales the optimiser's update, not the gradient; composition method only.",
+    )
+    seed_blend: float = documented(
+        default=0.95,
+        help="Share of the seed in each start, in [0, 1]: start = seed_blend * seed + (1 - seed_blend) * "
+        "uniform over the allowed elements. 1 = start at the seed itself (no element outside the seed can "
+        "enter); 0 = ignore the seeds (uniform start). Composition method with seeds only.",
+    )
+    diversity_scale: float = documented(
+        default=1.0,
+        help="How freely elements mix, in [0, 1]: (1 - diversity_scale) x the recipe's mixing entropy (nats) "
+        "is added to the objective. 1 = no penalty (many-element mixtures are fine); 0 = full penalty, "
+        "favouring recipes with few elements. Composition method only.",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,15 +18,18 @@ import torch
 from fm_engine.applicability import distance_columns, nearest, training_domain
 from fm_engine.cards import package_versions
 from fm_engine.checkpoints import LoadedCheckpoint
+from fm_engine.columns import curve_column, probability_column
 from fm_engine.compositions import format_formula, format_percent, weights_to_fractions
 from fm_engine.config import check_range, check_seed, from_mapping
 from fm_engine.elements import element_index, element_symbols
+from fm_engine.field_docs import documented, with_field_docs
 from fm_engine.inverse.charge import charge_balance
 from fm_engine.inverse.composition import CompositionRun, DesignObjective, optimize_composition
 from fm_engine.inverse.constraints import DesignConstraints
 from fm_engine.inverse.latent import LatentRun, optimize_latent
 from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds
 from fm_engine.inverse.targets import Target
+from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.predict import predict_weights
 from fm_engine.tasks import TaskType
 from fm_engine.threads import configure_threads
@@ -36,20 +39,42 @@ MAX_DESIGN_STEPS = 100_000  # optimisation steps of one design run
 DUPLICATE_DISTANCE = 0.01  # recipes closer than 1 at.% to a better one are marked as its duplicates
 
 
+@with_field_docs
 @dataclass
 class DesignConfig:
-    """Everything a design run needs besides the checkpoint (the ``fm design`` YAML)."""
+    """Everything a design run needs besides the checkpoint: the ``fm design`` YAML, the Design page's form and
+    the rehearsal's ``[design]`` table all build this, and it checks itself (a ``ValueError`` names the key)."""
 
-    targets: list[Target]
-    method: Literal["composition", "latent"] = "composition"
+    targets: list[Target] = documented(help="The goals, at most one per task (see the target kinds above).")
+    method: Literal["composition", "latent"] = documented(
+        default="composition",
+        help="composition = descend on the element fractions; latent = descend in the model's latent space, "
+        "then recover a recipe (needs a checkpoint with the autoencoder head and a kmd descriptor).",
+    )
     constraints: DesignConstraints = field(default_factory=DesignConstraints)
     seeds: SeedConfig = field(default_factory=SeedConfig)
-    steps: int = 300
-    lr: float = 0.2
-    random_seed: int = 0
-    ae_align_scale: float = 0.5
-    polish_fraction: float = 0.2
-    record_trajectory: bool = True
+    steps: int = documented(default=300, help=f"Optimisation steps, 2 to {MAX_DESIGN_STEPS:,}.")
+    lr: float = documented(
+        default=0.2, help="Adam learning rate (> 0) on the design variables (the logits of the fractions, or the "
+        "latent); composition: decays along a half cosine to a tenth.",
+    )  # fmt: skip
+    random_seed: int = documented(
+        default=0, help="Seed of the random starts and random data seeds: the same seed gives the same recipes."
+    )
+    ae_align_scale: float = documented(
+        default=0.5,
+        help="Latent method only, in [0, 1]: weight of the pull toward the autoencoder's manifold (the mean "
+        "squared change of the latent when decoded and encoded again), added to the objective. 0 = no pull (the "
+        "latent may drift where no composition decodes well); 1 = the strongest pull.",
+    )
+    polish_fraction: float = documented(
+        default=0.2,
+        help="Composition method, in [0, 1): share of the steps spent polishing each recipe on its chosen "
+        "elements, where every hard constraint holds exactly; 0 = no polish phase.",
+    )
+    record_trajectory: bool = documented(
+        default=True, help="Keep each step's objective per start (results.json, the trajectory figure)."
+    )
 
     def __post_init__(self) -> None:
         self.targets = [
@@ -66,8 +91,9 @@ class DesignConfig:
         check_range("lr", self.lr, low=0, low_open=True)
         check_seed("random_seed", self.random_seed)
         check_range("ae_align_scale", self.ae_align_scale, low=0, high=1)
-        check_range("polish_fraction", self.polish_fraction, low=0, high=1)
-        self.constraints.validate()  # settings that contradict each other fail now, not after the seeds
+        check_range("polish_fraction", self.polish_fraction, low=0, high=1, high_open=True)
+        # settings that contradict each other fail now, not after the seeds
+        self.constraints.validate(has_seeds=self.seeds.source != "random")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DesignConfig:
@@ -148,6 +174,19 @@ def nearest_training(checkpoint: LoadedCheckpoint, recipes: np.ndarray) -> tuple
     return names, distance
 
 
+def target_columns(model: FlexibleMultiTaskModel, target: Target) -> list[str]:
+    """The names of ``target``'s value columns in a design table (before the `` [unit]`` suffix): the task,
+    ``P(<task>=<classes>)`` (classification) or ``<task>@<t>`` per curve point (:mod:`fm_engine.columns`)."""
+    task = model.tasks[target.task]
+    if task.type is TaskType.CLASSIFICATION:
+        names = task.classes or []
+        chosen = [names[c] if isinstance(c, int) else str(c) for c in target.classes or []]
+        return [probability_column(target.task, chosen)]
+    if task.type is TaskType.KERNEL_REGRESSION:
+        return [curve_column(target.task, t) for t, _ in target.points or []]
+    return [target.task]
+
+
 def _target_columns(
     checkpoint: LoadedCheckpoint, targets: list[Target], weights: np.ndarray
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -160,20 +199,17 @@ def _target_columns(
     for target in targets:
         task = model.tasks[target.task]
         values = predictions[target.task]
+        names = target_columns(model, target)
         if task.type is TaskType.CLASSIFICATION:
-            names = task.classes or []
-            chosen = [c if isinstance(c, int) else names.index(str(c)) for c in target.classes or []]
-            label = "/".join(names[c] for c in chosen)
-            columns[f"P({target.task}={label})"] = values[:, chosen].sum(axis=1)
-            units[f"P({target.task}={label})"] = "probability"
+            classes = task.classes or []
+            chosen = [c if isinstance(c, int) else classes.index(str(c)) for c in target.classes or []]
+            columns[names[0]], units[names[0]] = values[:, chosen].sum(axis=1), "probability"
         elif task.type is TaskType.KERNEL_REGRESSION:
-            for j, (t, _) in enumerate(target.points or []):
-                name = f"{target.task}@{t:g}{task.t_unit}"
-                columns[name] = values[:, j]
-                units[name] = task.unit
+            for j, name in enumerate(names):
+                columns[name], units[name] = values[:, j], task.unit
         else:
-            columns[target.task] = values if values.ndim == 1 else values.mean(axis=1)
-            units[target.task] = task.unit
+            columns[names[0]] = values if values.ndim == 1 else values.mean(axis=1)
+            units[names[0]] = task.unit
     return columns, units
 
 
@@ -207,24 +243,16 @@ def run_design(
     start = time.perf_counter()
     configure_threads()  # torch threads and OpenMP waits (fm_engine.threads)
     model = checkpoint.model
-    config.constraints.validate(has_seeds=config.seeds.source != "random" or seeds is not None)
     if seeds is None:
         seeds, seed_labels = resolve_seeds(checkpoint, config)
     labels = seed_labels or [f"start {i + 1}" for i in range(len(seeds) if seeds is not None else config.seeds.n)]
-    common = {
-        "constraints": config.constraints, "seeds": seeds, "n_starts": config.seeds.n, "steps": config.steps,
-        "lr": config.lr, "random_seed": config.random_seed, "record_trajectory": config.record_trajectory,
-        "progress": progress,
-    }  # fmt: skip
     latent_objective = None
     if config.method == "latent":
-        run: CompositionRun | LatentRun = optimize_latent(
-            model, config.targets, ae_align_scale=config.ae_align_scale, **common
-        )
+        run: CompositionRun | LatentRun = optimize_latent(model, config, seeds=seeds, progress=progress)
         latent_objective = run.latent_objective
         locked: list[dict[str, float]] = [{} for _ in run.weights]
     else:
-        run = optimize_composition(model, config.targets, polish_fraction=config.polish_fraction, **common)
+        run = optimize_composition(model, config, seeds=seeds, progress=progress)
         locked = run.locked
     recipes = run.weights
     table, units = build_table(checkpoint, config, recipes, seeds, labels, locked, latent_objective)

@@ -12,8 +12,8 @@ recipe's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,10 +21,13 @@ from scipy.optimize import nnls
 
 from fm_engine.descriptors import Descriptor
 from fm_engine.elements import element_index, element_symbols
-from fm_engine.inverse.composition import ProgressCallback, _snapshot, evaluating, set_gradient
 from fm_engine.inverse.constraints import DesignConstraints
-from fm_engine.inverse.targets import Target, curve_points, target_terms, validate_targets
+from fm_engine.inverse.descent import ProgressCallback, evaluating, set_gradient, start_rows, trajectory_point
+from fm_engine.inverse.targets import curve_points, target_terms, validate_targets
 from fm_engine.models import FlexibleMultiTaskModel
+
+if TYPE_CHECKING:
+    from fm_engine.inverse.design import DesignConfig
 
 SUM_PENALTY = 10.0  # weight of the sum-to-(free mass) row in the least-squares system
 RECOVERY_TRACE = 0.01  # recovered fractions below 1 at.% are dropped (NNLS spreads mass thinly)
@@ -41,44 +44,36 @@ class LatentRun:
 
 def optimize_latent(
     model: FlexibleMultiTaskModel,
-    targets: Sequence[Target],
+    config: DesignConfig,
     *,
-    constraints: DesignConstraints | None = None,
     seeds: np.ndarray | None = None,
-    n_starts: int = 16,
-    steps: int = 300,
-    lr: float = 0.2,
-    ae_align_scale: float = 0.5,
-    random_seed: int = 0,
-    record_trajectory: bool = False,
     progress: ProgressCallback | None = None,
 ) -> LatentRun:
-    constraints = constraints or DesignConstraints()
-    constraints.validate(has_seeds=seeds is not None)
+    """Design for ``config`` (its targets, constraints, steps, lr, random seed, ae_align_scale) in the model's
+    latent space, from the encoded ``seeds`` (B, 94) or ``config.seeds.n`` random latents; then recover recipes."""
+    constraints = config.constraints
+    seeds, n_rows = start_rows(config, seeds)
     if model.autoencoder is None:
         raise ValueError("the latent path needs a checkpoint trained with the autoencoder head")
     if model.config.descriptor.kind != "kmd":
         raise ValueError("the latent path recovers compositions through the KMD kernel: needs a 'kmd' descriptor")
     if constraints.element_step_scale != 1.0:
         raise ValueError("element_step_scale applies to the composition path only")
-    if not 0.0 <= ae_align_scale <= 1.0:
-        raise ValueError(f"ae_align_scale must be in [0, 1], got {ae_align_scale}")
-    prepared = validate_targets(model, targets)
+    steps, ae_align_scale = config.steps, config.ae_align_scale
+    prepared = validate_targets(model, config.targets)
     tasks = [p.target.task for p in prepared]
     descriptor = Descriptor(model.config.descriptor)
     trajectory: list[dict[str, list[float]]] = []
     with evaluating(model):
         with torch.no_grad():
             if seeds is not None:
-                seeds = np.asarray(seeds, dtype=np.float64)
-                seeds = seeds / seeds.sum(axis=1, keepdims=True)
                 x0 = torch.as_tensor(descriptor.transform(seeds), dtype=torch.float32)
                 h0 = model.encoder(x0)
             else:
-                generator = torch.Generator().manual_seed(random_seed)
-                h0 = 0.5 * torch.randn(int(n_starts), model.latent_dim, generator=generator)
+                generator = torch.Generator().manual_seed(config.random_seed)
+                h0 = 0.5 * torch.randn(n_rows, model.latent_dim, generator=generator)
         h = h0.clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([h], lr=lr)
+        optimizer = torch.optim.Adam([h], lr=config.lr)
         n = len(h)
         points = curve_points(prepared, n)
         for step in range(steps):
@@ -91,8 +86,8 @@ def optimize_latent(
             loss_rows = terms.sum(dim=1) + ae_align_scale * align
             set_gradient(loss_rows.sum(), h)
             optimizer.step()
-            if record_trajectory:
-                trajectory.append(_snapshot(step, loss_rows, terms, tasks))
+            if config.record_trajectory:
+                trajectory.append(trajectory_point(step, loss_rows, terms, tasks))
             if progress is not None:
                 progress(step + 1, steps)
         with torch.no_grad():

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.elements import element_symbols
-from fm_engine.inverse.design import DesignResult
+from fm_engine.inverse.design import DesignResult, target_columns
 from fm_engine.plots import pareto_front, recipe_heatmap, seed_vs_optimized, trajectory_figure
 from fm_engine.plots.files import write_figure_html
 from fm_engine.safe_io import atomic_write_text
@@ -32,35 +32,32 @@ def design_figures(result: DesignResult, checkpoint: LoadedCheckpoint) -> dict[s
     value_columns = [name for name in result.units if f"{name} [{result.units[name]}]" in table.columns]
     for target in result.config.targets:
         task = checkpoint.model.tasks[target.task]
-        names = [n for n in value_columns if n == target.task or n.startswith(f"{target.task}@")
-                 or n.startswith(f"P({target.task}=")]  # fmt: skip
-        for name in names:
-            if f"{name} seed [{result.units[name]}]" not in table.columns:
+        names = target_columns(checkpoint.model, target)
+        goals: list[float | list[float] | None] = [None] * len(names)
+        if task.type is TaskType.REGRESSION and isinstance(target.value, float | int):
+            goals = [target.value]
+        elif target.range is not None:
+            goals = [list(target.range)]
+        elif target.points is not None:
+            goals = [y for _, y in target.points]
+        for name, goal in zip(names, goals, strict=True):
+            if name not in value_columns or f"{name} seed [{result.units[name]}]" not in table.columns:
                 continue
-            goal: float | list[float] | None = None
-            if task.type is TaskType.REGRESSION and target.value is not None:
-                goal = target.value if isinstance(target.value, float | int) else None
-            elif target.range is not None:
-                goal = list(target.range)
-            elif target.points is not None:
-                goal = next(y for t, y in target.points if name == f"{target.task}@{t:g}{task.t_unit}")
             stem = "seed_vs_designed_" + "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
             figures[stem] = seed_vs_optimized(table, name, unit=result.units[name], target=goal)
     if len(value_columns) >= 2:
         x, y = (f"{n} [{result.units[n]}]" for n in value_columns[:2])
-        figures["pareto"] = pareto_front(table, x, y, maximize=_maximize(result, value_columns[:2]))
+        figures["pareto"] = pareto_front(table, x, y, maximize=_maximize(result, checkpoint, value_columns[:2]))
     if result.trajectory:
         figures["trajectory"] = trajectory_figure(result.trajectory)
     return figures
 
 
-def _maximize(result: DesignResult, names: list[str]) -> tuple[bool, bool]:
+def _maximize(result: DesignResult, checkpoint: LoadedCheckpoint, names: list[str]) -> tuple[bool, bool]:
     """Direction per plotted column: down for 'low' targets, up otherwise."""
     flags = []
     for name in names:
-        target = next(
-            t for t in result.config.targets if name == t.task or name.startswith((f"{t.task}@", f"P({t.task}="))
-        )
+        target = next(t for t in result.config.targets if name in target_columns(checkpoint.model, t))
         flags.append(target.direction != "low")
     return flags[0], flags[1]
 

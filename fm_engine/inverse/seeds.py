@@ -4,7 +4,7 @@ random points."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -13,26 +13,36 @@ import torch
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import parse_many
 from fm_engine.config import check_range
+from fm_engine.field_docs import documented, with_field_docs
 from fm_engine.inverse.composition import DesignObjective
 from fm_engine.inverse.constraints import DesignConstraints
 from fm_engine.inverse.targets import Target
 
 MAX_SEEDS = 10_000  # seeds or random starts of one design run
+SPLITS = ("all", "train", "val", "test")  # the splits data seeds may come from
 
 
+@with_field_docs
 @dataclass
 class SeedConfig:
-    """``source``: ``data`` (the checkpoint's training compositions), ``formulas`` or ``random``.
+    """Where a design's starts come from."""
 
-    ``strategy`` (data): ``best`` (lowest objective, one per element system) or ``random``;
-    ``split`` (data): ``all`` / ``train`` / ``val`` / ``test``; ``n``: number of seeds / random starts.
-    """
-
-    source: Literal["data", "formulas", "random"] = "data"
-    n: int = 16
-    strategy: Literal["best", "random"] = "best"
-    split: str = "all"
-    formulas: list[str] = field(default_factory=list)
+    source: Literal["data", "formulas", "random"] = documented(
+        default="data",
+        help="data = the checkpoint's training compositions; formulas = your seed formulas; random = random "
+        "start points.",
+    )
+    n: int = documented(
+        default=16, help=f"Number of seeds (data) or random starts (random), 1 to {MAX_SEEDS:,}; formulas: one "
+        "start per formula.",
+    )  # fmt: skip
+    strategy: Literal["best", "random"] = documented(
+        default="best",
+        help="data: best = the n compositions with the lowest objective, one per element system; random = n "
+        "compositions drawn at random (random_seed).",
+    )
+    split: str = documented(default="all", help=f"data: the compositions of which split: {', '.join(SPLITS)}.")
+    formulas: list[str] = documented(default_factory=list, help="formulas: the seed formulas, one start each.")
 
     def __post_init__(self) -> None:
         if self.source not in ("data", "formulas", "random"):
@@ -40,8 +50,8 @@ class SeedConfig:
         if self.strategy not in ("best", "random"):
             raise ValueError(f"seeds.strategy must be best or random, not '{self.strategy}'")
         check_range("seeds.n", self.n, low=1, high=MAX_SEEDS)
-        if self.split not in ("all", "train", "val", "test"):
-            raise ValueError(f"seeds.split: expected one of all, train, val, test, got {self.split!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"seeds.split: expected one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.source == "formulas" and not self.formulas:
             raise ValueError("seeds.source 'formulas' needs seeds.formulas")
 

@@ -33,6 +33,7 @@ from fm_engine.checkpoints import copy_checkpoint, load_checkpoint
 from fm_engine.config import check_keys, check_value, known_keys_only, naming_file, read_config_file
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.splits import subsample_keep_mask
+from fm_engine.inverse import DesignConfig
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.plots.files import write_figure_html
 from fm_engine.run_lock import hold_run, own_identity
@@ -69,7 +70,7 @@ class RehearsalConfig:
     train: TrainConfig
     replay_ratio: float = 0.1
     replay_ratios: dict[str, float] = field(default_factory=dict)
-    design: dict[str, Any] | None = None
+    design: DesignConfig | None = None
 
     def __post_init__(self) -> None:
         names = [spec.name for spec in self.train.task_specs()]
@@ -81,11 +82,10 @@ class RehearsalConfig:
         for name, ratio in {"replay_ratio": self.replay_ratio, **self.replay_ratios}.items():
             if not 0.0 <= float(ratio) <= 1.0:
                 raise ValueError(f"{name}: the replay ratio must be in [0, 1], not {ratio}")
+        if isinstance(self.design, dict):
+            self.design = DesignConfig.from_dict(self.design)  # fail now, not after hours of training
         if self.design is not None:
-            from fm_engine.inverse import DesignConfig
-
-            design = DesignConfig.from_dict(self.design)  # fail now, not after hours of training
-            missing = sorted({t.task for t in design.targets} - set(names))
+            missing = sorted({t.task for t in self.design.targets} - set(names))
             if missing:
                 raise ValueError(f"design targets name task(s) not in the rehearsal: {', '.join(missing)}")
 
@@ -100,7 +100,7 @@ class RehearsalConfig:
         data = self.train.to_dict()
         data.update(replay_ratio=self.replay_ratio, replay_ratios=dict(self.replay_ratios))
         if self.design is not None:
-            data["design"] = self.design
+            data["design"] = self.design.to_dict()
         return data
 
     @classmethod
@@ -128,11 +128,10 @@ class RehearsalConfig:
             dropped += inner
         known["tasks"] = cleaned_tasks
         if options.get("design") is not None:
-            from fm_engine.inverse import DesignConfig
-
             if not isinstance(options["design"], dict):
                 raise ValueError(f"{where}design: expected a mapping of design settings, got {options['design']!r:.60}")
-            options["design"], design_dropped = known_keys_only(DesignConfig, options["design"], path="design")
+            design, design_dropped = known_keys_only(DesignConfig, options["design"], path="design")
+            options["design"] = DesignConfig.from_dict(design)
             dropped += design_dropped
         for key in dropped:
             warnings.warn(f"{where}ignoring unknown key '{key}' (not a rehearsal setting)", stacklevel=2)
@@ -428,12 +427,12 @@ def _finish(config: RehearsalConfig, out: Path, steps: list[dict[str, Any]], met
     copy_checkpoint(out / steps[-1]["run_dir"] / "checkpoint", out / "checkpoint")
     design_dir = None
     if config.design is not None:
-        from fm_engine.inverse import DesignConfig, run_design
+        from fm_engine.inverse import run_design
         from fm_engine.inverse.report import write_design
 
         top.update_status(message="inverse design on the final checkpoint")
         checkpoint = load_checkpoint(out / "checkpoint")
-        result = run_design(checkpoint, DesignConfig.from_dict(config.design))
+        result = run_design(checkpoint, config.design)
         design_dir = write_design(result, checkpoint, out / "design")
     atomic_write_text(out / "SUMMARY.md", summary_markdown(config, steps, forgetting, design_dir))
     top.update_status(state="done", finished_at=now_iso(), eta_seconds=0, steps=steps,

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from fm_engine.compositions import to_weights
 from fm_engine.descriptors import DescriptorSpec
-from fm_engine.inverse import DesignConstraints, Target, optimize_composition
+from fm_engine.inverse import DesignConfig, DesignConstraints, SeedConfig, Target, optimize_composition
 from fm_engine.inverse.constraints import ALLOY_PALETTE
 from fm_engine.models import EncoderConfig, FlexibleMultiTaskModel, ModelConfig, TargetScaler
 from fm_engine.tasks import TaskSpec
@@ -53,8 +53,8 @@ def test_every_hard_constraint_holds_on_every_final_recipe(model, constraints, u
     except ValueError:
         assume(False)
     seeds = np.stack([to_weights(f) for f in ("Fe2Ni", "AlTiV", "NbMoTaW")]) if use_seeds else None
-    run = optimize_composition(model, TARGETS, constraints=constraints, seeds=seeds, n_starts=3, steps=12,
-                               random_seed=seed)  # fmt: skip
+    config = DesignConfig(targets=TARGETS, constraints=constraints, seeds=SeedConfig(n=3), steps=12, random_seed=seed)
+    run = optimize_composition(model, config, seeds=seeds)
     for row, recipe in enumerate(run.weights):
         assert constraints.check_recipe(recipe, locked_amounts=run.locked[row]) == []
         assert recipe.sum() == pytest.approx(1.0, abs=1e-9)
@@ -63,7 +63,7 @@ def test_every_hard_constraint_holds_on_every_final_recipe(model, constraints, u
 def test_locked_elements_keep_their_seed_amount(model):
     constraints = DesignConstraints(allowed_elements=ALLOY_PALETTE, element_step_scale={"Fe": 0.0}, max_elements=4)
     seeds = np.stack([to_weights("Fe3Ni"), to_weights("FeCoCrNi")])
-    run = optimize_composition(model, TARGETS, constraints=constraints, seeds=seeds, steps=30)
+    run = optimize_composition(model, DesignConfig(targets=TARGETS, constraints=constraints, steps=30), seeds=seeds)
     assert run.weights[0, 25] == pytest.approx(0.75) and run.weights[1, 25] == pytest.approx(0.25)
     for recipe, locked in zip(run.weights, run.locked, strict=True):
         assert constraints.check_recipe(recipe, locked_amounts=locked) == []
@@ -95,8 +95,11 @@ def test_conflicts_raise_a_named_error(settings_, message):
 
 
 def test_lock_without_seeds_is_a_conflict(model):
+    locked = DesignConstraints(element_step_scale={"Fe": 0.0})
     with pytest.raises(ValueError, match="locks Fe at its seed amount: give seeds"):
-        optimize_composition(model, TARGETS, constraints=DesignConstraints(element_step_scale={"Fe": 0.0}))
+        optimize_composition(model, DesignConfig(targets=TARGETS, constraints=locked))  # data seeds, none given
+    with pytest.raises(ValueError, match="locks Fe at its seed amount: give seeds"):
+        DesignConfig(targets=TARGETS, constraints=locked, seeds=SeedConfig(source="random"))
 
 
 @pytest.mark.parametrize(
@@ -115,7 +118,7 @@ def test_lock_without_seeds_is_a_conflict(model):
 )
 def test_target_conflicts(model, target, message):
     with pytest.raises(ValueError, match=message):
-        optimize_composition(model, [target], steps=2)
+        optimize_composition(model, DesignConfig(targets=[target], steps=2))
 
 
 def test_check_recipe_reports_each_violation():

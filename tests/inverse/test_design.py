@@ -1,17 +1,28 @@
 """Design on a real (tiny) trained checkpoint: targets improve, numbers are re-scored, runs replay."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from fm_engine.applicability import nearest, training_domain
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.cli import main
 from fm_engine.compositions import to_weights
-from fm_engine.inverse import DesignConfig, DesignConstraints, Target, optimize_composition, replay, run_design
+from fm_engine.field_docs import field_help
+from fm_engine.inverse import (
+    DesignConfig,
+    DesignConstraints,
+    SeedConfig,
+    Target,
+    optimize_composition,
+    replay,
+    run_design,
+)
 from fm_engine.inverse.charge import charge_balance
 from fm_engine.inverse.design import objective_of
 from fm_engine.inverse.report import summary_markdown
@@ -44,8 +55,8 @@ def seed_weights() -> np.ndarray:
 )
 def test_objective_improves_for_every_target_kind(checkpoint, target):
     seeds = seed_weights()
-    run = optimize_composition(checkpoint.model, [target], seeds=seeds, steps=150, lr=0.05,
-                               constraints=DesignConstraints(seed_blend=0.9))  # fmt: skip
+    config = DesignConfig(targets=[target], steps=150, lr=0.05, constraints=DesignConstraints(seed_blend=0.9))
+    run = optimize_composition(checkpoint.model, config, seeds=seeds)
     before = objective_of(checkpoint, [target], seeds)
     after = objective_of(checkpoint, [target], run.weights)
     assert after.mean() < before.mean()
@@ -119,7 +130,8 @@ def test_element_step_scale_really_slows_an_element(checkpoint):
         constraints = DesignConstraints(
             allowed_elements=["Fe", "Ni", "Co", "Cr", "W"], element_step_scale={"Fe": scale}, seed_blend=0.9
         )
-        run = optimize_composition(checkpoint.model, target, seeds=seeds, constraints=constraints, steps=60, lr=0.05)
+        config = DesignConfig(targets=target, constraints=constraints, steps=60, lr=0.05)
+        run = optimize_composition(checkpoint.model, config, seeds=seeds)
         return float(np.abs(run.weights[:, 25] - seeds[:, 25]).mean())  # Fe
 
     assert fe_change(0.1) < 0.5 * fe_change(1.0)
@@ -128,15 +140,17 @@ def test_element_step_scale_really_slows_an_element(checkpoint):
 def test_seed_blend_lets_new_elements_enter_and_diversity_scale_sparsifies(checkpoint):
     target = [Target(task="bulk_modulus", direction="high")]
     seeds = seed_weights()
-    strict = optimize_composition(checkpoint.model, target, seeds=seeds, steps=100, lr=0.05,
-                                  constraints=DesignConstraints(seed_blend=1.0))  # fmt: skip
-    assert ((strict.weights > 0) <= (seeds > 0)).all()  # no element outside each seed
-    blended = optimize_composition(checkpoint.model, target, seeds=seeds, steps=100, lr=0.05,
-                                   constraints=DesignConstraints(seed_blend=0.8))  # fmt: skip
-    assert ((blended.weights > 0) & (seeds == 0)).any()  # new elements entered
-    sparse = optimize_composition(checkpoint.model, target, seeds=seeds, steps=100, lr=0.05,
-                                  constraints=DesignConstraints(seed_blend=0.8, diversity_scale=0.0))  # fmt: skip
-    assert (sparse.weights > 0).sum(axis=1).mean() < (blended.weights > 0).sum(axis=1).mean()
+
+    def designed(**constraints: float) -> np.ndarray:
+        config = DesignConfig(targets=target, steps=100, lr=0.05, constraints=DesignConstraints(**constraints))
+        return optimize_composition(checkpoint.model, config, seeds=seeds).weights
+
+    strict = designed(seed_blend=1.0)
+    assert ((strict > 0) <= (seeds > 0)).all()  # no element outside each seed
+    blended = designed(seed_blend=0.8)
+    assert ((blended > 0) & (seeds == 0)).any()  # new elements entered
+    sparse = designed(seed_blend=0.8, diversity_scale=0.0)
+    assert (sparse > 0).sum(axis=1).mean() < (blended > 0).sum(axis=1).mean()
 
 
 def test_fm_design_cli_writes_every_output_and_replays(tiny_run, tmp_path, capsys):
@@ -167,14 +181,24 @@ def test_fm_design_cli_writes_every_output_and_replays(tiny_run, tmp_path, capsy
     assert "fixed_amounts sum to 1.100" in capsys.readouterr().err
 
 
-def test_design_help_documents_every_key(capsys):
+def test_design_help_documents_every_key_with_the_dataclass_default(capsys):
+    """``fm design --help`` lists the config keys as YAML whose values are the defaults: they must be the
+    dataclasses' own (a literal written in the help would differ), and every setting is explained."""
     with pytest.raises(SystemExit):
         main(["design", "--help"])
     text = capsys.readouterr().out
-    keys = ["allowed_elements", "max_elements", "annealing_scale", "fixed_amounts", "min_nonzero_weight"]
-    keys += ["element_step_scale", "seed_blend", "diversity_scale", "ae_align_scale", "points", "range"]
-    for key in keys:
-        assert key in text
+    reference = yaml.safe_load(text[text.index("\ntargets:") :])
+    examples = reference.pop("targets")
+    assert {"value", "direction", "range", "classes", "points"} <= {key for target in examples for key in target}
+    defaults = DesignConfig(targets=[]).to_dict()
+    defaults.pop("targets")
+    assert reference == defaults
+    flat = " ".join(text.replace("#", " ").split())  # the help texts are wrapped over comment lines
+    for owner in (DesignConfig, DesignConstraints, SeedConfig):
+        for field in dataclasses.fields(owner):
+            if field.name not in ("constraints", "seeds"):  # sections, documented by their fields
+                assert field_help(owner, field.name), f"{owner.__name__}.{field.name} has no help text"
+                assert field.name == "targets" or " ".join(field_help(owner, field.name).split()) in flat
 
 
 def test_charge_balance_is_advisory():

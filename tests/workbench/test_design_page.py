@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fm_engine.inverse import element_presets
+from fm_engine.field_docs import field_help
+from fm_engine.inverse import DesignConfig, Target, element_presets
 from tests.workbench.conftest import HOME
 from workbench import state
 
@@ -168,3 +169,50 @@ def test_every_design_widget_falls_back_to_its_current_value(workspace_with_mode
         widget = next(w for w in kept_widgets(at) if w.key == key)
         assert (widget.value, shown_on_mount(widget)) == (expected, expected)
     assert not at.warning, [w.value for w in at.warning]  # no "default value also set via Session State" warning
+
+
+# Each setting widget of the Design form and the DesignConfig field it sets (section, name).
+SETTINGS = {
+    "design_max_elements": ("constraints", "max_elements"),
+    "design_min_weight": ("constraints", "min_nonzero_weight"),
+    "design_diversity": ("constraints", "diversity_scale"),
+    "design_seed_blend": ("constraints", "seed_blend"),
+    "design_annealing": ("constraints", "annealing_scale"),
+    "design_seed_source": ("seeds", "source"),
+    "design_seed_n": ("seeds", "n"),
+    "design_seed_strategy": ("seeds", "strategy"),
+    "design_seed_split": ("seeds", "split"),
+    "design_method": (None, "method"),
+    "design_ae_align": (None, "ae_align_scale"),
+    "design_steps": (None, "steps"),
+    "design_lr": (None, "lr"),
+    "design_random_seed": (None, "random_seed"),
+}
+
+
+def test_form_defaults_and_help_are_the_design_configs(workspace_with_model):
+    """Defaults are written once, in the dataclasses: every setting widget starts at its field's default (``None``
+    shown as 0 = no cap) with its field's help text, and the untouched form builds the default DesignConfig."""
+    defaults = DesignConfig(targets=[])
+    at = design_page()
+    shown = {w.key: (w.value, w.help) for w in kept_widgets(at)}
+    at.radio(key="design_method").set_value("latent").run()  # shows the latent-only setting
+    shown["design_ae_align"] = (
+        at.number_input(key="design_ae_align").value,
+        at.number_input(key="design_ae_align").help,
+    )
+    assert set(SETTINGS) <= set(shown), set(SETTINGS) - set(shown)
+    for key, (section, name) in SETTINGS.items():
+        owner = getattr(defaults, section) if section else defaults
+        expected = getattr(owner, name)
+        value, help_text = shown[key]
+        assert value == (0 if expected is None else expected), (key, value, expected)
+        assert help_text == field_help(type(owner), name), key
+        assert field_help(type(owner), name), f"{type(owner).__name__}.{name} has no help text"
+
+    at.radio(key="design_method").set_value("composition").run()
+    at.button(key="run_design").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    built = at.session_state[state.DESIGN_CONFIG]
+    target = DesignConfig(targets=[Target(task="bulk_modulus", direction="high")])  # the form's first goal
+    assert built == target.to_dict()
