@@ -37,9 +37,10 @@ from fm_engine.run_lock import hold_run, is_rank_zero, own_identity
 from fm_engine.safe_io import atomic_write_json, atomic_write_text
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.threads import configure_threads
+from fm_engine.training.callbacks import FitStats, run_callbacks
 from fm_engine.training.config import TrainConfig, resolve_data_files
 from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluation, evaluate
-from fm_engine.training.lightning import MultiTaskModule, RunMonitor
+from fm_engine.training.lightning import MultiTaskModule
 from fm_engine.training.metrics import format_metric
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
 
@@ -287,7 +288,7 @@ def build_card(
     model: FlexibleMultiTaskModel,
     dm: CompositionDataModule,
     evaluations: dict[str, StageEvaluation],
-    monitor: RunMonitor,
+    monitor: FitStats,
     seconds: float,
     epochs: int,
     segments: int = 1,
@@ -503,16 +504,8 @@ def _train(
         module = MultiTaskModule(
             model, lr=optimizer.lr, weight_decay=optimizer.weight_decay, scheduler=optimizer.scheduler
         )
-        monitor = RunMonitor(
-            run,
-            dm,
-            patience=config.trainer.patience,
-            min_delta=config.trainer.min_delta,
-            resume_interval_s=config.trainer.resume_every_s,
-            monitor_tasks=start.monitor_tasks if start is not None else None,
-            ema_decay=config.trainer.ema_decay,
-            clock=clock,
-        )
+        callbacks = run_callbacks(run, dm, config.trainer, clock=clock,
+                                  monitor_tasks=start.monitor_tasks if start is not None else None)  # fmt: skip
         show_bar = config.trainer.progress_bar if progress_bar is None else progress_bar
         trainer = L.Trainer(
             max_epochs=config.trainer.max_epochs,
@@ -526,7 +519,7 @@ def _train(
             enable_model_summary=False,
             num_sanity_val_steps=0,
             limit_val_batches=0,
-            callbacks=[monitor] + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
+            callbacks=callbacks.as_list() + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
             enable_progress_bar=show_bar,
         )
         _fitting = True
@@ -543,11 +536,12 @@ def _train(
             _fitting = False
         if not trainer.is_global_zero:
             return TrainResult("done", run.path, None, None, trainer.current_epoch, clock.total())
-        monitor.restore_best(model)
+        callbacks.selection.best.restore(model)
+        stats = callbacks.stats()
         evaluations = evaluate_for_card(model, dm)
         seconds = clock.total()
         card = build_card(
-            config=config, model=model, dm=dm, evaluations=evaluations, monitor=monitor,
+            config=config, model=model, dm=dm, evaluations=evaluations, monitor=stats,
             seconds=seconds, epochs=trainer.current_epoch, segments=clock.segments,
         )  # fmt: skip
         if finetune is not None:
@@ -570,7 +564,7 @@ def _train(
             finished_at=now_iso(),
             epoch=trainer.current_epoch,
             eta_seconds=0,
-            message=f"done in {seconds:.0f} s; best epoch {monitor.best_epoch}",
+            message=f"done in {seconds:.0f} s; best epoch {stats.best_epoch}",
             wall_time_s=round(seconds, 2),
             test_metrics=evaluations["test"].metrics,
         )

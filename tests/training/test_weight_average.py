@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.training import RunDirectory, TrainConfig, train
 from fm_engine.training.evaluate import evaluate
-from fm_engine.training.lightning import WeightAverage
+from fm_engine.training.weights import WeightAverage
 from fm_engine.training.trainer import build_datamodule
 from tests.conftest import tiny_config_dict
 
