@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.training import RunDirectory, TrainConfig, train
 from fm_engine.training.evaluate import evaluate
-from fm_engine.training.weights import WeightAverage
 from fm_engine.training.trainer import build_datamodule
+from fm_engine.training.weights import WeightAverage
 from tests.conftest import tiny_config_dict
 
 
