@@ -9,14 +9,21 @@ from fm_engine.plots.design import (
     trajectory_figure,
 )
 from fm_engine.plots.ptable import element_position, ptable_heatmap
+from fm_engine.plots.rehearsal import forgetting_figure
+from fm_engine.plots.scaling import scaling_figure
+from fm_engine.plots.training import loss_figure, metric_figure
 
 __all__ = [
     "compare_runs",
     "element_frequency",
     "element_position",
+    "forgetting_figure",
+    "loss_figure",
+    "metric_figure",
     "pareto_front",
     "ptable_heatmap",
     "recipe_heatmap",
+    "scaling_figure",
     "seed_vs_optimized",
     "trajectory_figure",
 ]
