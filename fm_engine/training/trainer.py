@@ -37,7 +37,7 @@ from fm_engine.run_lock import hold_run, is_rank_zero, own_identity
 from fm_engine.safe_io import atomic_write_json, atomic_write_text
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.threads import configure_threads
-from fm_engine.training.callbacks import FitStats, run_callbacks
+from fm_engine.training.callbacks import LEGACY_STATE_KEY, FitStats, run_callbacks
 from fm_engine.training.config import TrainConfig, resolve_data_files
 from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluation, evaluate
 from fm_engine.training.lightning import MultiTaskModule
@@ -57,6 +57,8 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*val_dataloader.*validation_step.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    # a last.ckpt from before the callbacks were split: ModelSelection takes over its state (not a missing callback)
+    warnings.filterwarnings("ignore", message=f".*Please add the following callbacks: \\['{LEGACY_STATE_KEY}'\\]")
 
 
 @dataclass
