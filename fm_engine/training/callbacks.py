@@ -62,7 +62,8 @@ class EpochTimer(L.Callback):
 
     def stats(self, best: BestWeights) -> FitStats:
         """The card's training figures, with ``best``'s epoch and loss."""
-        return FitStats(best.best_epoch, best.best_loss, list(self.epoch_seconds), self.samples_seen)
+        return FitStats(best_epoch=best.best_epoch, best_loss=best.best_loss, epoch_seconds=list(self.epoch_seconds),
+                        samples_seen=self.samples_seen)  # fmt: skip
 
 
 class WeightAveraging(L.Callback):
