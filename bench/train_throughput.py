@@ -5,8 +5,8 @@ What it measures
     loops interleaved in one process so machine noise hits both alike.
 
     * ours: ``fm_engine.training.train(config, run_dir, progress_bar=False)`` exactly as a user runs it
-      (Lightning Trainer + MultiTaskModule + RunMonitor, run files, last.ckpt every epoch). Two figures,
-      both read from the run's metrics.jsonl: training only (RunMonitor's ``epoch_seconds``, which excludes
+      (Lightning Trainer + MultiTaskModule + the run's callbacks, run files, last.ckpt every epoch). Two figures,
+      both read from the run's metrics.jsonl: training only (EpochTimer's ``epoch_seconds``, which excludes
       validation) and the whole epoch (time between consecutive epoch records: training + validation in
       physical units + run files + last.ckpt).
     * bare: the same ``FlexibleMultiTaskModel`` (same config, built by the same ``build_model``), the same
@@ -97,7 +97,7 @@ def run_ours(config: TrainConfig, samples_per_epoch: int, scratch: Path, index: 
         raise RuntimeError(f"expected {N_EPOCHS} epoch records in metrics.jsonl, found {len(epochs)}")
     seconds = [float(r["epoch_seconds"]) for r in epochs]
     card = json.loads((run_dir / "checkpoint" / "card.json").read_text(encoding="utf-8"))
-    seen = card["training"]["samples_per_s"] * sum(seconds) / len(seconds)  # RunMonitor's own count
+    seen = card["training"]["samples_per_s"] * sum(seconds) / len(seconds)  # EpochTimer's own count
     if abs(seen - samples_per_epoch) > 0.01 * samples_per_epoch:
         raise RuntimeError(f"our loop saw {seen:.0f} samples per epoch, expected {samples_per_epoch}")
     measured = seconds[MEASURED_EPOCHS]
@@ -173,10 +173,10 @@ PROFILE_PARTS: dict[str, list[tuple[str, str]]] = {
     "  AdamW update": [("torch/optim/adam.py", "adam")],
     "  zero_grad": [("torch/optim/optimizer.py", "zero_grad")],
     "  data loader (batch fetch)": [("lightning/pytorch/loops/fetchers.py", "__next__")],
-    "  RunMonitor.on_train_batch_end": [("fm_engine/training/lightning.py", "on_train_batch_end")],
-    "RunMonitor.on_train_epoch_end": [("fm_engine/training/lightning.py", "on_train_epoch_end")],
+    "  callbacks' on_train_batch_end (the largest)": [("fm_engine/training/callbacks.py", "on_train_batch_end")],
+    "epoch end (callbacks' on_train_epoch_end)": [("lightning/pytorch/loops/fit_loop.py", "on_advance_end")],
     "  validation (evaluate)": [("fm_engine/training/evaluate.py", "evaluate")],
-    "  last.ckpt (_save_resume_state)": [("fm_engine/training/lightning.py", "_save_resume_state")],
+    "  last.ckpt (ResumeState.save)": [("fm_engine/training/callbacks.py", "save")],
 }
 PROFILE_EPOCHS = 20
 
@@ -216,7 +216,7 @@ def profile_ours(scratch: Path, steps_per_epoch: int, top: int = 12) -> dict[str
     stats = pstats.Stats(profiler)
     parts = {name: _cumulative(stats, targets) for name, targets in PROFILE_PARTS.items()}
     names = list(PROFILE_PARTS)
-    steps, epoch_end = "training steps (all epochs)", "RunMonitor.on_train_epoch_end"
+    steps, epoch_end = "training steps (all epochs)", "epoch end (callbacks' on_train_epoch_end)"
     inside = names[names.index(steps) + 1 : names.index(epoch_end)]
     rest_of_steps = parts[steps] - sum(parts[k] for k in inside)
     names.insert(names.index(epoch_end), "  Lightning loop machinery (rest of the steps)")

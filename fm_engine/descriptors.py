@@ -99,6 +99,42 @@ def _scaled_features() -> np.ndarray:
     return (features - low) / span
 
 
+def _numpy_column_max(x: np.ndarray) -> np.ndarray:
+    return x.max(axis=0, keepdims=True)
+
+
+def _torch_column_max(x: torch.Tensor) -> torch.Tensor:
+    return x.max(dim=0, keepdim=True).values
+
+
+def _smooth_weights(f: Any, signed_beta: dict[str, float], exp: Any, column_max: Any) -> dict[str, Any]:
+    """Per stat (``max`` / ``min``): the per-element weights ``exp(b f - max_e(b f))`` of the smooth max
+    (``b = +smooth_beta``) or min (``b = -smooth_beta``) over the element features ``f`` (E, F); numpy or
+    torch alike (``exp`` and ``column_max`` of the library), shifted by the column max against overflow."""
+    weights = {}
+    for stat, b in signed_beta.items():
+        logits = b * f
+        weights[stat] = exp(logits - column_max(logits))
+    return weights
+
+
+def _pooled_stats(p: Any, f: Any, smooth: dict[str, Any], stats: Sequence[str]) -> list[Any]:
+    """Each of ``stats`` of the element features ``f`` (E, F) over the elements, weighted by the fractions
+    ``p`` (B, E): one (B, F) array or tensor per stat (numpy and torch alike; ``smooth``: see
+    :func:`_smooth_weights`)."""
+    mean = p @ f
+    parts = []
+    for stat in stats:
+        if stat == "mean":
+            parts.append(mean)
+        elif stat == "var":
+            parts.append(p @ (f**2) - mean**2)
+        else:
+            e = smooth[stat]
+            parts.append((p @ (e * f)) / (p @ e))
+    return parts
+
+
 class Descriptor:
     """A descriptor built from a :class:`DescriptorSpec`; maps weights (B, 94) to features (B, dim)."""
 
@@ -112,7 +148,8 @@ class Descriptor:
         self.spec = spec
         self._features = _scaled_features()  # (E, F)
         self._kernel = self._build_kernel() if spec.kind == "kmd" else None
-        self._torch_cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+        self._smooth = _smooth_weights(self._features, self._smooth_signs(), np.exp, _numpy_column_max)
+        self._torch_cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
 
     # ----------------------------------------------------------------- description
     @property
@@ -163,54 +200,38 @@ class Descriptor:
         return out[0] if squeeze else out
 
     def _stats_numpy(self, w: np.ndarray) -> np.ndarray:
-        f = self._features
-        total = w.sum(axis=1, keepdims=True)
-        p = w / total
-        parts = []
-        mean = p @ f
-        for stat in self.spec.stats:
-            if stat == "mean":
-                parts.append(mean)
-            elif stat == "var":
-                parts.append(p @ (f**2) - mean**2)
-            else:
-                sign = 1.0 if stat == "max" else -1.0
-                logits = sign * self.spec.smooth_beta * f  # (E, F)
-                shift = logits.max(axis=0, keepdims=True)
-                e = np.exp(logits - shift)  # (E, F)
-                parts.append((p @ (e * f)) / (p @ e))
+        p = w / w.sum(axis=1, keepdims=True)
+        parts = _pooled_stats(p, self._features, self._smooth, self.spec.stats)
         return np.stack(parts, axis=2).reshape(len(w), -1)  # feature-major
 
+    def _smooth_signs(self) -> dict[str, float]:
+        """The sign of the exponent of each smooth max (+) / min (-) in ``spec.stats``, times ``smooth_beta``."""
+        if self.spec.kind == "kmd":
+            return {}
+        beta = self.spec.smooth_beta
+        return {stat: (beta if stat == "max" else -beta) for stat in self.spec.stats if stat in ("max", "min")}
+
     # ----------------------------------------------------------------- torch path
-    def _torch_constants(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    def _torch_constants(
+        self, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the kernel, {}) for KMD, else (the element features, their smooth max/min weights), in dtype."""
         key = (device, dtype)
         if key not in self._torch_cache:
             if self._kernel is not None:
-                self._torch_cache[key] = (torch.as_tensor(self._kernel, device=device, dtype=dtype),)
+                self._torch_cache[key] = (torch.as_tensor(self._kernel, device=device, dtype=dtype), {})
             else:
                 f = torch.as_tensor(self._features, device=device, dtype=dtype)
-                self._torch_cache[key] = (f,)
+                self._torch_cache[key] = (f, _smooth_weights(f, self._smooth_signs(), torch.exp, _torch_column_max))
         return self._torch_cache[key]
 
     def transform_torch(self, weights: torch.Tensor) -> torch.Tensor:
         """Differentiable descriptor of weight rows (B, 94) -> (B, dim), same dtype/device as ``weights``."""
-        (const,) = self._torch_constants(weights.device, weights.dtype)
+        const, smooth = self._torch_constants(weights.device, weights.dtype)
         if self._kernel is not None:
             return weights @ const
-        f = const
         p = weights / weights.sum(dim=-1, keepdim=True)
-        mean = p @ f
-        parts = []
-        for stat in self.spec.stats:
-            if stat == "mean":
-                parts.append(mean)
-            elif stat == "var":
-                parts.append(p @ (f**2) - mean**2)
-            else:
-                sign = 1.0 if stat == "max" else -1.0
-                logits = sign * self.spec.smooth_beta * f
-                e = torch.exp(logits - logits.max(dim=0, keepdim=True).values)
-                parts.append((p @ (e * f)) / (p @ e))
+        parts = _pooled_stats(p, const, smooth, self.spec.stats)
         return torch.stack(parts, dim=-1).flatten(-2)  # feature-major
 
     # ----------------------------------------------------------------- compositions

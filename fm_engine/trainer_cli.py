@@ -26,7 +26,6 @@ Unknown keys anywhere in the config are errors.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import os
@@ -37,7 +36,6 @@ import traceback
 import typing
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +54,7 @@ from fm_engine.descriptors import DescriptorSpec
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel, ModelConfig
 from fm_engine.run_lock import acquire, release
 from fm_engine.threads import configure_threads
+from fm_engine.training.callbacks import EpochTimer
 from fm_engine.training.config import (
     DataSection,
     ModelSection,
@@ -65,7 +64,7 @@ from fm_engine.training.config import (
     check_ema_decay,
 )
 from fm_engine.training.evaluate import StageEvaluation, evaluate, flat_metrics
-from fm_engine.training.lightning import MultiTaskModule, WeightAverage
+from fm_engine.training.lightning import MultiTaskModule
 from fm_engine.training.run_files import now_iso
 from fm_engine.training.trainer import (
     build_model,
@@ -75,6 +74,7 @@ from fm_engine.training.trainer import (
     is_rank_zero,
     training_compositions,
 )
+from fm_engine.training.weights import AveragedWeights, BestWeights
 
 MODEL_CONFIG_KEY = "fm_engine_model_config"
 AVERAGE_KEY = "fm_engine_weight_average"
@@ -171,8 +171,7 @@ class FMLightningModel(MultiTaskModule):
         super().__init__(None, lr=lr, weight_decay=weight_decay)  # type: ignore[arg-type]  # built in setup()
         check_ema_decay(ema_decay)
         self.ema_decay = ema_decay
-        self.average: WeightAverage | None = None
-        self._pending_average: dict[str, Any] | None = None
+        self.averaging = AveragedWeights(ema_decay)
         self.section = ModelSection(
             encoder=from_mapping(EncoderConfig, encoder, path="encoder"),
             autoencoder=from_mapping(AutoencoderConfig, autoencoder, path="autoencoder"),
@@ -194,22 +193,14 @@ class FMLightningModel(MultiTaskModule):
         if self.model is None:
             dm = self.datamodule()
             self.model = build_model(_train_config(dm, self.section, self.optimizer_section), dm)
-        if self.ema_decay and self.average is None:
-            self.average = WeightAverage(self.model, self.ema_decay)
-            self._restore_average()
-
-    def _restore_average(self) -> None:
-        if self.average is not None and self._pending_average is not None:
-            self.average.load_state_dict(self._pending_average)
-            self._pending_average = None
+        self.averaging.attach(self.model)
 
     def evaluated_model(self) -> FlexibleMultiTaskModel:
         """The weights that validation judges: the running average, or the trained model."""
-        return self.average.model if self.average is not None else self.model  # type: ignore[return-value]
+        return self.averaging.judged(self.model)  # type: ignore[return-value]
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.average is not None:
-            self.average.update(self.model)
+        self.averaging.update(self.model)
 
     # A full pass over the split in physical units (the same numbers as ``fm train``) at each epoch end;
     # the per-batch steps only let Lightning run its loops.
@@ -235,24 +226,13 @@ class FMLightningModel(MultiTaskModule):
     # The network's shape travels with Lightning checkpoints, so ``load_from_checkpoint`` can rebuild it.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[MODEL_CONFIG_KEY] = self.model.config.to_dict()
-        if self.average is not None:
-            checkpoint[AVERAGE_KEY] = self.average.state_dict()
+        if self.averaging.average is not None:
+            checkpoint[AVERAGE_KEY] = self.averaging.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.model is None and MODEL_CONFIG_KEY in checkpoint:
             self.model = FlexibleMultiTaskModel(ModelConfig.from_dict(checkpoint[MODEL_CONFIG_KEY]))
-        self._pending_average = checkpoint.get(AVERAGE_KEY)
-        self._restore_average()
-
-
-@dataclass
-class FitStats:
-    """What the model card reports about training (the fields :func:`build_card` reads)."""
-
-    best_epoch: int = -1
-    best_loss: float = float("inf")
-    epoch_seconds: list[float] = field(default_factory=list)
-    samples_seen: int = 0
+        self.averaging.load_state_dict(checkpoint.get(AVERAGE_KEY))
 
 
 class FMCheckpointExport(L.Callback):
@@ -269,63 +249,51 @@ class FMCheckpointExport(L.Callback):
         self.dirpath = dirpath
         self.name = name
         self.restore_best = restore_best
-        self.stats = FitStats()
-        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best = BestWeights()
+        self.timer = EpochTimer()
         self.checkpoint: Path | None = None
         self._start = 0.0
-        self._epoch_start = 0.0
 
     # best-epoch tracking survives ``fit --ckpt_path last.ckpt`` (resume)
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "best_epoch": self.stats.best_epoch,
-            "best_loss": self.stats.best_loss,
-            "best_state": self.best_state or {},
-        }
+        return self.best.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.stats.best_epoch = int(state_dict["best_epoch"])
-        self.stats.best_loss = float(state_dict["best_loss"])
-        self.best_state = dict(state_dict["best_state"]) or None
+        self.best.load_state_dict(state_dict)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._epoch_start = time.perf_counter()
+        self.timer.on_train_epoch_start(trainer, pl_module)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self.stats.samples_seen += len(batch.x)
+        self.timer.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.stats.epoch_seconds.append(time.perf_counter() - self._epoch_start)
+        self.timer.on_train_epoch_end(trainer, pl_module)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loss = trainer.callback_metrics.get("val/loss")
-        if trainer.sanity_checking or loss is None or not math.isfinite(float(loss)):
+        if trainer.sanity_checking or loss is None:
             return
-        if float(loss) < self.stats.best_loss:
-            self.stats.best_loss = float(loss)
-            self.stats.best_epoch = trainer.current_epoch
-            model = pl_module.evaluated_model() if isinstance(pl_module, FMLightningModel) else pl_module.model
-            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model = pl_module.evaluated_model() if isinstance(pl_module, FMLightningModel) else pl_module.model
+        self.best.observe(float(loss), trainer.current_epoch, model)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or not isinstance(pl_module, FMLightningModel):
             return
         model = pl_module.model
-        if self.restore_best and self.best_state is not None:
-            model.load_state_dict(copy.deepcopy(self.best_state))
-        elif pl_module.average is not None:
-            model.load_state_dict(pl_module.average.model.state_dict())
+        if not (self.restore_best and self.best.restore(model)):
+            pl_module.averaging.copy_to(model)  # the last epoch's weights (averaged, when averaging is on)
         dm = pl_module.datamodule()
         evaluations = evaluate_for_card(model, dm)
         config = _train_config(dm, pl_module.section, pl_module.optimizer_section)
         config.name = self.name
         config.trainer = _trainer_section(trainer, ema_decay=pl_module.ema_decay)
-        stats = self.stats
+        stats = self.timer.stats(self.best)
         card = build_card(
             config=config, model=model, dm=dm, evaluations=evaluations, best_epoch=stats.best_epoch,
             best_val_loss=stats.best_loss, epoch_seconds=stats.epoch_seconds, samples_seen=stats.samples_seen,

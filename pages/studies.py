@@ -6,8 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from fm_engine.training.rehearsal import forgetting_figure
-from fm_engine.training.scaling import scaling_figure
+from fm_engine.plots import forgetting_figure, scaling_figure
 from fm_engine.workspace import runs_dir
 from workbench import state
 from workbench.components.studies import (
@@ -132,7 +131,7 @@ def _show_scaling(study: Study) -> None:
         f"One model per kept fraction of **{task}**'s training compositions ({ratios}); every other task keeps "
         "all its data. Errors are in physical units (classification: error rate = 1 - accuracy)."
     )
-    st.plotly_chart(scaling_figure(table, task), key="studies_scaling")
+    st.plotly_chart(scaling_figure(table, task=task), key="studies_scaling")
     st.caption(
         "Log-log axes: a straight line means the error falls as a power of the amount of data; its slope "
         "(annotated) says how much more data would help. A flat line: more data of this kind helps little."

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from fm_engine.plots import loss_figure, metric_figure
 from fm_engine.training.run_files import FINAL_STATES, RunDirectory
 from workbench.components.monitor import (
     eta_text,
-    loss_figure,
-    metric_figure,
     rehearsal_headline,
     rehearsal_step_lines,
     task_metrics,

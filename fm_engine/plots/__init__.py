@@ -11,16 +11,23 @@ from fm_engine.plots.design import (
 )
 from fm_engine.plots.predictions import class_probabilities, predicted_curve
 from fm_engine.plots.ptable import element_position, ptable_heatmap
+from fm_engine.plots.rehearsal import forgetting_figure
+from fm_engine.plots.scaling import scaling_figure
+from fm_engine.plots.training import loss_figure, metric_figure
 
 __all__ = [
     "class_probabilities",
     "compare_runs",
     "element_frequency",
     "element_position",
+    "forgetting_figure",
+    "loss_figure",
+    "metric_figure",
     "pareto_front",
     "predicted_curve",
     "ptable_heatmap",
     "recipe_heatmap",
+    "scaling_figure",
     "seed_vs_optimized",
     "task_data_figure",
     "trajectory_figure",

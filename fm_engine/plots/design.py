@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,11 @@ def element_frequency(table: pd.DataFrame) -> dict[str, float]:
     return {c[2:]: float((table[c] > 0).mean()) for c in columns if (table[c] > 0).any()}
 
 
-def recipe_heatmap(table: pd.DataFrame, seed_elements: Sequence[str] = (), *, title: str = "") -> go.Figure:
-    """How often each element appears in the designed recipes; elements absent from every seed framed."""
+def recipe_heatmap(
+    table: pd.DataFrame, seed_elements: Sequence[str] = (), *, title: str = "", **layout: Any
+) -> go.Figure:
+    """Periodic table of how often each element appears in the designed recipes (% of recipes); elements
+    absent from every seed (``seed_elements``) framed. ``layout``: passed to ``figure.update_layout``."""
     frequency = element_frequency(table)
     new = [s for s in frequency if s not in set(seed_elements)] if seed_elements else []
     return ptable_heatmap(
@@ -29,13 +33,21 @@ def recipe_heatmap(table: pd.DataFrame, seed_elements: Sequence[str] = (), *, ti
         highlight=new,
         highlight_label="absent from every seed",
         value_format=".0f",
+        **layout,
     )
 
 
 def seed_vs_optimized(
-    table: pd.DataFrame, column: str, *, unit: str = "", target: float | Sequence[float] | None = None
+    table: pd.DataFrame,
+    column: str,
+    *,
+    unit: str = "",
+    target: float | Sequence[float] | None = None,
+    **layout: Any,
 ) -> go.Figure:
-    """Seed value (x) vs designed value (y) of one target, with the 1:1 line and the target line(s)."""
+    """Seed value (x) vs designed value (y) of one target, both in ``unit`` (the table's columns
+    ``<column> seed [<unit>]`` and ``<column> [<unit>]``), with the 1:1 line and the target line(s) (a value,
+    or the ends of a range, in ``unit``). ``layout``: passed to ``figure.update_layout``."""
     seed = table[f"{column} seed [{unit}]"]
     designed = table[f"{column} [{unit}]"]
     low = float(min(seed.min(), designed.min()))
@@ -57,11 +69,13 @@ def seed_vs_optimized(
     label = f"{column} ({unit})" if unit else column
     figure.update_layout(title=f"{column}: seed -> designed", xaxis_title=f"seed {label}",
                          yaxis_title=f"designed {label}", height=420)  # fmt: skip
+    figure.update_layout(**layout)
     return figure
 
 
-def compare_runs(tables: Mapping[str, pd.DataFrame], columns: Sequence[str]) -> go.Figure:
-    """Mean +/- std of ``columns`` (objective and targets) across runs or methods, one panel per column."""
+def compare_runs(tables: Mapping[str, pd.DataFrame], columns: Sequence[str], **layout: Any) -> go.Figure:
+    """Mean +/- std (population) of ``columns`` (objective and targets, in the columns' own units) across runs
+    or methods (``tables``: name -> recipes), one panel per column. ``layout``: passed to ``figure.update_layout``."""
     figure = make_subplots(rows=1, cols=len(columns), subplot_titles=list(columns))
     names = list(tables)
     for j, column in enumerate(columns, start=1):
@@ -70,11 +84,13 @@ def compare_runs(tables: Mapping[str, pd.DataFrame], columns: Sequence[str]) -> 
         figure.add_trace(go.Bar(x=names, y=means, error_y={"type": "data", "array": stds}, showlegend=False),
                          row=1, col=j)  # fmt: skip
     figure.update_layout(title="Runs compared (mean +/- std over recipes)", height=380)
+    figure.update_layout(**layout)
     return figure
 
 
-def trajectory_figure(trajectory: Sequence[Mapping[str, Sequence[float]]]) -> go.Figure:
-    """Objective and each target's term vs step: mean over rows with a min-max band."""
+def trajectory_figure(trajectory: Sequence[Mapping[str, Sequence[float]]], **layout: Any) -> go.Figure:
+    """Objective and each target's term (normalised units) vs optimisation step: mean over the recipes with
+    a min-max band, one panel per term. ``layout``: passed to ``figure.update_layout``."""
     if not trajectory:
         raise ValueError("no trajectory recorded (set record_trajectory: true)")
     steps = [record["step"][0] for record in trajectory]
@@ -89,11 +105,16 @@ def trajectory_figure(trajectory: Sequence[Mapping[str, Sequence[float]]]) -> go
     figure.update_layout(title="Objective terms vs step (lower is better; normalised units)",
                          height=220 * len(keys) + 80, showlegend=False)  # fmt: skip
     figure.update_xaxes(title_text="step", row=len(keys), col=1)
+    figure.update_layout(**layout)
     return figure
 
 
-def pareto_front(table: pd.DataFrame, x: str, y: str, *, maximize: tuple[bool, bool] = (True, True)) -> go.Figure:
-    """Two targets against each other; the non-dominated recipes joined as the Pareto front."""
+def pareto_front(
+    table: pd.DataFrame, x: str, y: str, *, maximize: tuple[bool, bool] = (True, True), **layout: Any
+) -> go.Figure:
+    """Two target columns against each other (axes titled with the column names, which carry the unit, e.g.
+    ``bulk_modulus [GPa]``); the non-dominated recipes joined as the Pareto front (``maximize``: per axis,
+    higher is better). ``layout``: passed to ``figure.update_layout``."""
     values = table[[x, y]].to_numpy(dtype=float) * np.where(maximize, 1.0, -1.0)
     # dominated[i]: some recipe j is at least as good on both targets and strictly better on one
     at_least = (values[None, :, :] >= values[:, None, :]).all(axis=2)
@@ -106,4 +127,5 @@ def pareto_front(table: pd.DataFrame, x: str, y: str, *, maximize: tuple[bool, b
     figure.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines+markers", name="Pareto front",
                                 line={"color": "crimson"}, text=front["formula"]))  # fmt: skip
     figure.update_layout(title="Pareto view", xaxis_title=x, yaxis_title=y, height=420)
+    figure.update_layout(**layout)
     return figure

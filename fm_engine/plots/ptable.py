@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -39,9 +40,12 @@ def ptable_heatmap(
     highlight_label: str = "",
     value_format: str = ".2g",
     colorscale: str = "Viridis",
+    **layout: Any,
 ) -> go.Figure:
-    """A heatmap over the periodic table. Elements missing from ``values`` are grey; ``highlight``
-    elements get a red frame (e.g. elements a design introduced that no seed contained)."""
+    """A heatmap over the periodic table (H..Pu) of ``values`` (symbol -> value, in the unit that
+    ``colorbar_title`` names; shown with ``value_format``). Elements missing from ``values`` are grey;
+    ``highlight`` elements get a red frame (e.g. elements a design introduced that no seed contained).
+    ``layout``: passed to ``figure.update_layout`` last (e.g. ``height=600``)."""
     rows, cols = 10, 18
     z = np.full((rows, cols), np.nan)
     text = np.full((rows, cols), "", dtype=object)
@@ -87,4 +91,5 @@ def ptable_heatmap(
         margin={"l": 10, "r": 10, "t": 50 if title else 10, "b": 10},
         height=430,
     )
+    figure.update_layout(**layout)
     return figure

@@ -25,8 +25,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from fm_engine.cards import METRIC_LABELS, ModelCard, read_card
 from fm_engine.checkpoints import copy_checkpoint, load_checkpoint
@@ -36,6 +34,7 @@ from fm_engine.data.splits import subsample_keep_mask
 from fm_engine.inverse import DesignConfig
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.plots.files import write_figure_html
+from fm_engine.plots.rehearsal import forgetting_figure
 from fm_engine.run_lock import hold_run, own_identity
 from fm_engine.safe_io import atomic_path, atomic_write_json, atomic_write_text
 from fm_engine.tasks import TaskSpec
@@ -246,35 +245,9 @@ def forgetting_table(metrics: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def forgetting_figure(table: pd.DataFrame) -> go.Figure:
-    """One panel per task: its test error (physical units) after each step; the step that added the task
-    is the first point."""
-    step_columns = [c for c in table.columns if c.startswith("step_")]
-    steps = [int(c.split("_")[1]) for c in step_columns]
-    learned_at = {row["task"]: next((s for s, c in zip(steps, step_columns, strict=True) if pd.notna(row[c])), None)
-                  for _, row in table.iterrows()}  # fmt: skip
-    labels = {step: f"{step}: +{task}" for task, step in learned_at.items() if step is not None}
-    n = max(len(table), 1)
-    figure = make_subplots(rows=1, cols=n, subplot_titles=list(table["task"]) or [""], horizontal_spacing=0.25 / n)
-    for j, (_, row) in enumerate(table.iterrows(), start=1):
-        values = [row[c] for c in step_columns]
-        figure.add_trace(
-            go.Scatter(x=steps, y=values, mode="lines+markers", name=row["task"], showlegend=False,
-                       hovertemplate="after step %{x}: %{y:.4g}<extra>" + row["task"] + "</extra>"),
-            row=1, col=j,
-        )  # fmt: skip
-        unit = row.get("unit")
-        metric = METRIC_LABELS[row["metric"]]
-        label = f"test {metric} ({unit})" if isinstance(unit, str) and unit else f"test {metric}"
-        figure.update_yaxes(title_text=label, rangemode="tozero", row=1, col=j)  # errors start at 0
-        figure.update_xaxes(title_text="after step", tickvals=steps, ticktext=[labels.get(s, str(s)) for s in steps],
-                            range=[0.7, len(steps) + 0.3], row=1, col=j)  # fmt: skip
-    figure.update_layout(title="Forgetting: each task's test error after every step (lower is better)",
-                         height=380, margin={"t": 80})  # fmt: skip
-    return figure
-
-
-def _fmt(value: Any) -> str:
+def _forgetting_cell(value: Any) -> str:
+    """A cell of SUMMARY.md's forgetting table: a float to 4 significant digits, empty when NaN (the steps
+    before the task was learned); the card's ``n/a`` would read as a missing measurement."""
     if isinstance(value, float):
         return "" if np.isnan(value) else f"{value:.4g}"
     return str(value)
@@ -299,8 +272,8 @@ def summary_markdown(config: RehearsalConfig, steps: list[dict[str, Any]], forge
     lines += ["|---|---|" + "---|" * (len(step_columns) + 1)]
     for _, row in forgetting.iterrows():
         metric = METRIC_LABELS[row["metric"]] + (f" ({row['unit']})" if row["unit"] else "")
-        values = " | ".join(_fmt(row[c]) for c in step_columns)
-        lines.append(f"| {row['task']} | {metric} | {values} | {_fmt(row['forgetting'])} |")
+        values = " | ".join(_forgetting_cell(row[c]) for c in step_columns)
+        lines.append(f"| {row['task']} | {metric} | {values} | {_forgetting_cell(row['forgetting'])} |")
     lines += ["", "forgetting = final error - error right after the task was learned (positive: it got worse).", ""]
     lines += ["## Files", "", "- `metrics.csv`: every task's validation and test metrics after every step",
               "- `forgetting.csv`, `forgetting.html`: the table and plot above",

@@ -54,38 +54,17 @@ def now_iso() -> str:
 
 
 class RunDirectory:
-    """Accessors for one run's files."""
+    """Accessors for one run's files (the paths below are fixed when it is made)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-
-    @property
-    def status_path(self) -> Path:
-        return self.path / "status.json"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.path / "checkpoint"
-
-    @property
-    def resume_path(self) -> Path:
-        return self.path / "last.ckpt"
-
-    @property
-    def config_path(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def model_config_path(self) -> Path:
-        return self.path / "model_config.json"
-
-    @property
-    def log_path(self) -> Path:
-        return self.path / "train.log"
+        self.status_path = self.path / "status.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.checkpoint_path = self.path / "checkpoint"
+        self.resume_path = self.path / "last.ckpt"
+        self.config_path = self.path / "config.yaml"
+        self.model_config_path = self.path / "model_config.json"
+        self.log_path = self.path / "train.log"
 
     def read_status(self) -> dict[str, Any]:
         try:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
-from fm_engine.cards import METRIC_LABELS, read_card
+from fm_engine.cards import read_card
 from fm_engine.plots.files import write_figure_html
+from fm_engine.plots.scaling import scaling_figure
 from fm_engine.run_lock import hold_run
 from fm_engine.safe_io import atomic_path, atomic_write_json
 from fm_engine.training.config import TrainConfig
@@ -61,28 +60,9 @@ def _run_scaling(
     table = pd.DataFrame(rows)
     with atomic_path(out / "scaling.csv") as staging:
         table.to_csv(staging, index=False, float_format="%.6g")
-    write_figure_html(scaling_figure(table, task), out / "scaling.html")
+    write_figure_html(scaling_figure(table, task=task), out / "scaling.html")
     return table
 
 
 def _entry_name(entry: dict[str, object]) -> str:
     return entry.get("name") or entry.get("bundled", "")
-
-
-def scaling_figure(table: pd.DataFrame, task: str) -> go.Figure:
-    """Log-log: the thinned task's test and validation error vs its training compositions."""
-    rows = table[table["task"] == task].sort_values("n_train")
-    unit = rows["unit"].iloc[0] if len(rows) else ""
-    metric = rows["metric"].iloc[0] if len(rows) else ""
-    figure = go.Figure()
-    for column, name in (("test_error", "test"), ("val_error", "validation")):
-        figure.add_trace(go.Scatter(x=rows["n_train"], y=rows[column], mode="lines+markers", name=name))
-    if len(rows) >= 2 and (rows["test_error"] > 0).all():
-        slope = np.polyfit(np.log(rows["n_train"]), np.log(rows["test_error"]), 1)[0]
-        figure.add_annotation(text=f"test slope {slope:.2f} (log-log)", x=0.02, y=0.98, xref="paper", yref="paper",
-                              showarrow=False, xanchor="left")  # fmt: skip
-    metric = METRIC_LABELS.get(metric, metric)
-    label = f"{metric} ({unit})" if unit else metric
-    figure.update_layout(title=f"{task}: error vs training data", xaxis_title="training compositions",
-                         yaxis_title=label, xaxis_type="log", yaxis_type="log", height=420)  # fmt: skip
-    return figure

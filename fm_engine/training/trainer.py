@@ -33,9 +33,10 @@ from fm_engine.run_lock import hold_run, is_rank_zero, own_identity
 from fm_engine.safe_io import atomic_write_json, atomic_write_text
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.threads import configure_threads
+from fm_engine.training.callbacks import LEGACY_STATE_KEY, run_callbacks
 from fm_engine.training.config import TrainConfig, resolve_data_files
 from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluation, evaluate
-from fm_engine.training.lightning import MultiTaskModule, RunMonitor
+from fm_engine.training.lightning import MultiTaskModule
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
 
 _fitting = False
@@ -51,6 +52,8 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*val_dataloader.*validation_step.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    # a last.ckpt from before the callbacks were split: ModelSelection takes over its state (not a missing callback)
+    warnings.filterwarnings("ignore", message=f".*Please add the following callbacks: \\['{LEGACY_STATE_KEY}'\\]")
 
 
 @dataclass
@@ -344,16 +347,8 @@ def _train(
         module = MultiTaskModule(
             model, lr=optimizer.lr, weight_decay=optimizer.weight_decay, scheduler=optimizer.scheduler
         )
-        monitor = RunMonitor(
-            run,
-            dm,
-            patience=config.trainer.patience,
-            min_delta=config.trainer.min_delta,
-            resume_interval_s=config.trainer.resume_every_s,
-            monitor_tasks=start.monitor_tasks if start is not None else None,
-            ema_decay=config.trainer.ema_decay,
-            clock=clock,
-        )
+        callbacks = run_callbacks(run, dm, config.trainer, clock=clock,
+                                  monitor_tasks=start.monitor_tasks if start is not None else None)  # fmt: skip
         show_bar = config.trainer.progress_bar if progress_bar is None else progress_bar
         trainer = L.Trainer(
             max_epochs=config.trainer.max_epochs,
@@ -367,7 +362,7 @@ def _train(
             enable_model_summary=False,
             num_sanity_val_steps=0,
             limit_val_batches=0,
-            callbacks=[monitor] + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
+            callbacks=callbacks.as_list() + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
             enable_progress_bar=show_bar,
         )
         _fitting = True
@@ -384,12 +379,13 @@ def _train(
             _fitting = False
         if not trainer.is_global_zero:
             return TrainResult("done", run.path, None, None, trainer.current_epoch, clock.total())
-        monitor.restore_best(model)
+        callbacks.selection.best.restore(model)
+        stats = callbacks.stats()
         evaluations = evaluate_for_card(model, dm)
         seconds = clock.total()
         card = build_card(
-            config=config, model=model, dm=dm, evaluations=evaluations, best_epoch=monitor.best_epoch,
-            best_val_loss=monitor.best_loss, epoch_seconds=monitor.epoch_seconds, samples_seen=monitor.samples_seen,
+            config=config, model=model, dm=dm, evaluations=evaluations, best_epoch=stats.best_epoch,
+            best_val_loss=stats.best_loss, epoch_seconds=stats.epoch_seconds, samples_seen=stats.samples_seen,
             seconds=seconds, epochs=trainer.current_epoch, segments=clock.segments, created=now_iso(),
         )  # fmt: skip
         if finetune is not None:
@@ -408,7 +404,7 @@ def _train(
             finished_at=now_iso(),
             epoch=trainer.current_epoch,
             eta_seconds=0,
-            message=f"done in {seconds:.0f} s; best epoch {monitor.best_epoch}",
+            message=f"done in {seconds:.0f} s; best epoch {stats.best_epoch}",
             wall_time_s=round(seconds, 2),
             test_metrics=evaluations["test"].metrics,
         )

@@ -92,3 +92,23 @@ def test_trajectory_band_spans_the_rows_and_the_line_is_their_mean():
     assert max(band.y) == 3.0 and min(band.y) == pytest.approx(1.0 / 21)
     with pytest.raises(ValueError, match="record_trajectory"):
         trajectory_figure([])
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda **layout: recipe_heatmap(RECIPES, ["Fe"], **layout),
+        lambda **layout: seed_vs_optimized(RECIPES, "bulk_modulus", unit="GPa", **layout),
+        lambda **layout: pareto_front(RECIPES, "x_Fe", "bulk_modulus [GPa]", **layout),
+        lambda **layout: compare_runs({"A": RECIPES}, ["bulk_modulus [GPa]"], **layout),
+        lambda **layout: trajectory_figure([{"step": [0], "objective": [1.0]}], **layout),
+    ],
+    ids=["recipe_heatmap", "seed_vs_optimized", "pareto_front", "compare_runs", "trajectory_figure"],
+)
+def test_layout_passes_through_and_wins_over_the_defaults(build):
+    default = build()
+    figure = build(height=777, title="mine", paper_bgcolor="black")
+    assert default.layout.height != 777 and default.layout.title.text != "mine"
+    assert figure.layout.height == 777 and figure.layout.title.text == "mine"
+    assert figure.layout.paper_bgcolor == "black"
+    assert len(figure.data) == len(default.data)  # the same traces

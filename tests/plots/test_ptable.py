@@ -62,3 +62,10 @@ def test_highlight_frames_known_elements_only():
     assert (shape.x0, shape.x1, shape.y0, shape.y1) == (c - 0.5, c + 0.5, r - 0.5, r + 0.5)
     assert "new" in figure.layout.annotations[0].text
     assert not ptable_heatmap({"Fe": 1.0}).layout.shapes
+
+
+def test_layout_passes_through_after_the_tables_own_layout():
+    figure = ptable_heatmap({"Fe": 1.0}, title="coverage", height=600, margin={"t": 5})
+    assert figure.layout.height == 600 and figure.layout.title.text == "coverage"
+    assert figure.layout.margin.t == 5 and figure.layout.margin.l == 10  # merged into the table's margins
+    assert figure.layout.yaxis.autorange == "reversed"  # periods run down the page

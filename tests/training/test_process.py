@@ -13,6 +13,7 @@ import yaml
 
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.training import RunDirectory
+from fm_engine.training.callbacks import WeightAveraging
 from tests.conftest import tiny_config_dict
 
 
@@ -51,8 +52,8 @@ def epochs_logged(run: RunDirectory) -> list[int]:
 def averaged_updates_and_steps(run: RunDirectory) -> tuple[int, int]:
     """The weight average's update count and the optimizer step count saved in ``last.ckpt``."""
     state = torch.load(run.resume_path, weights_only=True)
-    monitor = next(value for value in state["callbacks"].values() if "average" in value)
-    return monitor["average"]["updates"], state["global_step"]
+    average = state["callbacks"][WeightAveraging(None).state_key]
+    return average["updates"], state["global_step"]
 
 
 def test_sigterm_cancels_then_resume_finishes(tiny_data, tmp_path):

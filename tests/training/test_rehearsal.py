@@ -8,7 +8,7 @@ import pytest
 
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.cli import main
-from fm_engine.training.rehearsal import RehearsalConfig, forgetting_figure, run_rehearsal
+from fm_engine.training.rehearsal import RehearsalConfig, run_rehearsal
 from tests.conftest import tiny_config_dict
 
 STEPS = ["step_1_bulk_modulus", "step_2_hea_phase", "step_3_yield_strength"]
@@ -71,12 +71,6 @@ def test_replay_sizes_follow_the_ratios(rehearsals):
     assert kept["hea_phase"]["train_kept"] == kept["hea_phase"]["train"]
     no_replay = json.loads((rehearsals[0.0].out / STEPS[2] / "checkpoint" / "card.json").read_text())
     assert {t["name"]: t["compositions"]["train_kept"] for t in no_replay["tasks"]}["bulk_modulus"] == 0
-
-
-def test_forgetting_figure_has_one_panel_per_task(rehearsals):
-    figure = forgetting_figure(rehearsals[0.5].forgetting)
-    assert len(figure.data) == 3
-    assert "GPa" in figure.layout.yaxis.title.text
 
 
 def write_toml(path: Path, tiny_data: Path, *, extra: str = "") -> Path:

@@ -1,57 +1,10 @@
-"""Figures and text for a training run's live monitor, from its run files."""
+"""Text for a training run's live monitor, from its run files (its figures: :mod:`fm_engine.plots.training`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
-
 from fm_engine.cards import METRIC_LABELS, ModelCard
-
-
-def epoch_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("kind") == "epoch"]
-
-
-def loss_figure(records: Sequence[dict[str, Any]], tasks: Sequence[str]) -> go.Figure:
-    """Per-task train (solid) and validation (dashed) loss vs epoch, normalised units."""
-    epochs = epoch_records(records)
-    figure = go.Figure()
-    for task in ["loss", *tasks]:
-        train_key = f"train/{task}" if task != "loss" else "train/loss"
-        val_key = f"val/{task}/loss" if task != "loss" else "val/loss"
-        x = [r["epoch"] + 1 for r in epochs if r.get(train_key) is not None]
-        figure.add_trace(go.Scatter(x=x, y=[r[train_key] for r in epochs if r.get(train_key) is not None],
-                                    name=f"{task} train", mode="lines", legendgroup=task))  # fmt: skip
-        xv = [r["epoch"] + 1 for r in epochs if r.get(val_key) is not None]
-        yv = [r[val_key] for r in epochs if r.get(val_key) is not None]
-        figure.add_trace(go.Scatter(x=xv, y=yv, name=f"{task} val", mode="lines", line={"dash": "dash"},
-                                    legendgroup=task))  # fmt: skip
-    figure.update_layout(title="Loss per task (normalised units; total = weighted sum)", xaxis_title="epoch",
-                         yaxis_title="loss", yaxis_type="log", height=380)  # fmt: skip
-    return figure
-
-
-def metric_figure(records: Sequence[dict[str, Any]], tasks: dict[str, tuple[str, str]]) -> go.Figure:
-    """One panel per task with its main validation metric in physical units.
-
-    ``tasks``: name -> (metric key, axis label with unit), e.g. ``{"bulk_modulus": ("mae", "MAE (GPa)")}``.
-    """
-    epochs = epoch_records(records)
-    names = list(tasks)
-    figure = make_subplots(rows=1, cols=max(len(names), 1), subplot_titles=names)
-    for j, name in enumerate(names, start=1):
-        key, label = tasks[name]
-        values = [(r["epoch"] + 1, r.get(f"val/{name}/{key}")) for r in epochs]
-        values = [(e, v) for e, v in values if v is not None]
-        figure.add_trace(go.Scatter(x=[e for e, _ in values], y=[v for _, v in values], mode="lines+markers",
-                                    showlegend=False), row=1, col=j)  # fmt: skip
-        figure.update_yaxes(title_text=label, row=1, col=j)
-        figure.update_xaxes(title_text="epoch", row=1, col=j)
-    figure.update_layout(title="Validation metrics (physical units)", height=320)
-    return figure
 
 
 def eta_text(status: dict[str, Any]) -> str:
