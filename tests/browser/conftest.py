@@ -6,17 +6,22 @@ Without it the tests are skipped locally, and fail under CI=true: a browser test
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.workbench.conftest import ROOT, running_streamlit
+from fm_engine.training.run_files import ACTIVE_STATES, FINAL_STATES, RunDirectory
+from tests.workbench.conftest import CEILING_S, ROOT, running_streamlit
 
 ARTIFACTS = ROOT / "test-artifacts"
+CEILING_MS = CEILING_S * 1000  # Playwright timeouts are in ms; waits end on states, this only ends a hang
 
 
 def chromium_path() -> str | None:
@@ -47,10 +52,8 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A workbench server on a fresh, empty workspace; yields (base URL, workspace)."""
-    workspace = tmp_path_factory.mktemp("browser_workspace")
+def serve(workspace: Path) -> Iterator[tuple[str, Path]]:
+    """A workbench server on ``workspace``; yields (base URL, workspace); ends the runs the test started."""
     env = {"FM_WORKSPACE": str(workspace), "FM_DEMO_MAX_EPOCHS": "8"}
     try:
         with running_streamlit(env) as url:
@@ -59,16 +62,57 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
         stop_runs(workspace)
 
 
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A workbench server of this test alone, on a fresh, empty workspace; yields (base URL, workspace)."""
+    yield from serve(tmp_path / "workspace")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model as ``fm demo`` trains it (2 epochs): what a workspace holds after its first visit."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    command = [sys.executable, "-m", "fm_engine.cli", "demo", "--out", str(out), "--no-progress"]
+    env = {**os.environ, "FM_DEMO_MAX_EPOCHS": "2"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=CEILING_S)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+@pytest.fixture
+def app_with_demo(tmp_path: Path, demo_run: Path) -> Iterator[tuple[str, Path]]:
+    """A workbench server of this test alone whose workspace holds a trained demo model (its own copy)."""
+    workspace = tmp_path / "workspace"
+    shutil.copytree(demo_run, workspace / "runs" / "demo", ignore=shutil.ignore_patterns(".run.lock"))
+    yield from serve(workspace)
+
+
 def stop_runs(workspace: Path) -> None:
-    """Training processes started by the tests live in their own sessions: end them with the tests."""
+    """Training processes started by the tests live in their own sessions: end those still active with the
+    tests (never a finished run's recorded pid: that process is gone and its number may belong to another)."""
     import signal
 
-    for status in workspace.glob("runs/*/status.json"):
-        pid = json.loads(status.read_text()).get("pid")
+    for status_file in workspace.glob("runs/*/status.json"):
+        status = RunDirectory(status_file.parent).read_status()
+        if status.get("state") not in ACTIVE_STATES:
+            continue
         try:
-            os.killpg(os.getpgid(int(pid)), signal.SIGKILL)
+            group = os.getpgid(int(status.get("pid")))
+            if group != os.getpgid(0):
+                os.killpg(group, signal.SIGKILL)
         except (ProcessLookupError, TypeError, ValueError, PermissionError):
             continue
+
+
+def wait_for_run(run_dir: Path) -> dict[str, Any]:
+    """The run's status once it has ended (done, failed or cancelled), however long the machine takes."""
+    deadline = time.monotonic() + CEILING_S
+    while True:
+        status = RunDirectory(run_dir).read_status()  # {} until the run has written it
+        if status.get("state") in FINAL_STATES:
+            return status
+        assert time.monotonic() < deadline, f"{run_dir}: still {status.get('state')} after {CEILING_S:.0f} s"
+        time.sleep(0.5)
 
 
 @pytest.fixture
@@ -79,7 +123,7 @@ def page(browser: object) -> Iterator[object]:
     context.close()
 
 
-def wait_for_app(page: object, timeout_ms: int = 60_000) -> None:
+def wait_for_app(page: object, timeout_ms: float = CEILING_MS) -> None:
     """Until the script has run. After an interaction, give the rerun a moment to start first."""
     page.wait_for_timeout(400)  # type: ignore[attr-defined]
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)  # type: ignore[attr-defined]

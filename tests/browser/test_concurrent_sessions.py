@@ -25,7 +25,7 @@ from playwright.sync_api import expect
 
 from fm_engine.checkpoints import LoadedCheckpoint, load_checkpoint
 from fm_engine.inverse import DesignConfig, run_design
-from tests.browser.conftest import screenshot, wait_for_app
+from tests.browser.conftest import CEILING_MS, screenshot, wait_for_app
 from tests.workbench.conftest import running_streamlit
 
 ROUNDS = 3
@@ -33,7 +33,7 @@ TARGETS = [240.0, 200.0, 160.0, 120.0]  # GPa, one per session (four sessions)
 N_SEEDS = 4  # small designs: the race is in the page, not in the optimiser
 STEPS = [24, 24, 24, 1500]  # per session; the last one runs long enough for a page load in a fifth session
 SLIDERS = {"diversity_scale": 1.0, "seed_blend": 0.95, "annealing_scale": 0.5}  # page order, defaults
-TIMEOUT = 240_000  # ms: an upper bound for a page or a design on a busy 2-core machine; waits end on states
+TIMEOUT = CEILING_MS  # waits end on states; the ceiling (FM_TEST_CEILING_S) only ends a hang
 
 
 @pytest.fixture(scope="module")

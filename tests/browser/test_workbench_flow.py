@@ -1,4 +1,8 @@
-"""A first visit in a real browser: the demo model trains from one click, then the pages work."""
+"""A first visit in a real browser: the demo model trains from one click, then the pages work.
+
+Each test has its own server and workspace (``app``: empty; ``app_with_demo``: a trained demo model), so the tests
+run in any order and alone; every wait ends on a state (a run's status, the page showing X), never on a clock.
+"""
 
 import json
 import re
@@ -10,7 +14,7 @@ from playwright.sync_api import expect
 
 from fm_engine.inverse import element_presets
 from fm_engine.training import RunDirectory
-from tests.browser.conftest import screenshot, wait_for_app
+from tests.browser.conftest import CEILING_MS, CEILING_S, screenshot, wait_for_app, wait_for_run
 
 
 def test_first_visit_trains_the_demo_model(app, page):
@@ -20,9 +24,11 @@ def test_first_visit_trains_the_demo_model(app, page):
     expect(page.get_by_text("Start here: train the demo model")).to_be_visible()
     screenshot(page, "overview_first_visit")
     page.get_by_role("button", name="Train the demo model").click()
-    expect(page.get_by_text("demo: running").or_(page.get_by_text("demo: queued"))).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("demo: running").or_(page.get_by_text("demo: queued"))).to_be_visible(timeout=CEILING_MS)
     screenshot(page, "overview_demo_training")
-    expect(page.get_by_text("A model is ready")).to_be_visible(timeout=180_000)
+    status = wait_for_run(workspace / "runs" / "demo")
+    assert status["state"] == "done", status
+    expect(page.get_by_text("A model is ready")).to_be_visible(timeout=CEILING_MS)
     assert (workspace / "runs" / "demo" / "checkpoint" / "model.safetensors").exists()
     expect(page.get_by_text("Active checkpoint")).to_be_visible()
     screenshot(page, "overview_model_ready")
@@ -40,10 +46,8 @@ def set_number(page, label: str, value: str) -> None:
     wait_for_app(page)
 
 
-def test_design_with_constraints_and_downloads(app, page, tmp_path):
-    """Needs the demo model of the previous test (same server and workspace)."""
-    url, workspace = app
-    assert (workspace / "runs" / "demo" / "checkpoint").exists(), "run the first-visit test first"
+def test_design_with_constraints_and_downloads(app_with_demo, page, tmp_path):
+    url, _ = app_with_demo
     page.goto(url + "/design")
     wait_for_app(page)
     page.get_by_role("button", name="alloy_palette").click()
@@ -62,10 +66,10 @@ def test_design_with_constraints_and_downloads(app, page, tmp_path):
     set_number(page, "Steps", "80")
     screenshot(page, "design_form")
     page.get_by_role("button", name="Run design").click()
-    expect(page.get_by_role("button", name="Download CSV")).to_be_visible(timeout=120_000)
+    expect(page.get_by_role("button", name="Download CSV")).to_be_visible(timeout=CEILING_MS)
     wait_for_app(page)
     expect(page.get_by_text("Element frequency").first).to_be_visible()
-    expect(page.locator("[data-testid='stPlotlyChart']:visible").first).to_be_visible(timeout=30_000)
+    expect(page.locator("[data-testid='stPlotlyChart']:visible").first).to_be_visible(timeout=CEILING_MS)
     screenshot(page, "design_results")
     page.get_by_role("tab", name="Seed → designed").click()
     expect(page.locator("[data-testid='stPlotlyChart']:visible").first).to_be_visible()
@@ -104,38 +108,38 @@ def test_train_monitor_advances_then_cancel(app, page):
     set_number(page, "Patience (epochs)", "400")
     page.get_by_role("button", name="Start training").click()
     wait_for_app(page)
-    runs = [p for p in (workspace / "runs").iterdir() if p.is_dir() and p.name != "demo"]
+    runs = [p for p in (workspace / "runs").iterdir() if p.is_dir()]
     assert len(runs) == 1  # one click, one run
     run = RunDirectory(runs[0])
-    expect(page.get_by_text("running").first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("running").first).to_be_visible(timeout=CEILING_MS)
 
     def shown_epoch() -> int:
         text = page.get_by_text(re.compile(r"epoch \d+ / 400")).first.inner_text()
         return int(re.search(r"epoch (\d+) /", text).group(1))
 
-    expect(page.get_by_text(re.compile(r"epoch [1-9]\d* / 400")).first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(re.compile(r"epoch [1-9]\d* / 400")).first).to_be_visible(timeout=CEILING_MS)
     first = shown_epoch()
-    deadline = time.time() + 30
-    while shown_epoch() <= first and time.time() < deadline:
+    deadline = time.monotonic() + CEILING_S  # the next epoch takes as long as the machine needs
+    while shown_epoch() <= first and time.monotonic() < deadline:
         page.wait_for_timeout(500)
     assert shown_epoch() > first  # the live monitor advances without a reload
-    expect(page.locator("[data-testid='stPlotlyChart']:visible").first).to_be_visible(timeout=30_000)
+    expect(page.locator("[data-testid='stPlotlyChart']:visible").first).to_be_visible(timeout=CEILING_MS)
     screenshot(page, "train_monitor")
     page.get_by_role("button", name="Cancel run").click()
-    expect(page.get_by_text("cancelled").first).to_be_visible(timeout=60_000)
-    assert run.read_status()["state"] == "cancelled"
+    assert wait_for_run(run.path)["state"] == "cancelled"
+    expect(page.get_by_text("cancelled").first).to_be_visible(timeout=CEILING_MS)
     screenshot(page, "train_cancelled")
 
 
-def test_predict_csv_with_a_bad_row(app, page, tmp_path):
-    url, _ = app
+def test_predict_csv_with_a_bad_row(app_with_demo, page, tmp_path):
+    url, _ = app_with_demo
     source = tmp_path / "alloys.csv"
     source.write_text("formula,note\nNbMoTaW,refractory\nnot a formula!,typo\nAl0.5CoCrFeNi,cantor\n")
     page.goto(url + "/predict")
     wait_for_app(page)
     page.locator("input[type='file']").set_input_files(str(source))
     wait_for_app(page)
-    expect(page.get_by_role("button", name="Download predictions (CSV)")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("button", name="Download predictions (CSV)")).to_be_visible(timeout=CEILING_MS)
     expect(page.get_by_text("not a chemical formula").first).to_be_attached()  # a cell of the bad-rows table
     screenshot(page, "predict_csv")
     with page.expect_download() as download:
@@ -148,7 +152,7 @@ def test_predict_csv_with_a_bad_row(app, page, tmp_path):
     assert float(predicted.loc[0, "bulk_modulus"]) > 0
     page.goto(url + "/checkpoints")
     wait_for_app(page)
-    expect(page.get_by_role("heading", name="Compare two checkpoints")).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("heading", name="Compare two checkpoints")).to_be_visible(timeout=CEILING_MS)
     expect(page.get_by_text("demo").first).to_be_attached()  # the demo run is listed (a table cell)
     screenshot(page, "checkpoints")
     assert not page.get_by_test_id("stException").count()

@@ -16,10 +16,26 @@ ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / "workbench" / "Home.py"
 
 
+def _ceiling_seconds() -> float:
+    raw = os.environ.get("FM_TEST_CEILING_S", "1800")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"FM_TEST_CEILING_S={raw!r}: expected a number of seconds > 0")
+    return value
+
+
+# Waits end on a state (a server answers, a page shows X, a run is done); this ceiling, in seconds, only ends a
+# wait for a state that never comes (a hang). It is not a speed limit: a slow or loaded machine waits longer.
+CEILING_S = _ceiling_seconds()
+
+
 def open_page(page: str, **session: object) -> AppTest:
     """An AppTest session that starts at Home (as a user does), sets ``session`` values, then opens
     ``pages/<page>.py``; fails on any exception."""
-    at = AppTest.from_file(str(HOME), default_timeout=60)
+    at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
     at.run()
     for key, value in session.items():
         at.session_state[key] = value
@@ -48,7 +64,7 @@ def running_streamlit(env: dict[str, str] | None = None) -> Iterator[str]:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment)
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.time() + 60
+            deadline = time.time() + CEILING_S
             while not _healthy(url):
                 if process.poll() is not None or time.time() > deadline:
                     log.seek(0)

@@ -95,8 +95,11 @@ def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_mode
     table = next(frame.value for frame in at.dataframe if "constraints_ok" in frame.value.columns)
     assert len(table) >= 1 and table["constraints_ok"].all()
     assert {"formula", "bulk_modulus [GPa]", "bulk_modulus seed [GPa]", "distance_to_training"} <= set(table.columns)
-    assert at.download_button(key="download_csv") is not None
-    assert at.download_button(key="download_json") is not None
+    # the two downloads are offered (a missing key raises KeyError), under the labels users click
+    assert [at.download_button(key=k).label for k in ("download_csv", "download_json")] == [
+        "Download CSV",
+        "Download JSON",
+    ]
     # heatmap, seed -> designed for both targets, Pareto (two targets) and trajectory
     charts = at.get("plotly_chart")
     assert len(charts) >= 5, len(charts)
