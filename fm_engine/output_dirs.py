@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from fm_engine.run_lock import refuse_if_in_use
+
 OutputKind = Literal["run", "design", "scaling", "rehearsal"]
 RUN_FILES = ("status.json", "config.yaml", "model_config.json", "metrics.jsonl", "checkpoint", "last.ckpt")
 LAUNCH_FILES = ("status.json", "train.log")  # written by the workbench into a new run folder before the command
@@ -67,6 +69,8 @@ def check_output_dir(path: str | Path, *, kind: OutputKind, resume: bool = False
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {path}: a file is there; expected a folder")
     check_writable(path, option=option)
+    if kind != "design":
+        refuse_if_in_use(path)  # a live run's files are "in use", not "already holds a run"
     names = [name for name in contents(path) if name not in LAUNCH_FILES]
     if not names:
         return path

@@ -5,11 +5,13 @@ import sys
 
 import pytest
 
+from tests.ceiling import CEILING_S
+
 INFERENCE_MODULES = ["fm_engine.inverse", "fm_engine.checkpoints", "fm_engine.predict", "fm_engine.cards"]
 
 
 def run_python(code: str) -> None:
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=CEILING_S)
     assert result.returncode == 0, result.stderr
 
 

@@ -22,6 +22,7 @@ from fm_engine.trainer_cli import AVERAGE_KEY, FMLightningModel, main
 from fm_engine.training import TrainConfig
 from fm_engine.training.evaluate import evaluate
 from fm_engine.training.trainer import build_datamodule
+from tests.ceiling import CEILING_S
 
 # lightning 2.6 calls jsonargparse APIs that jsonargparse >= 4.49 marks deprecated (hidden outside pytest)
 pytestmark = pytest.mark.filterwarnings("ignore::jsonargparse._deprecated.JsonargparseDeprecationWarning")
@@ -105,7 +106,7 @@ def test_fit_from_yaml_writes_a_checkpoint_that_loads_and_predicts(tmp_path: Pat
     run = tmp_path / "run"
     command = trainer_command() + ["fit", "--config", str(config), "--trainer.max_epochs=2",
                                    f"--trainer.default_root_dir={run}"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=CEILING_S)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "checkpoint:" in result.stdout
 

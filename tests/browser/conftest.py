@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from fm_engine.training.run_files import ACTIVE_STATES, FINAL_STATES, RunDirectory
-from tests.workbench.conftest import CEILING_S, ROOT, running_streamlit
+from tests.ceiling import CEILING_S
+from tests.workbench.conftest import ROOT, running_streamlit
 
 ARTIFACTS = ROOT / "test-artifacts"
 CEILING_MS = CEILING_S * 1000  # Playwright timeouts are in ms; waits end on states, this only ends a hang

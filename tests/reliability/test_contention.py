@@ -13,6 +13,7 @@ import yaml
 
 from fm_engine.cli import main
 from fm_engine.threads import DEFAULT_THREADS, fixed_threads, policy_enabled, thread_environment
+from tests.ceiling import CEILING_S
 from tests.conftest import tiny_config_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,13 +77,14 @@ def _run_python(code: str, env: dict[str, str]) -> str:
     clean = {k: v for k, v in os.environ.items() if k not in ("FM_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
                                                              "FM_THREAD_POLICY")}  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], env={**clean, "PYTHONPATH": str(ROOT), **env},
-                            capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+                            capture_output=True, text=True, timeout=CEILING_S, check=True)  # fmt: skip
     return result.stdout.strip()
 
 
 PROBE = """
 import os, fm_engine
 from fm_engine.threads import configure_threads
+from tests.ceiling import CEILING_S
 policy = configure_threads()
 import torch
 cpus = len(os.sched_getaffinity(0))

@@ -25,6 +25,7 @@ import yaml
 
 from fm_engine.run_lock import LOCK_FILE, acquire, hold_run, lock_state, process_start, release
 from fm_engine.training import RunDirectory
+from tests.ceiling import CEILING_S
 from tests.conftest import tiny_config_dict
 from tests.workbench.conftest import open_page
 from workbench.runs import cancel, run_info
@@ -34,7 +35,7 @@ FM = [sys.executable, "-m", "fm_engine.cli"]
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def wait_for(condition: Callable[[], bool], timeout: float = 120.0, what: str = "the condition") -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = CEILING_S, what: str = "the condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -111,7 +112,7 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Pat
         wait_for(lambda: run.read_status().get("wall_time_s", 0) > 0, what="wall time in status.json")
     finally:
         process.kill()  # SIGKILL: no chance to write a final status
-        process.communicate(timeout=60)
+        process.communicate(timeout=CEILING_S)
     assert run.read_status()["state"] == "running"
     return out
 
@@ -132,7 +133,7 @@ def test_two_trainings_started_together_on_one_out_one_runs_the_other_exits_2(ti
         loser_name = next(name for name, p in processes.items() if p.poll() is not None)
         winner_name = next(name for name in processes if name != loser_name)
         loser, winner = processes[loser_name], processes[winner_name]
-        _, error = loser.communicate(timeout=30)
+        _, error = loser.communicate(timeout=CEILING_S)
         assert loser.returncode == 2, error
         assert error.strip() == (
             f"error: {out} is in use by run pid {winner.pid}; wait for it to finish, or cancel it first"
@@ -146,7 +147,7 @@ def test_two_trainings_started_together_on_one_out_one_runs_the_other_exits_2(ti
         assert status["name"] == winner_name and status["pid"] == winner.pid  # the loser wrote nothing
         assert yaml.safe_load(run.config_path.read_text())["name"] == winner_name
         winner.send_signal(signal.SIGTERM)
-        winner.communicate(timeout=60)
+        winner.communicate(timeout=CEILING_S)
         assert winner.returncode == 143
         epochs = epochs_logged(run)
         assert epochs == list(range(len(epochs)))  # one writer: no interleaved records
@@ -223,7 +224,7 @@ def test_a_directory_in_use_is_refused_at_once_and_left_untouched(command, tiny_
     fm = argv[0] == "fm_engine.cli"
     argv += ["--no-progress"] if fm else []
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", *argv], capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+                            timeout=CEILING_S)  # fmt: skip
     imported = {line.rpartition("|")[2].strip() for line in result.stderr.splitlines() if "import time:" in line}
     errors = [line for line in result.stderr.splitlines() if "import time:" not in line]
     assert result.returncode == 2, result.stdout + "\n".join(errors)
@@ -387,7 +388,7 @@ def test_cancel_signals_the_process_that_holds_the_run(tmp_path, holder, bystand
     run = _status_with_pid(tmp_path / "run", bystander.pid)  # a stale pid in status.json is not used
     live = holder(run.path)
     assert cancel(run.path) is True
-    assert live.wait(timeout=30) == -signal.SIGTERM
+    assert live.wait(timeout=CEILING_S) == -signal.SIGTERM
     assert bystander.poll() is None
 
 
@@ -431,7 +432,7 @@ def test_resume_after_a_kill_counts_all_wall_time_and_logs_each_epoch_once(kille
     run.config_path.write_text(yaml.safe_dump(saved))
     started = time.monotonic()
     resumed = subprocess.run([*FM, "train", "--out", str(run.path), "--resume", "--no-progress"],
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
+                             capture_output=True, text=True, timeout=CEILING_S)  # fmt: skip
     resumed_s = time.monotonic() - started
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert not (run.path / ".checkpoint.tmp-left").exists() and not (run.path / ".last.ckpt.tmp").exists()

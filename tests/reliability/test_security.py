@@ -29,6 +29,7 @@ from fm_engine.data.tables import PICKLE_SUFFIXES
 from fm_engine.run_lock import LOCK_FILE
 from fm_engine.training import TrainConfig
 from fm_engine.training.trainer import build_datamodule
+from tests.ceiling import CEILING_S
 from tests.conftest import tiny_config_dict
 
 
@@ -433,7 +434,7 @@ def test_fm_trainer_refuses_a_pickle_and_a_crafted_ckpt_path(tiny_data, tmp_path
 
 
 # ------------------------------------------------------------------------------------------ the workbench
-def wait_for_error(run_dir: Path, seconds: float = 120) -> str:
+def wait_for_error(run_dir: Path, seconds: float = CEILING_S) -> str:
     """The run's final state once its process has printed its ``error:`` line (or ended otherwise)."""
     from workbench.runs import run_info
 
@@ -470,7 +471,7 @@ def test_workbench_training_and_finetune_never_unpickle(tiny_run, tiny_data, tmp
     for run_dir, path in ((trained, tmp_path / "data.pkl"), (tuned, checkpoint / "data.pkl")):
         assert wait_for_error(run_dir) == "failed"
         launched = runs._CHILDREN.pop(runs._launcher(run_dir)[0])
-        assert launched.wait(timeout=60) == 2  # the CLI's exit code for a refused input
+        assert launched.wait(timeout=CEILING_S) == 2  # the CLI's exit code for a refused input
         log = (run_dir / "train.log").read_text(encoding="utf-8")
         assert f"error: {path}: a pickled table can run code" in log and "Traceback" not in log, log[-2000:]
     assert not marker.exists()

@@ -22,6 +22,7 @@ import yaml
 
 from fm_engine.cli import describe_error, main
 from fm_engine.config import MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, read_config_file
+from tests.ceiling import CEILING_S
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN: dict[str, Any] = {
@@ -495,7 +496,7 @@ def test_no_traceback_reaches_the_terminal(tmp_path, text, expected):
     config.write_text(text)
     done = subprocess.run(
         [sys.executable, "-m", "fm_engine.cli", "train", "--config", str(config), "--out", str(tmp_path / "r")],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=CEILING_S, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()

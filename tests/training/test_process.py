@@ -14,6 +14,7 @@ import yaml
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.training import RunDirectory
 from fm_engine.training.callbacks import WeightAveraging
+from tests.ceiling import CEILING_S
 from tests.conftest import tiny_config_dict
 
 
@@ -25,7 +26,7 @@ def start_training(config: dict, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for(condition, timeout: float = 90.0) -> None:
+def wait_for(condition, timeout: float = CEILING_S) -> None:
     deadline = time.time() + timeout
     while not condition():
         if time.time() > deadline:
@@ -40,7 +41,7 @@ def resume(run: RunDirectory, *, max_epochs: int) -> None:
     run.config_path.write_text(yaml.safe_dump(saved))
     resumed = subprocess.run(
         [sys.executable, "-m", "fm_engine.cli", "train", "--out", str(run.path), "--resume", "--no-progress"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=CEILING_S,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
 
@@ -64,7 +65,7 @@ def test_sigterm_cancels_then_resume_finishes(tiny_data, tmp_path):
     wait_for(lambda: len(epochs_logged(run)) >= 2 and run.resume_path.exists())
     assert run.read_status()["state"] == "running"
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=60)
+    output, _ = process.communicate(timeout=CEILING_S)
     assert process.returncode == 143, output
     assert run.read_status()["state"] == "cancelled"
     assert run.resume_path.exists() and not run.checkpoint_path.exists()
@@ -86,7 +87,7 @@ def test_a_killed_run_resumes_from_its_last_epoch(tiny_data, tmp_path):
     process = start_training(tiny_config_dict(tiny_data, max_epochs=400, patience=400), out)
     wait_for(lambda: len(epochs_logged(run)) >= 2 and run.resume_path.exists())
     process.kill()  # SIGKILL: no chance to clean up
-    process.communicate(timeout=30)
+    process.communicate(timeout=CEILING_S)
     assert not run.checkpoint_path.exists()
     assert not list(out.glob(".checkpoint*"))  # never half a checkpoint
     killed_at = max(epochs_logged(run))
@@ -98,7 +99,7 @@ def test_a_killed_run_resumes_from_its_last_epoch(tiny_data, tmp_path):
 def test_ddp_with_two_cpu_processes(tiny_data, tmp_path):
     out = tmp_path / "ddp"
     process = start_training(tiny_config_dict(tiny_data, max_epochs=2), out, "--devices", "2", "--strategy", "ddp")
-    output, _ = process.communicate(timeout=240)
+    output, _ = process.communicate(timeout=CEILING_S)
     assert process.returncode == 0, output
     run = RunDirectory(out)
     assert run.read_status()["state"] == "done"

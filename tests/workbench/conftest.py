@@ -12,24 +12,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.ceiling import CEILING_S
+
 ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / "workbench" / "Home.py"
-
-
-def _ceiling_seconds() -> float:
-    raw = os.environ.get("FM_TEST_CEILING_S", "1800")
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ValueError(f"FM_TEST_CEILING_S={raw!r}: expected a number of seconds > 0")
-    return value
-
-
-# Waits end on a state (a server answers, a page shows X, a run is done); this ceiling, in seconds, only ends a
-# wait for a state that never comes (a hang). It is not a speed limit: a slow or loaded machine waits longer.
-CEILING_S = _ceiling_seconds()
 
 
 def open_page(page: str, **session: object) -> AppTest:

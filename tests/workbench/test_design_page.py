@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from fm_engine.field_docs import field_help
 from fm_engine.inverse import DesignConfig, Target, element_presets
+from tests.ceiling import CEILING_S
 from tests.workbench.conftest import HOME
 from workbench import state
 
@@ -15,7 +16,7 @@ FIXED = "fm_design_table_fixed"  # canonical content of the fixed-amounts editor
 
 
 def design_page() -> AppTest:
-    at = AppTest.from_file(str(HOME), default_timeout=60)
+    at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
     at.run()
     at.switch_page(DESIGN).run()
     assert not at.exception, at.exception
@@ -62,7 +63,7 @@ def test_design_page_renders_targets_per_task(workspace_with_model):
     [({"Al": 0.6, "Ni": 0.5}, 5, "fixed_amounts sum to 1.100"), ({"Al": 0.1}, 1, "max_elements 1 leaves no room")],
 )
 def test_contradictory_settings_show_the_conflict(workspace_with_model, amounts, max_elements, message):
-    at = AppTest.from_file(str(HOME), default_timeout=60)
+    at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
     at.session_state[FIXED] = fixed(**amounts)
     at.run()
     at.switch_page(DESIGN).run()
@@ -75,7 +76,7 @@ def test_contradictory_settings_show_the_conflict(workspace_with_model, amounts,
 
 
 def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_model):
-    at = AppTest.from_file(str(HOME), default_timeout=60)
+    at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
     at.session_state[FIXED] = fixed(Al=0.1)
     at.run()
     at.switch_page(DESIGN).run()

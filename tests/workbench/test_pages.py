@@ -3,11 +3,12 @@ import urllib.request
 
 from streamlit.testing.v1 import AppTest
 
+from tests.ceiling import CEILING_S
 from tests.workbench.conftest import HOME
 
 
 def app() -> AppTest:
-    at = AppTest.from_file(str(HOME), default_timeout=30)
+    at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
     at.run()
     return at
 
@@ -37,7 +38,7 @@ def test_real_server_renders_home_without_error(streamlit_server):
     request = urllib.request.Request(
         f"{streamlit_server}/_stcore/agent/interact", data=b"{}", headers={"Content-Type": "application/json"}
     )
-    tree = json.loads(urllib.request.urlopen(request, timeout=60).read())
+    tree = json.loads(urllib.request.urlopen(request, timeout=CEILING_S).read())
     text = json.dumps(tree)
     assert tree["status"] == "ready", text[:2000]
     assert "fm_engine design workbench" in text

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from fm_engine.training import TrainConfig
 from fm_engine.training.run_files import RunDirectory
+from tests.ceiling import CEILING_S
 from tests.workbench.conftest import HOME, open_page
 from workbench.components.train_form import (
     FormValues,
@@ -70,7 +71,7 @@ def test_form_renders_and_rejects_bad_input(workspace: Path):
     assert WATCHED_RUN not in at.session_state
 
 
-def wait_until_final(run_dir: Path, seconds: float = 90) -> RunInfo:
+def wait_until_final(run_dir: Path, seconds: float = CEILING_S) -> RunInfo:
     deadline = time.time() + seconds
     while run_info(run_dir).state in ("queued", "running") and time.time() < deadline:
         time.sleep(0.5)
@@ -80,7 +81,7 @@ def wait_until_final(run_dir: Path, seconds: float = 90) -> RunInfo:
 
 
 def test_uploaded_task_is_written_to_the_workspace_and_trained(workspace: Path, tiny_data: Path):
-    at = AppTest.from_file(str(HOME), default_timeout=60)
+    at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
     frame = pd.read_csv(tiny_data / "bulk.csv")
     spec = {"name": "my_bulk", "type": "regression", "composition_column": "formula", "data_column": "target",
             "unit": "GPa"}  # fmt: skip
@@ -159,7 +160,7 @@ def text_of(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown)
 
 
-def wait_for(predicate, seconds: float = 90, what: str = "") -> None:
+def wait_for(predicate, seconds: float = CEILING_S, what: str = "") -> None:
     deadline = time.time() + seconds
     while not predicate():
         assert time.time() < deadline, f"timed out waiting for {what}"
