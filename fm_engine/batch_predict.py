@@ -12,7 +12,6 @@ Outputs whose names the input already uses get the ``pred_`` prefix (see ``predi
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ import torch
 from fm_engine.applicability import distance_columns, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import ParsedBatch, parse_many
+from fm_engine.output_dirs import check_writable
 from fm_engine.predict import (
     CompositionColumnError,
     composition_column_of,
@@ -85,16 +85,7 @@ def check_paths(input_path: str | Path, output_path: str | Path) -> tuple[Path, 
         )
     if output.is_dir():
         raise ValueError(f"--output {output} is a folder; expected a file name such as predictions.csv")
-    folder = output.parent
-    while not folder.exists():  # the missing folders are created when the output is written
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"--output {output}: {folder} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ValueError(f"--output {output}: cannot write in {folder} ({error.strerror or error})") from None
+    check_writable(output.parent, option="--output")  # missing folders are created when the output is written
     return source, output
 
 

@@ -130,7 +130,7 @@ def test_output_that_is_a_folder_is_refused_before_any_work(tmp_path, table, cap
 def test_output_below_a_file_is_refused_before_any_work(tmp_path, table, capsys):
     (tmp_path / "plain").write_text("x")
     assert run(tmp_path / "no-such-checkpoint", table, tmp_path / "plain" / "out.csv") == 2
-    assert f"{tmp_path / 'plain'} is a file, not a folder" in capsys.readouterr().err
+    assert f"{tmp_path / 'plain'} is a file; expected a folder" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes in read-only folders")
