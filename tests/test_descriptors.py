@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fm_engine.compositions import to_weights
-from fm_engine.descriptors import Descriptor, DescriptorCache, DescriptorSpec
+from fm_engine.descriptors import Descriptor, DescriptorCache, DescriptorSpec, transform_in_blocks
 from fm_engine.elements import element_index, element_table
 
 SPECS = [
@@ -118,3 +118,15 @@ def test_cache_computes_each_composition_once():
     assert calls == [3, 1]
     np.testing.assert_array_equal(second[0], first[2])
     assert len(cache) == 4
+
+
+def test_transform_in_blocks_fills_a_given_array_block_by_block() -> None:
+    descriptor = Descriptor()
+    weights = np.stack([to_weights(f) for f in ("Fe2O3", "NaCl", "Cu", "Al0.65Cu0.2Fe0.15", "MgO")])
+    out = np.full((5, descriptor.dim), np.nan, dtype=np.float32)
+    seen: list[int] = []
+    x, finite = transform_in_blocks(descriptor, weights, out=out, block=2, progress=seen.append)
+    assert x is out and seen == [2, 2, 1] and finite.all()
+    np.testing.assert_allclose(out, descriptor.transform(weights), rtol=1e-6)
+    with pytest.raises(ValueError, match="expected"):
+        transform_in_blocks(descriptor, weights, out=out[:4])

@@ -78,8 +78,8 @@ PHONONS = (
     "Sci. Data 5, 180065 (2018), doi:10.1038/sdata.2018.65"
 )
 CASTELLI = (
-    "I. E. Castelli et al., Computational screening of perovskite metal oxides for optimal solar light capture, "
-    "Energy Environ. Sci. 5, 5814 (2012), doi:10.1039/C1EE02717D"
+    "I. E. Castelli et al., New cubic perovskites for one- and two-photon water splitting using the computational "
+    "materials repository, Energy Environ. Sci. 5, 9034 (2012), doi:10.1039/C2EE22341D"
 )
 BARTEL = (
     "C. J. Bartel et al., A critical examination of compound stability predictions from machine-learned formation "
