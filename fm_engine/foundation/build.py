@@ -211,7 +211,7 @@ SOURCES: tuple[SourceSet, ...] = (
         "Relaxed volume per atom",
         "median",
         Bounds(2.0, 150.0),
-    ),  # fmt: skip
+    ),
     SourceSet(
         task="mp_formation_energy",
         path="matbench/mp_e_form.csv",
@@ -380,7 +380,7 @@ SOURCES: tuple[SourceSet, ...] = (
         "lowest",
         TOTAL_ENERGY,
         "energy_per_atom",
-    ),  # fmt: skip
+    ),
     _aflow(
         "aflow_bulk_modulus",
         "aflow__ael_bulk_modulus_vrh",
@@ -389,7 +389,7 @@ SOURCES: tuple[SourceSet, ...] = (
         "median",
         BULK,
         "bulk_modulus",
-    ),  # fmt: skip
+    ),
     _aflow(
         "aflow_shear_modulus",
         "aflow__ael_shear_modulus_vrh",
@@ -398,7 +398,7 @@ SOURCES: tuple[SourceSet, ...] = (
         "median",
         SHEAR,
         "shear_modulus",
-    ),  # fmt: skip
+    ),
     _aflow(
         "aflow_debye_temperature",
         "aflow__ael_debye_temperature",
@@ -407,7 +407,7 @@ SOURCES: tuple[SourceSet, ...] = (
         "median",
         Bounds(0.0, 3000.0, low_open=True),
         "debye_temperature",
-    ),  # fmt: skip
+    ),
     _aflow(
         "aflow_thermal_conductivity_300K",
         "aflow__agl_thermal_conductivity_300K",
@@ -416,7 +416,7 @@ SOURCES: tuple[SourceSet, ...] = (
         "median",
         Bounds(0.0, 3000.0, low_open=True),
         "thermal_conductivity_300K",
-    ),  # fmt: skip
+    ),
     _aflow(
         "aflow_thermal_expansion_300K",
         "aflow__agl_thermal_expansion_300K",
@@ -425,7 +425,7 @@ SOURCES: tuple[SourceSet, ...] = (
         "median",
         Bounds(-1e-4, 1e-3),
         "thermal_expansion_300K",
-    ),  # fmt: skip
+    ),
 )
 
 EXPERIMENTAL = (

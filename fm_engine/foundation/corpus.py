@@ -24,7 +24,6 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +168,9 @@ class Corpus:
     rules: list[str] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+    """sha256 of the composition column as loaded (caches made for other rows are never used); set on first use
+    if empty."""
 
     @property
     def task_names(self) -> list[str]:
@@ -177,11 +179,6 @@ class Corpus:
     def task_specs(self) -> list[TaskSpec]:
         """One :class:`TaskSpec` per corpus task, reading its column and the corpus split from the parquet file."""
         return [task.spec(self.path / CORPUS_FILE) for task in self.tasks]
-
-    @cached_property
-    def fingerprint(self) -> str:
-        """sha256 of the composition column: a cache made for other rows is never used."""
-        return _fingerprint(self.frame["composition"].tolist())
 
     # ------------------------------------------------------------------ caches
     def weights_matrix(self) -> np.ndarray:
@@ -221,6 +218,14 @@ class Corpus:
         folder = self.path / CACHE_DIR
         array_path, meta_path = folder / f"{name}.npy", folder / f"{name}.json"
         rows = len(self.frame)
+        current = _fingerprint(self.frame["composition"].tolist())
+        if not self.fingerprint:
+            self.fingerprint = current
+        elif current != self.fingerprint:
+            raise ValueError(
+                f"{self.path}: corpus.frame was changed after loading; the cached matrices hold the rows of "
+                f"{CORPUS_FILE} in file order: select rows by position from the full matrix instead"
+            )
         expected = {**meta, "fingerprint": self.fingerprint, "rows": rows, "dim": dim}
         if array_path.exists() and meta_path.exists():
             try:
@@ -465,4 +470,5 @@ def load_corpus(path: str | Path) -> Corpus:
         rules=list(described["rules"]),
         counts=described["counts"],
         manifest=manifest,
+        fingerprint=_fingerprint(frame["composition"].tolist()),
     )

@@ -217,3 +217,14 @@ def test_write_refuses_a_folder_that_is_not_a_corpus(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is not a corpus folder"):
         write_corpus(tmp_path / "mine", tiny_frame(), TASKS, manifest={})
     assert (tmp_path / "mine" / "thesis.txt").read_text() == "precious"
+
+
+def test_a_changed_frame_never_overwrites_the_caches(corpus_dir: Path) -> None:
+    corpus = load_corpus(corpus_dir)
+    full = corpus.descriptor_matrix()
+    built = (corpus_dir / "descriptors" / f"{spec_key(DescriptorSpec())}.npy").stat().st_mtime_ns
+    corpus.frame = corpus.frame[corpus.frame["split"] == "train"]
+    with pytest.raises(ValueError, match="corpus.frame was changed after loading"):
+        corpus.descriptor_matrix()
+    assert (corpus_dir / "descriptors" / f"{spec_key(DescriptorSpec())}.npy").stat().st_mtime_ns == built
+    assert full.shape[0] == len(FORMULAS)
