@@ -249,3 +249,29 @@ def test_the_cli_names_a_bad_start_and_refuses_it_with_resume(user_csv, tmp_path
     assert capsys.readouterr().err.startswith("error: start_from:")
     assert main(["train", "--out", str(tmp_path / "b"), "--resume", "--start-from", "scratch"]) == 2
     assert "--start-from cannot be combined with --resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("replay_rows", [64, 0])
+def test_a_run_from_a_checkpoint_resumes_with_its_start(foundation, user_csv, tmp_path, replay_rows):
+    import shutil
+
+    finetune = {"replay_rows": replay_rows, "freeze_encoder_epochs": 1}
+    config = TrainConfig.from_dict(user_config(user_csv, start_from=str(foundation), finetune=finetune))
+    config.trainer.max_epochs = 3
+    first = train(config, tmp_path / "run")
+    record = load_checkpoint(first.checkpoint).card.start
+    shutil.rmtree(first.checkpoint)  # as if stopped after the last resume state was saved
+    resumed = train(config, tmp_path / "run", resume=True)
+    card = load_checkpoint(resumed.checkpoint).card
+    assert card.start == record and card.task("hardness").test_metrics
+    assert bool(card.start.frozen_heads) == (replay_rows == 0)
+
+
+def test_cards_without_a_start_still_read_and_a_start_round_trips(foundation):
+    from fm_engine.cards import ModelCard
+
+    old = load_checkpoint(Path(__file__).parents[1] / "regression" / "fixtures" / "checkpoint").card
+    assert old is not None and old.start is None
+    card = load_checkpoint(foundation).card
+    assert card.start.kind == "scratch"
+    assert ModelCard.from_mapping(json.loads(json.dumps(card.to_mapping()))) == card
