@@ -275,3 +275,14 @@ def test_cards_without_a_start_still_read_and_a_start_round_trips(foundation):
     card = load_checkpoint(foundation).card
     assert card.start.kind == "scratch"
     assert ModelCard.from_mapping(json.loads(json.dumps(card.to_mapping()))) == card
+
+
+def test_a_rehearsal_refuses_a_checkpoint_start(foundation, user_csv):
+    from fm_engine.training.rehearsal import RehearsalConfig
+
+    config = user_config(user_csv, start_from=str(foundation))
+    config["tasks"] = [{"bundled": "band_gap"}, {"bundled": "bulk_modulus"}]
+    with pytest.warns(UserWarning, match="ignoring unknown key 'start_from'"):  # not a rehearsal setting
+        assert RehearsalConfig.from_dict(config).train.start_from == "auto"
+    with pytest.raises(ValueError, match="start_from: a rehearsal's first step starts from scratch"):
+        RehearsalConfig(train=TrainConfig.from_dict(config))
