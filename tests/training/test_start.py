@@ -286,3 +286,22 @@ def test_a_rehearsal_refuses_a_checkpoint_start(foundation, user_csv):
         assert RehearsalConfig.from_dict(config).train.start_from == "auto"
     with pytest.raises(ValueError, match="start_from: a rehearsal's first step starts from scratch"):
         RehearsalConfig(train=TrainConfig.from_dict(config))
+
+
+def test_a_design_on_the_fine_tuned_model_can_also_target_a_kept_head(foundation, user_csv, tmp_path):
+    from fm_engine.inverse import DesignConfig, run_design
+
+    checkpoint = load_checkpoint(train(TrainConfig.from_dict(user_config(user_csv, start_from=str(foundation))),
+                                       tmp_path / "run").checkpoint)  # fmt: skip
+    enthalpy = []
+    for stable in (False, True):
+        targets = [{"task": "hardness", "value": 6.0}]
+        targets += [{"task": "formation_enthalpy", "range": [-0.8, -0.5]}] if stable else []
+        design = DesignConfig.from_dict({
+            "targets": targets, "method": "composition", "steps": 60, "random_seed": 1,
+            "constraints": {"allowed_elements": ELEMENTS, "max_elements": 3},
+            "seeds": {"source": "data", "n": 6, "strategy": "random"},
+        })  # fmt: skip
+        best = run_design(checkpoint, design).table["formula"].iloc[0]
+        enthalpy.append(float(checkpoint.predict([best])["formation_enthalpy"].iloc[0]))
+    assert enthalpy[1] < enthalpy[0] - 0.05, enthalpy  # the stability target moved the design
