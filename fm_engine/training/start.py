@@ -38,7 +38,7 @@ from fm_engine.data.tables import load_task_table
 from fm_engine.foundation import foundation_checkpoint_path
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel
 from fm_engine.safe_io import atomic_path, atomic_write_json
-from fm_engine.tasks import TaskSpec
+from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.training.config import START_AUTO, START_FOUNDATION, START_SCRATCH, TrainConfig
 
 CORPUS_TABLE = "corpus.parquet"  # THE CORPUS CONTRACT: <corpus folder>/corpus.parquet
@@ -157,25 +157,27 @@ def corpus_candidates(config: TrainConfig, kept: list[TaskSpec]) -> list[Path]:
     return list(dict.fromkeys([*folders, workspace_dir() / "corpus"]))
 
 
-def find_corpus(config: TrainConfig, kept: list[TaskSpec]) -> Path | None:
-    """The first corpus folder of :func:`corpus_candidates` whose table has a column for every kept head; None
-    if there is none. A ``finetune.replay_corpus`` that is not such a folder is a ``StartError``."""
-    names = [spec.name for spec in kept]
+def find_corpus(config: TrainConfig, kept: list[TaskSpec]) -> tuple[Path | None, list[str]]:
+    """The first corpus folder of :func:`corpus_candidates` whose table has a column for at least one kept head,
+    and those heads (curve heads are never replayed: a corpus holds numbers); ``(None, [])`` if there is none. A
+    ``finetune.replay_corpus`` that is not such a folder is a ``StartError``."""
+    import pyarrow.parquet as pq
+
+    names = [spec.name for spec in kept if spec.type is not TaskType.KERNEL_REGRESSION]
     for folder in corpus_candidates(config, kept):
         table = folder / CORPUS_TABLE
-        if not table.is_file():
+        if not table.is_file() or not names:
             continue
-        import pyarrow.parquet as pq
-
         columns = set(pq.read_schema(table).names)
-        if {"composition", "split", *names} <= columns:
-            return folder
+        present = [name for name in names if name in columns]
+        if {"composition", "split"} <= columns and present:
+            return folder, present
         if config.finetune.replay_corpus:
-            missing = sorted({"composition", "split", *names} - columns)
-            raise StartError(f"finetune.replay_corpus: {table} has no column(s) {', '.join(missing)}")
-    if config.finetune.replay_corpus:
+            raise StartError(f"finetune.replay_corpus: {table} has no column composition, split or of a kept head "
+                             f"({', '.join(names)})")  # fmt: skip
+    if config.finetune.replay_corpus and names:
         raise StartError(f"finetune.replay_corpus: {config.finetune.replay_corpus}: no {CORPUS_TABLE} there")
-    return None
+    return None, []
 
 
 def replay_table(corpus: Path, kept: list[str], exclude: set[str], *, rows: int, seed: int) -> pd.DataFrame:
@@ -247,14 +249,16 @@ def plan_start(config: TrainConfig, start: ResolvedStart, run_path: Path, notes:
     if replaced or dropped:
         model.remove_tasks(*replaced, *dropped)
     kept = [copy.deepcopy(spec) for spec in model.tasks.values()]
-    corpus = find_corpus(config, kept) if kept and config.finetune.replay_rows > 0 else None
+    corpus, present = find_corpus(config, kept) if kept and config.finetune.replay_rows > 0 else (None, [])
     names = [spec.name for spec in kept]
     if corpus is not None:
-        replay = replay_table(corpus, names, own_compositions(config, specs), rows=config.finetune.replay_rows,
+        replay = replay_table(corpus, present, own_compositions(config, specs), rows=config.finetune.replay_rows,
                               seed=config.seed)  # fmt: skip
     else:
-        replay = pd.DataFrame({"composition": pd.Series(dtype=str), "split": pd.Series(dtype=str)}
-                              | {name: pd.Series(dtype="float64") for name in names})  # fmt: skip
+        replay = pd.DataFrame({"composition": pd.Series(dtype=str), "split": pd.Series(dtype=str)})
+    for name in names:
+        if name not in replay.columns:
+            replay[name] = pd.Series(np.nan, index=replay.index, dtype="float64")
     replay_path = Path(run_path).resolve() / REPLAY_FILE
     with atomic_path(replay_path) as staging:  # read by the data module below, and by --resume
         replay.to_parquet(staging, index=False)
@@ -272,7 +276,12 @@ def plan_start(config: TrainConfig, start: ResolvedStart, run_path: Path, notes:
     freeze_heads(model, frozen)
     if frozen:
         looked = ", ".join(str(p) for p in corpus_candidates(config, kept))
-        why = f"no corpus found (looked in {looked})" if config.finetune.replay_rows else "finetune.replay_rows is 0"
+        if not config.finetune.replay_rows:
+            why = "finetune.replay_rows is 0"
+        elif corpus is None:
+            why = f"no corpus with their columns found (looked in {looked})"
+        else:
+            why = f"{corpus} has no rows for them"
         notes = [*notes, f"{why}: the kept heads {', '.join(frozen)} were not trained"]
     record = StartRecord(
         kind=start.kind, requested=start.requested, path=str(start.checkpoint.path.resolve()),

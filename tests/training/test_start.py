@@ -282,6 +282,7 @@ def test_a_rehearsal_refuses_a_checkpoint_start(foundation, user_csv):
 
     config = user_config(user_csv, start_from=str(foundation))
     config["tasks"] = [{"bundled": "band_gap"}, {"bundled": "bulk_modulus"}]
+    del config["finetune"]
     with pytest.warns(UserWarning, match="ignoring unknown key 'start_from'"):  # not a rehearsal setting
         assert RehearsalConfig.from_dict(config).train.start_from == "auto"
     with pytest.raises(ValueError, match="start_from: a rehearsal's first step starts from scratch"):
@@ -305,3 +306,15 @@ def test_a_design_on_the_fine_tuned_model_can_also_target_a_kept_head(foundation
         best = run_design(checkpoint, design).table["formula"].iloc[0]
         enthalpy.append(float(checkpoint.predict([best])["formation_enthalpy"].iloc[0]))
     assert enthalpy[1] < enthalpy[0] - 0.05, enthalpy  # the stability target moved the design
+
+
+def test_heads_the_corpus_has_no_column_for_stay_frozen_the_others_are_replayed(foundation, user_csv, tmp_path):
+    corpus = foundation.parent / "corpus"
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    pd.read_parquet(corpus / "corpus.parquet").drop(columns=["is_metal"]).to_parquet(partial / "corpus.parquet")
+    config = user_config(user_csv, start_from=str(foundation), finetune={"replay_corpus": str(partial)})
+    config["trainer"]["max_epochs"] = 2
+    card = load_checkpoint(train(TrainConfig.from_dict(config), tmp_path / "run").checkpoint).card
+    assert card.start.frozen_heads == ["is_metal"] and list(card.start.replay_rows) == ["formation_enthalpy"]
+    assert card.start.replay_corpus == str(partial.resolve()) and card.task("formation_enthalpy").test_metrics
