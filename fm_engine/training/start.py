@@ -302,7 +302,8 @@ def start_data_sources(start: ResolvedStart, record: StartRecord) -> dict[str, d
     sources = {}
     for name in record.kept_heads:
         source = dict(card.data_sources.get(name, {})) if card is not None else {}
-        sources[name] = source | {"replay": f"{REPLAY_FILE} ({record.replay_rows.get(name, 0)} training rows)"}
+        rows = record.replay_rows.get(name, 0)
+        sources[name] = source | {"replay": f"{REPLAY_FILE} ({rows} training rows)" if rows else "none (frozen)"}
     return sources
 
 
