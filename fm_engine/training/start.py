@@ -20,7 +20,6 @@ so the run's own split is the one a scratch run gets.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
@@ -199,10 +198,11 @@ def replay_table(corpus: Path, kept: list[str], exclude: set[str], *, rows: int,
     return frame[chosen].reset_index(drop=True)
 
 
-def replay_spec(spec: TaskSpec, path: Path) -> TaskSpec:
-    """A kept head's task spec reading its replay column of ``path`` (the corpus's split labels)."""
-    return dataclasses.replace(spec, data_files=[str(path)], data_column=spec.name, composition_column="composition",
-                               split_column="split", task_masking_ratio=1.0, predict_idx=None)  # fmt: skip
+def read_from_replay(spec: TaskSpec, path: Path) -> None:
+    """Point a kept head's task spec (the model's own: its record in the run and the checkpoint) at its replay
+    column of ``path`` with the corpus's split labels."""
+    spec.data_files, spec.data_column, spec.composition_column = [str(path)], spec.name, "composition"
+    spec.split_column, spec.task_masking_ratio, spec.predict_idx = "split", 1.0, None
 
 
 def own_compositions(config: TrainConfig, specs: list[TaskSpec]) -> set[str]:
@@ -248,7 +248,7 @@ def plan_start(config: TrainConfig, start: ResolvedStart, run_path: Path, notes:
     dropped = [name for name in model.tasks if name not in own] if not keep else []
     if replaced or dropped:
         model.remove_tasks(*replaced, *dropped)
-    kept = [copy.deepcopy(spec) for spec in model.tasks.values()]
+    kept = list(model.tasks.values())
     corpus, present = find_corpus(config, kept) if kept and config.finetune.replay_rows > 0 else (None, [])
     names = [spec.name for spec in kept]
     if corpus is not None:
@@ -264,7 +264,9 @@ def plan_start(config: TrainConfig, start: ResolvedStart, run_path: Path, notes:
         replay.to_parquet(staging, index=False)
     # A kept head without replay rows (no corpus found) is carried frozen, without data in this run.
     frozen = [name for name in names if not replay[name].notna().any()]
-    kept_specs = [replay_spec(spec, replay_path) for spec in kept if spec.name not in frozen]
+    for spec in kept:
+        read_from_replay(spec, replay_path)  # --resume and fm finetune read the same rows
+    kept_specs = [spec for spec in kept if spec.name not in frozen]
     dm = build_datamodule(config, kept_specs + specs)  # the model's head order: the start's, then the run's
     dm.setup()
     resolve_class_weights(dm)

@@ -260,10 +260,14 @@ def test_a_run_from_a_checkpoint_resumes_with_its_start(foundation, user_csv, tm
     config.trainer.max_epochs = 3
     first = train(config, tmp_path / "run")
     record = load_checkpoint(first.checkpoint).card.start
+    compositions = load_checkpoint(first.checkpoint).card.task("formation_enthalpy").compositions
+    if replay_rows:  # trained on the replay rows only, never on the whole corpus
+        assert record.replay_rows["formation_enthalpy"] == compositions["train"] == replay_rows
     shutil.rmtree(first.checkpoint)  # as if stopped after the last resume state was saved
     resumed = train(config, tmp_path / "run", resume=True)
     card = load_checkpoint(resumed.checkpoint).card
     assert card.start == record and card.task("hardness").test_metrics
+    assert card.task("formation_enthalpy").compositions == compositions  # the same replay rows, not the corpus
     assert bool(card.start.frozen_heads) == (replay_rows == 0)
 
 
