@@ -87,7 +87,7 @@ def resolve_start(config: TrainConfig) -> ResolvedStart:
     else:
         path, kind = Path(value).expanduser(), "checkpoint"
         if not path.is_absolute():
-            path = config.data_base() / path
+            path = (config.data_base() / path).resolve()
     try:
         checkpoint = load_checkpoint(path)
     except CheckpointError as error:

@@ -322,3 +322,17 @@ def test_heads_the_corpus_has_no_column_for_stay_frozen_the_others_are_replayed(
     card = load_checkpoint(train(TrainConfig.from_dict(config), tmp_path / "run").checkpoint).card
     assert card.start.frozen_heads == ["is_metal"] and list(card.start.replay_rows) == ["formation_enthalpy"]
     assert card.start.replay_corpus == str(partial.resolve()) and card.task("formation_enthalpy").test_metrics
+
+
+def test_a_relative_start_in_a_config_file_is_relative_to_its_folder(foundation, user_csv, tmp_path):
+    import os
+
+    import yaml
+
+    config_path = tmp_path / "configs" / "c.yaml"
+    config_path.parent.mkdir()
+    config_path.write_text(
+        yaml.safe_dump(user_config(user_csv, start_from=os.path.relpath(foundation, config_path.parent)))
+    )
+    start = resolve_start(TrainConfig.from_file(config_path))
+    assert start.kind == "checkpoint" and start.checkpoint.path == foundation.resolve() / "checkpoint"
