@@ -175,7 +175,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if args.lr is not None:
         config.optimizer.lr = args.lr
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    spec = FinetuneSpec(checkpoint.model, tasks, checkpoint.checkpoint_id)
+    carried = checkpoint.card.start.frozen_heads if checkpoint.card.start is not None else []
+    if set(tasks) & set(carried):
+        raise ValueError(f"--tasks: {', '.join(sorted(set(tasks) & set(carried)))}: kept from the start checkpoint "
+                         "without data in this run (no corpus replay), so it cannot be retrained here")  # fmt: skip
+    spec = FinetuneSpec(checkpoint.model, tasks, checkpoint.checkpoint_id, carried=carried)
     signal.signal(signal.SIGTERM, _on_sigterm)
     result = train(config, out, finetune=spec, progress_bar=not args.no_progress)
     if result.checkpoint is None:

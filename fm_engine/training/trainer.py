@@ -73,6 +73,7 @@ class FinetuneSpec:
     model: FlexibleMultiTaskModel
     tasks: list[str]
     source_checkpoint_id: str = ""
+    carried: list[str] = dataclasses.field(default_factory=list)  # heads without data (frozen kept heads): not read
 
 
 def freeze_all_but(model: FlexibleMultiTaskModel, tasks: list[str]) -> None:
@@ -356,7 +357,8 @@ def _train(
             freeze_heads(model, frozen)
         elif finetune is not None:
             model = finetune.model
-            dm = build_datamodule(config, recorded_specs(list(model.tasks.values()), config))
+            with_data = [spec for spec in model.tasks.values() if spec.name not in finetune.carried]
+            dm = build_datamodule(config, recorded_specs(with_data, config))
             dm.setup()
             freeze_all_but(model, finetune.tasks)
             before = evaluate(model, dm, "test")

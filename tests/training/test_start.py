@@ -188,6 +188,10 @@ def test_without_replay_the_kept_heads_stay_frozen_and_the_card_says_so(foundati
     markdown = (result.checkpoint / "card.md").read_text()
     assert "Kept heads frozen" in markdown and "finetune.replay_rows is 0" in markdown
     assert card.task("formation_enthalpy").unit == "eV/atom" and not card.task("formation_enthalpy").test_metrics
+    retrain = ["finetune", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "heads"), "--max-epochs",
+               "1", "--no-progress", "--tasks"]  # fmt: skip
+    assert main([*retrain, "formation_enthalpy"]) == 2  # a frozen kept head has no data to retrain on
+    assert main([*retrain, "hardness"]) == 0  # fm finetune reads the run's data without the frozen heads'
 
 
 def test_a_named_replay_corpus_that_is_not_one_is_an_error(foundation, user_csv, tmp_path):
@@ -322,6 +326,25 @@ def test_heads_the_corpus_has_no_column_for_stay_frozen_the_others_are_replayed(
     card = load_checkpoint(train(TrainConfig.from_dict(config), tmp_path / "run").checkpoint).card
     assert card.start.frozen_heads == ["is_metal"] and list(card.start.replay_rows) == ["formation_enthalpy"]
     assert card.start.replay_corpus == str(partial.resolve()) and card.task("formation_enthalpy").test_metrics
+    assert (
+        main(
+            [
+                "finetune",
+                "--checkpoint",
+                str(tmp_path / "run"),
+                "--out",
+                str(tmp_path / "heads"),
+                "--tasks",
+                "formation_enthalpy",
+                "--max-epochs",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )  # its replay rows are re-read
+    tuned = load_checkpoint(tmp_path / "heads").card.task("formation_enthalpy")
+    assert tuned.compositions == card.task("formation_enthalpy").compositions
 
 
 def test_a_relative_start_in_a_config_file_is_relative_to_its_folder(foundation, user_csv, tmp_path):
