@@ -217,6 +217,90 @@ class FinetuneRecord:
 
 
 @dataclass
+class StartRecord:
+    """Where a run's encoder started (``start_from``, resolved): ``kind`` scratch, foundation or checkpoint; for a
+    checkpoint start its ``path``, ``checkpoint_id`` and ``name``, which of its heads were kept (``replayed`` on
+    ``replay_rows`` corpus training compositions each from ``replay_corpus``, or ``frozen``), ``dropped`` or
+    ``replaced`` by a task of the run, the settings taken from it (``notes``), and the kept heads' test metrics
+    on the same test compositions before fine-tuning (physical units)."""
+
+    kind: str  # scratch / foundation / checkpoint
+    requested: str = ""  # the config's start_from
+    path: str = ""
+    checkpoint_id: str = ""
+    name: str = ""
+    kept_heads: list[str] = field(default_factory=list)
+    frozen_heads: list[str] = field(default_factory=list)  # kept without replay (no corpus found): not trained
+    dropped_heads: list[str] = field(default_factory=list)
+    replaced_heads: list[str] = field(default_factory=list)  # a task of the run has the same name
+    replay_corpus: str = ""
+    replay_rows: dict[str, int] = field(default_factory=dict)  # kept head -> training compositions replayed
+    encoder_lr_scale: float | None = None
+    freeze_encoder_epochs: int = 0
+    notes: list[str] = field(default_factory=list)
+    test_metrics_before: dict[str, dict[str, float]] = field(default_factory=dict)  # kept head -> metric -> value
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "start.") -> StartRecord:
+        def names(key: str) -> list[str]:
+            return [str(t) for t in _take(data, key, list, where, [])]
+
+        return cls(
+            kind=_take(data, "kind", str, where) or _missing(where + "kind"),
+            requested=_take(data, "requested", str, where, ""),
+            path=_take(data, "path", str, where, ""),
+            checkpoint_id=_take(data, "checkpoint_id", str, where, ""),
+            name=_take(data, "name", str, where, ""),
+            kept_heads=names("kept_heads"),
+            frozen_heads=names("frozen_heads"),
+            dropped_heads=names("dropped_heads"),
+            replaced_heads=names("replaced_heads"),
+            replay_corpus=_take(data, "replay_corpus", str, where, ""),
+            replay_rows={str(k): int(v) for k, v in _numbers(data, "replay_rows", where).items()},
+            encoder_lr_scale=_take(data, "encoder_lr_scale", float, where),
+            freeze_encoder_epochs=_take(data, "freeze_encoder_epochs", int, where, 0),
+            notes=names("notes"),
+            test_metrics_before={t: dict(m) for t, m in _take(data, "test_metrics_before", dict, where, {}).items()},
+        )
+
+    def to_mapping(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def markdown(self, after: Mapping[str, Mapping[str, float]]) -> list[str]:
+        """The card.md lines of the ``## Start`` section; ``after``: task -> this model's test metrics."""
+        if self.kind == "scratch":
+            return ["## Start", "", f"Encoder trained from scratch (random initial weights; start_from: "
+                    f"{self.requested or 'scratch'}).", ""]  # fmt: skip
+        what = "the foundation" if self.kind == "foundation" else "the checkpoint"
+        lines = ["## Start", "", f"Encoder fine-tuned from {what} '{self.name}' at `{self.path}` (id "
+                 f"{self.checkpoint_id[:12]}; start_from: {self.requested}); encoder learning "
+                 f"rate x{format_value(self.encoder_lr_scale)}, frozen for the first {self.freeze_encoder_epochs} "
+                 "epoch(s).", ""]  # fmt: skip
+        replayed = [t for t in self.kept_heads if t not in self.frozen_heads]
+        if replayed:
+            counts = ", ".join(f"{t} {self.replay_rows.get(t, 0)}" for t in replayed)
+            lines += [f"Kept heads trained on a replay of `{self.replay_corpus}` (training compositions: {counts}).",
+                      ""]  # fmt: skip
+        if self.frozen_heads:
+            lines += [f"Kept heads frozen (no corpus to replay: not trained, not measured here): "
+                      f"{', '.join(self.frozen_heads)}.", ""]  # fmt: skip
+        for label, heads in (("Dropped heads", self.dropped_heads), ("Heads replaced by this run's task",
+                                                                      self.replaced_heads)):  # fmt: skip
+            if heads:
+                lines += [f"{label}: {', '.join(heads)}.", ""]
+        lines += [f"- {note}" for note in self.notes] + ([""] if self.notes else [])
+        if self.test_metrics_before:
+            lines += ["| kept head | metric | before fine-tuning | after |", "|---|---|---|---|"]
+            for task, metrics in self.test_metrics_before.items():
+                for key, value in metrics.items():
+                    if key != "n":
+                        now = after.get(task, {}).get(key)
+                        lines.append(f"| {task} | {key} | {format_value(value)} | {format_value(now)} |")
+            lines.append("")
+        return lines
+
+
+@dataclass
 class ModelCard:
     """A checkpoint's model card (``card.json``), typed. Sections not typed further are records of other
     objects: ``descriptor`` (the descriptor spec + ``dim``), ``encoder``, ``autoencoder`` (their configs) and
@@ -238,6 +322,7 @@ class ModelCard:
     versions: dict[str, str] = field(default_factory=dict)  # package -> version
     config: dict[str, Any] = field(default_factory=dict)
     finetune: FinetuneRecord | None = None
+    start: StartRecord | None = None  # where the encoder started (cards written before #16: None)
     entry_point: str | None = None  # "fm-trainer" for models trained with the LightningCLI front end
     checkpoint_id: str = ""
     weights_sha256: str = ""
@@ -264,6 +349,7 @@ class ModelCard:
         if tasks is None:
             _missing("tasks")
         finetune = _take(data, "finetune", dict, "")
+        start = _take(data, "start", dict, "")
         sources = _take(data, "data_sources", dict, "", {})
         return cls(
             name=_take(data, "name", str, "", ""),
@@ -282,6 +368,7 @@ class ModelCard:
             versions={str(k): str(v) for k, v in _take(data, "versions", dict, "", {}).items()},
             config=_take(data, "config", dict, "", {}),
             finetune=FinetuneRecord.from_mapping(finetune) if finetune is not None else None,
+            start=StartRecord.from_mapping(start) if start is not None else None,
             entry_point=_take(data, "entry_point", str, ""),
             checkpoint_id=_take(data, "checkpoint_id", str, "", ""),
             weights_sha256=_take(data, "weights_sha256", str, "", ""),
@@ -308,6 +395,8 @@ class ModelCard:
         }
         if self.finetune is not None:
             data["finetune"] = self.finetune.to_mapping()
+        if self.start is not None:
+            data["start"] = self.start.to_mapping()
         if self.entry_point is not None:
             data["entry_point"] = self.entry_point
         if self.checkpoint_id or self.weights_sha256:
@@ -346,6 +435,8 @@ class ModelCard:
         split, seeds = self.split, f"split seed {self.split_seed}; training seed {self.training_seed}"
         sizes = f"{split.get('train')} train / {split.get('val')} val / {split.get('test')} test"
         lines += ["", f"Compositions: {sizes} ({seeds}).", ""]
+        if self.start is not None:
+            lines += self.start.markdown({task.name: task.test_metrics for task in self.tasks})
         if self.finetune is not None:
             tuned = self.finetune
             lines += ["## Fine-tuning", "", f"Retrained heads: {', '.join(tuned.trained_heads)}; frozen: "
@@ -438,6 +529,10 @@ def build_card(
     summary = dm.summary().set_index("task")
     tasks = []
     for task in model.tasks.values():
+        if task.name not in summary.index:  # a head carried without data in this run (e.g. a frozen kept head)
+            tasks.append(TaskCard(name=task.name, type=task.type.value, unit=task.unit, t_unit=task.t_unit,
+                                  classes=task.classes, description=task.description))  # fmt: skip
+            continue
         row = summary.loc[task.name]
         tasks.append(
             TaskCard(

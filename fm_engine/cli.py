@@ -124,11 +124,24 @@ def _refuse_pickle_on_resume(args: argparse.Namespace, what: str) -> None:
         )
 
 
+def start_from_option(value: str) -> str:
+    """``--start-from``: auto, foundation, scratch, or a checkpoint folder (relative to the working directory)."""
+    from fm_engine.training.config import START_AUTO, START_FOUNDATION, START_SCRATCH
+
+    if value in (START_AUTO, START_FOUNDATION, START_SCRATCH):
+        return value
+    if not value.strip():
+        raise ValueError("--start-from: expected auto, foundation, scratch or a checkpoint folder, got ''")
+    return str(Path(value).expanduser().resolve())
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from fm_engine.training import TrainConfig
 
     if args.resume:
         _refuse_pickle_on_resume(args, "--resume")
+        if args.start_from is not None:
+            raise ValueError("--start-from cannot be combined with --resume: a resumed run goes on from its last.ckpt")
         config = None
     else:
         if not args.config:
@@ -136,6 +149,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config = TrainConfig.from_file(args.config)
         _apply_trainer_overrides(config, args)
         _apply_allow_pickle(config, args)
+        if args.start_from is not None:
+            config.start_from = start_from_option(args.start_from)
     out = check_output_dir(args.out, kind="run", resume=args.resume)
     return _run_training(config, out, resume=args.resume, progress_bar=not args.no_progress)
 
@@ -188,7 +203,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if args.lr is not None:
         config.optimizer.lr = args.lr
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    spec = FinetuneSpec(checkpoint.model, tasks, checkpoint.checkpoint_id)
+    carried = checkpoint.card.start.frozen_heads if checkpoint.card.start is not None else []
+    if set(tasks) & set(carried):
+        raise ValueError(f"--tasks: {', '.join(sorted(set(tasks) & set(carried)))}: kept from the start checkpoint "
+                         "without data in this run (no corpus replay), so it cannot be retrained here")  # fmt: skip
+    spec = FinetuneSpec(checkpoint.model, tasks, checkpoint.checkpoint_id, carried=carried)
     signal.signal(signal.SIGTERM, _on_sigterm)
     result = train(config, out, finetune=spec, progress_bar=not args.no_progress)
     if result.checkpoint is None:
@@ -395,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="training config (YAML); see the README for the schema")
     train.add_argument("--out", required=True, help="run directory (status.json, metrics.jsonl, checkpoint/)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last.ckpt")
+    train.add_argument(
+        "--start-from", help="where the encoder starts (overrides start_from): auto (the foundation if installed, "
+        "else scratch), foundation, scratch, or a checkpoint / run folder",
+    )  # fmt: skip
     trainer_options(train)
     pickle_option(train)
     train.set_defaults(handler=_cmd_train)

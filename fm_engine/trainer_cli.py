@@ -56,6 +56,7 @@ from fm_engine.run_lock import acquire, release
 from fm_engine.threads import configure_threads
 from fm_engine.training.callbacks import EpochTimer
 from fm_engine.training.config import (
+    START_SCRATCH,
     DataSection,
     ModelSection,
     OptimizerSection,
@@ -131,7 +132,8 @@ def _train_config(dm: CompositionDataModule, section: ModelSection, optimizer: O
     if isinstance(dm, FMDataModule):
         base = dm.train_config
         return TrainConfig(tasks=base.tasks, seed=base.seed, descriptor=base.descriptor, data=base.data,
-                           base_dir=base.base_dir, model=section, optimizer=optimizer)  # fmt: skip
+                           base_dir=base.base_dir, model=section, optimizer=optimizer,
+                           start_from=START_SCRATCH)  # fmt: skip
     return TrainConfig(
         tasks=[task.to_dict() for task in dm.tasks],
         seed=dm.seed,
@@ -141,6 +143,7 @@ def _train_config(dm: CompositionDataModule, section: ModelSection, optimizer: O
         ),
         model=section,
         optimizer=optimizer,
+        start_from=START_SCRATCH,  # fm-trainer always trains from scratch
     )
 
 

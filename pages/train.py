@@ -17,6 +17,7 @@ from workbench.components.train_form import (
     FormValues,
     TaskChoice,
     runs_table,
+    start_from_value,
 )
 from workbench.components.train_tabs import finetune_tab, finished_notes, rehearsal_tab
 from workbench.live import live_run
@@ -34,6 +35,7 @@ from workbench.train import (
     pick_run,
     show_problems,
     size_field,
+    start_options,
     submit_training,
     task_options,
     watched_run,
@@ -97,6 +99,18 @@ with tab_train:
                 form["uploaded" if uploaded else "bundled"] += [c.name for c in choices if task_checkbox(c, prefix)]
         if not options.uploads:
             st.caption("Upload your own CSV on the Data page to train on your measurements too.")
+
+        start_cols, (choices, start_runs) = st.columns([1, 2]), start_options()
+        start_choice = start_cols[0].radio(
+            "Start from", choices, key="train_start", horizontal=True,
+            help="foundation: fine-tune the shipped pretrained encoder (its heads are kept, so the model also predicts "
+            "its DFT properties); scratch: random initial weights; a checkpoint: one of your finished runs.",
+        )  # fmt: skip
+        start_run = start_cols[1].selectbox(
+            "Start checkpoint (with 'a checkpoint')", list(start_runs), index=None, key="train_start_run",
+            placeholder="Choose a finished run", help="Its encoder shape and descriptor replace the size fields below.",
+        )  # fmt: skip
+        form["start_from"] = start_from_value(start_choice, start_runs.get(start_run or ""))
 
         model_col, train_col = st.columns(2)
         with model_col:

@@ -30,6 +30,7 @@ from workbench.components.train_form import (
     build_rehearsal_config,
     bundled_choices,
     dims_text,
+    start_choices,
     uploaded_choices,
     validate,
     validate_rehearsal,
@@ -93,6 +94,15 @@ class TaskOptions:
 def task_options() -> TaskOptions:
     uploaded = state.get(state.UPLOADED_TASKS) or {}
     return TaskOptions(bundled_choices(bundled_datasets()), uploaded_choices(uploaded), uploaded)
+
+
+def start_options() -> tuple[list[str], dict[str, str]]:
+    """The Train form's Start-from choices (the foundation first when it is installed) and the finished runs whose
+    checkpoint a run can start from (name -> folder)."""
+    from fm_engine.training.start import foundation_installed
+
+    runs = {run.name: str(run.path) for run in list_runs() if run.state == "done" and run.has_checkpoint}
+    return start_choices(foundation_installed()), runs
 
 
 def submit_training(values: FormValues, options: TaskOptions) -> list[str]:

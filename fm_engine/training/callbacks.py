@@ -264,6 +264,18 @@ class ResumeState(L.Callback):
                                        wall_time_s=round(self.clock.total(), 2))  # fmt: skip
 
 
+class EncoderWarmup(L.Callback):
+    """Freeze the encoder (weights and norm statistics) for the first ``epochs`` training epochs, then train it
+    (``finetune.freeze_encoder_epochs``: the new heads first learn on the start's features). Decided from the
+    epoch number alone, so a resumed run freezes alike."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.model.freeze_encoder(trainer.current_epoch < self.epochs)
+
+
 @dataclass
 class RunCallbacks:
     """The callbacks of one ``fm train`` run; :meth:`as_list` gives them in the order they must run at an

@@ -29,6 +29,37 @@ class ModelSection:
     loss_balancer: bool = False
 
 
+START_AUTO = "auto"  # the shipped foundation when it is installed, else scratch (see fm_engine.training.start)
+START_FOUNDATION = "foundation"
+START_SCRATCH = "scratch"
+
+
+@dataclass
+class FinetuneSection:
+    """How a run whose encoder starts from a checkpoint (``start_from``: the foundation or a path) is trained; a
+    run from scratch ignores this section. The numbers are provisional: they will be chosen by measurement on
+    the real foundation (issue #16)."""
+
+    # Keep the start checkpoint's heads (e.g. the foundation's formation enthalpy), trained on a small replay of
+    # the corpus they were trained on (kept frozen when no corpus is found); false: only the config's tasks.
+    keep_start_heads: bool = True
+    # Per kept head: corpus training compositions replayed at every epoch, and as many validation and test
+    # compositions for its metrics (0: no replay, the kept heads stay frozen).
+    replay_rows: int = 512
+    # The corpus folder of the replay; "": the folder the start checkpoint's tasks were read from, else
+    # <workspace>/corpus.
+    replay_corpus: str = ""
+    # The encoder's learning rate is optimizer.lr times this (the heads, new and kept, train at optimizer.lr).
+    encoder_lr_scale: float = 0.2
+    # Train only the heads (the encoder frozen: weights and norm statistics) for this many first epochs.
+    freeze_encoder_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("finetune.replay_rows", self.replay_rows, low=0)
+        check_range("finetune.encoder_lr_scale", self.encoder_lr_scale, low=0, low_open=True)
+        check_range("finetune.freeze_encoder_epochs", self.freeze_encoder_epochs, low=0)
+
+
 @dataclass
 class OptimizerSection:
     lr: float = 2e-3
@@ -112,12 +143,30 @@ class TrainConfig:
     data: DataSection = field(default_factory=DataSection)
     optimizer: OptimizerSection = field(default_factory=OptimizerSection)
     trainer: TrainerSection = field(default_factory=TrainerSection)
+    # Where the encoder starts: "auto" (the shipped foundation if installed, else scratch), "foundation",
+    # "scratch", or a checkpoint / run folder (relative to the config's folder). A run records what it resolved to.
+    start_from: str = START_AUTO
+    # Set by a run to the id of the checkpoint it started from: rebuilding the run from its record then starts
+    # from that very checkpoint (a different one is an error naming both ids); "": any.
+    start_checkpoint_id: str = ""
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
     base_dir: str = ""  # folder that relative data_files are resolved against (the config's folder)
 
     def __post_init__(self) -> None:
         if not self.tasks:
             raise ValueError("tasks: the config names no tasks (expected a list of task entries)")
         check_seed("seed", self.seed)
+        if not isinstance(self.start_from, str) or not self.start_from.strip():
+            raise ValueError(
+                f"start_from: expected {START_AUTO}, {START_FOUNDATION}, {START_SCRATCH} or a checkpoint folder, "
+                f"got {self.start_from!r}"
+            )
+
+    @property
+    def starts_from_checkpoint(self) -> bool:
+        """True for a run resolved (or recorded) to start from a checkpoint: a run folder's config records
+        ``scratch``, ``foundation`` or the checkpoint's path (``auto`` is only ever resolved, never recorded)."""
+        return self.start_from not in (START_AUTO, START_SCRATCH)
 
     def task_specs(self) -> list[TaskSpec]:
         """The task specs, relative ``data_files`` resolved against ``base_dir`` (see :func:`resolve_data_files`)."""

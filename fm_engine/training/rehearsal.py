@@ -73,6 +73,11 @@ class RehearsalConfig:
 
     def __post_init__(self) -> None:
         names = [spec.name for spec in self.train.task_specs()]
+        if self.train.starts_from_checkpoint:
+            raise ValueError(
+                f"start_from: a rehearsal's first step starts from scratch, got {self.train.start_from!r} (fine-tune "
+                "from a checkpoint with fm train)"
+            )
         if len(names) < 2:
             raise ValueError("a rehearsal needs at least two tasks (learned one after another)")
         unknown = sorted(set(self.replay_ratios) - set(names))

@@ -22,7 +22,7 @@ import yaml
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from fm_engine.cards import FinetuneRecord, build_card
+from fm_engine.cards import FinetuneRecord, StartRecord, build_card
 from fm_engine.checkpoints import TASKS_SEPARATOR, save_checkpoint
 from fm_engine.config import read_config_file, read_text_file
 from fm_engine.data import CompositionDataModule
@@ -33,11 +33,21 @@ from fm_engine.run_lock import hold_run, is_rank_zero, own_identity
 from fm_engine.safe_io import atomic_write_json, atomic_write_text
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.threads import configure_threads
-from fm_engine.training.callbacks import LEGACY_STATE_KEY, run_callbacks
-from fm_engine.training.config import TrainConfig, resolve_data_files
+from fm_engine.training.callbacks import LEGACY_STATE_KEY, EncoderWarmup, run_callbacks
+from fm_engine.training.config import START_SCRATCH, TrainConfig, resolve_data_files
 from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluation, evaluate
 from fm_engine.training.lightning import MultiTaskModule
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
+from fm_engine.training.start import (
+    ResolvedStart,
+    config_for_start,
+    freeze_heads,
+    plan_start,
+    read_start_file,
+    resolve_start,
+    start_data_sources,
+    write_start_file,
+)
 
 _fitting = False
 
@@ -63,6 +73,7 @@ class FinetuneSpec:
     model: FlexibleMultiTaskModel
     tasks: list[str]
     source_checkpoint_id: str = ""
+    carried: list[str] = dataclasses.field(default_factory=list)  # heads without data (frozen kept heads): not read
 
 
 def freeze_all_but(model: FlexibleMultiTaskModel, tasks: list[str]) -> None:
@@ -102,10 +113,12 @@ class TrainResult:
     seconds: float
 
 
-def fit_scalers(dm: CompositionDataModule) -> dict[str, TargetScaler]:
-    """Per-task normalisation from the (kept) training rows."""
+def fit_scalers(dm: CompositionDataModule, tasks: list[str] | None = None) -> dict[str, TargetScaler]:
+    """Per-task normalisation from the (kept) training rows, for ``tasks`` (default: every task of ``dm``)."""
     scalers: dict[str, TargetScaler] = {}
     for task in dm.tasks:
+        if tasks is not None and task.name not in tasks:
+            continue
         keep = dm.train_keep[task.name]
         if task.type is TaskType.CLASSIFICATION:
             scalers[task.name] = TargetScaler()
@@ -273,10 +286,14 @@ def train(
     """
     if resume and not Path(run_dir).is_dir():
         raise ValueError(f"{run_dir}: nothing to resume (no such run directory)")
+    begin = None
+    if not resume and finetune is None and start is None:
+        begin = resolve_start(config)  # a bad start_from fails here, before any folder or data is touched
+    options: dict[str, Any] = {"resume": resume, "progress_bar": progress_bar, "finetune": finetune, "start": start}
     if not is_rank_zero():  # DDP's other ranks write no run files; rank 0 holds the lock
-        return _train(config, run_dir, resume=resume, progress_bar=progress_bar, finetune=finetune, start=start)
+        return _train(config, run_dir, begin=begin, **options)
     with hold_run(run_dir):
-        return _train(config, run_dir, resume=resume, progress_bar=progress_bar, finetune=finetune, start=start)
+        return _train(config, run_dir, begin=begin, **options)
 
 
 def _train(
@@ -287,6 +304,7 @@ def _train(
     progress_bar: bool | None,
     finetune: FinetuneSpec | None,
     start: StartFrom | None,
+    begin: ResolvedStart | None = None,
 ) -> TrainResult:
     global _fitting
     _quiet_lightning()
@@ -296,6 +314,12 @@ def _train(
     run = RunDirectory(run_dir)
     rank_zero = is_rank_zero()
     clock = WallClock()
+    start_notes: list[str] = []
+    start_record, start_sources = None, {}
+    if begin is not None:
+        config, start_notes = config_for_start(config, begin)  # the start's encoder settings, the start recorded
+        if begin.checkpoint is None:
+            start_record = StartRecord(START_SCRATCH, begin.requested)
     if resume:
         if not run.resume_path.exists():
             raise ValueError(f"{run.path}: nothing to resume (no last.ckpt)")
@@ -324,12 +348,17 @@ def _train(
         dm = build_datamodule(config)
         if resume:
             model_config = read_model_config(run.model_config_path)
-            dm = build_datamodule(config, recorded_specs(model_config.tasks, config))
+            start_record, start_sources = read_start_file(run.path, config)
+            frozen = start_record.frozen_heads if start_record is not None else []
+            with_data = [spec for spec in model_config.tasks if spec.name not in frozen]
+            dm = build_datamodule(config, recorded_specs(with_data, config))
             dm.setup()
             model = FlexibleMultiTaskModel(model_config)
+            freeze_heads(model, frozen)
         elif finetune is not None:
             model = finetune.model
-            dm = build_datamodule(config, recorded_specs(list(model.tasks.values()), config))
+            with_data = [spec for spec in model.tasks.values() if spec.name not in finetune.carried]
+            dm = build_datamodule(config, recorded_specs(with_data, config))
             dm.setup()
             freeze_all_but(model, finetune.tasks)
             before = evaluate(model, dm, "test")
@@ -339,16 +368,31 @@ def _train(
             model, dm = start.model, start.datamodule
             if rank_zero:
                 _write_model_config(run, model)
+        elif begin is not None and begin.checkpoint is not None:
+            plan = plan_start(config, begin, run.path, start_notes)
+            model, dm, start_record = plan.model, plan.datamodule, plan.record
+            before = evaluate(model, dm, "test")
+            start_record.test_metrics_before = {t: before.metrics[t] for t in plan.record.kept_heads
+                                                if t in before.metrics}  # fmt: skip
+            start_sources = start_data_sources(begin, start_record)
+            if rank_zero:
+                write_start_file(run.path, start_record, start_sources)
+                _write_model_config(run, model)
         else:
             model = build_model(config, dm)
             if rank_zero:
                 _write_model_config(run, model)
         optimizer = config.optimizer
+        from_start = finetune is None and start is None and config.starts_from_checkpoint  # also on --resume
         module = MultiTaskModule(
-            model, lr=optimizer.lr, weight_decay=optimizer.weight_decay, scheduler=optimizer.scheduler
-        )
-        callbacks = run_callbacks(run, dm, config.trainer, clock=clock,
-                                  monitor_tasks=start.monitor_tasks if start is not None else None)  # fmt: skip
+            model, lr=optimizer.lr, weight_decay=optimizer.weight_decay, scheduler=optimizer.scheduler,
+            encoder_lr_scale=config.finetune.encoder_lr_scale if from_start else 1.0,
+        )  # fmt: skip
+        monitor = start.monitor_tasks if start is not None else None
+        if from_start:  # the run's own tasks choose the best epoch; the kept heads ride along on their replay
+            monitor = [spec.name for spec in config.task_specs()]
+        callbacks = run_callbacks(run, dm, config.trainer, clock=clock, monitor_tasks=monitor)
+        extra = [EncoderWarmup(config.finetune.freeze_encoder_epochs)] if from_start else []
         show_bar = config.trainer.progress_bar if progress_bar is None else progress_bar
         trainer = L.Trainer(
             max_epochs=config.trainer.max_epochs,
@@ -362,7 +406,7 @@ def _train(
             enable_model_summary=False,
             num_sanity_val_steps=0,
             limit_val_batches=0,
-            callbacks=callbacks.as_list() + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
+            callbacks=extra + callbacks.as_list() + ([TQDMProgressBar(refresh_rate=10)] if show_bar else []),
             enable_progress_bar=show_bar,
         )
         _fitting = True
@@ -388,6 +432,9 @@ def _train(
             best_val_loss=stats.best_loss, epoch_seconds=stats.epoch_seconds, samples_seen=stats.samples_seen,
             seconds=seconds, epochs=trainer.current_epoch, segments=clock.segments, created=now_iso(),
         )  # fmt: skip
+        if start_record is not None:
+            card.start = start_record
+            card.data_sources |= start_sources
         if finetune is not None:
             card.finetune = FinetuneRecord(
                 source_checkpoint_id=finetune.source_checkpoint_id,
@@ -396,8 +443,9 @@ def _train(
                 test_metrics_before=before.metrics,
                 test_metrics_after=evaluations["test"].metrics,
             )
+        with_data = [name for name in model.tasks if name in dm.masks]  # not a head carried without data
         checkpoint = save_checkpoint(
-            model, run.checkpoint_path, card=card, compositions=training_compositions(dm, list(model.tasks))
+            model, run.checkpoint_path, card=card, compositions=training_compositions(dm, with_data)
         )
         run.update_status(
             state="done",

@@ -15,6 +15,9 @@ from fm_engine.datasets import BundledDataset, BundledTask
 from fm_engine.models import AutoencoderConfig, EncoderConfig
 from fm_engine.training.config import (
     DEFAULT_EMA_DECAY,
+    START_AUTO,
+    START_FOUNDATION,
+    START_SCRATCH,
     DataSection,
     ModelSection,
     OptimizerSection,
@@ -44,6 +47,18 @@ REHEARSAL_TRAINER = TrainerSection(max_epochs=30, ema_decay=DEFAULT_EMA_DECAY)  
 REHEARSAL_PRESET = "small"
 FINETUNE_EPOCHS = 20  # the fine-tune form's epoch limit (fm finetune keeps the original run's without one)
 TYPE_LABELS = {"regression": "number", "classification": "classes", "kernel_regression": "curve"}
+START_CHECKPOINT = "a checkpoint"  # the Start-from choice whose checkpoint is picked beside it
+
+
+def start_choices(foundation: bool) -> list[str]:
+    """The Train form's "Start from" choices, the preselected one first: the foundation when it is installed."""
+    return [START_FOUNDATION, START_SCRATCH, START_CHECKPOINT] if foundation else [START_SCRATCH, START_CHECKPOINT]
+
+
+def start_from_value(choice: str, checkpoint: str | None) -> str:
+    """The config's ``start_from`` for a Start-from choice (``checkpoint``: the folder picked for "a checkpoint";
+    "" when none is picked, which :func:`validate` reports)."""
+    return (checkpoint or "") if choice == START_CHECKPOINT else choice
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,7 @@ class FormValues:
     val_ratio: float = FORM_DATA.val_ratio
     test_ratio: float = FORM_DATA.test_ratio
     seed: int = TrainConfig.seed
+    start_from: str = START_AUTO  # see start_from_value
 
 
 def encoder_settings(values: FormValues) -> dict[str, Any]:
@@ -188,6 +204,8 @@ def validate(values: FormValues) -> list[str]:
         errors.append("Give the run a name.")
     if not values.bundled and not values.uploaded:
         errors.append("Select at least one task to train.")
+    if not values.start_from:
+        errors.append("Choose the checkpoint to start from (or start from scratch).")
     try:
         EncoderConfig(**encoder_settings(values))
     except ValueError as error:
@@ -224,6 +242,7 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
         "name": values.name.strip(),
         "seed": int(values.seed),
         "tasks": tasks,
+        "start_from": values.start_from,
         "model": {
             "encoder": encoder,
             "autoencoder": {"enabled": bool(values.autoencoder)},
