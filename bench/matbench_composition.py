@@ -75,6 +75,7 @@ from _forest import class_probabilities, composition_statistics, make_forest
 from fm_engine.compositions import canonical_key, parse_many
 from fm_engine.safe_io import atomic_write_json
 from fm_engine.tasks import TaskType
+from fm_engine.threads import configure_threads
 from fm_engine.training.metrics import bootstrap_intervals, classification_metrics, regression_metrics
 
 WHEEL_NAME = "crabnet-2.0.8-py3-none-any.whl"
@@ -611,6 +612,7 @@ def main() -> None:
                 models.insert(0, "scratch")
     wheel = Path(args.wheel) if args.wheel else default_wheel_path()
 
+    configure_threads()  # the product default, as train() applies it: recorded in the environment below
     env = environment()
     print_environment(env)
     try:
@@ -642,8 +644,9 @@ def main() -> None:
     with OtherLoad() as load:
         bar = tqdm(pending, disable=args.no_progress, unit="unit", dynamic_ncols=True)
         for unit in bar:
-            bar.set_description(f"{unit.task.name} fold {unit.fold} {unit.model}" + (
-                f" seed {unit.seed}" if unit.seed is not None else ""))  # fmt: skip
+            label = f"{unit.task.name} fold {unit.fold} {unit.model}" + (
+                f" seed {unit.seed}" if unit.seed is not None else "")  # fmt: skip
+            bar.set_description(label)
             data = datasets[unit.task.name]
             if unit.model == "forest":
                 if unit.task.name not in features:
@@ -654,7 +657,7 @@ def main() -> None:
             unit.folder.mkdir(parents=True, exist_ok=True)
             atomic_write_json(unit.path, {"task": unit.task.matbench_name, "fold": unit.fold, "model": unit.model,
                                           "seed": unit.seed, "settings": unit.settings, **record})  # fmt: skip
-            tqdm.write(f"{unit.task.name} fold {unit.fold} {unit.model}: {record['train_seconds']:.1f} s")
+            tqdm.write(f"{label}: {record['train_seconds']:.1f} s")
 
     summaries = {}
     for task in tasks:
