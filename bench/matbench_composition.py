@@ -49,7 +49,7 @@ Resume
 Run
     ``nice -n 10 .venv/bin/python bench/matbench_composition.py --wheel PATH [--tasks expt_gap] [--folds 0]
     [--seeds 42,43] [--models scratch,forest] [--start-from foundation] [--max-epochs N]``
-Writes bench/results/matbench_composition.json.
+Writes bench/results/matbench_composition.json (a run on fewer tasks or folds: ..._<tasks>_folds<folds>.json).
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ import pandas as pd
 from _common import RESULTS_DIR, OtherLoad, environment, print_environment, write_result
 from _forest import class_probabilities, composition_statistics, make_forest
 
+from fm_engine.checkpoints import _sha256 as file_sha256  # the one file-hash helper
 from fm_engine.compositions import canonical_key, parse_many
 from fm_engine.safe_io import atomic_write_json
 from fm_engine.tasks import TaskType
@@ -394,7 +395,8 @@ def run_network(unit: Unit, data: MatbenchData) -> dict[str, Any]:
     record = {
         "epochs": result.epochs,
         "best_epoch": card.training.best_epoch if card is not None and card.training is not None else None,
-        "train_seconds": seconds,
+        "train_seconds": seconds,  # this process's share when resumed
+        "resumed": resume,
         "n_train": int(len(fold.train)),
         "n_val": int(len(fold.val)),
         "val_metrics": card.tasks[0].val_metrics if card is not None and card.tasks else {},
@@ -467,14 +469,6 @@ def parse_ints(text: str, option: str, *, low: int = 0, high: int | None = None)
     if not values or any(v < low or (high is not None and v > high) for v in values):
         raise argparse.ArgumentTypeError(f"{option}: expected numbers in [{low}, {high}], got {text!r}")
     return sorted(set(values))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -699,7 +693,10 @@ def main() -> None:
         "mean_unit_seconds": seconds,
         "other_load": load.share,
     }
-    print(f"wrote {write_result('matbench_composition', result)}")
+    name = "matbench_composition"  # a subset run does not overwrite the full run's figures
+    if len(tasks) < len(TASKS) or len(folds) < N_FOLDS:
+        name += f"_{'-'.join(task.name for task in tasks)}_folds{''.join(map(str, folds))}"
+    print(f"wrote {write_result(name, result)}")
 
 
 if __name__ == "__main__":
