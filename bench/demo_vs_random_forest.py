@@ -50,11 +50,10 @@ from typing import Any
 import numpy as np
 import yaml
 from _common import OtherLoad, environment, print_environment, write_result
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from _forest import N_ESTIMATORS, N_JOBS, class_probabilities, composition_statistics, make_forest, parse_max_features
 
 from fm_engine.checkpoints import load_checkpoint, resolve_checkpoint_dir
 from fm_engine.data import CompositionDataModule
-from fm_engine.descriptors import Descriptor, DescriptorSpec
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.training import TrainConfig, demo_config, evaluate, train
@@ -62,8 +61,6 @@ from fm_engine.training.evaluate import collect_outputs
 from fm_engine.training.metrics import bootstrap_intervals, task_metrics
 from fm_engine.training.trainer import build_datamodule
 
-N_ESTIMATORS = 200
-N_JOBS = 2
 N_RESAMPLES = 1000
 # metric -> True when higher is better
 HIGHER_IS_BETTER = {
@@ -107,20 +104,11 @@ class TestPredictions:
         return cls(rows[order], t[order], truth[order], predicted[order])
 
 
-def parse_max_features(value: str) -> str | float:
-    if value in ("sqrt", "log2"):
-        return value
-    number = float(value)
-    if not 0 < number <= 1:
-        raise argparse.ArgumentTypeError("--max-features: sqrt, log2 or a fraction in (0, 1]")
-    return number
-
-
 def forest_features(dm: CompositionDataModule, kind: str) -> np.ndarray:
     """The forests' inputs per table row: the model's own descriptor, or composition statistics."""
     if kind == "descriptor":
         return dm.x
-    return Descriptor(DescriptorSpec(kind="stats")).transform(dm.weights).astype(np.float32)
+    return composition_statistics(dm.weights)
 
 
 def curve_rows(
@@ -143,12 +131,6 @@ def run_forest(dm: CompositionDataModule, x: np.ndarray, task: TaskSpec, max_fea
     name = task.name
     train_rows = np.flatnonzero(dm.train_keep[name])
     test_rows = np.flatnonzero(dm.masks[name] & (dm.split == "test"))
-    common: dict[str, Any] = {
-        "n_estimators": N_ESTIMATORS,
-        "n_jobs": N_JOBS,
-        "random_state": 0,
-        "max_features": max_features,
-    }
     if task.type is TaskType.KERNEL_REGRESSION:
         x_train, y_train, _ = curve_rows(dm, x, name, train_rows)
         x_test, y_test, point_rows = curve_rows(dm, x, name, test_rows)
@@ -158,16 +140,12 @@ def run_forest(dm: CompositionDataModule, x: np.ndarray, task: TaskSpec, max_fea
         x_test, y_test = x[test_rows], dm.values[name][test_rows]
         point_rows, t_test = test_rows, np.zeros(len(test_rows))
     start = time.perf_counter()
-    if task.type is TaskType.CLASSIFICATION:
-        balanced = isinstance(task.class_weights, list) or task.class_weights == "balanced"
-        forest: Any = RandomForestClassifier(**common, class_weight="balanced" if balanced else None)
-    else:
-        forest = RandomForestRegressor(**common)
+    balanced = isinstance(task.class_weights, list) or task.class_weights == "balanced"
+    forest = make_forest(task.type, max_features=max_features, class_weight="balanced" if balanced else None)
     forest.fit(x_train, y_train)
     fitted = time.perf_counter()
     if task.type is TaskType.CLASSIFICATION:
-        predicted = np.zeros((len(x_test), len(task.classes or [])))
-        predicted[:, forest.classes_] = forest.predict_proba(x_test)  # classes missing in training stay 0
+        predicted = class_probabilities(forest, x_test, len(task.classes or []))
     else:
         predicted = forest.predict(x_test)
     predict_seconds = time.perf_counter() - fitted
