@@ -226,16 +226,18 @@ class CompositionDataModule(L.LightningDataModule):
             test_ratio=self.test_ratio,
             seed=self.split_seed,
         )
-        self.train_keep = {
+        self.train_keep = self._train_keep()
+        self.predict_indices = self._predict_indices(position)
+
+    def _train_keep(self) -> dict[str, np.ndarray]:
+        """Per task, the training rows kept after its ``task_masking_ratio`` subsampling."""
+        train = self.split == "train"
+        return {
             task.name: subsample_keep_mask(
-                self.masks[task.name] & (self.split == "train"),
-                task.task_masking_ratio,
-                seed=self.split_seed,
-                task=task.name,
+                self.masks[task.name] & train, task.task_masking_ratio, seed=self.split_seed, task=task.name
             )
             for task in self.tasks
         }
-        self.predict_indices = self._predict_indices(position)
 
     def _descriptors(self, weights: np.ndarray, *, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
         """Float32 descriptor rows (the dtype batches use) computed block by block in float64, and which
@@ -310,7 +312,7 @@ class CompositionDataModule(L.LightningDataModule):
                     "train_kept": int(self.train_keep[task.name].sum()),
                     "val": int((mask & (self.split == "val")).sum()),
                     "test": int((mask & (self.split == "test")).sum()),
-                    "bad_rows": len(self.tables[task.name].bad_rows),
+                    "bad_rows": len(self.tables[task.name].bad_rows) if task.name in self.tables else 0,
                 }
             )
         return pd.DataFrame(rows)

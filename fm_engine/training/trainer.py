@@ -26,6 +26,7 @@ from fm_engine.cards import FinetuneRecord, build_card
 from fm_engine.checkpoints import TASKS_SEPARATOR, save_checkpoint
 from fm_engine.config import read_config_file, read_text_file
 from fm_engine.data import CompositionDataModule
+from fm_engine.data.corpus import CorpusDataModule
 from fm_engine.data.datamodule import STAGES
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
@@ -163,7 +164,12 @@ def datamodule_options(config: TrainConfig) -> dict[str, Any]:
 
 
 def build_datamodule(config: TrainConfig, specs: list[TaskSpec] | None = None) -> CompositionDataModule:
-    return CompositionDataModule(specs if specs is not None else config.task_specs(), **datamodule_options(config))
+    """The data module of ``config``: over its corpus (``data.corpus``) or its tasks' own files."""
+    specs = specs if specs is not None else config.task_specs()
+    corpus = config.corpus_dir()
+    if corpus is not None:
+        return CorpusDataModule(corpus, specs, **datamodule_options(config))
+    return CompositionDataModule(specs, **datamodule_options(config))
 
 
 def recorded_specs(specs: list[TaskSpec], config: TrainConfig) -> list[TaskSpec]:
