@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-RUN_COMMANDS = (_cmd_train, _cmd_demo, _cmd_finetune, _cmd_scaling, _cmd_rehearsal)  # --out is a run folder
+RUN_COMMANDS = (_cmd_train, _cmd_pretrain, _cmd_demo, _cmd_finetune, _cmd_scaling, _cmd_rehearsal)  # --out is a run folder
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
