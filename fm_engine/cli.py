@@ -52,9 +52,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
         raise KeyboardInterrupt("SIGTERM")
 
 
-def _run_training(
-    config: object, out: Path, *, resume: bool, progress_bar: bool | None, command: str = "train"
-) -> int:
+def _run_training(config: object, out: Path, *, resume: bool, progress_bar: bool | None, command: str = "train") -> int:
     from fm_engine.training import train
 
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -405,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pretrain.add_argument("--config", help="training config (YAML; default: the foundation's pretraining recipe)")
     pretrain.add_argument("--out", required=True, help="run directory (status.json, metrics.jsonl, checkpoint/)")
-    pretrain.add_argument("--corpus", help="corpus folder (default: data.corpus of the config, else <workspace>/corpus)")
+    pretrain.add_argument(
+        "--corpus", help="corpus folder (default: data.corpus of the config, else <workspace>/corpus)"
+    )
     pretrain.add_argument("--resume", action="store_true", help="continue the run in --out from its last.ckpt")
     trainer_options(pretrain)
     pretrain.set_defaults(handler=_cmd_pretrain)
@@ -477,7 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-RUN_COMMANDS = (_cmd_train, _cmd_pretrain, _cmd_demo, _cmd_finetune, _cmd_scaling, _cmd_rehearsal)  # --out is a run folder
+RUN_COMMANDS = (
+    _cmd_train,
+    _cmd_pretrain,
+    _cmd_demo,
+    _cmd_finetune,
+    _cmd_scaling,
+    _cmd_rehearsal,
+)  # --out is a run folder
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:

@@ -301,6 +301,7 @@ class CompositionDataModule(L.LightningDataModule):
         """Per task: labelled compositions per split (after masking) and skipped rows."""
         self.setup()
         rows = []
+        stage = {name: self.split == name for name in STAGES}
         for task in self.tasks:
             mask = self.masks[task.name]
             rows.append(
@@ -308,10 +309,10 @@ class CompositionDataModule(L.LightningDataModule):
                     "task": task.name,
                     "type": task.type.value,
                     "unit": task.unit,
-                    "train": int((mask & (self.split == "train")).sum()),
+                    "train": int((mask & stage["train"]).sum()),
                     "train_kept": int(self.train_keep[task.name].sum()),
-                    "val": int((mask & (self.split == "val")).sum()),
-                    "test": int((mask & (self.split == "test")).sum()),
+                    "val": int((mask & stage["val"]).sum()),
+                    "test": int((mask & stage["test"]).sum()),
                     "bad_rows": len(self.tables[task.name].bad_rows) if task.name in self.tables else 0,
                 }
             )

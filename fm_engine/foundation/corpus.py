@@ -193,10 +193,14 @@ def read_tasks(path: str | Path) -> tuple[list[CorpusTask], dict[str, Any]]:
         if kind == "classification" and (not isinstance(classes, list) or len(classes) < 2):
             raise CorpusError(f"{where}: a classification task needs a list of >= 2 classes")
         tasks.append(
-            CorpusTask(name=entry["name"], type=kind, unit=str(entry.get("unit") or ""),
-                       description=str(entry.get("description") or ""),
-                       classes=[str(c) for c in classes] if kind == "classification" else None,
-                       source=dict(entry.get("source") or {}))  # fmt: skip
+            CorpusTask(
+                name=entry["name"],
+                type=kind,
+                unit=str(entry.get("unit") or ""),
+                description=str(entry.get("description") or ""),
+                classes=[str(c) for c in classes] if kind == "classification" else None,
+                source=dict(entry.get("source") or {}),
+            )  # fmt: skip
         )
     names = [t.name for t in tasks]
     clashes = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(FIXED_COLUMNS)))
@@ -255,8 +259,14 @@ def load_corpus(path: str | Path | None = None) -> Corpus:
                     f"{table}: row {row}: task '{task.name}' holds {values[row]!r} (expected a class index "
                     f"0..{len(task.classes) - 1} or NaN)"
                 )
-    return Corpus(path=path, frame=frame, tasks=tasks, rules=list(data.get("rules") or []),
-                  counts=dict(data.get("counts") or {}), manifest=manifest if isinstance(manifest, dict) else {})  # fmt: skip
+    return Corpus(
+        path=path,
+        frame=frame,
+        tasks=tasks,
+        rules=list(data.get("rules") or []),
+        counts=dict(data.get("counts") or {}),
+        manifest=manifest if isinstance(manifest, dict) else {},
+    )
 
 
 def write_corpus(
@@ -278,9 +288,11 @@ def write_corpus(
         table[task.name] = table[task.name].astype(np.float64)
     with atomic_path(path / CORPUS_FILE) as tmp:
         table.to_parquet(tmp, index=False)
-    counts = dict(counts) if counts is not None else {"compositions": len(table)} | {
-        t.name: int(table[t.name].notna().sum()) for t in tasks
-    }
+    counts = (
+        dict(counts)
+        if counts is not None
+        else {"compositions": len(table)} | {t.name: int(table[t.name].notna().sum()) for t in tasks}
+    )
     atomic_write_json(path / TASKS_FILE, {"tasks": [t.to_dict() for t in tasks], "rules": list(rules),
                                           "counts": counts}, sort_keys=False)  # fmt: skip
     atomic_write_json(path / MANIFEST_FILE, {"n_compositions": len(table)} | dict(manifest), sort_keys=False)

@@ -23,8 +23,13 @@ from tests.ceiling import CEILING_S
 from tests.foundation.synthetic import write_synthetic_corpus
 from tests.training.test_process import epochs_logged, wait_for
 
-TINY = {"name": "tiny-pretrain", "seed": 3, "model": {"encoder": {"hidden_dims": [32]}, "autoencoder": {"enabled": False}},
-        "data": {"batch_size": 64}, "trainer": {"max_epochs": 3, "progress_bar": False}}  # fmt: skip
+TINY = {
+    "name": "tiny-pretrain",
+    "seed": 3,
+    "model": {"encoder": {"hidden_dims": [32]}, "autoencoder": {"enabled": False}},
+    "data": {"batch_size": 64},
+    "trainer": {"max_epochs": 3, "progress_bar": False},
+}
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +140,8 @@ def test_sigterm_then_resume_continues(corpus_dir, tmp_path):
     out = tmp_path / "run"
     run = RunDirectory(out)
     config = write_config(tmp_path, trainer={"max_epochs": 500, "patience": 500, "resume_every_s": 0.2})
-    process = subprocess.Popen(pretrain_command("--config", str(config), "--corpus", str(corpus_dir), "--out",
-                                                str(out)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    command = pretrain_command("--config", str(config), "--corpus", str(corpus_dir), "--out", str(out))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for(lambda: len(epochs_logged(run)) >= 2 and run.resume_path.exists())
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=CEILING_S)
@@ -159,8 +164,10 @@ def test_sigterm_then_resume_continues(corpus_dir, tmp_path):
 def test_ddp_with_two_cpu_processes(corpus_dir, tmp_path):
     out = tmp_path / "ddp"
     config = write_config(tmp_path, trainer={"max_epochs": 2})
-    done = subprocess.run(pretrain_command("--config", str(config), "--corpus", str(corpus_dir), "--out", str(out),
-                                           "--devices", "2"), capture_output=True, text=True, timeout=CEILING_S)  # fmt: skip
+    command = pretrain_command(
+        "--config", str(config), "--corpus", str(corpus_dir), "--out", str(out), "--devices", "2"
+    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=CEILING_S)
     assert done.returncode == 0, done.stdout + done.stderr
     card = json.loads((out / "checkpoint" / "card.json").read_text())
     assert card["training"]["devices"] == 2 and card["training"]["strategy"] == "ddp"
