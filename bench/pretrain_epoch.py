@@ -18,6 +18,10 @@ What it measures, per corpus size (10k / 100k / 400k compositions by default), e
   distance-to-training columns (first call: includes building the per-task reference indexes; second: warm);
 * ``peak_rss_gib``: the process's peak resident memory (file-backed pages of the memory map included).
 
+Every time is given twice: wall time, and this process's CPU time (``*_cpu_s``). Training runs on one torch
+thread, so on a quiet machine the two agree; on a shared one (other jobs, ``nice``) the CPU time is the figure
+that says what the code costs, and the wall time what this machine gave.
+
 Corpus: the real one when ``--corpus DIR`` is given (subsets by row range are not taken: the whole corpus),
 else synthetic corpora in the contract format (tests/foundation/synthetic.py: DFT-like 2-5 element
 compositions, 16 tasks labelled on 10-90 % of the rows, one of them a classification), cached in
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -72,6 +77,21 @@ def one_size(corpus_dir: Path, *, epochs: int) -> dict[str, Any]:
     from tests.foundation.synthetic import synthetic_compositions
 
     configure_threads()
+    import fm_engine.training.callbacks as callbacks_module
+
+    epoch_cpu: list[float] = []
+    timer = callbacks_module.EpochTimer
+    start_epoch, end_epoch = timer.on_train_epoch_start, timer.on_train_epoch_end
+
+    def on_start(self: Any, *args: Any) -> None:
+        self._cpu_start = time.process_time()
+        start_epoch(self, *args)
+
+    def on_end(self: Any, *args: Any) -> None:
+        end_epoch(self, *args)
+        epoch_cpu.append(time.process_time() - self._cpu_start)
+
+    timer.on_train_epoch_start, timer.on_train_epoch_end = on_start, on_end
     config = pretrain_config(corpus_dir)
     config.trainer.max_epochs = epochs
     started = time.perf_counter()
@@ -79,11 +99,11 @@ def one_size(corpus_dir: Path, *, epochs: int) -> dict[str, Any]:
     corpus.descriptor_matrix(config.descriptor)
     cache_build_s = time.perf_counter() - started
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     dm = build_datamodule(config)
     dm.setup()
     fit_scalers(dm)
-    data_ready_s = time.perf_counter() - started
+    data_ready_s, data_ready_cpu_s = time.perf_counter() - started, time.process_time() - cpu
     n_rows = len(dm.keys)
     del dm
 
@@ -91,11 +111,12 @@ def one_size(corpus_dir: Path, *, epochs: int) -> dict[str, Any]:
 
     def timed(name: str, function: Any) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            begin = time.perf_counter()
+            begin, cpu = time.perf_counter(), time.process_time()
             try:
                 return function(*args, **kwargs)
             finally:
                 parts[name] = parts.get(name, 0.0) + time.perf_counter() - begin
+                parts["cpu"] = parts.get("cpu", 0.0) + time.process_time() - cpu
                 parts.setdefault("first_start", begin)
                 parts["last_end"] = time.perf_counter()
 
@@ -115,11 +136,12 @@ def one_size(corpus_dir: Path, *, epochs: int) -> dict[str, Any]:
 
         checkpoint = load_checkpoint(run_dir)
         keys, _ = synthetic_compositions(10_000, seed=12345)
-        speeds = []
+        speeds, cpu_speeds = [], []
         for _ in range(2):
-            begin = time.perf_counter()
+            begin, cpu = time.perf_counter(), time.process_time()
             frame = checkpoint.predict(keys)
             speeds.append(len(keys) / (time.perf_counter() - begin))
+            cpu_speeds.append(len(keys) / (time.process_time() - cpu))
         distance_columns = [c for c in frame.columns if c.endswith("distance_to_training")]
         metrics = {task.name: task.test_metrics for task in checkpoint.card.tasks}
     return {
@@ -128,11 +150,16 @@ def one_size(corpus_dir: Path, *, epochs: int) -> dict[str, Any]:
         "n_tasks": len(corpus.tasks),
         "cache_build_s": round(cache_build_s, 2),
         "data_ready_s": round(data_ready_s, 2),
+        "data_ready_cpu_s": round(data_ready_cpu_s, 2),
+        "epoch_train_cpu_s": [round(s, 2) for s in epoch_cpu],
         "epoch_train_s": [round(s, 2) for s in epoch_train],
         "epoch_total_s": [round(s, 2) for s in epoch_total],
         "end_of_run_s": round(end_of_run_s, 2),
-        "end_of_run_parts_s": {k: round(v, 2) for k, v in parts.items() if k not in ("first_start", "last_end")},
+        "end_of_run_cpu_s": round(parts["cpu"], 2),
+        "end_of_run_parts_s": {k: round(v, 2) for k, v in parts.items() if k not in ("first_start", "last_end", "cpu")},
         "predict_rows_per_s": {"first": round(speeds[0]), "warm": round(speeds[1])},
+        "predict_rows_per_cpu_s": {"first": round(cpu_speeds[0]), "warm": round(cpu_speeds[1])},
+        "load_average": os.getloadavg()[0],
         "distance_columns": len(distance_columns),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "test_metrics": metrics,
@@ -174,10 +201,14 @@ def main() -> None:
         results.append(figures)
         print(
             f"{figures['n_compositions']:>7} compositions, {figures['n_tasks']} tasks: data ready "
-            f"{figures['data_ready_s']} s (cache build {figures['cache_build_s']} s) | epoch train "
-            f"{figures['epoch_train_s']} s, whole {figures['epoch_total_s']} s | end of run "
-            f"{figures['end_of_run_s']} s {figures['end_of_run_parts_s']} | predict+distances "
-            f"{figures['predict_rows_per_s']} rows/s | peak RSS {figures['peak_rss_gib']} GiB",
+            f"{figures['data_ready_s']} s (CPU {figures['data_ready_cpu_s']} s; cache build "
+            f"{figures['cache_build_s']} s)"
+            f" | epoch train {figures['epoch_train_s']} s (CPU {figures['epoch_train_cpu_s']} s), whole "
+            f"{figures['epoch_total_s']} s | end of run {figures['end_of_run_s']} s "
+            f"(CPU {figures['end_of_run_cpu_s']} s)"
+            f" {figures['end_of_run_parts_s']} | predict+distances {figures['predict_rows_per_s']} rows/s "
+            f"(per CPU s {figures['predict_rows_per_cpu_s']}) | peak RSS {figures['peak_rss_gib']} GiB "
+            f"| load average {figures['load_average']:.1f}",
             flush=True,
         )
     path = write_result("pretrain_epoch", {"environment": env, "results": results})
