@@ -52,6 +52,7 @@ class TrainingRecord:
     index: ReferenceIndex
     tested_up_to: dict[str | None, float]
     test_weights: np.ndarray  # (M, 94) the test split's compositions
+    grouped: GroupedIndex | None = None  # ``index`` with ``members``: every task's distances in one search
 
     def column(self, task: str | None) -> int | None:
         return self.tasks.index(task) if task in self.tasks else None
@@ -181,28 +182,49 @@ def _nearest_sparse(weights: np.ndarray, index: ReferenceIndex) -> tuple[np.ndar
     return best_ref, 0.5 * (weights.sum(axis=1) + 1.0) - best_overlap
 
 
-def nearest_by_group(
-    weights: np.ndarray, index: ReferenceIndex, groups: np.ndarray, *, chunk_size: int = 2048
-) -> np.ndarray:
-    """(n, G) distance of each row of ``weights`` to the nearest reference of each group: ``groups`` (N, G)
-    bool says which groups (e.g. tasks) each reference of ``index`` belongs to. NaN for a group without
-    references. The same distances as :func:`nearest` against each group's references (one element-pair
-    candidate search serves every group), in the time of about two searches instead of G."""
+class GroupedIndex:
+    """A :class:`ReferenceIndex` whose references belong to groups (e.g. the tasks they are labelled for):
+    ``groups`` (N, G) bool. Holds what every search reuses: each group's largest fraction of each element and
+    the distinct membership patterns of the references (a few hundred for a corpus of 23 tasks)."""
+
+    def __init__(self, index: ReferenceIndex, groups: np.ndarray) -> None:
+        self.index = index
+        groups = np.asarray(groups, dtype=bool).reshape(len(index), -1)
+        self.n_groups = groups.shape[1]
+        self.has_members = groups.any(axis=0)
+        if self.n_groups <= 62:  # one integer code per membership pattern: a 1-d unique instead of a row sort
+            codes = groups.astype(np.int64) @ (np.int64(1) << np.arange(self.n_groups, dtype=np.int64))
+            unique, self.pattern_of_ref = np.unique(codes, return_inverse=True)
+            patterns = ((unique[:, None] >> np.arange(self.n_groups)) & 1).astype(bool)
+        else:
+            patterns, self.pattern_of_ref = np.unique(groups, axis=0, return_inverse=True)
+        self.pattern_of_ref = self.pattern_of_ref.reshape(-1)
+        self.patterns = np.ascontiguousarray(patterns.T)  # (G, P): which patterns hold each group
+        self.members = np.ascontiguousarray(groups.T)  # (G, N)
+        self.best_values = _group_best_values(index, self.members)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def nearest_by_group(weights: np.ndarray, grouped: GroupedIndex, *, chunk_size: int = 1024) -> np.ndarray:
+    """(n, G) distance of each row of ``weights`` to the nearest reference of each group of ``grouped``; NaN
+    for a group without references. The same distances as :func:`nearest` against each group's references:
+    one element-pair candidate search serves every group, and each candidate counts for the groups of its
+    membership pattern."""
+    index = grouped.index
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    groups = np.asarray(groups, dtype=bool).reshape(len(index), -1)
-    members = np.ascontiguousarray(groups.T)  # (G, N): 1-d gathers per group
-    distance = np.zeros((len(weights), members.shape[0]))
-    if len(weights) == 0 or members.shape[0] == 0:
+    distance = np.zeros((len(weights), grouped.n_groups))
+    if len(weights) == 0 or grouped.n_groups == 0:
         return distance
     counts = (weights > 0).sum(axis=1)
     sparse = (counts <= MAX_SPARSE_ELEMENTS) & (counts > 0) if index.normalised else np.zeros(len(weights), bool)
     by_size = np.flatnonzero(sparse)[np.argsort(counts[sparse], kind="stable")]
-    best_values = _group_best_values(index, members)
     for start in range(0, len(by_size), chunk_size):
         block = by_size[start : start + chunk_size]
-        distance[block] = _nearest_sparse_by_group(weights[block], index, members, best_values).T
+        distance[block] = _nearest_sparse_by_group(weights[block], grouped).T
     dense = np.flatnonzero(~sparse)
-    for g, member in enumerate(members):
+    for g, member in enumerate(grouped.members):
         if len(dense) and member.any():
             reference = torch.as_tensor(index.weights[member])
             for start in range(0, len(dense), chunk_size):
@@ -210,7 +232,7 @@ def nearest_by_group(
                 found = torch.cdist(torch.as_tensor(weights[block]), reference, p=1).min(dim=1).values.numpy()
                 distance[block, g] = 0.5 * found
     distance = np.clip(np.round(distance, 6), 0.0, 1.0)
-    distance[:, ~members.any(axis=1)] = np.nan
+    distance[:, ~grouped.has_members] = np.nan
     return distance
 
 
@@ -226,17 +248,17 @@ def _group_best_values(index: ReferenceIndex, members: np.ndarray) -> np.ndarray
     return best
 
 
-def _nearest_sparse_by_group(
-    weights: np.ndarray, index: ReferenceIndex, members: np.ndarray, best_values: np.ndarray
-) -> np.ndarray:
+def _nearest_sparse_by_group(weights: np.ndarray, grouped: GroupedIndex) -> np.ndarray:
     """(G, n) distances of rows of a few elements to each group's nearest reference (see
-    :func:`_nearest_sparse`: the same bounds and candidates, the best overlap taken per group)."""
+    :func:`_nearest_sparse`: the same bounds and candidates; the best overlap taken per membership pattern,
+    then per group over its patterns)."""
+    index = grouped.index
     n, n_el = len(weights), index.n_elements
     rows, cols = np.nonzero(weights > 0)
     row_start = np.searchsorted(rows, np.arange(n))
     values = weights[rows, cols]
     # References of group g sharing one element e: overlap at most min(q_e, max r_e over the group).
-    best_overlap = np.maximum.reduceat(np.minimum(values[None, :], best_values[:, cols]), row_start, axis=1)
+    best_overlap = np.maximum.reduceat(np.minimum(values[None, :], grouped.best_values[:, cols]), row_start, axis=1)
     position = np.arange(len(rows)) - row_start[rows]
     k = int(position.max()) + 1
     elements = np.zeros((n, k), dtype=np.int64)
@@ -262,11 +284,13 @@ def _nearest_sparse_by_group(
                 slot_fraction = np.repeat(fractions[query_rows, slot], sizes)
                 slot_element = np.repeat(elements[query_rows, slot], sizes)
                 overlap += np.minimum(slot_fraction, flat_weights[base + slot_element])
-            group_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-            group_rows = owner[group_start]
-            for g, member in enumerate(members):
-                found = np.maximum.reduceat(np.where(member[candidates], overlap, 0.0), group_start)
-                best_overlap[g, group_rows] = np.maximum(best_overlap[g, group_rows], found)
+            n_patterns = grouped.patterns.shape[1]
+            table = np.zeros(n * n_patterns)  # best overlap per (query, membership pattern)
+            np.maximum.at(table, owner * n_patterns + grouped.pattern_of_ref[candidates], overlap)
+            table = table.reshape(n, n_patterns)
+            for g, patterns in enumerate(grouped.patterns):
+                if patterns.any():
+                    best_overlap[g] = np.maximum(best_overlap[g], table[:, patterns].max(axis=1))
     return 0.5 * (weights.sum(axis=1) + 1.0)[None, :] - best_overlap
 
 
@@ -347,9 +371,10 @@ def _record(checkpoint_dir: str, checkpoint_id: str) -> TrainingRecord:
         tasks, members = (None,), np.ones((len(table), 1), dtype=bool)
     train, test = readable & (split == "train"), readable & (split == "test")
     index = ReferenceIndex(weights[train])
+    grouped = GroupedIndex(index, members[train])
     tested: dict[str | None, float] = {}
     if tasks:
-        reach = nearest_by_group(weights[test], index, members[train]) if test.any() else np.zeros((0, len(tasks)))
+        reach = nearest_by_group(weights[test], grouped) if test.any() else np.zeros((0, len(tasks)))
         labelled = members[test]
         for column, name in enumerate(tasks):
             found = reach[labelled[:, column], column]
@@ -357,7 +382,7 @@ def _record(checkpoint_dir: str, checkpoint_id: str) -> TrainingRecord:
             tested[name] = float(found.max()) if len(found) else np.nan
     return TrainingRecord(tasks=tasks, keys=table["composition"].astype(str).to_numpy(dtype=object)[train],
                           weights=weights[train], members=members[train], index=index, tested_up_to=tested,
-                          test_weights=weights[test])  # fmt: skip
+                          test_weights=weights[test], grouped=grouped)  # fmt: skip
 
 
 def distance_column(task: str | None) -> str:
@@ -395,7 +420,8 @@ def distance_columns(
             columns[distance_column(None)][rows] = nearest(weights, record.index)[1] if len(record.keys) else np.nan
         return columns
     known = [name for name in names if record.column(name) is not None]
-    found = nearest_by_group(weights, record.index, record.members[:, [record.column(n) for n in known]])
+    found = nearest_by_group(weights, record.grouped) if known else np.zeros((len(weights), 0))
+    found = found[:, [record.column(name) for name in known]]
     flagged = np.full(n_rows, "", dtype=object)  # comma-separated task names per row
     for task in names:
         distance = found[:, known.index(task)] if task in known else np.full(len(weights), np.nan)

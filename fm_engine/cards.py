@@ -429,14 +429,13 @@ def tested_reach_by_task(dm: CompositionDataModule, tasks: Sequence[str]) -> dic
     (:func:`fm_engine.applicability.nearest_by_group`)."""
     import numpy as np
 
-    from fm_engine.applicability import ReferenceIndex, nearest_by_group
+    from fm_engine.applicability import GroupedIndex, ReferenceIndex, nearest_by_group
 
     labelled = np.stack([dm.masks[task] for task in tasks], axis=1) if tasks else np.zeros((len(dm.keys), 0), bool)
     train = np.flatnonzero(labelled.any(axis=1) & (dm.split == "train"))
     test = np.flatnonzero(labelled.any(axis=1) & (dm.split == "test"))
-    found = nearest_by_group(
-        np.asarray(dm.weights[test]), ReferenceIndex(np.asarray(dm.weights[train])), labelled[train]
-    )
+    grouped = GroupedIndex(ReferenceIndex(np.asarray(dm.weights[train])), labelled[train])
+    found = nearest_by_group(np.asarray(dm.weights[test]), grouped)
     reach: dict[str, dict[str, float] | None] = {}
     for column, task in enumerate(tasks):
         distance = found[labelled[test, column], column]

@@ -115,7 +115,7 @@ def test_the_model_card_states_how_far_the_test_set_reaches(tiny_run):
 
 
 def test_nearest_by_group_equals_a_search_per_group():
-    from fm_engine.applicability import ReferenceIndex, nearest_by_group
+    from fm_engine.applicability import GroupedIndex, ReferenceIndex, nearest_by_group
 
     rng = np.random.default_rng(4)
     keys = [f"{a}{x}{b}{1 - x:.2f}" for a, b in [("Fe", "Ni"), ("Al", "Cu"), ("Ti", "O")] for x in (0.1, 0.3, 0.5)]
@@ -123,9 +123,8 @@ def test_nearest_by_group_equals_a_search_per_group():
     reference = parse_many(keys).weights
     groups = rng.random((len(reference), 4)) < [0.9, 0.5, 0.2, 0.0]  # the last group has no reference
     queries = parse_many(["Fe0.15Ni0.85", "Al0.5Cu0.3Fe0.2", "FeNiCrCoMnAlTiVCuZn", "KBr", "Fe2O3"]).weights
-    found = nearest_by_group(queries, ReferenceIndex(reference), groups)
+    found = nearest_by_group(queries, GroupedIndex(ReferenceIndex(reference), groups))
     for g in range(groups.shape[1]):
         expected = nearest(queries, reference[groups[:, g]])[1]
         np.testing.assert_array_equal(found[:, g], expected)
     assert np.isnan(found[:, 3]).all() and not np.isnan(found[:, 0]).any()
-
