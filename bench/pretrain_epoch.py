@@ -16,7 +16,8 @@ What it measures, per corpus size (10k / 100k / 400k compositions by default), e
   intervals, per-task distance reach, compositions.csv, the checkpoint files), with its parts;
 * ``predict_rows_per_s``: ``load_checkpoint(run).predict(...)`` of 10,000 new compositions with the
   distance-to-training columns (first call: includes building the per-task reference indexes; second: warm);
-* ``peak_rss_gib``: the process's peak resident memory (file-backed pages of the memory map included).
+* ``peak_rss_training_gib``: the process's peak resident memory up to the written checkpoint (data, training,
+  end of run; file-backed pages of the memory map included), and ``peak_rss_gib`` after the predictions too.
 
 Every time is given twice: wall time, and this process's CPU time (``*_cpu_s``). Training runs on one torch
 thread, so on a quiet machine the two agree; on a shared one (other jobs, ``nice``) the CPU time is the figure
@@ -31,7 +32,7 @@ Goals (issue 16): one epoch over ~400k compositions <= 30 s on 2 cores; data rea
 peak RSS <= 4 GiB; end of run <= 10 s; predictions with distances >= 10,000 rows/s against 400k.
 
 Run: ``nice -n 10 .venv/bin/python bench/pretrain_epoch.py [--sizes 10000,100000,400000] [--corpus DIR]``.
-Writes bench/results/pretrain_epoch.json.
+Writes bench/results/pretrain_epoch.json (synthetic sizes) or pretrain_epoch_corpus.json (``--corpus``).
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ def one_size(corpus_dir: Path, *, epochs: int) -> dict[str, Any]:
         stamps = [r["time"] for r in records]
         epoch_total = np.diff(stamps).tolist() if len(stamps) > 1 else []
         end_of_run_s = parts["last_end"] - parts["first_start"]
+        training_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # data + training + end
 
         checkpoint = load_checkpoint(run_dir)
         keys, _ = synthetic_compositions(10_000, seed=12345)
@@ -161,6 +163,7 @@ def one_size(corpus_dir: Path, *, epochs: int) -> dict[str, Any]:
         "predict_rows_per_cpu_s": {"first": round(cpu_speeds[0]), "warm": round(cpu_speeds[1])},
         "load_average": os.getloadavg()[0],
         "distance_columns": len(distance_columns),
+        "peak_rss_training_gib": round(training_rss_gib, 2),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "test_metrics": metrics,
     }
@@ -207,11 +210,13 @@ def main() -> None:
             f"{figures['epoch_total_s']} s | end of run {figures['end_of_run_s']} s "
             f"(CPU {figures['end_of_run_cpu_s']} s)"
             f" {figures['end_of_run_parts_s']} | predict+distances {figures['predict_rows_per_s']} rows/s "
-            f"(per CPU s {figures['predict_rows_per_cpu_s']}) | peak RSS {figures['peak_rss_gib']} GiB "
+            f"(per CPU s {figures['predict_rows_per_cpu_s']}) | peak RSS {figures['peak_rss_training_gib']} GiB "
+            f"(with predictions {figures['peak_rss_gib']} GiB) "
             f"| load average {figures['load_average']:.1f}",
             flush=True,
         )
-    path = write_result("pretrain_epoch", {"environment": env, "results": results})
+    name = "pretrain_epoch_corpus" if args.corpus else "pretrain_epoch"
+    path = write_result(name, {"environment": env, "results": results})
     print(f"wrote {path}")
 
 

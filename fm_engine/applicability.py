@@ -182,6 +182,10 @@ def _nearest_sparse(weights: np.ndarray, index: ReferenceIndex) -> tuple[np.ndar
     return best_ref, 0.5 * (weights.sum(axis=1) + 1.0) - best_overlap
 
 
+PATTERNS_PER_GROUP = 16
+"""Up to this many membership patterns per group, candidates are reduced per pattern (one pass), else per group."""
+
+
 class GroupedIndex:
     """A :class:`ReferenceIndex` whose references belong to groups (e.g. the tasks they are labelled for):
     ``groups`` (N, G) bool. Holds what every search reuses: each group's largest fraction of each element and
@@ -285,12 +289,19 @@ def _nearest_sparse_by_group(weights: np.ndarray, grouped: GroupedIndex) -> np.n
                 slot_element = np.repeat(elements[query_rows, slot], sizes)
                 overlap += np.minimum(slot_fraction, flat_weights[base + slot_element])
             n_patterns = grouped.patterns.shape[1]
-            table = np.zeros(n * n_patterns)  # best overlap per (query, membership pattern)
-            np.maximum.at(table, owner * n_patterns + grouped.pattern_of_ref[candidates], overlap)
-            table = table.reshape(n, n_patterns)
-            for g, patterns in enumerate(grouped.patterns):
-                if patterns.any():
-                    best_overlap[g] = np.maximum(best_overlap[g], table[:, patterns].max(axis=1))
+            if n_patterns <= PATTERNS_PER_GROUP * grouped.n_groups:
+                table = np.zeros(n * n_patterns)  # best overlap per (query, membership pattern)
+                np.maximum.at(table, owner * n_patterns + grouped.pattern_of_ref[candidates], overlap)
+                table = table.reshape(n, n_patterns)
+                for g, patterns in enumerate(grouped.patterns):
+                    if patterns.any():
+                        best_overlap[g] = np.maximum(best_overlap[g], table[:, patterns].max(axis=1))
+            else:  # many patterns (labels spread independently over the tasks): one masked pass per group
+                group_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+                group_rows = owner[group_start]
+                for g, member in enumerate(grouped.members):
+                    found = np.maximum.reduceat(np.where(member[candidates], overlap, 0.0), group_start)
+                    best_overlap[g, group_rows] = np.maximum(best_overlap[g, group_rows], found)
     return 0.5 * (weights.sum(axis=1) + 1.0)[None, :] - best_overlap
 
 
