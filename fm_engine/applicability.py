@@ -132,53 +132,73 @@ def _nearest_dense(weights: np.ndarray, index: ReferenceIndex) -> tuple[np.ndarr
     return best.indices.numpy(), 0.5 * best.values.numpy()
 
 
+def _pair_candidates(
+    weights: np.ndarray,
+    index: ReferenceIndex,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    row_start: np.ndarray,
+    values: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The references sharing two or more elements with each row of ``weights`` (through the element-pair
+    index; once per shared pair), as ``(candidates, owner, overlap)``: reference, query row (rows grouped in
+    order) and ``sum_e min(q_e, r_e)``. None when no row has such a reference."""
+    n, n_el = len(weights), index.n_elements
+    position = np.arange(len(rows)) - row_start[rows]
+    k = int(position.max()) + 1  # padded per-row elements (k = most elements in a row)
+    if k < 2:
+        return None
+    elements = np.zeros((n, k), dtype=np.int64)
+    fractions = np.zeros((n, k), dtype=np.float64)
+    elements[rows, position] = cols
+    fractions[rows, position] = values
+    first_slot, second_slot = np.triu_indices(k, k=1)
+    valid = (fractions[:, first_slot] > 0) & (fractions[:, second_slot] > 0)
+    pair = elements[:, first_slot] * n_el + elements[:, second_slot]
+    query_rows = np.broadcast_to(np.arange(n)[:, None], pair.shape)[valid]  # row-major: grouped by row
+    pair = pair[valid]
+    starts, stops = index.pair_start[pair], index.pair_start[pair + 1]
+    sizes = stops - starts
+    total = int(sizes.sum())
+    if not total:
+        return None
+    offsets = np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
+    candidates = index.pair_refs[offsets + np.arange(total)]
+    owner = np.repeat(query_rows, sizes)
+    overlap = np.zeros(total)
+    flat_weights, base = index.weights.ravel(), candidates * n_el
+    for slot in range(k):  # one element of the query at a time: 1-d gathers are the fast ones
+        # owner is query_rows repeated: repeating per pair streams, where gathering per candidate jumps
+        slot_fraction = np.repeat(fractions[query_rows, slot], sizes)
+        slot_element = np.repeat(elements[query_rows, slot], sizes)
+        overlap += np.minimum(slot_fraction, flat_weights[base + slot_element])
+    return candidates, owner, overlap
+
+
 def _nearest_sparse(weights: np.ndarray, index: ReferenceIndex) -> tuple[np.ndarray, np.ndarray]:
     """Rows of a few elements against normalised references, through the element-pair index."""
-    n, n_el = len(weights), index.n_elements
+    n = len(weights)
     rows, cols = np.nonzero(weights > 0)  # row-major, every row has 1..MAX_SPARSE_ELEMENTS elements
     row_start = np.searchsorted(rows, np.arange(n))
     values = weights[rows, cols]
     # References sharing one element e: overlap at most min(q_e, max r_e), reached by index.best_ref[e].
     single = np.minimum(values, index.best_value[cols])
     best_overlap = np.maximum.reduceat(single, row_start)
-    position = np.arange(len(rows)) - row_start[rows]
     is_row_best = single >= best_overlap[rows]
     first = np.flatnonzero(is_row_best)[np.unique(rows[is_row_best], return_index=True)[1]]
     best_ref = index.best_ref[cols[first]]
-    # Padded per-row elements (k = most elements in a row) for the pair candidates.
-    k = int(position.max()) + 1
-    elements = np.zeros((n, k), dtype=np.int64)
-    fractions = np.zeros((n, k), dtype=np.float64)
-    elements[rows, position] = cols
-    fractions[rows, position] = values
-    if k >= 2:
-        first_slot, second_slot = np.triu_indices(k, k=1)
-        valid = (fractions[:, first_slot] > 0) & (fractions[:, second_slot] > 0)
-        pair = elements[:, first_slot] * n_el + elements[:, second_slot]
-        query_rows = np.broadcast_to(np.arange(n)[:, None], pair.shape)[valid]  # row-major: grouped by row
-        pair = pair[valid]
-        starts, stops = index.pair_start[pair], index.pair_start[pair + 1]
-        sizes = stops - starts
-        total = int(sizes.sum())
-        if total:
-            offsets = np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
-            candidates = index.pair_refs[offsets + np.arange(total)]
-            owner = np.repeat(query_rows, sizes)
-            overlap = np.zeros(total)
-            flat_weights, base = index.weights.ravel(), candidates * n_el
-            for slot in range(k):  # one element of the query at a time: 1-d gathers are the fast ones
-                # owner is query_rows repeated: repeating per pair streams, where gathering per candidate jumps
-                slot_fraction = np.repeat(fractions[query_rows, slot], sizes)
-                slot_element = np.repeat(elements[query_rows, slot], sizes)
-                overlap += np.minimum(slot_fraction, flat_weights[base + slot_element])
-            group_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-            group_rows = owner[group_start]
-            group_best = np.maximum.reduceat(overlap, group_start)
-            better = group_best > best_overlap[group_rows]
-            at_best = overlap >= np.repeat(group_best, np.diff(np.r_[group_start, total]))
-            winner = np.flatnonzero(at_best)[np.unique(owner[at_best], return_index=True)[1]]
-            best_overlap[group_rows[better]] = group_best[better]
-            best_ref[group_rows[better]] = candidates[winner[better]]
+    found = _pair_candidates(weights, index, rows, cols, row_start, values)
+    if found is not None:
+        candidates, owner, overlap = found
+        total = len(candidates)
+        group_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        group_rows = owner[group_start]
+        group_best = np.maximum.reduceat(overlap, group_start)
+        better = group_best > best_overlap[group_rows]
+        at_best = overlap >= np.repeat(group_best, np.diff(np.r_[group_start, total]))
+        winner = np.flatnonzero(at_best)[np.unique(owner[at_best], return_index=True)[1]]
+        best_overlap[group_rows[better]] = group_best[better]
+        best_ref[group_rows[better]] = candidates[winner[better]]
     return best_ref, 0.5 * (weights.sum(axis=1) + 1.0) - best_overlap
 
 
@@ -257,51 +277,29 @@ def _nearest_sparse_by_group(weights: np.ndarray, grouped: GroupedIndex) -> np.n
     :func:`_nearest_sparse`: the same bounds and candidates; the best overlap taken per membership pattern,
     then per group over its patterns)."""
     index = grouped.index
-    n, n_el = len(weights), index.n_elements
+    n = len(weights)
     rows, cols = np.nonzero(weights > 0)
     row_start = np.searchsorted(rows, np.arange(n))
     values = weights[rows, cols]
     # References of group g sharing one element e: overlap at most min(q_e, max r_e over the group).
     best_overlap = np.maximum.reduceat(np.minimum(values[None, :], grouped.best_values[:, cols]), row_start, axis=1)
-    position = np.arange(len(rows)) - row_start[rows]
-    k = int(position.max()) + 1
-    elements = np.zeros((n, k), dtype=np.int64)
-    fractions = np.zeros((n, k), dtype=np.float64)
-    elements[rows, position] = cols
-    fractions[rows, position] = values
-    if k >= 2:
-        first_slot, second_slot = np.triu_indices(k, k=1)
-        valid = (fractions[:, first_slot] > 0) & (fractions[:, second_slot] > 0)
-        pair = elements[:, first_slot] * n_el + elements[:, second_slot]
-        query_rows = np.broadcast_to(np.arange(n)[:, None], pair.shape)[valid]
-        pair = pair[valid]
-        starts, stops = index.pair_start[pair], index.pair_start[pair + 1]
-        sizes = stops - starts
-        total = int(sizes.sum())
-        if total:
-            offsets = np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
-            candidates = index.pair_refs[offsets + np.arange(total)]
-            owner = np.repeat(query_rows, sizes)
-            overlap = np.zeros(total)
-            flat_weights, base = index.weights.ravel(), candidates * n_el
-            for slot in range(k):
-                slot_fraction = np.repeat(fractions[query_rows, slot], sizes)
-                slot_element = np.repeat(elements[query_rows, slot], sizes)
-                overlap += np.minimum(slot_fraction, flat_weights[base + slot_element])
-            n_patterns = grouped.patterns.shape[1]
-            if n_patterns <= PATTERNS_PER_GROUP * grouped.n_groups:
-                table = np.zeros(n * n_patterns)  # best overlap per (query, membership pattern)
-                np.maximum.at(table, owner * n_patterns + grouped.pattern_of_ref[candidates], overlap)
-                table = table.reshape(n, n_patterns)
-                for g, patterns in enumerate(grouped.patterns):
-                    if patterns.any():
-                        best_overlap[g] = np.maximum(best_overlap[g], table[:, patterns].max(axis=1))
-            else:  # many patterns (labels spread independently over the tasks): one masked pass per group
-                group_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-                group_rows = owner[group_start]
-                for g, member in enumerate(grouped.members):
-                    found = np.maximum.reduceat(np.where(member[candidates], overlap, 0.0), group_start)
-                    best_overlap[g, group_rows] = np.maximum(best_overlap[g, group_rows], found)
+    found = _pair_candidates(weights, index, rows, cols, row_start, values)
+    if found is not None:
+        candidates, owner, overlap = found
+        n_patterns = grouped.patterns.shape[1]
+        if n_patterns <= PATTERNS_PER_GROUP * grouped.n_groups:
+            table = np.zeros(n * n_patterns)  # best overlap per (query, membership pattern)
+            np.maximum.at(table, owner * n_patterns + grouped.pattern_of_ref[candidates], overlap)
+            table = table.reshape(n, n_patterns)
+            for g, patterns in enumerate(grouped.patterns):
+                if patterns.any():
+                    best_overlap[g] = np.maximum(best_overlap[g], table[:, patterns].max(axis=1))
+        else:  # many patterns (labels spread independently over the tasks): one masked pass per group
+            group_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+            group_rows = owner[group_start]
+            for g, member in enumerate(grouped.members):
+                group_best = np.maximum.reduceat(np.where(member[candidates], overlap, 0.0), group_start)
+                best_overlap[g, group_rows] = np.maximum(best_overlap[g, group_rows], group_best)
     return 0.5 * (weights.sum(axis=1) + 1.0)[None, :] - best_overlap
 
 
