@@ -39,7 +39,7 @@ class TrainingDomain:
 
 
 @dataclass(frozen=True)
-class TrainingRecord:
+class TrainingSet:
     """A checkpoint's training compositions (``compositions.csv``) read once: the training split's keys and
     atomic fractions, which tasks each is labelled for (``members`` (N, T) over ``tasks``; one all-True
     column named None for a record without the per-task ``tasks`` column), one element-pair index over
@@ -358,15 +358,15 @@ def _domain(checkpoint_dir: str, checkpoint_id: str, task: str | None) -> Traini
                           tested_up_to=record.tested_up_to[task], task=task)  # fmt: skip
 
 
-def training_record(checkpoint: LoadedCheckpoint) -> TrainingRecord | None:
-    """The checkpoint's :class:`TrainingRecord` (read once per checkpoint); None without compositions.csv."""
+def training_set(checkpoint: LoadedCheckpoint) -> TrainingSet | None:
+    """The checkpoint's :class:`TrainingSet` (read once per checkpoint); None without compositions.csv."""
     if not has_training_record(checkpoint):
         return None
     return _record(str(checkpoint.path), checkpoint.checkpoint_id)
 
 
 @lru_cache(maxsize=8)
-def _record(checkpoint_dir: str, checkpoint_id: str) -> TrainingRecord:
+def _record(checkpoint_dir: str, checkpoint_id: str) -> TrainingSet:
     table = read_compositions(Path(checkpoint_dir))
     weights, readable = weights_from_keys(table["composition"].astype(str).tolist())
     split = table["split"].astype(str).to_numpy()
@@ -389,7 +389,7 @@ def _record(checkpoint_dir: str, checkpoint_id: str) -> TrainingRecord:
             found = reach[labelled[:, column], column]
             found = found[np.isfinite(found)]
             tested[name] = float(found.max()) if len(found) else np.nan
-    return TrainingRecord(tasks=tasks, keys=table["composition"].astype(str).to_numpy(dtype=object)[train],
+    return TrainingSet(tasks=tasks, keys=table["composition"].astype(str).to_numpy(dtype=object)[train],
                           weights=weights[train], members=members[train], index=index, tested_up_to=tested,
                           test_weights=weights[test], grouped=grouped)  # fmt: skip
 
@@ -418,7 +418,7 @@ def distance_columns(
     test composition of the task). Checkpoints without the per-task record get one
     ``distance_to_training`` column and no ``extrapolated_for``; checkpoints without compositions.csv no
     columns at all (and one warning)."""
-    record = training_record(checkpoint)
+    record = training_set(checkpoint)
     if record is None:
         return {}
     names = list(tasks if tasks is not None else checkpoint.model.tasks)
