@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from fm_engine.checkpoints import COMPOSITIONS_FILE, TASKS_SEPARATOR, LoadedCheckpoint, read_compositions
-from fm_engine.compositions import parse_many
+from fm_engine.compositions import weights_from_keys
 from fm_engine.elements import n_elements
 
 
@@ -35,7 +35,27 @@ class TrainingDomain:
     weights: np.ndarray  # (N, 94) atomic fractions
     tested_up_to: float  # largest test-composition distance; NaN without test compositions
     task: str | None  # None: every task's compositions (also for checkpoints without the per-task record)
-    index: ReferenceIndex | None = field(default=None, compare=False, repr=False)  # shared by equal ``keys``
+    index: ReferenceIndex | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A checkpoint's training compositions (``compositions.csv``) read once: the training split's keys and
+    atomic fractions, which tasks each is labelled for (``members`` (N, T) over ``tasks``; one all-True
+    column named None for a record without the per-task ``tasks`` column), one element-pair index over
+    all of them and each task's ``tested_up_to``."""
+
+    tasks: tuple[str | None, ...]
+    keys: np.ndarray  # (N,) object
+    weights: np.ndarray  # (N, 94)
+    members: np.ndarray  # (N, T) bool
+    index: ReferenceIndex
+    tested_up_to: dict[str | None, float]
+    test_weights: np.ndarray  # (M, 94) the test split's compositions
+    grouped: GroupedIndex | None = None  # ``index`` with ``members``: every task's distances in one search
+
+    def column(self, task: str | None) -> int | None:
+        return self.tasks.index(task) if task in self.tasks else None
 
 
 MAX_SPARSE_ELEMENTS = 8
@@ -112,54 +132,175 @@ def _nearest_dense(weights: np.ndarray, index: ReferenceIndex) -> tuple[np.ndarr
     return best.indices.numpy(), 0.5 * best.values.numpy()
 
 
+def _pair_candidates(
+    weights: np.ndarray,
+    index: ReferenceIndex,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    row_start: np.ndarray,
+    values: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The references sharing two or more elements with each row of ``weights`` (through the element-pair
+    index; once per shared pair), as ``(candidates, owner, overlap)``: reference, query row (rows grouped in
+    order) and ``sum_e min(q_e, r_e)``. None when no row has such a reference."""
+    n, n_el = len(weights), index.n_elements
+    position = np.arange(len(rows)) - row_start[rows]
+    k = int(position.max()) + 1  # padded per-row elements (k = most elements in a row)
+    if k < 2:
+        return None
+    elements = np.zeros((n, k), dtype=np.int64)
+    fractions = np.zeros((n, k), dtype=np.float64)
+    elements[rows, position] = cols
+    fractions[rows, position] = values
+    first_slot, second_slot = np.triu_indices(k, k=1)
+    valid = (fractions[:, first_slot] > 0) & (fractions[:, second_slot] > 0)
+    pair = elements[:, first_slot] * n_el + elements[:, second_slot]
+    query_rows = np.broadcast_to(np.arange(n)[:, None], pair.shape)[valid]  # row-major: grouped by row
+    pair = pair[valid]
+    starts, stops = index.pair_start[pair], index.pair_start[pair + 1]
+    sizes = stops - starts
+    total = int(sizes.sum())
+    if not total:
+        return None
+    offsets = np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
+    candidates = index.pair_refs[offsets + np.arange(total)]
+    owner = np.repeat(query_rows, sizes)
+    overlap = np.zeros(total)
+    flat_weights, base = index.weights.ravel(), candidates * n_el
+    for slot in range(k):  # one element of the query at a time: 1-d gathers are the fast ones
+        # owner is query_rows repeated: repeating per pair streams, where gathering per candidate jumps
+        slot_fraction = np.repeat(fractions[query_rows, slot], sizes)
+        slot_element = np.repeat(elements[query_rows, slot], sizes)
+        overlap += np.minimum(slot_fraction, flat_weights[base + slot_element])
+    return candidates, owner, overlap
+
+
 def _nearest_sparse(weights: np.ndarray, index: ReferenceIndex) -> tuple[np.ndarray, np.ndarray]:
     """Rows of a few elements against normalised references, through the element-pair index."""
-    n, n_el = len(weights), index.n_elements
+    n = len(weights)
     rows, cols = np.nonzero(weights > 0)  # row-major, every row has 1..MAX_SPARSE_ELEMENTS elements
     row_start = np.searchsorted(rows, np.arange(n))
     values = weights[rows, cols]
     # References sharing one element e: overlap at most min(q_e, max r_e), reached by index.best_ref[e].
     single = np.minimum(values, index.best_value[cols])
     best_overlap = np.maximum.reduceat(single, row_start)
-    position = np.arange(len(rows)) - row_start[rows]
     is_row_best = single >= best_overlap[rows]
     first = np.flatnonzero(is_row_best)[np.unique(rows[is_row_best], return_index=True)[1]]
     best_ref = index.best_ref[cols[first]]
-    # Padded per-row elements (k = most elements in a row) for the pair candidates.
-    k = int(position.max()) + 1
-    elements = np.zeros((n, k), dtype=np.int64)
-    fractions = np.zeros((n, k), dtype=np.float64)
-    elements[rows, position] = cols
-    fractions[rows, position] = values
-    if k >= 2:
-        first_slot, second_slot = np.triu_indices(k, k=1)
-        valid = (fractions[:, first_slot] > 0) & (fractions[:, second_slot] > 0)
-        pair = elements[:, first_slot] * n_el + elements[:, second_slot]
-        query_rows = np.broadcast_to(np.arange(n)[:, None], pair.shape)[valid]  # row-major: grouped by row
-        pair = pair[valid]
-        starts, stops = index.pair_start[pair], index.pair_start[pair + 1]
-        sizes = stops - starts
-        total = int(sizes.sum())
-        if total:
-            offsets = np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
-            candidates = index.pair_refs[offsets + np.arange(total)]
-            owner = np.repeat(query_rows, sizes)
-            overlap = np.zeros(total)
-            flat_weights, base = index.weights.ravel(), candidates * n_el
-            for slot in range(k):  # one element of the query at a time: 1-d gathers are the fast ones
-                # owner is query_rows repeated: repeating per pair streams, where gathering per candidate jumps
-                slot_fraction = np.repeat(fractions[query_rows, slot], sizes)
-                slot_element = np.repeat(elements[query_rows, slot], sizes)
-                overlap += np.minimum(slot_fraction, flat_weights[base + slot_element])
+    found = _pair_candidates(weights, index, rows, cols, row_start, values)
+    if found is not None:
+        candidates, owner, overlap = found
+        total = len(candidates)
+        group_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        group_rows = owner[group_start]
+        group_best = np.maximum.reduceat(overlap, group_start)
+        better = group_best > best_overlap[group_rows]
+        at_best = overlap >= np.repeat(group_best, np.diff(np.r_[group_start, total]))
+        winner = np.flatnonzero(at_best)[np.unique(owner[at_best], return_index=True)[1]]
+        best_overlap[group_rows[better]] = group_best[better]
+        best_ref[group_rows[better]] = candidates[winner[better]]
+    return best_ref, 0.5 * (weights.sum(axis=1) + 1.0) - best_overlap
+
+
+PATTERNS_PER_GROUP = 16
+"""Up to this many membership patterns per group, candidates are reduced per pattern (one pass), else per group."""
+
+
+class GroupedIndex:
+    """A :class:`ReferenceIndex` whose references belong to groups (e.g. the tasks they are labelled for):
+    ``groups`` (N, G) bool. Holds what every search reuses: each group's largest fraction of each element and
+    the distinct membership patterns of the references (a few hundred for a corpus of 23 tasks)."""
+
+    def __init__(self, index: ReferenceIndex, groups: np.ndarray) -> None:
+        self.index = index
+        groups = np.asarray(groups, dtype=bool).reshape(len(index), -1)
+        self.n_groups = groups.shape[1]
+        self.has_members = groups.any(axis=0)
+        if self.n_groups <= 62:  # one integer code per membership pattern: a 1-d unique instead of a row sort
+            codes = groups.astype(np.int64) @ (np.int64(1) << np.arange(self.n_groups, dtype=np.int64))
+            unique, self.pattern_of_ref = np.unique(codes, return_inverse=True)
+            patterns = ((unique[:, None] >> np.arange(self.n_groups)) & 1).astype(bool)
+        else:
+            patterns, self.pattern_of_ref = np.unique(groups, axis=0, return_inverse=True)
+        self.pattern_of_ref = self.pattern_of_ref.reshape(-1)
+        self.patterns = np.ascontiguousarray(patterns.T)  # (G, P): which patterns hold each group
+        self.members = np.ascontiguousarray(groups.T)  # (G, N)
+        self.best_values = _group_best_values(index, self.members)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def nearest_by_group(weights: np.ndarray, grouped: GroupedIndex, *, chunk_size: int = 1024) -> np.ndarray:
+    """(n, G) distance of each row of ``weights`` to the nearest reference of each group of ``grouped``; NaN
+    for a group without references. The same distances as :func:`nearest` against each group's references:
+    one element-pair candidate search serves every group, and each candidate counts for the groups of its
+    membership pattern."""
+    index = grouped.index
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    distance = np.zeros((len(weights), grouped.n_groups))
+    if len(weights) == 0 or grouped.n_groups == 0:
+        return distance
+    counts = (weights > 0).sum(axis=1)
+    sparse = (counts <= MAX_SPARSE_ELEMENTS) & (counts > 0) if index.normalised else np.zeros(len(weights), bool)
+    by_size = np.flatnonzero(sparse)[np.argsort(counts[sparse], kind="stable")]
+    for start in range(0, len(by_size), chunk_size):
+        block = by_size[start : start + chunk_size]
+        distance[block] = _nearest_sparse_by_group(weights[block], grouped).T
+    dense = np.flatnonzero(~sparse)
+    for g, member in enumerate(grouped.members):
+        if len(dense) and member.any():
+            reference = torch.as_tensor(index.weights[member])
+            for start in range(0, len(dense), chunk_size):
+                block = dense[start : start + chunk_size]
+                found = torch.cdist(torch.as_tensor(weights[block]), reference, p=1).min(dim=1).values.numpy()
+                distance[block, g] = 0.5 * found
+    distance = np.clip(np.round(distance, 6), 0.0, 1.0)
+    distance[:, ~grouped.has_members] = np.nan
+    return distance
+
+
+def _group_best_values(index: ReferenceIndex, members: np.ndarray) -> np.ndarray:
+    """(G, E): per group, the largest fraction of each element among its references."""
+    rows, cols = np.nonzero(index.weights.T > 0)  # element-major: each element's references together
+    values = index.weights[cols, rows]
+    best = np.zeros((len(members), index.n_elements))
+    if len(rows):
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        for g, member in enumerate(members):
+            best[g, rows[starts]] = np.maximum.reduceat(np.where(member[cols], values, 0.0), starts)
+    return best
+
+
+def _nearest_sparse_by_group(weights: np.ndarray, grouped: GroupedIndex) -> np.ndarray:
+    """(G, n) distances of rows of a few elements to each group's nearest reference (see
+    :func:`_nearest_sparse`: the same bounds and candidates; the best overlap taken per membership pattern,
+    then per group over its patterns)."""
+    index = grouped.index
+    n = len(weights)
+    rows, cols = np.nonzero(weights > 0)
+    row_start = np.searchsorted(rows, np.arange(n))
+    values = weights[rows, cols]
+    # References of group g sharing one element e: overlap at most min(q_e, max r_e over the group).
+    best_overlap = np.maximum.reduceat(np.minimum(values[None, :], grouped.best_values[:, cols]), row_start, axis=1)
+    found = _pair_candidates(weights, index, rows, cols, row_start, values)
+    if found is not None:
+        candidates, owner, overlap = found
+        n_patterns = grouped.patterns.shape[1]
+        if n_patterns <= PATTERNS_PER_GROUP * grouped.n_groups:
+            table = np.zeros(n * n_patterns)  # best overlap per (query, membership pattern)
+            np.maximum.at(table, owner * n_patterns + grouped.pattern_of_ref[candidates], overlap)
+            table = table.reshape(n, n_patterns)
+            for g, patterns in enumerate(grouped.patterns):
+                if patterns.any():
+                    best_overlap[g] = np.maximum(best_overlap[g], table[:, patterns].max(axis=1))
+        else:  # many patterns (labels spread independently over the tasks): one masked pass per group
             group_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
             group_rows = owner[group_start]
-            group_best = np.maximum.reduceat(overlap, group_start)
-            better = group_best > best_overlap[group_rows]
-            at_best = overlap >= np.repeat(group_best, np.diff(np.r_[group_start, total]))
-            winner = np.flatnonzero(at_best)[np.unique(owner[at_best], return_index=True)[1]]
-            best_overlap[group_rows[better]] = group_best[better]
-            best_ref[group_rows[better]] = candidates[winner[better]]
-    return best_ref, 0.5 * (weights.sum(axis=1) + 1.0) - best_overlap
+            for g, member in enumerate(grouped.members):
+                group_best = np.maximum.reduceat(np.where(member[candidates], overlap, 0.0), group_start)
+                best_overlap[g, group_rows] = np.maximum(best_overlap[g, group_rows], group_best)
+    return 0.5 * (weights.sum(axis=1) + 1.0)[None, :] - best_overlap
 
 
 def has_training_record(checkpoint: LoadedCheckpoint) -> bool:
@@ -200,37 +341,57 @@ def training_domain(checkpoint: LoadedCheckpoint, task: str | None = None) -> Tr
 
 @lru_cache(maxsize=32)
 def _domain(checkpoint_dir: str, checkpoint_id: str, task: str | None) -> TrainingDomain:
-    table = read_compositions(Path(checkpoint_dir))
-    if "tasks" not in table.columns:
-        task = None
-    if task is not None:
-        labelled = table["tasks"].astype(str).str.split(TASKS_SEPARATOR).map(lambda names: task in names)
-        table = table.loc[labelled.astype(bool)]
-    train_keys = table.loc[table["split"] == "train", "composition"].tolist()
-    test_keys = table.loc[table["split"] == "test", "composition"].tolist()
-    keys = tuple(train_keys)
-    shared = _INDEXES.get((checkpoint_dir, checkpoint_id, keys))  # tasks trained on the same compositions
-    train = shared.weights if shared else parse_many(train_keys).weights if train_keys else np.zeros((0, n_elements()))
-    index = shared or ReferenceIndex(train)
-    _INDEXES[(checkpoint_dir, checkpoint_id, keys)] = index
-    while len(_INDEXES) > 32:  # as many as the domains cached
-        _INDEXES.pop(next(iter(_INDEXES)))
-    reach = tested_reach(index, parse_many(test_keys).weights if test_keys else np.zeros((0, n_elements())))
-    return TrainingDomain(
-        keys=keys, weights=train, tested_up_to=reach["max"] if reach else np.nan, task=task, index=index
-    )
+    record = _record(checkpoint_dir, checkpoint_id)
+    if record.tasks == (None,) or task is None:  # every training composition
+        if record.tasks == (None,):
+            reach = record.tested_up_to.get(None, np.nan)
+        else:  # how far every task's test compositions are from every training composition
+            reach = float(nearest(record.test_weights, record.index)[1].max()) if len(record.test_weights) else np.nan
+            reach = reach if len(record.keys) else np.nan
+        return TrainingDomain(keys=tuple(record.keys), weights=record.weights, tested_up_to=reach, task=None,
+                              index=record.index)  # fmt: skip
+    column = record.column(task)
+    if column is None:  # no composition is labelled for the task
+        return TrainingDomain(keys=(), weights=np.zeros((0, n_elements())), tested_up_to=np.nan, task=task)
+    member = record.members[:, column]
+    return TrainingDomain(keys=tuple(record.keys[member]), weights=record.weights[member],
+                          tested_up_to=record.tested_up_to[task], task=task)  # fmt: skip
 
 
-_INDEXES: dict[tuple[str, str, tuple[str, ...]], ReferenceIndex] = {}
-
-
-def tested_reach(train: np.ndarray | ReferenceIndex, test: np.ndarray) -> dict[str, float] | None:
-    """Median and max distance of the ``test`` weight rows from the nearest ``train`` row: how far from
-    the training data the test metrics reach. None without both."""
-    if not len(train) or not len(test):
+def training_set(checkpoint: LoadedCheckpoint) -> TrainingSet | None:
+    """The checkpoint's :class:`TrainingSet` (read once per checkpoint); None without compositions.csv."""
+    if not has_training_record(checkpoint):
         return None
-    distance = nearest(test, train)[1]
-    return {"median": float(np.median(distance)), "max": float(distance.max())}
+    return _record(str(checkpoint.path), checkpoint.checkpoint_id)
+
+
+@lru_cache(maxsize=8)
+def _record(checkpoint_dir: str, checkpoint_id: str) -> TrainingSet:
+    table = read_compositions(Path(checkpoint_dir))
+    weights, readable = weights_from_keys(table["composition"].astype(str).tolist())
+    split = table["split"].astype(str).to_numpy()
+    if "tasks" in table.columns:
+        codes, combinations = pd.factorize(table["tasks"].astype(str))
+        named = [set(text.split(TASKS_SEPARATOR)) - {""} for text in combinations]
+        tasks: tuple[str | None, ...] = tuple(sorted(set().union(*named))) if named else ()
+        by_combination = np.array([[name in combo for name in tasks] for combo in named], dtype=bool)
+        members = by_combination[codes] if len(codes) else np.zeros((0, len(tasks)), dtype=bool)
+    else:
+        tasks, members = (None,), np.ones((len(table), 1), dtype=bool)
+    train, test = readable & (split == "train"), readable & (split == "test")
+    index = ReferenceIndex(weights[train])
+    grouped = GroupedIndex(index, members[train])
+    tested: dict[str | None, float] = {}
+    if tasks:
+        reach = nearest_by_group(weights[test], grouped) if test.any() else np.zeros((0, len(tasks)))
+        labelled = members[test]
+        for column, name in enumerate(tasks):
+            found = reach[labelled[:, column], column]
+            found = found[np.isfinite(found)]
+            tested[name] = float(found.max()) if len(found) else np.nan
+    return TrainingSet(tasks=tasks, keys=table["composition"].astype(str).to_numpy(dtype=object)[train],
+                          weights=weights[train], members=members[train], index=index, tested_up_to=tested,
+                          test_weights=weights[test], grouped=grouped)  # fmt: skip
 
 
 def distance_column(task: str | None) -> str:
@@ -257,23 +418,26 @@ def distance_columns(
     test composition of the task). Checkpoints without the per-task record get one
     ``distance_to_training`` column and no ``extrapolated_for``; checkpoints without compositions.csv no
     columns at all (and one warning)."""
-    if not has_training_record(checkpoint):
+    record = training_set(checkpoint)
+    if record is None:
         return {}
-    searched: dict[tuple[str, ...], np.ndarray] = {}
+    names = list(tasks if tasks is not None else checkpoint.model.tasks)
     columns: dict[str, np.ndarray] = {}
+    if record.tasks == (None,):  # no per-task record: one distance to every training composition
+        if names:
+            columns[distance_column(None)] = np.full(n_rows, np.nan)
+            columns[distance_column(None)][rows] = nearest(weights, record.index)[1] if len(record.keys) else np.nan
+        return columns
+    known = [name for name in names if record.column(name) is not None]
+    found = nearest_by_group(weights, record.grouped) if known else np.zeros((len(weights), 0))
+    found = found[:, [record.column(name) for name in known]]
     flagged = np.full(n_rows, "", dtype=object)  # comma-separated task names per row
-    per_task = False
-    for task in tasks if tasks is not None else checkpoint.model.tasks:
-        domain = training_domain(checkpoint, task)
-        if domain.keys not in searched:
-            searched[domain.keys] = nearest(weights, domain.index or domain.weights)[1]
-        distance = searched[domain.keys]
-        columns.setdefault(distance_column(domain.task), np.full(n_rows, np.nan))[rows] = distance
-        if domain.task is not None:
-            per_task = True
-            beyond = np.asarray(rows)[is_beyond_tested(distance, domain.tested_up_to)]
-            flagged[beyond] = np.where(flagged[beyond] == "", task, flagged[beyond] + f", {task}")
-    if per_task:
+    for task in names:
+        distance = found[:, known.index(task)] if task in known else np.full(len(weights), np.nan)
+        columns.setdefault(distance_column(task), np.full(n_rows, np.nan))[rows] = distance
+        beyond = np.asarray(rows)[is_beyond_tested(distance, record.tested_up_to.get(task, np.nan))]
+        flagged[beyond] = np.where(flagged[beyond] == "", task, flagged[beyond] + f", {task}")
+    if names:
         columns["extrapolated_for"] = flagged
     return columns
 

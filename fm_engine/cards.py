@@ -13,6 +13,7 @@ workbench read cards without loading the training stack.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -491,19 +492,51 @@ def data_sources(specs: Sequence[TaskSpec]) -> dict[str, dict[str, str]]:
                                        "license": dataset.license, "citation": dataset.citation}  # fmt: skip
     sources = {}
     for spec in specs:
-        bundled = [by_file[f] for f in spec.data_files if f in by_file]
+        bundled = [by_file[f] for f in spec.data_files if f in by_file] + _corpus_sources(spec)
         sources[spec.name] = bundled[0] if bundled else {"dataset": "user data", "files": ", ".join(spec.data_files)}
     return sources
 
 
-def tested_reach_of_task(dm: CompositionDataModule, task: str) -> dict[str, float] | None:
-    """Median and max distance (fraction of atoms that differ) of the task's test compositions from its
-    training compositions: how far from the training data the test metrics reach. None without both."""
-    from fm_engine.applicability import tested_reach
+def _corpus_sources(spec: TaskSpec) -> list[dict[str, str]]:
+    """The provenance of a pretraining-corpus task (its ``tasks.json`` entry's ``source``), if ``spec`` is one."""
+    from fm_engine.foundation.corpus import CORPUS_FILE, CorpusError, read_tasks
 
-    labelled = dm.masks[task]
-    reach = tested_reach(dm.weights[labelled & (dm.split == "train")], dm.weights[labelled & (dm.split == "test")])
-    return {key: round(value, 4) for key, value in reach.items()} if reach else None
+    found = []
+    for file in spec.data_files:
+        if Path(file).name == CORPUS_FILE:
+            try:
+                tasks = {task.name: task for task in read_tasks(Path(file).parent)[0]}
+            except CorpusError:
+                continue
+            if spec.name in tasks:
+                source = {k: str(v) for k, v in dataclasses.asdict(tasks[spec.name].source).items() if v}
+                found.append({"dataset": "pretraining corpus", "files": file} | source)
+    return found
+
+
+def tested_reach_by_task(dm: CompositionDataModule, tasks: Sequence[str]) -> dict[str, dict[str, float] | None]:
+    """Per task: median and max distance (fraction of atoms that differ) of its test compositions from its
+    training compositions: how far from the training data the test metrics reach; None without both. One
+    element-pair search over every task's training compositions serves all tasks
+    (:func:`fm_engine.applicability.nearest_by_group`)."""
+    import numpy as np
+
+    from fm_engine.applicability import GroupedIndex, ReferenceIndex, nearest_by_group
+
+    labelled = np.stack([dm.masks[task] for task in tasks], axis=1) if tasks else np.zeros((len(dm.keys), 0), bool)
+    train = np.flatnonzero(labelled.any(axis=1) & (dm.split == "train"))
+    test = np.flatnonzero(labelled.any(axis=1) & (dm.split == "test"))
+    grouped = GroupedIndex(ReferenceIndex(np.asarray(dm.weights[train])), labelled[train])
+    found = nearest_by_group(np.asarray(dm.weights[test]), grouped)
+    reach: dict[str, dict[str, float] | None] = {}
+    for column, task in enumerate(tasks):
+        distance = found[labelled[test, column], column]
+        distance = distance[np.isfinite(distance)]
+        reach[task] = (
+            {"median": round(float(np.median(distance)), 4), "max": round(float(distance.max()), 4)}
+            if len(distance) else None
+        )  # fmt: skip
+    return reach
 
 
 def build_card(
@@ -527,6 +560,7 @@ def build_card(
     import torch
 
     summary = dm.summary().set_index("task")
+    reach = tested_reach_by_task(dm, [name for name in model.tasks if name in dm.masks])
     tasks = []
     for task in model.tasks.values():
         if task.name not in summary.index:  # a head carried without data in this run (e.g. a frozen kept head)
@@ -547,7 +581,7 @@ def build_card(
                 test_metrics=evaluations["test"].metrics.get(task.name, {}),
                 test_metrics_ci95=evaluations["test"].intervals.get(task.name, {}),
                 val_metrics=evaluations["val"].metrics.get(task.name, {}),
-                test_distance_to_training=tested_reach_of_task(dm, task.name),
+                test_distance_to_training=reach[task.name],
             )
         )
     training = TrainingRecord(

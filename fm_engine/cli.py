@@ -80,17 +80,17 @@ def _on_sigterm(signum: int, frame: object) -> None:
         raise KeyboardInterrupt("SIGTERM")
 
 
-def _run_training(config: object, out: Path, *, resume: bool, progress_bar: bool | None) -> int:
+def _run_training(config: object, out: Path, *, resume: bool, progress_bar: bool | None, command: str = "train") -> int:
     from fm_engine.training import train
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         result = train(config, out, resume=resume, progress_bar=progress_bar)  # type: ignore[arg-type]
     except KeyboardInterrupt:
-        print(f"cancelled; continue with: fm train --out {out} --resume", file=sys.stderr)
+        print(f"cancelled; continue with: fm {command} --out {out} --resume", file=sys.stderr)
         return EXIT_CANCELLED
     if result.state == "cancelled":
-        print(f"cancelled; continue with: fm train --out {out} --resume", file=sys.stderr)
+        print(f"cancelled; continue with: fm {command} --out {out} --resume", file=sys.stderr)
         return EXIT_CANCELLED
     if result.checkpoint is not None:
         print(f"\ncheckpoint: {result.checkpoint}  ({result.epochs} epochs, {result.seconds:.1f} s)")
@@ -153,6 +153,42 @@ def _cmd_train(args: argparse.Namespace) -> int:
             config.start_from = start_from_option(args.start_from)
     out = check_output_dir(args.out, kind="run", resume=args.resume)
     return _run_training(config, out, resume=args.resume, progress_bar=not args.no_progress)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from fm_engine.config import naming_file, read_config_file
+    from fm_engine.foundation.corpus import check_corpus, default_corpus_dir
+    from fm_engine.training import TrainConfig, pretrain_config
+
+    if args.resume:
+        if args.config or args.corpus:
+            raise ValueError("--resume continues the run in --out with its own config and corpus: drop --config "
+                             "and --corpus")  # fmt: skip
+        config = None
+    else:
+        corpus = Path(args.corpus).expanduser().resolve() if args.corpus else None
+        if args.config:
+            path = Path(args.config)
+            mapping = read_config_file(path)
+            section = mapping.setdefault("data", {})
+            if not isinstance(section, dict):
+                raise ValueError(f"{path}: data: expected a mapping of data settings, got {section!r}")
+            if corpus is None and section.get("corpus"):
+                recorded = Path(str(section["corpus"])).expanduser()
+                corpus = recorded if recorded.is_absolute() else (path.parent / recorded).resolve()
+            section["corpus"] = str(corpus or default_corpus_dir())
+            check_corpus(section["corpus"])  # before the config's other checks: one error naming the folder
+            with naming_file(path):
+                config = TrainConfig.from_dict(mapping, base_dir=path.parent)
+        else:
+            check_corpus(corpus or default_corpus_dir())
+            config = pretrain_config(corpus)
+        _apply_trainer_overrides(config, args)
+        trainer = config.trainer
+        if trainer.devices * trainer.num_nodes > 1 and trainer.strategy == "auto":
+            trainer.strategy = "ddp"  # one process per device, each streaming its share of the corpus
+    out = check_output_dir(args.out, kind="run", resume=args.resume)
+    return _run_training(config, out, resume=args.resume, progress_bar=not args.no_progress, command="pretrain")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -422,6 +458,18 @@ def build_parser() -> argparse.ArgumentParser:
     pickle_option(train)
     train.set_defaults(handler=_cmd_train)
 
+    pretrain = commands.add_parser(
+        "pretrain", help="masked multi-task training over a pretraining corpus (every corpus task, its split)"
+    )
+    pretrain.add_argument("--config", help="training config (YAML; default: the foundation's pretraining recipe)")
+    pretrain.add_argument("--out", required=True, help="run directory (status.json, metrics.jsonl, checkpoint/)")
+    pretrain.add_argument(
+        "--corpus", help="corpus folder (default: data.corpus of the config, else <workspace>/corpus)"
+    )
+    pretrain.add_argument("--resume", action="store_true", help="continue the run in --out from its last.ckpt")
+    trainer_options(pretrain)
+    pretrain.set_defaults(handler=_cmd_pretrain)
+
     demo = commands.add_parser("demo", help="train the built-in demo model on the bundled data")
     demo.add_argument("--out", help="run directory (default: <workspace>/runs/demo)")
     demo.add_argument("--force", action="store_true", help="retrain even if the demo model exists")
@@ -489,7 +537,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-RUN_COMMANDS = (_cmd_train, _cmd_demo, _cmd_finetune, _cmd_scaling, _cmd_rehearsal)  # --out is a run folder
+RUN_COMMANDS = (
+    _cmd_train,
+    _cmd_pretrain,
+    _cmd_demo,
+    _cmd_finetune,
+    _cmd_scaling,
+    _cmd_rehearsal,
+)  # --out is a run folder
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:

@@ -13,6 +13,7 @@ that underflow to zero are refused, so no such composition ever reaches a model.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ def _check_amounts(amounts: Mapping[str, float], value: object) -> dict[str, flo
             amount = float(amount)
         except (TypeError, ValueError):
             raise ValueError(f"{_describe(value)}: amount of {symbol} is not a number ({amount!r})") from None
-        if not np.isfinite(amount):
+        if not math.isfinite(amount):
             raise ValueError(f"{_describe(value)}: amount of {symbol} is not finite")
         if amount < 0:
             raise ValueError(f"{_describe(value)}: negative amount of {symbol} ({amount:g})")
@@ -71,7 +72,7 @@ def _check_amounts(amounts: Mapping[str, float], value: object) -> dict[str, flo
             raise ValueError(f"{_describe(value)}: zero amount of {symbol}")
         checked[symbol] = checked.get(symbol, 0.0) + amount
     total = sum(checked.values())
-    if not np.isfinite(total):
+    if not math.isfinite(total):
         raise ValueError(
             f"{_describe(value)}: the amounts are too large (their sum exceeds {np.finfo(np.float64).max:.3g}); "
             "scale them down, only their ratios matter"
@@ -96,10 +97,10 @@ def _parse_string(text: str) -> dict[str, float]:
             number = float(amount) if amount else 1.0
             if number == 0.0:  # "1e-400": not written as zero (caught above), but below the smallest float
                 raise ValueError(f"{_describe(text)}: amount {amount} of {symbol} is too small (it underflows to 0)")
-            if not np.isfinite(number):
+            if not math.isfinite(number):
                 raise ValueError(f"{_describe(text)}: amount {amount} of {symbol} is too large (not a finite number)")
             amounts[symbol] = amounts.get(symbol, 0.0) + number
-            if not np.isfinite(amounts[symbol]):
+            if not math.isfinite(amounts[symbol]):
                 raise ValueError(f"{_describe(text)}: the amounts of {symbol} are too large (their sum overflows)")
         return amounts
     if _EXPONENT.search(stripped):
@@ -132,10 +133,14 @@ def parse_amounts(value: CompositionLike) -> dict[str, float]:
 
 def atomic_fractions(value: CompositionLike) -> dict[str, float]:
     """Atomic fractions ``{symbol: x}`` summing to 1, elements in alphabetical order."""
-    amounts = parse_amounts(value)
+    return _fractions(parse_amounts(value), value)
+
+
+def _fractions(amounts: Mapping[str, float], value: object) -> dict[str, float]:
+    """Atomic fractions of validated amounts (see :func:`parse_amounts`), alphabetical."""
     total = sum(amounts.values())
     fractions = {symbol: amounts[symbol] / total for symbol in sorted(amounts)}
-    if not all(np.isfinite(x) for x in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
+    if not all(math.isfinite(x) for x in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
         # Only reachable with extreme amounts (e.g. subnormal numbers): refuse rather than guess.
         raise ValueError(f"{_describe(value)}: the amounts do not give finite atomic fractions summing to 1")
     return fractions
@@ -268,7 +273,7 @@ def parse_many(values: Iterable[object], *, row_labels: Sequence[object] | None 
                 weights[row] = weights[source]
             else:
                 amounts = parse_amounts(value)  # type: ignore[arg-type]
-                fractions = atomic_fractions(amounts)  # validates the amounts (finite, positive, no overflow)
+                fractions = _fractions(amounts, value)  # finite fractions summing to 1 (amounts checked above)
                 key = _key_from_amounts(amounts)
                 for symbol, fraction in fractions.items():
                     weights[row, index[symbol]] = fraction
@@ -286,3 +291,40 @@ def parse_many(values: Iterable[object], *, row_labels: Sequence[object] | None 
         weights=stacked,
         bad=pd.DataFrame(bad, columns=["row", "input", "reason"]),
     )
+
+
+_KEY_TOKEN = re.compile(r"([A-Z][a-z]?)(\d+(?:\.\d+)?)")
+
+
+def weights_from_keys(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 94) atomic fractions of canonical keys (:func:`canonical_key`) and which keys were readable: the
+    weights :func:`parse_many` gives, read with one regular expression per key (about 10x faster, for the
+    hundreds of thousands of keys of a checkpoint's training record); a key in another form goes through
+    :func:`parse_many`, a bad one gets a zero row and ``False``."""
+    index = element_index()
+    rows: list[int] = []
+    cols: list[int] = []
+    amounts: list[str] = []
+    ok = np.ones(len(keys), dtype=bool)
+    others: list[int] = []
+    for row, key in enumerate(keys):
+        tokens = _KEY_TOKEN.findall(key) if isinstance(key, str) else None
+        if not tokens or sum(len(s) + len(a) for s, a in tokens) != len(key) or any(s not in index for s, _ in tokens):
+            others.append(row)
+            continue
+        for symbol, amount in tokens:
+            rows.append(row)
+            cols.append(index[symbol])
+            amounts.append(amount)
+    weights = np.zeros((len(keys), len(index)))
+    flat = np.asarray(rows, dtype=np.int64) * len(index) + np.asarray(cols, dtype=np.int64)
+    values = np.asarray(amounts, dtype=np.float64)
+    totals = np.bincount(np.asarray(rows, dtype=np.int64), weights=values, minlength=len(keys))  # in key order
+    np.add.at(weights.ravel(), flat, values / totals[np.asarray(rows, dtype=np.int64)])
+    if others:
+        parsed = parse_many([keys[i] for i in others])
+        ok[others] = False
+        good = np.asarray(others)[parsed.rows]
+        weights[good] = parsed.weights
+        ok[good] = True
+    return weights, ok

@@ -112,3 +112,22 @@ def test_the_model_card_states_how_far_the_test_set_reaches(tiny_run):
     assert "test distance to training (median / max)" in card_md
     bulk = checkpoint.card.task("bulk_modulus").test_distance_to_training
     assert f"{bulk['median']:.2f} / {bulk['max']:.2f}" in card_md
+
+
+def test_nearest_by_group_equals_a_search_per_group(monkeypatch):
+    from fm_engine import applicability
+    from fm_engine.applicability import GroupedIndex, ReferenceIndex, nearest_by_group
+
+    rng = np.random.default_rng(4)
+    keys = [f"{a}{x}{b}{1 - x:.2f}" for a, b in [("Fe", "Ni"), ("Al", "Cu"), ("Ti", "O")] for x in (0.1, 0.3, 0.5)]
+    keys += ["Fe0.2Ni0.3Cr0.5", "Al0.1Cu0.2Fe0.3Ni0.4", "NaCl", "Fe"]
+    reference = parse_many(keys).weights
+    groups = rng.random((len(reference), 4)) < [0.9, 0.5, 0.2, 0.0]  # the last group has no reference
+    queries = parse_many(["Fe0.15Ni0.85", "Al0.5Cu0.3Fe0.2", "FeNiCrCoMnAlTiVCuZn", "KBr", "Fe2O3"]).weights
+    for many_patterns in (False, True):  # both ways of taking each group's best candidate
+        monkeypatch.setattr(applicability, "PATTERNS_PER_GROUP", 0 if many_patterns else 16)
+        found = nearest_by_group(queries, GroupedIndex(ReferenceIndex(reference), groups))
+        for g in range(groups.shape[1]):
+            expected = nearest(queries, reference[groups[:, g]])[1]
+            np.testing.assert_array_equal(found[:, g], expected)
+        assert np.isnan(found[:, 3]).all() and not np.isnan(found[:, 0]).any()

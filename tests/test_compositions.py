@@ -127,3 +127,14 @@ def test_dict_string_round_trip_property(amounts):
         assert from_text[symbol] == pytest.approx(from_dict[symbol], rel=1e-3)
     # The canonical key parses back to the same composition.
     assert canonical_key(canonical_key(amounts)) == canonical_key(amounts)
+
+
+def test_weights_from_keys_equal_parse_many():
+    from fm_engine.compositions import weights_from_keys
+
+    keys = ["Fe0.4O0.6", "Al0.333333Cu0.333333Ni0.333334", "Fe2O3", "H", "Xx2", "", "Ca3(PO4)2"]
+    weights, readable = weights_from_keys(keys)
+    parsed = parse_many(keys)
+    assert readable.tolist() == [True, True, True, True, False, False, True]
+    np.testing.assert_array_equal(weights[readable], parsed.weights)
+    assert not weights[~readable].any()

@@ -226,16 +226,18 @@ class CompositionDataModule(L.LightningDataModule):
             test_ratio=self.test_ratio,
             seed=self.split_seed,
         )
-        self.train_keep = {
+        self.train_keep = self._train_keep()
+        self.predict_indices = self._predict_indices(position)
+
+    def _train_keep(self) -> dict[str, np.ndarray]:
+        """Per task, the training rows kept after its ``task_masking_ratio`` subsampling."""
+        train = self.split == "train"
+        return {
             task.name: subsample_keep_mask(
-                self.masks[task.name] & (self.split == "train"),
-                task.task_masking_ratio,
-                seed=self.split_seed,
-                task=task.name,
+                self.masks[task.name] & train, task.task_masking_ratio, seed=self.split_seed, task=task.name
             )
             for task in self.tasks
         }
-        self.predict_indices = self._predict_indices(position)
 
     def _descriptors(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Float32 descriptor rows (the dtype batches use) and which rows are finite (block by block: see
@@ -292,6 +294,7 @@ class CompositionDataModule(L.LightningDataModule):
         """Per task: labelled compositions per split (after masking) and skipped rows."""
         self.setup()
         rows = []
+        stage = {name: self.split == name for name in STAGES}
         for task in self.tasks:
             mask = self.masks[task.name]
             rows.append(
@@ -299,11 +302,11 @@ class CompositionDataModule(L.LightningDataModule):
                     "task": task.name,
                     "type": task.type.value,
                     "unit": task.unit,
-                    "train": int((mask & (self.split == "train")).sum()),
+                    "train": int((mask & stage["train"]).sum()),
                     "train_kept": int(self.train_keep[task.name].sum()),
-                    "val": int((mask & (self.split == "val")).sum()),
-                    "test": int((mask & (self.split == "test")).sum()),
-                    "bad_rows": len(self.tables[task.name].bad_rows),
+                    "val": int((mask & stage["val"]).sum()),
+                    "test": int((mask & stage["test"]).sum()),
+                    "bad_rows": len(self.tables[task.name].bad_rows) if task.name in self.tables else 0,
                 }
             )
         return pd.DataFrame(rows)

@@ -26,6 +26,9 @@ class DataSection:
     # Read pickled data_files (.pkl, .pd.xz, ...), which can run code: only honoured from a config the user
     # runs directly (or --allow-pickle); dropped whenever a config is rebuilt from a checkpoint or run folder.
     allow_pickle: bool = False
+    # A pretraining corpus folder (fm_engine.foundation.corpus; relative: to the config's folder): train on
+    # its tasks (every one when ``tasks`` is empty) with its own split (val_ratio / test_ratio do not apply).
+    corpus: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.allow_pickle, bool):

@@ -47,6 +47,10 @@ TASK_TYPES = ("regression", "classification")
 SOURCE_KEYS = ("dataset", "file", "package", "version", "license", "citation")
 
 
+class CorpusError(ValueError):
+    """A corpus folder that does not follow the format: the message names the file and key (or column, row)."""
+
+
 def default_corpus_dir() -> Path:
     """``<workspace>/corpus`` (workspace: :func:`fm_engine.workspace.workspace_dir`)."""
     from fm_engine.workspace import workspace_dir
@@ -81,15 +85,15 @@ class CorpusTask:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or self.name in BASE_COLUMNS:
-            raise ValueError(f"corpus task name {self.name!r}: expected a name other than {', '.join(BASE_COLUMNS)}")
+            raise CorpusError(f"corpus task name {self.name!r}: expected a name other than {', '.join(BASE_COLUMNS)}")
         if self.type not in TASK_TYPES:
-            raise ValueError(f"corpus task '{self.name}': type {self.type!r}, expected one of {', '.join(TASK_TYPES)}")
+            raise CorpusError(f"corpus task '{self.name}': type {self.type!r}, expected one of {', '.join(TASK_TYPES)}")
         if (self.type == "classification") != (self.classes is not None):
-            raise ValueError(f"corpus task '{self.name}': classes are given for classification tasks, and only them")
+            raise CorpusError(f"corpus task '{self.name}': classes are given for classification tasks, and only them")
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
             if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
-                raise ValueError(f"corpus task '{self.name}': classes must be >= 2 distinct names")
+                raise CorpusError(f"corpus task '{self.name}': classes must be >= 2 distinct names")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -100,22 +104,22 @@ class CorpusTask:
     def from_dict(cls, data: object, *, where: str) -> CorpusTask:
         """Strict reading: every key present, none unknown; errors name ``where`` and the key."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+            raise CorpusError(f"{where}: expected a mapping, got {type(data).__name__}")
         expected = ("name", "type", "unit", "description", "classes", "source")
         _check_exact_keys(data, expected, where)
         source = data["source"]
         if not isinstance(source, Mapping):
-            raise ValueError(f"{where}.source: expected a mapping of {', '.join(SOURCE_KEYS)}")
+            raise CorpusError(f"{where}.source: expected a mapping of {', '.join(SOURCE_KEYS)}")
         _check_exact_keys(source, SOURCE_KEYS, f"{where}.source")
         for key in ("name", "type", "unit", "description"):
             if not isinstance(data[key], str):
-                raise ValueError(f"{where}.{key}: expected text, got {data[key]!r}")
+                raise CorpusError(f"{where}.{key}: expected text, got {data[key]!r}")
         for key in SOURCE_KEYS:
             if not isinstance(source[key], str):
-                raise ValueError(f"{where}.source.{key}: expected text, got {source[key]!r}")
+                raise CorpusError(f"{where}.source.{key}: expected text, got {source[key]!r}")
         classes = data["classes"]
         if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
-            raise ValueError(f"{where}.classes: expected null or a list of class names, got {classes!r}")
+            raise CorpusError(f"{where}.classes: expected null or a list of class names, got {classes!r}")
         try:
             return cls(
                 name=data["name"],
@@ -126,7 +130,7 @@ class CorpusTask:
                 classes=tuple(classes) if classes is not None else None,
             )
         except ValueError as error:
-            raise ValueError(f"{where}: {error}") from None
+            raise CorpusError(f"{where}: {error}") from None
 
     def spec(self, corpus_file: Path) -> TaskSpec:
         """A :class:`TaskSpec` reading this column (and the corpus split) from ``corpus_file``."""
@@ -147,9 +151,9 @@ def _check_exact_keys(data: Mapping[str, Any], expected: Sequence[str], where: s
     missing = [key for key in expected if key not in data]
     unknown = sorted(str(key) for key in data if key not in expected)
     if missing:
-        raise ValueError(f"{where}: missing key '{missing[0]}' (expected keys: {', '.join(expected)})")
+        raise CorpusError(f"{where}: missing key '{missing[0]}' (expected keys: {', '.join(expected)})")
     if unknown:
-        raise ValueError(f"{where}: unknown key '{unknown[0]}' (expected keys: {', '.join(expected)})")
+        raise CorpusError(f"{where}: unknown key '{unknown[0]}' (expected keys: {', '.join(expected)})")
 
 
 def spec_key(spec: Any) -> str:
@@ -203,7 +207,7 @@ class Corpus:
             _, finite = transform_in_blocks(descriptor, weights, out=out, progress=progress)
             if not finite.all():
                 row = int(np.flatnonzero(~finite)[0])
-                raise ValueError(
+                raise CorpusError(
                     f"{self.path / CORPUS_FILE}: composition {self.frame['composition'].iat[row]!r} (row {row}) "
                     "has a non-finite descriptor"
                 )
@@ -222,7 +226,7 @@ class Corpus:
         if not self.fingerprint:
             self.fingerprint = current
         elif current != self.fingerprint:
-            raise ValueError(
+            raise CorpusError(
                 f"{self.path}: corpus.frame was changed after loading; the cached matrices hold the rows of "
                 f"{CORPUS_FILE} in file order: select rows by position from the full matrix instead"
             )
@@ -273,10 +277,10 @@ def _parse_keys_into(compositions: Sequence[str], out: np.ndarray, where: str, *
         batch = parse_many(keys)
         if batch.n_bad:
             first = batch.bad.iloc[0]
-            raise ValueError(f"{where}: row {start + int(first['row'])}: {first['reason']}")
+            raise CorpusError(f"{where}: row {start + int(first['row'])}: {first['reason']}")
         for offset, (key, canonical) in enumerate(zip(keys, batch.keys, strict=True)):
             if key != canonical:
-                raise ValueError(
+                raise CorpusError(
                     f"{where}: row {start + offset}: composition '{key}' is not a canonical key "
                     f"(expected '{canonical}')"
                 )
@@ -288,42 +292,42 @@ def _check_frame(frame: pd.DataFrame, tasks: Sequence[CorpusTask], where: str) -
     names = [task.name for task in tasks]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"{where}: duplicate task name '{duplicates[0]}'")
+        raise CorpusError(f"{where}: duplicate task name '{duplicates[0]}'")
     columns = [str(c) for c in frame.columns]
     for column in (*BASE_COLUMNS, *names):
         if column not in columns:
-            raise ValueError(f"{where}: column '{column}' is missing")
+            raise CorpusError(f"{where}: column '{column}' is missing")
     extra = [c for c in columns if c not in (*BASE_COLUMNS, *names)]
     if extra:
-        raise ValueError(f"{where}: column '{extra[0]}' is not a corpus task (tasks: {', '.join(names)})")
+        raise CorpusError(f"{where}: column '{extra[0]}' is not a corpus task (tasks: {', '.join(names)})")
     compositions = frame["composition"]
     if (
         not pd.api.types.is_string_dtype(compositions)
         or compositions.isna().any()
         or (compositions.str.len() == 0).any()
     ):
-        raise ValueError(f"{where}: column 'composition' must hold non-empty composition keys")
+        raise CorpusError(f"{where}: column 'composition' must hold non-empty composition keys")
     if not compositions.is_unique:
         duplicate = compositions[compositions.duplicated()].iloc[0]
-        raise ValueError(f"{where}: composition '{duplicate}' appears more than once (keys must be unique)")
+        raise CorpusError(f"{where}: composition '{duplicate}' appears more than once (keys must be unique)")
     bad_split = ~frame["split"].isin(SPLITS)
     if bad_split.any():
         row = int(np.flatnonzero(bad_split.to_numpy())[0])
-        raise ValueError(f"{where}: row {row}: split {frame['split'].iat[row]!r}, expected one of {', '.join(SPLITS)}")
+        raise CorpusError(f"{where}: row {row}: split {frame['split'].iat[row]!r}, expected one of {', '.join(SPLITS)}")
     for task in tasks:
         column = frame[task.name]
         if column.dtype != np.float64:
-            raise ValueError(
+            raise CorpusError(
                 f"{where}: column '{task.name}' has dtype {column.dtype}, expected float64 (NaN = no label)"
             )
         values = column.to_numpy()
         labelled = values[~np.isnan(values)]
         if not np.isfinite(labelled).all():
-            raise ValueError(f"{where}: column '{task.name}' holds infinite values")
+            raise CorpusError(f"{where}: column '{task.name}' holds infinite values")
         if task.classes is not None:
             ok = (labelled == np.round(labelled)) & (labelled >= 0) & (labelled < len(task.classes))
             if not ok.all():
-                raise ValueError(
+                raise CorpusError(
                     f"{where}: column '{task.name}' holds {float(labelled[~ok][0]):g}, expected class indices "
                     f"0..{len(task.classes) - 1} ({', '.join(task.classes)})"
                 )
@@ -363,7 +367,7 @@ def write_corpus(
     tasks = list(tasks)
     _check_frame(frame, tasks, "corpus table")
     if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / MANIFEST_FILE).exists())):
-        raise ValueError(f"{path}: exists and is not a corpus folder; choose an empty or new folder")
+        raise CorpusError(f"{path}: exists and is not a corpus folder; choose an empty or new folder")
     table = frame[[*BASE_COLUMNS, *(task.name for task in tasks)]].reset_index(drop=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent))
@@ -413,53 +417,89 @@ def write_corpus(
 # ---------------------------------------------------------------------- reading
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ValueError(f"{path}: missing (a corpus folder holds {CORPUS_FILE}, {TASKS_FILE} and {MANIFEST_FILE})")
+        raise CorpusError(f"{path}: missing (a corpus folder holds {CORPUS_FILE}, {TASKS_FILE} and {MANIFEST_FILE})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not readable JSON ({error})") from None
+        raise CorpusError(f"{path}: not readable JSON ({error})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise CorpusError(f"{path}: expected a JSON object")
     return data
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """``manifest.json`` of the corpus folder ``path``, refused unless its format version is this code's."""
+    manifest = _read_json(path / MANIFEST_FILE)
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CorpusError(
+            f"{path / MANIFEST_FILE}: format_version {version!r}, this version of fm_engine reads {FORMAT_VERSION} "
+            "(rebuild the corpus with `fm corpus`)"
+        )
+    return manifest
+
+
+def read_tasks(path: str | Path) -> tuple[list[CorpusTask], dict[str, Any]]:
+    """The checked tasks of the corpus folder ``path`` (its ``tasks.json``) and the whole file's mapping."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CorpusError(f"{path}: no corpus folder there (build one with `fm corpus --out {path}`)")
+    tasks_path = path / TASKS_FILE
+    described = _read_json(tasks_path)
+    _check_exact_keys(described, ("tasks", "rules", "counts"), str(tasks_path))
+    if not isinstance(described["tasks"], list) or not described["tasks"]:
+        raise CorpusError(f"{tasks_path}: 'tasks': expected a non-empty list of tasks")
+    if not isinstance(described["rules"], list) or not all(isinstance(r, str) for r in described["rules"]):
+        raise CorpusError(f"{tasks_path}: 'rules': expected a list of texts")
+    if not isinstance(described["counts"], dict):
+        raise CorpusError(f"{tasks_path}: 'counts': expected a mapping")
+    tasks = [
+        CorpusTask.from_dict(entry, where=f"{tasks_path}: tasks[{i}]") for i, entry in enumerate(described["tasks"])
+    ]
+    return tasks, described
+
+
+def check_corpus(path: str | Path) -> list[CorpusTask]:
+    """The quick checks of a corpus folder before any work (the table itself is not read): its manifest, its
+    tasks and the table's columns. Returns the tasks; a problem raises one :class:`CorpusError` naming it."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    tasks, _ = read_tasks(path)
+    _read_manifest(path)
+    table = path / CORPUS_FILE
+    if not table.is_file():
+        raise CorpusError(f"{table}: missing (a corpus folder holds {CORPUS_FILE}, {TASKS_FILE}, {MANIFEST_FILE})")
+    try:
+        columns = set(pq.read_schema(table).names)
+    except Exception as error:  # pyarrow raises several types for a damaged file
+        raise CorpusError(f"{table}: not a readable parquet file ({error})") from None
+    missing = [c for c in (*BASE_COLUMNS, *(t.name for t in tasks)) if c not in columns]
+    if missing:
+        raise CorpusError(f"{table}: missing column(s) {', '.join(missing)} (named in {TASKS_FILE})")
+    return tasks
 
 
 def load_corpus(path: str | Path) -> Corpus:
     """Read and check a corpus folder (format version, task list, table columns, keys, splits, labels).
 
-    Raises one ``ValueError`` naming the file and key (or column, row) that is wrong.
+    Raises one :class:`CorpusError` (a ``ValueError``) naming the file and key (or column, row) that is wrong.
     """
     path = Path(path)
     if not path.is_dir():
-        raise ValueError(f"{path}: no corpus folder there (build one with `fm corpus --out {path}`)")
-    manifest = _read_json(path / MANIFEST_FILE)
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(
-            f"{path / MANIFEST_FILE}: format_version {version!r}, this version of fm_engine reads {FORMAT_VERSION} "
-            "(rebuild the corpus with `fm corpus`)"
-        )
-    tasks_path = path / TASKS_FILE
-    described = _read_json(tasks_path)
-    _check_exact_keys(described, ("tasks", "rules", "counts"), str(tasks_path))
-    if not isinstance(described["tasks"], list) or not described["tasks"]:
-        raise ValueError(f"{tasks_path}: 'tasks': expected a non-empty list of tasks")
-    if not isinstance(described["rules"], list) or not all(isinstance(r, str) for r in described["rules"]):
-        raise ValueError(f"{tasks_path}: 'rules': expected a list of texts")
-    if not isinstance(described["counts"], dict):
-        raise ValueError(f"{tasks_path}: 'counts': expected a mapping")
-    tasks = [
-        CorpusTask.from_dict(entry, where=f"{tasks_path}: tasks[{i}]") for i, entry in enumerate(described["tasks"])
-    ]
+        raise CorpusError(f"{path}: no corpus folder there (build one with `fm corpus --out {path}`)")
+    manifest = _read_manifest(path)
+    tasks, described = read_tasks(path)
     table_path = path / CORPUS_FILE
     if not table_path.is_file():
-        raise ValueError(f"{table_path}: missing (a corpus folder holds {CORPUS_FILE}, {TASKS_FILE}, {MANIFEST_FILE})")
+        raise CorpusError(f"{table_path}: missing (a corpus folder holds {CORPUS_FILE}, {TASKS_FILE}, {MANIFEST_FILE})")
     try:
         frame = pd.read_parquet(table_path)
     except Exception as error:  # pyarrow raises its own types for damaged files
-        raise ValueError(f"{table_path}: not a readable parquet file ({error})") from None
+        raise CorpusError(f"{table_path}: not a readable parquet file ({error})") from None
     _check_frame(frame, tasks, str(table_path))
     if manifest.get("n_compositions") not in (None, len(frame)):
-        raise ValueError(
+        raise CorpusError(
             f"{path / MANIFEST_FILE}: n_compositions {manifest['n_compositions']}, "
             f"but {CORPUS_FILE} has {len(frame)} rows"
         )

@@ -135,7 +135,7 @@ class TrainConfig:
     """A whole training run. ``tasks`` entries are task dicts (see :class:`TaskSpec`), or
     ``{"bundled": "<task>", ...overrides}`` for a bundled dataset task."""
 
-    tasks: list[dict[str, Any]]
+    tasks: list[dict[str, Any]] = field(default_factory=list)
     name: str = ""
     seed: int = DEFAULT_SEED
     descriptor: DescriptorSpec = field(default_factory=DescriptorSpec)
@@ -153,8 +153,8 @@ class TrainConfig:
     base_dir: str = ""  # folder that relative data_files are resolved against (the config's folder)
 
     def __post_init__(self) -> None:
-        if not self.tasks:
-            raise ValueError("tasks: the config names no tasks (expected a list of task entries)")
+        if not self.tasks and not self.data.corpus:
+            raise ValueError("tasks: the config names no tasks (expected a list of task entries, or data.corpus)")
         check_seed("seed", self.seed)
         if not isinstance(self.start_from, str) or not self.start_from.strip():
             raise ValueError(
@@ -170,6 +170,8 @@ class TrainConfig:
 
     def task_specs(self) -> list[TaskSpec]:
         """The task specs, relative ``data_files`` resolved against ``base_dir`` (see :func:`resolve_data_files`)."""
+        if self.data.corpus:
+            return self.corpus_task_specs()
         specs = []
         base = self.data_base()
         for index, entry in enumerate(self.tasks):
@@ -185,6 +187,42 @@ class TrainConfig:
                 spec = bundled_task(name).spec(**entry)
             else:
                 spec = resolve_data_files(TaskSpec.from_dict(entry, path=f"tasks[{index}]"), base)
+            specs.append(spec)
+        return specs
+
+    def corpus_dir(self) -> Path | None:
+        """The ``data.corpus`` folder, relative paths resolved against :meth:`data_base`; None without one."""
+        if not self.data.corpus:
+            return None
+        path = Path(self.data.corpus).expanduser()
+        return path if path.is_absolute() else (self.data_base() / path).resolve()
+
+    def corpus_task_specs(self) -> list[TaskSpec]:
+        """The corpus tasks trained on: every one (``tasks`` empty), or those named by ``{corpus: <task>,
+        ...per-task model keys}`` entries, in the entries' order."""
+        from fm_engine.foundation.corpus import CORPUS_FILE, read_tasks
+
+        path = self.corpus_dir()
+        assert path is not None
+        tasks = {task.name: task for task in read_tasks(path)[0]}
+        if not self.tasks:
+            return [task.spec(path / CORPUS_FILE) for task in tasks.values()]
+        specs = []
+        for index, entry in enumerate(self.tasks):
+            if not isinstance(entry, dict) or not isinstance(entry.get("corpus"), str):
+                raise ValueError(
+                    f"tasks[{index}]: with data.corpus, a task entry is {{corpus: <corpus task>, ...}} "
+                    f"(e.g. a loss_weight), got {entry!r}"
+                )
+            entry = dict(entry)
+            name = entry.pop("corpus")
+            if name not in tasks:
+                raise ValueError(f"tasks[{index}].corpus: '{name}' is not a task of {path} ({', '.join(tasks)})")
+            check_keys(entry, MODEL_TASK_KEYS, label=f"corpus task '{name}'")
+            spec = tasks[name].spec(path / CORPUS_FILE)
+            for key, value in check_task_values(entry, path=f"tasks[{index}]").items():
+                setattr(spec, key, value)
+            spec.__post_init__()
             specs.append(spec)
         return specs
 
@@ -221,6 +259,10 @@ class TrainConfig:
         """A config recorded by an earlier run (a checkpoint's ``card.json``, a run folder's ``config.yaml``):
         see :func:`recorded_config`; the pickle opt-in is never taken from it."""
         return cls.from_dict(recorded_config(data, anchor=anchor))
+
+
+MODEL_TASK_KEYS = ("loss_weight", "head_hidden_dims", "loss", "class_weights", "task_masking_ratio")
+"""The per-task keys a ``{corpus: <task>}`` entry may set (the data keys come from the corpus)."""
 
 
 def resolve_data_files(spec: TaskSpec, base: Path) -> TaskSpec:
@@ -267,5 +309,20 @@ def demo_config() -> TrainConfig:
         tasks=tasks,
         data=DataSection(batch_size=128),
         trainer=TrainerSection(max_epochs=180, patience=40, ema_decay=DEFAULT_EMA_DECAY),
+        model=ModelSection(encoder=EncoderConfig(hidden_dims=[512, 256])),
+    )
+
+
+def pretrain_config(corpus: str | Path | None = None) -> TrainConfig:
+    """The foundation's pretraining recipe (``fm pretrain`` without ``--config``): every task of ``corpus``
+    (default :func:`fm_engine.foundation.corpus.default_corpus_dir`) with its split, large batches (one epoch
+    over ~400k compositions is ~400 steps), a short cosine schedule and weight averaging."""
+    from fm_engine.foundation.corpus import default_corpus_dir
+
+    return TrainConfig(
+        name="foundation",
+        data=DataSection(batch_size=1024, corpus=str(corpus or default_corpus_dir())),
+        optimizer=OptimizerSection(lr=2e-3),
+        trainer=TrainerSection(max_epochs=30, patience=5, ema_decay=DEFAULT_EMA_DECAY),
         model=ModelSection(encoder=EncoderConfig(hidden_dims=[512, 256])),
     )

@@ -126,10 +126,119 @@ def metric_intervals(
     task_type: str, y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *, n_resamples: int = 1000
 ) -> dict[str, list[float]]:
     """95 % bootstrap interval ``[low, high]`` of each of a task's metrics (see :func:`task_metrics`),
-    resampling the groups (compositions) with replacement."""
+    resampling the groups (compositions) with replacement.
 
-    def metrics(index: np.ndarray) -> dict[str, float]:
-        return task_metrics(task_type, y_true[index], y_pred[index])
+    The same resamples as :func:`bootstrap_intervals` (same seed, same draws), evaluated many at a time from
+    per-group sums (regression: absolute and squared errors, centred targets; classification: each
+    resample's confusion matrix and, for ROC-AUC, its positives and negatives per tie block of the scores,
+    sorted once). Equal to evaluating each resample's items up to float rounding, and fast on large test
+    sets (1000 resamples of 40,000 compositions in about a second, where gathering every resample took
+    about a minute)."""
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = int(inverse.max()) + 1 if len(inverse) else 0
+    if task_type == "classification" and len(inverse) != n_groups:  # never for our tasks: one row per composition
+        iv = bootstrap_intervals(
+            lambda i: task_metrics(task_type, y_true[i], y_pred[i]), groups, n_resamples=n_resamples
+        )
+        return {name: [low, high] for name, (low, high) in iv.items()}
+    draws_of = _ClassificationDraws if task_type == "classification" else _RegressionDraws
+    evaluate = draws_of(y_true, y_pred, inverse, n_groups)
+    rng = np.random.default_rng(0)
+    values: dict[str, list[np.ndarray]] = {}
+    chunk = max(1, min(n_resamples, 2**21 // max(n_groups, 1)))
+    for start in range(0, n_resamples, chunk):
+        draws = np.stack([rng.integers(0, n_groups, n_groups) for _ in range(min(chunk, n_resamples - start))])
+        for name, value in evaluate(draws).items():
+            values.setdefault(name, []).append(value)
+    intervals = {}
+    for name, parts in values.items():
+        finite = np.concatenate(parts)
+        finite = finite[np.isfinite(finite)]
+        low, high = np.quantile(finite, [0.025, 0.975]) if len(finite) else (float("nan"), float("nan"))
+        intervals[name] = [float(low), float(high)]
+    return intervals
 
-    intervals = bootstrap_intervals(metrics, groups, n_resamples=n_resamples)
-    return {name: [low, high] for name, (low, high) in intervals.items()}
+
+def _per_resample_counts(keys: np.ndarray, n_keys: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """(R, n_keys) sums of ``weights`` (default 1) over each row of ``keys`` (R, n) in 0..n_keys-1."""
+    offsets = np.arange(len(keys))[:, None] * n_keys
+    total = np.bincount((keys + offsets).ravel(), weights=None if weights is None else weights.ravel(),
+                        minlength=len(keys) * n_keys)  # fmt: skip
+    return total.reshape(len(keys), n_keys)
+
+
+class _RegressionDraws:
+    """MAE, RMSE and R2 (see :func:`regression_metrics`) of resamples drawn as group indices."""
+
+    def __init__(self, y_true: np.ndarray, y_pred: np.ndarray, inverse: np.ndarray, n_groups: int) -> None:
+        y = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)
+        error = np.asarray(y_pred, dtype=np.float64).reshape(len(y_pred), -1) - y
+        centred = y - y.mean(axis=0)  # sums of squares about the whole set's mean: no cancellation
+
+        def per_group(values: np.ndarray) -> np.ndarray:
+            return np.bincount(inverse, weights=values, minlength=n_groups)
+
+        points = np.bincount(inverse, minlength=n_groups).astype(np.float64)
+        self.n_groups = n_groups
+        self.sums = np.stack(
+            [points * y.shape[1], per_group(np.abs(error).sum(axis=1)), per_group((error**2).sum(axis=1)),
+             per_group((centred**2).sum(axis=1)), points] + [per_group(centred[:, j]) for j in range(y.shape[1])],
+            axis=1,
+        )  # fmt: skip
+
+    def __call__(self, draws: np.ndarray) -> dict[str, np.ndarray]:
+        totals = _per_resample_counts(draws, self.n_groups).astype(np.float64) @ self.sums
+        items, absolute, ss_res, y_sq, points = totals[:, :5].T
+        ss_tot = y_sq - (totals[:, 5:] ** 2).sum(axis=1) / points
+        defined = ss_tot > 1e-12 * np.maximum(y_sq, 1e-300)
+        return {
+            "mae": absolute / items,
+            "rmse": np.sqrt(ss_res / items),
+            "r2": np.where(defined, 1.0 - ss_res / np.where(defined, ss_tot, 1.0), np.nan),
+        }
+
+
+class _ClassificationDraws:
+    """Accuracy, macro-F1 and ROC-AUC (see :func:`classification_metrics`) of resamples drawn as group
+    indices (one item per group)."""
+
+    def __init__(self, y_true: np.ndarray, proba: np.ndarray, inverse: np.ndarray, n_groups: int) -> None:
+        y_true = np.asarray(y_true, dtype=np.int64)
+        proba = np.asarray(proba, dtype=np.float64)
+        self.n_classes = c = proba.shape[1]
+        by_group = np.empty(n_groups, dtype=np.int64)
+        by_group[inverse] = np.arange(len(inverse))  # the item of each group
+        y_true, proba = y_true[by_group], proba[by_group]
+        self.confusion_key = y_true * c + proba.argmax(axis=1)
+        self.blocks = []  # per scored class: (tie block of each group * 2 + positive, number of blocks)
+        for k in [1] if c == 2 else range(c):
+            _, block = np.unique(proba[:, k], return_inverse=True)  # ascending scores, ties share a block
+            self.blocks.append((block * 2 + (y_true == k), int(block.max()) + 1))
+
+    def __call__(self, draws: np.ndarray) -> dict[str, np.ndarray]:
+        c = self.n_classes
+        confusion = _per_resample_counts(self.confusion_key[draws], c * c).reshape(len(draws), c, c).astype(float)
+        total = confusion.sum(axis=(1, 2))
+        tp = np.diagonal(confusion, axis1=1, axis2=2)
+        fp, fn = confusion.sum(axis=1) - tp, confusion.sum(axis=2) - tp
+        present = (tp + fp + fn) > 0
+        f1 = np.where(present, 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300), 0.0)
+        n_present = present.sum(axis=1)
+        aucs = []
+        for key, n_blocks in self.blocks:
+            counts = _per_resample_counts(key[draws], 2 * n_blocks).reshape(len(draws), n_blocks, 2).astype(float)
+            neg, pos = counts[:, :, 0], counts[:, :, 1]
+            below = np.cumsum(neg, axis=1) - neg  # negatives strictly below each tie block
+            n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+            defined = (n_pos > 0) & (n_neg > 0)
+            u = (pos * (below + 0.5 * neg)).sum(axis=1)
+            aucs.append(np.where(defined, u / np.where(defined, n_pos * n_neg, 1.0), np.nan))
+        stacked = np.stack(aucs, axis=1)
+        finite = np.isfinite(stacked)
+        auc = np.where(finite.any(axis=1), np.where(finite, stacked, 0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1),
+                       np.nan)  # fmt: skip
+        return {
+            "accuracy": np.trace(confusion, axis1=1, axis2=2) / total,
+            "macro_f1": np.where(n_present > 0, f1.sum(axis=1) / np.maximum(n_present, 1), np.nan),
+            "roc_auc": auc,
+        }

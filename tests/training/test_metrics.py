@@ -61,3 +61,31 @@ def test_undefined_resamples_are_skipped():
 def test_bad_level_is_refused():
     with pytest.raises(ValueError, match="level"):
         bootstrap_intervals(lambda index: {}, np.arange(3), level=95)
+
+
+@pytest.mark.parametrize("kind", ["regression", "vector", "curves", "binary", "three_classes"])
+def test_metric_intervals_equal_the_resample_by_resample_bootstrap(kind):
+    """The vectorised card intervals are the loop over resamples (same draws, same metrics), to float rounding."""
+    from fm_engine.training.metrics import metric_intervals, task_metrics
+
+    rng = np.random.default_rng(11)
+    n = 60
+    groups = rng.permutation(n) * 3  # any labels, in any order
+    truth = rng.normal(size=n) * 5 + 100
+    task_type, y_true, y_pred = "regression", truth, truth + rng.normal(size=n)
+    if kind == "vector":
+        y_true, y_pred = np.c_[truth, 2 * truth], np.c_[y_pred, 2 * y_pred + rng.normal(size=n)]
+    if kind == "curves":  # three points per composition, resampled whole
+        task_type, groups = "kernel_regression", np.repeat(groups, 3)
+        y_true = np.repeat(truth, 3) + rng.normal(size=3 * n)
+        y_pred = y_true + rng.normal(size=3 * n)
+    if kind in ("binary", "three_classes"):
+        classes = 2 if kind == "binary" else 3
+        task_type, y_true = "classification", rng.integers(0, classes, n)
+        y_pred = rng.dirichlet(np.ones(classes), n)
+        y_pred[: n // 3] = np.round(y_pred[: n // 3], 1)  # tied scores
+    expected = bootstrap_intervals(lambda index: task_metrics(task_type, y_true[index], y_pred[index]), groups)
+    found = metric_intervals(task_type, y_true, y_pred, groups)
+    assert sorted(found) == sorted(expected)
+    for name, (low, high) in expected.items():
+        assert found[name] == pytest.approx([low, high], rel=1e-9, abs=1e-12), name
