@@ -15,6 +15,7 @@ from fm_engine.config import (
     naming_file,
     read_config_file,
 )
+from fm_engine.data.recipe import Recipe
 from fm_engine.data.settings import DataSection
 from fm_engine.datasets import bundled_task
 from fm_engine.descriptors import DescriptorSpec
@@ -27,6 +28,9 @@ class ModelSection:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     loss_balancer: bool = False
+    # z-score each descriptor feature with its training-split mean and standard deviation, inside the model
+    # (stored in the checkpoint; see fm_engine.models.model): lets the encoder see minor-element differences
+    standardise_inputs: bool = True
 
 
 @dataclass
@@ -56,8 +60,9 @@ def check_ema_decay(decay: float | None, *, key: str = "ema_decay") -> None:
 
 @dataclass
 class TrainerSection:
-    max_epochs: int = 100
-    patience: int = 10
+    # None ("auto"): chosen from the data size (fm_engine.data.recipe.auto_recipe), recorded as resolved
+    max_epochs: int | None = None
+    patience: int | None = None
     min_delta: float = 0.0
     accelerator: str = "cpu"
     devices: int = 1
@@ -118,6 +123,18 @@ class TrainConfig:
         if not self.tasks:
             raise ValueError("tasks: the config names no tasks (expected a list of task entries)")
         check_seed("seed", self.seed)
+
+    def apply_recipe(self, recipe: Recipe) -> list[str]:
+        """Fill the settings left to the data size (None: ``data.val_ratio``, ``data.batch_size``,
+        ``trainer.max_epochs``, ``trainer.patience``) from ``recipe`` (the datamodule's, see
+        :func:`fm_engine.data.recipe.auto_recipe`); returns the dotted keys filled."""
+        filled = []
+        for section, key in (("data", "val_ratio"), ("data", "batch_size"), ("trainer", "max_epochs"),
+                             ("trainer", "patience")):  # fmt: skip
+            if getattr(getattr(self, section), key) is None:
+                setattr(getattr(self, section), key, getattr(recipe, key))
+                filled.append(f"{section}.{key}")
+        return filled
 
     def task_specs(self) -> list[TaskSpec]:
         """The task specs, relative ``data_files`` resolved against ``base_dir`` (see :func:`resolve_data_files`)."""
