@@ -32,7 +32,9 @@ def minor_element_alloys(n: int, seed: int) -> pd.DataFrame:
     nb = rng.uniform(0.001, 0.02, n)
     fe, cr = 0.70 + rng.normal(0, 0.04, n), 0.18 + rng.normal(0, 0.03, n)
     ni, rest = 1 - fe - cr, 1 - nb
-    formulas = [f"Fe{a * r:.5f}Cr{b * r:.5f}Ni{c * r:.5f}Nb{d:.5f}" for a, b, c, d, r in zip(fe, cr, ni, nb, rest)]
+    formulas = [
+        f"Fe{a * r:.5f}Cr{b * r:.5f}Ni{c * r:.5f}Nb{d:.5f}" for a, b, c, d, r in zip(fe, cr, ni, nb, rest, strict=True)
+    ]
     return pd.DataFrame({"formula": formulas, "y": 1000 * nb}).drop_duplicates("formula")
 
 
