@@ -220,21 +220,31 @@ class FlexibleMultiTaskModel(nn.Module):
         return self
 
     # ------------------------------------------------------------------ input standardisation
-    def fit_input_scaling(self, x: np.ndarray | torch.Tensor, *, floor: float = INPUT_STD_FLOOR) -> None:
+    def fit_input_scaling(
+        self, x: np.ndarray | torch.Tensor, *, floor: float = INPUT_STD_FLOOR, block: int = 65536
+    ) -> None:
         """Set the input standardisation from descriptor rows ``x`` (N, input_dim) of the training split:
         per-feature mean and standard deviation, the latter at least ``floor`` (descriptor units), so a
-        feature that barely varies in training is not blown up. Needs ``config.standardise_inputs``."""
+        feature that barely varies in training is not blown up. ``x`` may be memory-mapped: it is read in
+        blocks of ``block`` rows (two passes, float64 sums). Needs ``config.standardise_inputs``."""
         if not self.config.standardise_inputs:
             raise ValueError("this model was built without input standardisation (standardise_inputs: false)")
-        rows = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+        rows = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x  # numpy or a memory-mapped array
         if rows.ndim != 2 or rows.shape[1] != self.config.input_dim or len(rows) == 0:
             raise ValueError(
                 f"input standardisation: expected descriptor rows (N >= 1, {self.config.input_dim}), "
                 f"got shape {tuple(rows.shape)}"
             )
-        std = rows.std(dim=0, unbiased=False).clamp_min(floor)
-        self.input_mean.copy_(rows.mean(dim=0).to(self.input_mean.dtype))
-        self.input_std.copy_(std.to(self.input_std.dtype))
+        total = np.zeros(rows.shape[1])
+        for start in range(0, len(rows), block):  # float64 sums block by block: no float64 copy of all rows
+            total += rows[start : start + block].sum(axis=0, dtype=np.float64)
+        mean = total / len(rows)
+        squares = np.zeros(rows.shape[1])
+        for start in range(0, len(rows), block):
+            squares += ((rows[start : start + block].astype(np.float64) - mean) ** 2).sum(axis=0)
+        std = np.maximum(np.sqrt(squares / len(rows)), floor)
+        self.input_mean.copy_(torch.as_tensor(mean, dtype=self.input_mean.dtype))
+        self.input_std.copy_(torch.as_tensor(std, dtype=self.input_std.dtype))
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's input: ``(x - input_mean) / input_std``, or ``x`` for a model without standardisation.

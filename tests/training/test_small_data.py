@@ -100,6 +100,10 @@ def test_standardisation_is_fitted_stored_and_differentiable_in_the_weights(tmp_
     varying = x.std(axis=0) > 1e-3
     assert torch.allclose(z[:, varying].std(dim=0, unbiased=False), torch.ones(int(varying.sum())), atol=1e-3)
     assert float(model.input_std.min()) >= 1e-3  # the floor
+    expected = np.maximum(x.std(axis=0), 1e-3)
+    model.fit_input_scaling(x.astype(np.float32), block=7)  # block by block (memory-mapped corpora) gives the same
+    np.testing.assert_allclose(model.input_std.numpy(), expected, rtol=1e-4)
+    np.testing.assert_allclose(model.input_mean.numpy(), x.mean(axis=0), rtol=1e-4, atol=1e-7)
     model.eval()
     w = torch.as_tensor(weights[:4], dtype=torch.float32).requires_grad_(True)
     y = model.to_physical("p", model(Descriptor(DescriptorSpec()).transform_torch(w))["p"]).sum()
