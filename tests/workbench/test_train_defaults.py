@@ -24,7 +24,6 @@ from workbench.components.train_form import (
 FORM_CHOICES = {  # where the forms deliberately start elsewhere than TrainConfig's defaults
     "trainer.max_epochs": FORM_TRAINER.max_epochs,
     "trainer.patience": FORM_TRAINER.patience,
-    "trainer.ema_decay": FORM_TRAINER.ema_decay,
     "trainer.progress_bar": False,  # runs in a background process
     "data.batch_size": FORM_DATA.batch_size,
     "data.val_ratio": FORM_DATA.val_ratio,  # the config default is chosen from the data size
