@@ -21,7 +21,7 @@ Goal
     Better than the forest; at least as good on the 300-row subsets.
 
 Run
-    ``nice -n 10 .venv/bin/python bench/small_data.py`` (about 5 minutes on 2 cores)
+    ``nice -n 10 .venv/bin/python bench/small_data.py`` (about 10 minutes on 2 busy cores)
     ``--tag before`` with ``PYTHONPATH`` at an older checkout measures that code with the same script.
 Writes bench/results/small_data[_<tag>].json.
 """
