@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fm_engine.data.datamodule import CompositionDataModule
+from fm_engine.data.recipe import auto_recipe
 from fm_engine.foundation.corpus import Corpus, CorpusError, load_corpus
 from fm_engine.tasks import TaskSpec, TaskType
 
@@ -57,7 +58,13 @@ class CorpusDataModule(CompositionDataModule):
             if task.type is TaskType.CLASSIFICATION and task.classes is None:
                 task.classes = list(known[task.name].classes or [])
         self.split = frame["split"].to_numpy(dtype=object)
-        self.split[~np.any(np.stack(list(self.masks.values()), axis=1), axis=1)] = "unlabelled"
+        labelled = np.any(np.stack(list(self.masks.values()), axis=1), axis=1)
+        self.split[~labelled] = "unlabelled"
+        # the corpus keeps its own split; the recipe fills the batch size and schedule left to the data size
+        self.recipe = auto_recipe(
+            int(labelled.sum()), test_ratio=self.test_ratio, val_ratio=self.val_ratio, batch_size=self.batch_size
+        )
+        self.val_ratio, self.batch_size = self.recipe.val_ratio, self.recipe.batch_size
         self.train_keep = self._train_keep()
         self.predict_indices = self._predict_indices({})
 

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fm_engine.compositions import parse_many
 from fm_engine.config import DEFAULT_SEED
+from fm_engine.data.recipe import Recipe, auto_recipe
 from fm_engine.data.settings import DataSection
 from fm_engine.data.splits import overlay_split_labels, resolve_splits, subsample_keep_mask
 from fm_engine.data.tables import TaskTable, load_task_table
@@ -95,12 +96,17 @@ class CompositionDataModule(L.LightningDataModule):
         descriptor: descriptor (or its spec); default KMD-1d with 8 grids.
         base_dir: folder that relative ``data_files`` are resolved against.
         frames: optional in-memory tables by task name, replacing that task's ``data_files``.
-        val_ratio, test_ratio: fractions of the compositions without a file split label.
+        val_ratio, test_ratio: fractions of the compositions without a file split label; ``val_ratio`` None:
+            chosen from the data size (see :attr:`recipe`).
         seed: seeds the shuffling of training batches, and (unless ``split_seed`` is given) the split and
             the ``task_masking_ratio`` subsampling.
         split_seed: seeds the split and the subsampling instead (default: ``seed``), so models with
             different seeds can share one split.
-        batch_size: training/evaluation batch size.
+        batch_size: training/evaluation batch size; None: chosen from the data size.
+
+    After ``setup()``, :attr:`recipe` holds the default recipe for this data's size
+    (:func:`fm_engine.data.recipe.auto_recipe`; the settings given here kept), and ``val_ratio`` /
+    ``batch_size`` hold the values used.
         drop_last_train: drop the last incomplete training batch (BatchNorm cannot take one sample).
         allow_pickle: read pickled ``data_files`` (``.pkl``, ``.pd.xz``, ...); only on the user's in-person
             opt-in (see :func:`fm_engine.data.tables.read_table`).
@@ -113,11 +119,11 @@ class CompositionDataModule(L.LightningDataModule):
         descriptor: Descriptor | DescriptorSpec | None = None,
         base_dir: str | Path | None = None,
         frames: Mapping[str, pd.DataFrame] | None = None,
-        val_ratio: float = DataSection.val_ratio,
+        val_ratio: float | None = DataSection.val_ratio,
         test_ratio: float = DataSection.test_ratio,
         seed: int = DEFAULT_SEED,
         split_seed: int | None = DataSection.split_seed,
-        batch_size: int = DataSection.batch_size,
+        batch_size: int | None = DataSection.batch_size,
         num_workers: int = DataSection.num_workers,
         drop_last_train: bool = True,
         allow_pickle: bool = DataSection.allow_pickle,
@@ -142,6 +148,7 @@ class CompositionDataModule(L.LightningDataModule):
         self.allow_pickle = allow_pickle
         self._prepared = False
         self._train_rows: np.ndarray | None = None
+        self.recipe: Recipe | None = None
 
     # ------------------------------------------------------------------ preparation
     def setup(self, stage: str | None = None) -> None:
@@ -216,6 +223,10 @@ class CompositionDataModule(L.LightningDataModule):
             [dict(zip(table.keys, table.split, strict=True)) for table in self.tables.values()]
         )
         labelled = availability.any(axis=1)
+        self.recipe = auto_recipe(
+            int(labelled.sum()), test_ratio=self.test_ratio, val_ratio=self.val_ratio, batch_size=self.batch_size
+        )
+        self.val_ratio, self.batch_size = self.recipe.val_ratio, self.recipe.batch_size
         self.split = np.full(n, "unlabelled", dtype=object)
         labelled_idx = np.flatnonzero(labelled)
         self.split[labelled_idx] = resolve_splits(

@@ -14,11 +14,12 @@ from fm_engine.config import check_range, check_seed
 @dataclass
 class DataSection:
     """``val_ratio`` / ``test_ratio``: fractions in [0, 1) of the compositions without a file split label
-    (their sum < 1); ``batch_size``: compositions per training step; ``num_workers``: DataLoader workers."""
+    (their sum < 1); ``batch_size``: compositions per training step; ``num_workers``: DataLoader workers.
+    ``val_ratio`` and ``batch_size`` None: chosen from the data size (:func:`fm_engine.data.recipe.auto_recipe`)."""
 
-    val_ratio: float = 0.1
+    val_ratio: float | None = None
     test_ratio: float = 0.1
-    batch_size: int = 256
+    batch_size: int | None = None
     num_workers: int = 0
     # Seeds the train / val / test split and task subsampling; None: the run's ``seed``. Set it to keep
     # one split while ``seed`` varies the initial weights and batch order (seed studies, ensembles).
@@ -35,7 +36,7 @@ class DataSection:
             raise ValueError(f"data.allow_pickle must be true or false, not {self.allow_pickle!r}")
         check_range("data.val_ratio", self.val_ratio, low=0, high=1, high_open=True)
         check_range("data.test_ratio", self.test_ratio, low=0, high=1, high_open=True)
-        if self.val_ratio + self.test_ratio >= 1:
+        if self.val_ratio is not None and self.val_ratio + self.test_ratio >= 1:
             raise ValueError(
                 f"data.val_ratio + data.test_ratio: expected < 1 (some compositions must be left to train on), "
                 f"got {self.val_ratio} + {self.test_ratio}"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fm_engine.config import DEFAULT_SEED
+from fm_engine.data.recipe import VAL_RATIO
 from fm_engine.data.settings import DataSection
 
 _PRECEDENCE = {"train": 0, "val": 1, "test": 2}
@@ -49,7 +50,7 @@ class MultiTaskSplitter:
     the global proportions hold.
     """
 
-    val_ratio: float = DataSection.val_ratio
+    val_ratio: float = VAL_RATIO
     test_ratio: float = DataSection.test_ratio
     seed: int = DEFAULT_SEED
 
@@ -95,7 +96,7 @@ def resolve_splits(
     availability: np.ndarray,
     file_labels: Mapping[str, str],
     *,
-    val_ratio: float = DataSection.val_ratio,
+    val_ratio: float = VAL_RATIO,
     test_ratio: float = DataSection.test_ratio,
     seed: int = DEFAULT_SEED,
 ) -> np.ndarray:

@@ -68,7 +68,7 @@ def optimize_latent(
         with torch.no_grad():
             if seeds is not None:
                 x0 = torch.as_tensor(descriptor.transform(seeds), dtype=torch.float32)
-                h0 = model.encoder(x0)
+                h0 = model.latent(x0)
             else:
                 generator = torch.Generator().manual_seed(config.random_seed)
                 h0 = 0.5 * torch.randn(n_rows, model.latent_dim, generator=generator)
@@ -81,7 +81,7 @@ def optimize_latent(
             h_task = torch.tanh(h)
             outputs = model.heads_forward(h_task, points, tasks=tasks)
             terms = target_terms(prepared, outputs, n)
-            realigned = torch.tanh(model.encoder(model.autoencoder(h_task)))
+            realigned = model.encode(model.autoencoder(h_task))
             align = ((realigned - h_task) ** 2).mean(dim=1)
             loss_rows = terms.sum(dim=1) + ae_align_scale * align
             set_gradient(loss_rows.sum(), h)

@@ -15,6 +15,7 @@ from fm_engine.config import (
     naming_file,
     read_config_file,
 )
+from fm_engine.data.recipe import Recipe
 from fm_engine.data.settings import DataSection
 from fm_engine.datasets import bundled_task
 from fm_engine.descriptors import DescriptorSpec
@@ -27,6 +28,9 @@ class ModelSection:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     loss_balancer: bool = False
+    # z-score each descriptor feature with its training-split mean and standard deviation, inside the model
+    # (stored in the checkpoint; see fm_engine.models.model): lets the encoder see minor-element differences
+    standardise_inputs: bool = True
 
 
 START_AUTO = "auto"  # the shipped foundation when it is installed, else scratch (see fm_engine.training.start)
@@ -76,7 +80,7 @@ class OptimizerSection:
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
 
 
-DEFAULT_EMA_DECAY = 0.999  # weight averaging of the demo model and the workbench's Train form
+DEFAULT_EMA_DECAY = 0.999  # weight averaging (trainer.ema_decay), on by default
 
 
 def check_ema_decay(decay: float | None, *, key: str = "ema_decay") -> None:
@@ -87,8 +91,9 @@ def check_ema_decay(decay: float | None, *, key: str = "ema_decay") -> None:
 
 @dataclass
 class TrainerSection:
-    max_epochs: int = 100
-    patience: int = 10
+    # None ("auto"): chosen from the data size (fm_engine.data.recipe.auto_recipe), recorded as resolved
+    max_epochs: int | None = None
+    patience: int | None = None
     min_delta: float = 0.0
     accelerator: str = "cpu"
     devices: int = 1
@@ -97,9 +102,10 @@ class TrainerSection:
     deterministic: bool = True
     progress_bar: bool = True
     resume_every_s: float = 10.0  # how often (wall time) last.ckpt is refreshed for --resume
-    # Exponential moving average of the weights (e.g. 0.999 per optimizer step); validation, early
-    # stopping and the saved checkpoint then use the averaged weights. None: off.
-    ema_decay: float | None = None
+    # Exponential moving average of the weights (per optimizer step); validation, early stopping and the saved
+    # checkpoint then use the averaged weights. None: off. On by default since it measured better on small data
+    # (bench/small_data.py) as on the demo.
+    ema_decay: float | None = DEFAULT_EMA_DECAY
 
     def __post_init__(self) -> None:
         check_ema_decay(self.ema_decay, key="trainer.ema_decay")
@@ -167,6 +173,18 @@ class TrainConfig:
         """True for a run resolved (or recorded) to start from a checkpoint: a run folder's config records
         ``scratch``, ``foundation`` or the checkpoint's path (``auto`` is only ever resolved, never recorded)."""
         return self.start_from not in (START_AUTO, START_SCRATCH)
+
+    def apply_recipe(self, recipe: Recipe) -> list[str]:
+        """Fill the settings left to the data size (None: ``data.val_ratio``, ``data.batch_size``,
+        ``trainer.max_epochs``, ``trainer.patience``) from ``recipe`` (the datamodule's, see
+        :func:`fm_engine.data.recipe.auto_recipe`); returns the dotted keys filled."""
+        filled = []
+        for section, key in (("data", "val_ratio"), ("data", "batch_size"), ("trainer", "max_epochs"),
+                             ("trainer", "patience")):  # fmt: skip
+            if getattr(getattr(self, section), key) is None:
+                setattr(getattr(self, section), key, getattr(recipe, key))
+                filled.append(f"{section}.{key}")
+        return filled
 
     def task_specs(self) -> list[TaskSpec]:
         """The task specs, relative ``data_files`` resolved against ``base_dir`` (see :func:`resolve_data_files`)."""
@@ -308,7 +326,7 @@ def demo_config() -> TrainConfig:
         name="demo",
         tasks=tasks,
         data=DataSection(batch_size=128),
-        trainer=TrainerSection(max_epochs=180, patience=40, ema_decay=DEFAULT_EMA_DECAY),
+        trainer=TrainerSection(max_epochs=180, patience=40),
         model=ModelSection(encoder=EncoderConfig(hidden_dims=[512, 256])),
     )
 

@@ -230,7 +230,8 @@ def build_model(config: TrainConfig, dm: CompositionDataModule) -> FlexibleMulti
 def model_for(
     config: TrainConfig, dm: CompositionDataModule, tasks: list[TaskSpec], scalers: dict[str, TargetScaler]
 ) -> FlexibleMultiTaskModel:
-    """A new model with heads for ``tasks`` only, on ``dm``'s descriptor."""
+    """A new model with heads for ``tasks`` only, on ``dm``'s descriptor; its input standardisation (if the
+    config asks for it) fitted on the descriptors of ``dm``'s training compositions."""
     model_config = ModelConfig(
         input_dim=dm.descriptor.dim,
         n_tokens=dm.descriptor.n_tokens,
@@ -240,8 +241,12 @@ def model_for(
         autoencoder=config.model.autoencoder,
         loss_balancer=config.model.loss_balancer,
         descriptor=config.descriptor,
+        standardise_inputs=config.model.standardise_inputs,
     )
-    return FlexibleMultiTaskModel(model_config)
+    model = FlexibleMultiTaskModel(model_config)
+    if model_config.standardise_inputs:
+        model.fit_input_scaling(dm.x[dm.stage_indices("train")])
+    return model
 
 
 def training_compositions(dm: CompositionDataModule, tasks: list[str] | None = None) -> pd.DataFrame:
@@ -392,6 +397,9 @@ def _train(
             model = build_model(config, dm)
             if rank_zero:
                 _write_model_config(run, model)
+        dm.setup()
+        if config.apply_recipe(dm.recipe) and rank_zero:  # settings left to the data size: record them resolved
+            atomic_write_text(run.config_path, yaml.safe_dump(config.to_dict(), sort_keys=False))
         optimizer = config.optimizer
         from_start = finetune is None and start is None and config.starts_from_checkpoint  # also on --resume
         module = MultiTaskModule(

@@ -93,7 +93,8 @@ def test_same_seed_same_split_and_different_seed_differs():
         split.append(dm.split.copy())
     assert (split[0] == split[1]).all()
     assert not (split[0] == split[2]).all()
-    assert (split[0] == "test").sum() == 10 and (split[0] == "val").sum() == 10
+    # 99 compositions: the default recipe's validation share for small data (0.2), the default test share (0.1)
+    assert (split[0] == "test").sum() == 10 and (split[0] == "val").sum() == round(99 * dm.val_ratio) == 20
 
 
 def test_split_seed_keeps_the_split_while_the_seed_changes_the_batch_order():
@@ -115,7 +116,7 @@ def test_split_seed_keeps_the_split_while_the_seed_changes_the_batch_order():
 
 def test_task_masking_ratio_applies_to_training_rows_only():
     big = pd.DataFrame({"composition": [f"Fe{i}Ni{100 - i}" for i in range(1, 100)], "y": np.arange(99.0)})
-    dm = CompositionDataModule([TaskSpec(name="y", task_masking_ratio=0.25)], frames={"y": big})
+    dm = CompositionDataModule([TaskSpec(name="y", task_masking_ratio=0.25)], frames={"y": big}, val_ratio=0.1)
     dm.setup()
     summary = dm.summary().iloc[0]
     assert summary["train"] == 79 and summary["train_kept"] == round(79 * 0.25)

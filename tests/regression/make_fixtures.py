@@ -71,8 +71,14 @@ TRAIN_CONFIG: dict[str, Any] = {
             "n_kernels": 4,
         },
     ],
-    "model": {"encoder": {"type": "mlp", "hidden_dims": [32, 16]}, "autoencoder": {"hidden_dims": [32]}},
-    "data": {"batch_size": 64},
+    # standardise_inputs / val_ratio: the settings of the code that wrote the committed checkpoint, pinned so
+    # that `fm train` keeps reproducing it (the defaults since issue 16: standardised inputs, recipe by data size)
+    "model": {
+        "encoder": {"type": "mlp", "hidden_dims": [32, 16]},
+        "autoencoder": {"hidden_dims": [32]},
+        "standardise_inputs": False,
+    },
+    "data": {"batch_size": 64, "val_ratio": 0.1},
     "trainer": {"max_epochs": 10, "patience": 20, "ema_decay": 0.9, "progress_bar": False},
 }
 

@@ -279,9 +279,9 @@ def _extra_tensor(state):
          "config.json key model.scalers.yield_strength.t_std is -3.0 (a scale must be > 0)"),
         (_set("scalers", "yield_strength", "t_max", value=float("nan")), None,
          "config.json key model.scalers.yield_strength.t_max is nan"),
-        (_set("input_dim", value=400), None,
-         "config.json does not match model.safetensors: tensor 'encoder.layers.0.0.weight' has shape (64, 464) "
-         "in the weights but (64, 400) from the config"),
+        (_set("input_dim", value=400), None,  # the input standardisation's buffer is the first tensor checked
+         "config.json does not match model.safetensors: tensor 'input_mean' has shape (464) "
+         "in the weights but (400) from the config"),
         (_set("encoder", "hidden_dims", value=[64, 16]), None,
          "tensor 'encoder.layers.1.0.weight' has shape (32, 64) in the weights but (16, 64) from the config"),
         (_set("tasks", 2, "n_kernels", value=9), None,

@@ -11,7 +11,7 @@ from fm_engine.data import CompositionDataModule
 from fm_engine.data.settings import DataSection
 from fm_engine.trainer_cli import FMDataModule, FMLightningModel
 from fm_engine.training import TrainConfig, demo_config
-from fm_engine.training.config import DEFAULT_EMA_DECAY, ModelSection, OptimizerSection, TrainerSection
+from fm_engine.training.config import ModelSection, OptimizerSection, TrainerSection
 from fm_engine.training.lightning import MultiTaskModule
 
 TASKS = [{"bundled": "band_gap"}]
@@ -83,6 +83,5 @@ def test_demo_config_is_the_defaults_and_only_what_differs():
         "data.batch_size": 128,
         "trainer.max_epochs": 180,
         "trainer.patience": 40,
-        "trainer.ema_decay": DEFAULT_EMA_DECAY,
         "model.encoder.hidden_dims": [512, 256],
     }

@@ -104,7 +104,7 @@ def test_decay_outside_the_open_unit_interval_is_refused(tiny_data, decay):
 
 
 def test_run_with_averaging_keeps_the_averaged_weights_it_validated(tiny_data, tmp_path):
-    plain = TrainConfig.from_dict(tiny_config_dict(tiny_data, max_epochs=4, patience=50))
+    plain = TrainConfig.from_dict(tiny_config_dict(tiny_data, max_epochs=4, patience=50, ema_decay=None))
     averaged = TrainConfig.from_dict(tiny_config_dict(tiny_data, max_epochs=4, patience=50, ema_decay=0.9))
     train(plain, tmp_path / "plain")
     train(averaged, tmp_path / "ema")

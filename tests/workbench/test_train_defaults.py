@@ -24,9 +24,9 @@ from workbench.components.train_form import (
 FORM_CHOICES = {  # where the forms deliberately start elsewhere than TrainConfig's defaults
     "trainer.max_epochs": FORM_TRAINER.max_epochs,
     "trainer.patience": FORM_TRAINER.patience,
-    "trainer.ema_decay": FORM_TRAINER.ema_decay,
     "trainer.progress_bar": False,  # runs in a background process
     "data.batch_size": FORM_DATA.batch_size,
+    "data.val_ratio": FORM_DATA.val_ratio,  # the config default is chosen from the data size
 }
 
 
@@ -39,10 +39,9 @@ def test_train_form_starts_from_the_config_defaults():
 def test_rehearsal_form_starts_from_the_config_defaults():
     config = RehearsalConfig.from_dict(build_rehearsal_config(RehearsalValues(tasks=["band_gap", "hea_phase"])))
     assert config.replay_ratio == RehearsalConfig(train=config.train).replay_ratio
-    choices = {key: value for key, value in FORM_CHOICES.items() if key != "trainer.patience"}  # the default's
-    assert REHEARSAL_TRAINER.patience == TrainConfig(tasks=config.train.tasks).trainer.patience
     assert differences(config.train) == {
-        "name": RehearsalValues().name, **choices, "trainer.max_epochs": REHEARSAL_TRAINER.max_epochs,
+        "name": RehearsalValues().name, **FORM_CHOICES, "trainer.max_epochs": REHEARSAL_TRAINER.max_epochs,
+        "trainer.patience": REHEARSAL_TRAINER.patience,
         "model.encoder.hidden_dims": MLP_PRESETS["small"],
     }  # fmt: skip
 

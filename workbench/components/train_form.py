@@ -14,7 +14,6 @@ from fm_engine.cards import ModelCard
 from fm_engine.datasets import BundledDataset, BundledTask
 from fm_engine.models import AutoencoderConfig, EncoderConfig
 from fm_engine.training.config import (
-    DEFAULT_EMA_DECAY,
     START_AUTO,
     START_FOUNDATION,
     START_SCRATCH,
@@ -40,10 +39,11 @@ SIZE_PRESET = "medium"  # the size the Train form starts with
 LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2]  # the choices of the learning-rate sliders
 BATCH_SIZES = [16, 32, 64, 128, 256, 512]
 # Where the Train form starts from other values than TrainConfig's defaults (shorter runs for interactive use,
-# weight averaging on as in the demo); every other setting starts at the TrainConfig default.
-FORM_TRAINER = TrainerSection(max_epochs=60, patience=15, ema_decay=DEFAULT_EMA_DECAY)
-FORM_DATA = DataSection(batch_size=128)
-REHEARSAL_TRAINER = TrainerSection(max_epochs=30, ema_decay=DEFAULT_EMA_DECAY)  # per step
+# weight averaging on as in the demo; explicit epochs, patience, batch size and validation share where the
+# config's defaults leave them to the data size); every other setting starts at the TrainConfig default.
+FORM_TRAINER = TrainerSection(max_epochs=60, patience=15)
+FORM_DATA = DataSection(batch_size=128, val_ratio=0.1)
+REHEARSAL_TRAINER = TrainerSection(max_epochs=30, patience=10)  # per step
 REHEARSAL_PRESET = "small"
 FINETUNE_EPOCHS = 20  # the fine-tune form's epoch limit (fm finetune keeps the original run's without one)
 TYPE_LABELS = {"regression": "number", "classification": "classes", "kernel_regression": "curve"}
