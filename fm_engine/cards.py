@@ -57,9 +57,12 @@ def format_metric(value: float | None, interval: Sequence[float] | None = None) 
 
 
 def format_value(value: Any) -> str:
-    """A card value as ``card.md`` shows it: floats to 4 significant digits, ``n/a`` for None / NaN / inf."""
+    """A card value as ``card.md`` shows it: whole numbers whole, other floats to 4 significant digits, ``n/a``
+    for None / NaN / inf."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))  # counts stored as floats (e.g. a metric's n = 16920.0) stay whole numbers
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

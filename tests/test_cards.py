@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fm_engine.cards import CheckpointError, FinetuneRecord, ModelCard, read_card
+from fm_engine.cards import CheckpointError, FinetuneRecord, ModelCard, format_value, read_card
 from fm_engine.checkpoints import load_checkpoint
 
 CARD_V1 = Path(__file__).parent / "fixtures" / "card_v1"  # card.json and card.md written by fm_engine 0.1.0
@@ -88,3 +88,12 @@ def test_a_fine_tuned_card_renders_before_and_after():
     assert "Retrained heads: hea_phase; frozen: encoder (from checkpoint 0123456789ab)." in text
     assert "| hea_phase | accuracy | 0.5 | 0.75 |" in text
     assert ModelCard.from_mapping(card.to_mapping()) == card
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(16920.0, "16920"), (16920, "16920"), (0.08537123, "0.08537"), (1.5e-6, "1.5e-06"), (None, "n/a"),
+     (float("nan"), "n/a"), (2.0, "2")],
+)  # fmt: skip
+def test_card_values_show_counts_whole_and_other_floats_to_four_digits(value, shown):
+    assert format_value(value) == shown
