@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fm_engine.config import read_json_file
 from fm_engine.safe_io import TEMP_PREFIX, atomic_path, atomic_write_json, sync_folder
 from fm_engine.tasks import TaskSpec
 
@@ -419,9 +420,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CorpusError(f"{path}: missing (a corpus folder holds {CORPUS_FILE}, {TASKS_FILE} and {MANIFEST_FILE})")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CorpusError(f"{path}: not readable JSON ({error})") from None
+        data = read_json_file(path, what="corpus file")  # the project's JSON reader: size and depth limits
+    except ValueError as error:
+        raise CorpusError(f"{path.parent}: {error}") from None
     if not isinstance(data, dict):
         raise CorpusError(f"{path}: expected a JSON object")
     return data
