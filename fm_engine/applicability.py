@@ -22,7 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fm_engine.checkpoints import COMPOSITIONS_FILE, TASKS_SEPARATOR, LoadedCheckpoint, read_compositions
+from fm_engine.checkpoints import (
+    COMPOSITIONS_FILE,
+    TASKS_SEPARATOR,
+    LoadedCheckpoint,
+    compositions_file,
+    read_compositions,
+)
 from fm_engine.compositions import weights_from_keys
 from fm_engine.elements import n_elements
 
@@ -310,8 +316,8 @@ def has_training_record(checkpoint: LoadedCheckpoint) -> bool:
 
 @lru_cache(maxsize=32)
 def _has_record(checkpoint_dir: str, checkpoint_id: str) -> bool:
-    path = Path(checkpoint_dir) / COMPOSITIONS_FILE
-    if not path.is_file():
+    path = compositions_file(Path(checkpoint_dir))
+    if path is None:
         problem = f"has no {COMPOSITIONS_FILE} (the training compositions are not recorded)"
     else:
         try:

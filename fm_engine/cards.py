@@ -330,6 +330,7 @@ class ModelCard:
     entry_point: str | None = None  # "fm-trainer" for models trained with the LightningCLI front end
     checkpoint_id: str = ""
     weights_sha256: str = ""
+    rebuild: list[str] = field(default_factory=list)  # shipped models: the exact commands that rebuild them
 
     def task(self, name: str) -> TaskCard | None:
         """The task called ``name``, or None."""
@@ -376,6 +377,7 @@ class ModelCard:
             entry_point=_take(data, "entry_point", str, ""),
             checkpoint_id=_take(data, "checkpoint_id", str, "", ""),
             weights_sha256=_take(data, "weights_sha256", str, "", ""),
+            rebuild=[str(line) for line in _take(data, "rebuild", list, "", [])],
         )
 
     def to_mapping(self) -> dict[str, Any]:
@@ -405,6 +407,8 @@ class ModelCard:
             data["entry_point"] = self.entry_point
         if self.checkpoint_id or self.weights_sha256:
             data |= {"checkpoint_id": self.checkpoint_id, "weights_sha256": self.weights_sha256}
+        if self.rebuild:
+            data["rebuild"] = list(self.rebuild)
         return data
 
     def render_markdown(self) -> str:
@@ -456,6 +460,8 @@ class ModelCard:
         training = self.training.to_mapping()
         lines += [f"- {key.replace('_', ' ')}: {format_value(value)}" for key, value in training.items()]
         lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in self.versions.items()]
+        if self.rebuild:
+            lines += ["", "## Rebuild", "", "```bash", *self.rebuild, "```"]
         return "\n".join(lines) + "\n"
 
 

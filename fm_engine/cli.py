@@ -72,6 +72,21 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ship_foundation(args: argparse.Namespace) -> int:
+    from fm_engine.checkpoints import load_checkpoint
+    from fm_engine.foundation.corpus import default_corpus_dir
+    from fm_engine.foundation.ship import folder_bytes, rebuild_commands, ship_foundation
+
+    card = load_checkpoint(args.run).card
+    threads = card.training.torch_threads if card is not None else None
+    seed = card.training_seed if card is not None else None
+    commands = rebuild_commands(args.run, threads=threads, seed=seed)
+    corpus = Path(args.corpus) if args.corpus else default_corpus_dir()
+    out = ship_foundation(args.run, corpus=corpus, out=args.out, rebuild=commands)
+    print(f"foundation: {out} ({folder_bytes(out) / 2**20:.1f} MiB)")
+    return 0
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     """Outside Lightning's fit loop (which handles SIGTERM itself), cancel at once."""
     from fm_engine.training.trainer import fitting
@@ -478,6 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--resume", action="store_true", help="continue the run in --out from its last.ckpt")
     trainer_options(pretrain)
     pretrain.set_defaults(handler=_cmd_pretrain)
+
+    ship = commands.add_parser(
+        "ship-foundation", help="install a pretraining run's checkpoint as the foundation (fm_engine/foundation_model)"
+    )
+    ship.add_argument("--run", required=True, help="the fm pretrain run (or its checkpoint folder)")
+    ship.add_argument("--corpus", help="the corpus it was trained on (default: <workspace>/corpus)")
+    ship.add_argument("--out", help="where to install it (default: fm_engine/foundation_model)")
+    ship.set_defaults(handler=_cmd_ship_foundation)
 
     demo = commands.add_parser("demo", help="train the built-in demo model on the bundled data")
     demo.add_argument("--out", help="run directory (default: <workspace>/runs/demo)")

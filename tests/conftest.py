@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from fm_engine.foundation import FOUNDATION_ENV
+
+# Runs in tests start from scratch (their outputs, speed and regression fixtures do not depend on the shipped
+# foundation); tests of the foundation path name it (tests/foundation/test_shipped.py). Subprocesses inherit this.
+os.environ[FOUNDATION_ENV] = str(Path(__file__).parent / "no-foundation-in-tests")
 
 from fm_engine.datasets import bundled_task
 

@@ -34,7 +34,7 @@ from fm_engine.config import read_text_file
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.splits import subsample_keep_mask
 from fm_engine.data.tables import load_task_table
-from fm_engine.foundation import foundation_checkpoint_path
+from fm_engine.foundation import REPLAY_FOLDER, foundation_checkpoint_path
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel
 from fm_engine.safe_io import atomic_path, atomic_write_json
 from fm_engine.tasks import TaskSpec, TaskType
@@ -144,26 +144,31 @@ class StartPlan:
     monitor_tasks: list[str]
 
 
-def corpus_candidates(config: TrainConfig, kept: list[TaskSpec]) -> list[Path]:
-    """Corpus folders to replay from, in order: ``finetune.replay_corpus``; else the folders of the kept tasks'
-    recorded ``corpus.parquet`` data files, then ``<workspace>/corpus``."""
+def corpus_candidates(config: TrainConfig, kept: list[TaskSpec], start_dir: Path | None = None) -> list[Path]:
+    """Corpus folders to replay from, in order: ``finetune.replay_corpus``; else the corpus sample shipped inside
+    the start checkpoint (``<start>/replay``: the shipped foundation has one, so a fine-tune replays the same rows
+    on every machine, whether or not the full corpus was built), the folders of the kept tasks' recorded
+    ``corpus.parquet`` data files, then ``<workspace>/corpus``."""
     if config.finetune.replay_corpus:
         path = Path(config.finetune.replay_corpus).expanduser()
         return [path if path.is_absolute() else config.data_base() / path]
     from fm_engine.workspace import workspace_dir
 
+    shipped = [Path(start_dir) / REPLAY_FOLDER] if start_dir is not None else []
     folders = [Path(f).parent for spec in kept for f in spec.data_files if Path(f).name == CORPUS_TABLE]
-    return list(dict.fromkeys([*folders, workspace_dir() / "corpus"]))
+    return list(dict.fromkeys([*shipped, *folders, workspace_dir() / "corpus"]))
 
 
-def find_corpus(config: TrainConfig, kept: list[TaskSpec]) -> tuple[Path | None, list[str]]:
+def find_corpus(
+    config: TrainConfig, kept: list[TaskSpec], start_dir: Path | None = None
+) -> tuple[Path | None, list[str]]:
     """The first corpus folder of :func:`corpus_candidates` whose table has a column for at least one kept head,
     and those heads (curve heads are never replayed: a corpus holds numbers); ``(None, [])`` if there is none. A
     ``finetune.replay_corpus`` that is not such a folder is a ``StartError``."""
     import pyarrow.parquet as pq
 
     names = [spec.name for spec in kept if spec.type is not TaskType.KERNEL_REGRESSION]
-    for folder in corpus_candidates(config, kept):
+    for folder in corpus_candidates(config, kept, start_dir):
         table = folder / CORPUS_TABLE
         if not table.is_file() or not names:
             continue
@@ -249,7 +254,9 @@ def plan_start(config: TrainConfig, start: ResolvedStart, run_path: Path, notes:
     if replaced or dropped:
         model.remove_tasks(*replaced, *dropped)
     kept = list(model.tasks.values())
-    corpus, present = find_corpus(config, kept) if kept and config.finetune.replay_rows > 0 else (None, [])
+    start_dir = start.checkpoint.path
+    wanted = kept and config.finetune.replay_rows > 0
+    corpus, present = find_corpus(config, kept, start_dir) if wanted else (None, [])
     names = [spec.name for spec in kept]
     if corpus is not None:
         replay = replay_table(corpus, present, own_compositions(config, specs), rows=config.finetune.replay_rows,
@@ -277,7 +284,7 @@ def plan_start(config: TrainConfig, start: ResolvedStart, run_path: Path, notes:
     trained_rows = {spec.name: int(dm.train_keep[spec.name].sum()) for spec in kept_specs}
     freeze_heads(model, frozen)
     if frozen:
-        looked = ", ".join(str(p) for p in corpus_candidates(config, kept))
+        looked = ", ".join(str(p) for p in corpus_candidates(config, kept, start_dir))
         if not config.finetune.replay_rows:
             why = "finetune.replay_rows is 0"
         elif corpus is None:
