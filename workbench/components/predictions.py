@@ -77,7 +77,7 @@ def predict_formula(checkpoint: LoadedCheckpoint, text: str, *, curve_points: in
             results.append(
                 TaskPrediction(
                     task=task,
-                    label=classes[int(np.argmax(values))],
+                    label=classes[int(model.predicted_classes(name, np.asarray(values)[None, :])[0])],
                     probabilities={c: float(p) for c, p in zip(classes, values, strict=True)},
                     **where,
                 )
