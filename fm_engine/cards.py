@@ -42,14 +42,6 @@ METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "accuracy": "accuracy
 """How tables and cards name each metric key."""
 
 
-DECISION_RULES = {
-    "validation": "chosen on the validation split: highest balanced accuracy, ties closest to 0.5",
-    "fixed": "fixed by the task's decision_threshold setting",
-    "none": "the most probable class",
-}
-"""How a binary classification task's decision threshold was set (``TaskCard.decision_threshold_rule``)."""
-
-
 class CheckpointError(ValueError):
     """A checkpoint (or its model card) that is missing, corrupt, truncated or not ours."""
 
@@ -126,8 +118,8 @@ class TaskCard:
     val_metrics: dict[str, float] = field(default_factory=dict)
     test_distance_to_training: dict[str, float] | None = None  # median / max fraction of atoms that differ
     # binary classification: the decision threshold on the probability of classes[1] (None: the most probable
-    # class) and how it was set (DECISION_RULES: "validation", "fixed" or "none"); "" for other tasks and
-    # cards written before thresholds existed
+    # class) and how it was set: "validation" (chosen there), "fixed" (the task's decision_threshold setting) or
+    # "none" (no validation rows of both classes); "" for other tasks and cards written before thresholds existed
     decision_threshold: float | None = None
     decision_threshold_rule: str = ""
     # "validation" only: the validation rows it was chosen on and their balanced accuracy there, and at 0.5
@@ -186,18 +178,18 @@ class TaskCard:
         """How a binary task's predicted class is chosen, in a sentence for people; "" for other tasks."""
         if not self.decision_threshold_rule:
             return ""
-        positive = (self.classes or ["", "class 1"])[1]
         if self.decision_threshold is None:
-            return (f"{self.name}: the most probable class (decision threshold 0.5; none chosen: no validation "
-                    "rows of both classes).")  # fmt: skip
-        how = DECISION_RULES.get(self.decision_threshold_rule, self.decision_threshold_rule)
-        text = f"{self.name}: '{positive}' when its probability exceeds {self.decision_threshold:.4g} ({how}"
+            return (f"{self.name}: the most probable class (no threshold chosen: the validation split has no rows "
+                    "of both classes).")  # fmt: skip
+        positive = (self.classes or ["", "class 1"])[1]
+        text = f"{self.name}: '{positive}' when its probability exceeds {self.decision_threshold:.4g}"
         figures = self.decision_threshold_validation
-        if self.decision_threshold_rule == "validation" and figures:
-            text += (f" on {format_value(figures.get('n'))} validation compositions: balanced accuracy "
-                     f"{format_metric(figures.get('balanced_accuracy'))} there, "
-                     f"{format_metric(figures.get('balanced_accuracy_at_half'))} at 0.5")  # fmt: skip
-        return text + ")."
+        if self.decision_threshold_rule == "validation":
+            return (f"{text}, chosen on {format_value(figures.get('n'))} validation compositions for the highest "
+                    f"balanced accuracy ({format_metric(figures.get('balanced_accuracy'))} there, "
+                    f"{format_metric(figures.get('balanced_accuracy_at_half'))} at 0.5; ties go to the threshold "
+                    "closest to 0.5).")  # fmt: skip
+        return f"{text} (fixed by the task's decision_threshold setting)."
 
 
 def _missing(key: str) -> Any:
