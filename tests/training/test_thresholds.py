@@ -6,6 +6,7 @@ a fixed threshold for a task with more than two classes is refused before traini
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,23 @@ def test_a_fixed_threshold_for_three_classes_is_refused_before_training(tmp_path
     with pytest.raises(ValueError, match="task 'phase': decision_threshold 0.3 needs two classes, the task has 3"):
         train(config, tmp_path / "run", progress_bar=False)
     assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_a_checkpoint_written_before_thresholds_predicts_the_most_probable_class(auto_run, tmp_path):
+    """The same weights with config.json as written before thresholds existed (no ``decision_thresholds`` key, no
+    ``decision_threshold`` task setting): it loads, its probabilities are the same and its classes are the argmax."""
+    _, checkpoint_dir = auto_run
+    old = tmp_path / "old"
+    shutil.copytree(checkpoint_dir, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["model"]["decision_thresholds"]
+    for task in config["model"]["tasks"]:
+        del task["decision_threshold"]
+    (old / "config.json").write_text(json.dumps(config))
+    formulas = imbalanced_alloys(80, seed=4)["formula"].tolist()
+    before, now = load_checkpoint(old), load_checkpoint(checkpoint_dir)
+    assert before.model.decision_threshold("forms") is None and now.model.decision_threshold("forms") is not None
+    old_table, new_table = before.predict(formulas, distances=False), now.predict(formulas, distances=False)
+    columns = ["forms_proba_0", "forms_proba_1"]
+    np.testing.assert_array_equal(old_table[columns].to_numpy(float), new_table[columns].to_numpy(float))
+    assert (old_table["forms"] == np.array(["0", "1"])[old_table[columns].to_numpy(float).argmax(axis=1)]).all()
