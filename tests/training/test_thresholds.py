@@ -19,44 +19,11 @@ from fm_engine.thresholds import balanced_accuracy, hard_labels
 from fm_engine.training import TrainConfig, train
 from fm_engine.training.evaluate import collect_outputs
 from fm_engine.training.trainer import build_datamodule
-
-N_ALLOYS = 500
-
-
-def imbalanced_alloys(n: int, seed: int) -> pd.DataFrame:
-    """Fe-Ni-Cr-Al alloys labelled 1 (about 15 %) when Cr + Al exceed a cut, with 8 % of the labels flipped."""
-    rng = np.random.default_rng(seed)
-    fractions = 0.02 + 0.92 * rng.dirichlet([3.0, 2.0, 1.0, 0.6], n)  # every element at least 2 at.%
-    label = (fractions[:, 2] + fractions[:, 3] > 0.44).astype(int)
-    flip = rng.random(n) < 0.08
-    label[flip] = 1 - label[flip]
-    formulas = [f"Fe{a:.4f}Ni{b:.4f}Cr{c:.4f}Al{d:.4f}" for a, b, c, d in fractions]
-    return pd.DataFrame({"formula": formulas, "label": label}).drop_duplicates("formula")
+from tests.conftest import binary_config, imbalanced_alloys
 
 
-def binary_config(tmp_path: Path, **task: object) -> TrainConfig:
-    path = tmp_path / "alloys.csv"
-    imbalanced_alloys(N_ALLOYS, seed=3).to_csv(path, index=False)
-    spec = {"name": "forms", "type": "classification", "data_files": [str(path)], "composition_column": "formula",
-            "data_column": "label", **task}  # fmt: skip
-    return TrainConfig.from_dict({
-        "seed": 5, "tasks": [spec], "model": {"encoder": {"type": "mlp", "hidden_dims": [32, 16]}},
-        "data": {"val_ratio": 0.25, "batch_size": 64},
-        "trainer": {"max_epochs": 6, "patience": 50, "progress_bar": False},
-    })  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def auto_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainConfig, Path]:
-    folder = tmp_path_factory.mktemp("threshold")
-    config = binary_config(folder)
-    result = train(config, folder / "run", progress_bar=False)
-    assert result.state == "done" and result.checkpoint is not None
-    return config, result.checkpoint
-
-
-def test_the_threshold_is_chosen_on_validation_and_beats_half_there(auto_run):
-    config, checkpoint_dir = auto_run
+def test_the_threshold_is_chosen_on_validation_and_beats_half_there(binary_run):
+    config, checkpoint_dir = binary_run
     stored = json.loads((checkpoint_dir / "config.json").read_text())["model"]["decision_thresholds"]
     checkpoint = load_checkpoint(checkpoint_dir)
     threshold = checkpoint.model.decision_threshold("forms")
@@ -80,8 +47,8 @@ def test_the_threshold_is_chosen_on_validation_and_beats_half_there(auto_run):
     assert f"exceeds {threshold:.4g}" in (checkpoint_dir / "card.md").read_text()
 
 
-def test_predictions_and_card_test_metrics_use_the_threshold(auto_run):
-    config, checkpoint_dir = auto_run
+def test_predictions_and_card_test_metrics_use_the_threshold(binary_run):
+    config, checkpoint_dir = binary_run
     checkpoint = load_checkpoint(checkpoint_dir)
     threshold = checkpoint.model.decision_threshold("forms")
     compositions = checkpoint.compositions()
@@ -125,10 +92,10 @@ def test_a_fixed_threshold_for_three_classes_is_refused_before_training(tmp_path
     assert not (tmp_path / "run" / "checkpoint").exists()
 
 
-def test_a_checkpoint_written_before_thresholds_predicts_the_most_probable_class(auto_run, tmp_path):
+def test_a_checkpoint_written_before_thresholds_predicts_the_most_probable_class(binary_run, tmp_path):
     """The same weights with config.json as written before thresholds existed (no ``decision_thresholds`` key, no
     ``decision_threshold`` task setting): it loads, its probabilities are the same and its classes are the argmax."""
-    _, checkpoint_dir = auto_run
+    _, checkpoint_dir = binary_run
     old = tmp_path / "old"
     shutil.copytree(checkpoint_dir, old)
     config = json.loads((old / "config.json").read_text())
