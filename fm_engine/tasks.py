@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fm_engine.config import check_keys, check_value
-from fm_engine.thresholds import AUTO
+from fm_engine.thresholds import AUTO, HALF
 
 
 class TaskType(StrEnum):
@@ -75,8 +75,9 @@ class TaskSpec:
             above which a composition is predicted as that class. ``"auto"`` (default): chosen at the end of
             training on the validation split, for the highest balanced accuracy (ties: closest to 0.5), and
             stored in the checkpoint (no validation rows of both classes: 0.5, the most probable class); a
-            number in (0, 1) fixes it (0.5: the most probable class, as before thresholds existed). Only the
-            predicted class follows it; the class probabilities do not change. See :mod:`fm_engine.thresholds`.
+            number in (0, 1) fixes it (0.5: the most probable class, as before thresholds existed; also accepted
+            for tasks with more classes, which always predict their most probable class). Only the predicted
+            class follows it; the class probabilities do not change. See :mod:`fm_engine.thresholds`.
     """
 
     name: str
@@ -155,7 +156,7 @@ class TaskSpec:
 
     def check_decision_threshold(self) -> None:
         """``ValueError`` unless ``decision_threshold`` is ``"auto"`` or a probability in (0, 1) of a
-        classification task with two classes (when its classes are known)."""
+        classification task with two classes (when its classes are known; 0.5 for any number of classes)."""
         value = self.decision_threshold
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if value != AUTO and not (number and 0.0 < value < 1.0):
@@ -167,7 +168,7 @@ class TaskSpec:
         self.decision_threshold = float(value)
         if self.type is not TaskType.CLASSIFICATION:
             raise ValueError(f"task '{self.name}': decision_threshold is only for (binary) classification tasks")
-        if self.classes is not None and len(self.classes) != 2:
+        if self.classes is not None and len(self.classes) != 2 and value != HALF:
             raise ValueError(
                 f"task '{self.name}': decision_threshold {value:g} needs two classes, the task has "
                 f"{len(self.classes)} ({', '.join(self.classes)}); leave it 'auto' (the most probable class)"

@@ -235,5 +235,7 @@ def test_decision_threshold_setting_is_auto_or_a_probability_of_a_binary_task():
         TaskSpec(name="m", decision_threshold=0.3)
     with pytest.raises(ValueError, match="decision_threshold 0.3 needs two classes, the task has 3"):
         TaskSpec(name="m", type="classification", classes=["a", "b", "c"], decision_threshold=0.3)
+    three = TaskSpec(name="m", type="classification", classes=["a", "b", "c"], decision_threshold=0.5)
+    assert three.decision_threshold == 0.5  # 0.5, the most probable class, fits any number of classes
     with pytest.raises(ValueError, match="tasks\\[0\\].decision_threshold: expected"):
         TaskSpec.from_dict({"name": "m", "type": "classification", "decision_threshold": [0.3]}, path="tasks[0]")
