@@ -111,12 +111,15 @@ def evaluate(
     chunk_size: int = 4096,
     loss_tasks: Collection[str] | None = None,
     n_bootstrap: int = 0,
+    collected: StageOutputs | None = None,
 ) -> StageEvaluation:
     """Per-task losses and metrics on a split. ``loss`` (the early-stopping criterion) is the weighted
     total over ``loss_tasks`` (default: every task, and the autoencoder). With ``n_bootstrap`` > 0, each
     metric also gets a 95 % percentile bootstrap interval over that many resamples of the split's
-    compositions (a sequence task's curve is resampled whole)."""
-    collected = collect_outputs(model, dm, stage, chunk_size=chunk_size)
+    compositions (a sequence task's curve is resampled whole). ``collected``: the model's outputs on the
+    split (:func:`collect_outputs`), if already computed."""
+    if collected is None:
+        collected = collect_outputs(model, dm, stage, chunk_size=chunk_size)
     result = StageEvaluation(stage=stage)
     losses: dict[str, torch.Tensor] = {}
     for name, pred in collected.outputs.items():
@@ -152,7 +155,11 @@ def evaluate(
 
 
 def choose_decision_thresholds(
-    model: FlexibleMultiTaskModel, dm: CompositionDataModule, *, stage: str = "val"
+    model: FlexibleMultiTaskModel,
+    dm: CompositionDataModule,
+    *,
+    stage: str = "val",
+    collected: StageOutputs | None = None,
 ) -> dict[str, ThresholdChoice | None]:
     """Set the decision threshold of every binary classification task with rows in ``dm`` (see
     :mod:`fm_engine.thresholds`): the task's fixed ``decision_threshold``, or (``"auto"``) the one chosen on
@@ -160,14 +167,15 @@ def choose_decision_thresholds(
     accuracy, ties closest to 0.5; without rows of both classes there, none (the most probable class).
     Multi-class tasks get none. Heads without rows in ``dm`` keep theirs. Returns, per binary task set here,
     the validation figures behind an automatic choice (None for a fixed or absent threshold). Never reads
-    the test split unless asked to."""
+    the test split unless asked to. ``collected``: the model's outputs on ``stage``, if already computed."""
     classified = [name for name, task in model.tasks.items() if task.type is TaskType.CLASSIFICATION]
     binary = [name for name in classified if len(model.tasks[name].classes or []) == 2 and name in dm.masks]
     for name in classified:
         if name not in binary and name in dm.masks:
             model.set_decision_threshold(name, None)
     auto = [name for name in binary if model.tasks[name].decision_threshold == AUTO]
-    collected = collect_outputs(model, dm, stage) if auto else StageOutputs()
+    if collected is None:
+        collected = collect_outputs(model, dm, stage) if auto else StageOutputs()
     choices: dict[str, ThresholdChoice | None] = {}
     for name in binary:
         setting = model.tasks[name].decision_threshold

@@ -39,6 +39,7 @@ from fm_engine.training.evaluate import (
     CARD_BOOTSTRAP_RESAMPLES,
     StageEvaluation,
     choose_decision_thresholds,
+    collect_outputs,
     evaluate,
 )
 from fm_engine.training.lightning import MultiTaskModule
@@ -280,10 +281,11 @@ def evaluate_for_card(model: FlexibleMultiTaskModel, dm: CompositionDataModule) 
     (:func:`~fm_engine.training.evaluate.choose_decision_thresholds`; the figures behind them in the validation
     evaluation's ``thresholds``), so every metric on predicted classes uses them. (The training split is not
     evaluated: the card does not show it, and at corpus scale it is the longest pass.)"""
-    thresholds = choose_decision_thresholds(model, dm, stage="val")
+    validation = collect_outputs(model, dm, "val")  # one pass serves the thresholds and the metrics
+    thresholds = choose_decision_thresholds(model, dm, stage="val", collected=validation)
     evaluations = {
-        stage: evaluate(model, dm, stage, n_bootstrap=CARD_BOOTSTRAP_RESAMPLES if stage == "test" else 0)
-        for stage in ("val", "test")
+        "val": evaluate(model, dm, "val", collected=validation),
+        "test": evaluate(model, dm, "test", n_bootstrap=CARD_BOOTSTRAP_RESAMPLES),
     }
     evaluations["val"].thresholds = thresholds
     return evaluations
