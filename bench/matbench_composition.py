@@ -4,7 +4,11 @@ from scratch, and the composition-statistics forest, on the published 5-fold spl
 Tasks and scores (matbench v0.1, as on its leaderboard)
     matbench_expt_gap (4,604 experimental band gaps; MAE in eV), matbench_expt_is_metal (4,921 compositions)
     and matbench_glass (5,680 alloys; classification). Classification is scored both ways: ROC-AUC from the
-    class probabilities, and matbench's leaderboard way, ROC-AUC of the hard labels (= balanced accuracy).
+    class probabilities, and matbench's leaderboard way, ROC-AUC of the hard labels (= balanced accuracy). The
+    hard labels are each model's own predicted classes: for the networks the ``<task>`` column of
+    ``LoadedCheckpoint.predict`` (the decision threshold each run chose on its fold's validation rows,
+    ``fm_engine.thresholds``), for the forest its most probable class. Accuracy, balanced accuracy and macro-F1
+    score the same labels.
     Each figure is the mean (and standard deviation) over the test folds of the per-fold score.
 
 Folds
@@ -128,7 +132,8 @@ FOREST_GRID: dict[TaskType, list[dict[str, Any]]] = {
     ],
 }
 HIGHER_IS_BETTER = {"mae": False, "rmse": False, "r2": True, "max_error": False, "roc_auc": True,
-                    "leaderboard_roc_auc": True, "accuracy": True, "macro_f1": True}  # fmt: skip
+                    "leaderboard_roc_auc": True, "accuracy": True, "balanced_accuracy": True,
+                    "macro_f1": True}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------- folds
@@ -242,37 +247,48 @@ def read_matbench(wheel: str | Path, task: str, *, expected_size: int | None = N
 # --------------------------------------------------------------------------------------------- scores
 
 
-def leaderboard_roc_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
-    """matbench's classification score: ROC-AUC of the hard labels (argmax of ``proba`` (n, 2)); for two
-    classes it equals the balanced accuracy."""
-    proba = np.asarray(proba, dtype=np.float64)
-    hard = np.eye(proba.shape[1])[proba.argmax(axis=1)]
-    return classification_metrics(y_true, hard)["roc_auc"]
+def leaderboard_roc_auc(y_true: np.ndarray, labels: np.ndarray, n_classes: int = 2) -> float:
+    """matbench's classification score: ROC-AUC of the hard labels (the predicted class indices ``labels``); for
+    two classes it equals the balanced accuracy."""
+    return classification_metrics(y_true, np.eye(n_classes)[np.asarray(labels, dtype=np.int64)])["roc_auc"]
 
 
-def scores(task_type: TaskType, y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+def scores(
+    task_type: TaskType, y_true: np.ndarray, predicted: np.ndarray, labels: np.ndarray | None = None
+) -> dict[str, float]:
     """Regression: MAE, RMSE, R2, max error (target unit); classification (``predicted`` = class
-    probabilities): ROC-AUC from probabilities, leaderboard ROC-AUC (hard labels), accuracy, macro-F1."""
+    probabilities, ``labels`` = the model's predicted classes, default the most probable): ROC-AUC from the
+    probabilities, and from the labels the leaderboard ROC-AUC, accuracy, balanced accuracy and macro-F1."""
     if task_type is TaskType.REGRESSION:
         values = regression_metrics(y_true, predicted)
         values["max_error"] = float(np.max(np.abs(np.asarray(predicted) - np.asarray(y_true)))) if len(y_true) else 0.0
         return values
-    values = classification_metrics(y_true, predicted)
-    values["leaderboard_roc_auc"] = leaderboard_roc_auc(y_true, predicted)
+    proba = np.asarray(predicted, dtype=np.float64)
+    labels = proba.argmax(axis=1) if labels is None else np.asarray(labels, dtype=np.int64)
+    values = classification_metrics(y_true, np.eye(proba.shape[1])[labels])  # one-hot: the labels themselves
+    values["leaderboard_roc_auc"] = values["roc_auc"]
+    values["roc_auc"] = classification_metrics(y_true, proba)["roc_auc"]
     return values
 
 
 def fold_mean_scores(
-    task_type: TaskType, y_true: np.ndarray, runs: Sequence[np.ndarray], fold_of: np.ndarray, index: np.ndarray
+    task_type: TaskType,
+    y_true: np.ndarray,
+    runs: Sequence[np.ndarray],
+    fold_of: np.ndarray,
+    index: np.ndarray,
+    labels: Sequence[np.ndarray | None] | None = None,
 ) -> dict[str, float]:
     """Scores of the pooled entries ``index``: per fold, then the mean over folds; with several ``runs``
-    (seeds: predictions aligned with ``y_true``), the mean over them."""
+    (seeds: predictions aligned with ``y_true``), the mean over them. ``labels``: per run, the model's predicted
+    classes (classification; None: the most probable)."""
     totals: dict[str, list[float]] = {}
-    for predicted in runs:
+    for predicted, hard in zip(runs, labels or [None] * len(runs), strict=True):
         per_fold: dict[str, list[float]] = {}
         for k in np.unique(fold_of[index]):
             members = index[fold_of[index] == k]
-            for name, value in scores(task_type, y_true[members], predicted[members]).items():
+            picked = hard[members] if hard is not None else None
+            for name, value in scores(task_type, y_true[members], predicted[members], picked).items():
                 per_fold.setdefault(name, []).append(value)
         for name, values in per_fold.items():
             totals.setdefault(name, []).append(float(np.mean(values)))
@@ -370,6 +386,7 @@ def run_network(unit: Unit, data: MatbenchData) -> dict[str, Any]:
     table = checkpoint.predict(formulas, distances=False)
     if (table["error"] != "").any():
         raise RuntimeError(f"{unit.task.name}: cannot predict {table['error'][table['error'] != ''].iloc[0]}")
+    labels: dict[str, Any] = {}
     if unit.task.type is TaskType.REGRESSION:
         predicted: list[Any] = table[unit.task.name].astype(float).tolist()
     else:
@@ -378,6 +395,9 @@ def run_network(unit: Unit, data: MatbenchData) -> dict[str, Any]:
         for name in classes:
             proba[:, int(name)] = table[f"{unit.task.name}_proba_{name}"].to_numpy(dtype=float)
         predicted = proba.tolist()
+        # the model's predicted classes, as a user gets them (its decision threshold, chosen on validation rows)
+        labels = {"labels": [int(name) for name in table[unit.task.name]],
+                  "decision_threshold": checkpoint.model.decision_threshold(unit.task.name)}  # fmt: skip
     card = checkpoint.card
     record = {
         "epochs": result.epochs,
@@ -388,6 +408,7 @@ def run_network(unit: Unit, data: MatbenchData) -> dict[str, Any]:
         "n_val": int(len(fold.val)),
         "val_metrics": card.tasks[0].val_metrics if card is not None and card.tasks else {},
         "predictions": predicted,
+        **labels,
     }
     shutil.rmtree(work, ignore_errors=True)
     return record
@@ -434,7 +455,8 @@ def unit_settings(task: MatbenchTask, model: str, args: argparse.Namespace, whee
     start_from = args.start_from if model == "ours" else ("scratch" if has_start_from() else None)
     config = network_config(task, Path("data.csv"), seed=0, start_from=start_from, max_epochs=args.max_epochs)
     recorded = {key: value for key, value in config.to_dict().items() if key not in ("seed", "base_dir")}
-    return {**common, "start_from": start_from, "max_epochs": args.max_epochs, "config": recorded}
+    labels = {} if task.type is TaskType.REGRESSION else {"labels": "predicted class (decision threshold)"}
+    return {**common, "start_from": start_from, "max_epochs": args.max_epochs, "config": recorded, **labels}
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -461,10 +483,12 @@ def parse_ints(text: str, option: str, *, low: int = 0, high: int | None = None)
 @dataclass
 class ModelRuns:
     """A model's test predictions pooled over the selected folds, one array per seed (aligned with the
-    task's pooled test entries), and the unit records."""
+    task's pooled test entries), its predicted classes likewise (classification; None: regression), and the unit
+    records."""
 
     runs: list[np.ndarray]
     records: list[dict[str, Any]]
+    labels: list[np.ndarray | None]
 
 
 def collect(task: MatbenchTask, data: MatbenchData, folds: list[int], units: list[Unit]) -> dict[str, ModelRuns]:
@@ -472,19 +496,22 @@ def collect(task: MatbenchTask, data: MatbenchData, folds: list[int], units: lis
     for model in MODELS:
         mine = [u for u in units if u.task is task and u.model == model]
         seeds = sorted({u.seed for u in mine}, key=lambda s: -1 if s is None else s)
-        runs, records = [], []
+        runs, records, labels = [], [], []
         for seed in seeds:
-            parts = []
+            parts, hard = [], []
             for k in folds:
                 record = next((u.cached() for u in mine if u.seed == seed and u.fold == k), None)
                 if record is None:
                     break
                 parts.append(np.asarray(record["predictions"], dtype=float))
+                if task.type is TaskType.CLASSIFICATION:  # the forest: its most probable class
+                    hard.append(np.asarray(record.get("labels", parts[-1].argmax(axis=1)), dtype=np.int64))
                 records.append(record)
             if len(parts) == len(folds):
                 runs.append(np.concatenate(parts))
+                labels.append(np.concatenate(hard) if hard else None)
         if runs:
-            collected[model] = ModelRuns(runs, records)
+            collected[model] = ModelRuns(runs, records, labels)
     return collected
 
 
@@ -501,7 +528,8 @@ def summarise_task(task: MatbenchTask, data: MatbenchData, folds: list[int], mod
                                "ours_is_scratch": ours_is_scratch, "models": {}, "pairs": []}  # fmt: skip
     per_fold: dict[str, list[dict[str, float]]] = {}
     for model, found in models.items():
-        per_fold[model] = [fold_mean_scores(task.type, y, found.runs, fold_of, index[fold_of == k]) for k in folds]
+        per_fold[model] = [fold_mean_scores(task.type, y, found.runs, fold_of, index[fold_of == k], found.labels)
+                           for k in folds]  # fmt: skip
         names = per_fold[model][0].keys()
         summary["models"][model] = {
             "mean": {n: float(np.mean([f[n] for f in per_fold[model]])) for n in names},
@@ -518,8 +546,8 @@ def summarise_task(task: MatbenchTask, data: MatbenchData, folds: list[int], mod
             continue
 
         def differences(picked: np.ndarray, a: str = a, b: str = b) -> dict[str, float]:
-            mine = fold_mean_scores(task.type, y, models[a].runs, fold_of, picked)
-            theirs = fold_mean_scores(task.type, y, models[b].runs, fold_of, picked)
+            mine = fold_mean_scores(task.type, y, models[a].runs, fold_of, picked, models[a].labels)
+            theirs = fold_mean_scores(task.type, y, models[b].runs, fold_of, picked, models[b].labels)
             return {n: mine[n] - theirs[n] for n in compared}
 
         intervals = bootstrap_intervals(differences, rows, n_resamples=N_RESAMPLES)

@@ -29,14 +29,16 @@ if TYPE_CHECKING:
     from fm_engine.data import CompositionDataModule
     from fm_engine.models import FlexibleMultiTaskModel
     from fm_engine.tasks import TaskSpec
+    from fm_engine.thresholds import ThresholdChoice
     from fm_engine.training.config import TrainConfig
     from fm_engine.training.evaluate import StageEvaluation
 
 CARD_FILE = "card.json"
 CARD_MARKDOWN_FILE = "card.md"
 STAGES = ("train", "val", "test")
-METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "accuracy": "accuracy", "macro_f1": "macro-F1",
-                 "roc_auc": "ROC-AUC", "error": "error rate"}  # fmt: skip
+METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "r2": "R2", "accuracy": "accuracy",
+                 "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1", "roc_auc": "ROC-AUC",
+                 "error": "error rate"}  # fmt: skip
 """How tables and cards name each metric key."""
 
 
@@ -115,6 +117,13 @@ class TaskCard:
     test_metrics_ci95: dict[str, list[float]] = field(default_factory=dict)  # metric -> [low, high]
     val_metrics: dict[str, float] = field(default_factory=dict)
     test_distance_to_training: dict[str, float] | None = None  # median / max fraction of atoms that differ
+    # binary classification: the decision threshold on the probability of classes[1] (None: the most probable
+    # class) and how it was set: "validation" (chosen there), "fixed" (the task's decision_threshold setting) or
+    # "none" (no validation rows of both classes); "" for other tasks and cards written before thresholds existed
+    decision_threshold: float | None = None
+    decision_threshold_rule: str = ""
+    # "validation" only: the validation rows it was chosen on and their balanced accuracy there, and at 0.5
+    decision_threshold_validation: dict[str, float] = field(default_factory=dict)
 
     @property
     def unit_or_classes(self) -> str:
@@ -139,9 +148,17 @@ class TaskCard:
             test_metrics_ci95=_numbers(data, "test_metrics_ci95", where),
             val_metrics=_numbers(data, "val_metrics", where),
             test_distance_to_training=_numbers(data, "test_distance_to_training", where) or None,
+            decision_threshold=_take(data, "decision_threshold", float, where),
+            decision_threshold_rule=_take(data, "decision_threshold_rule", str, where, ""),
+            decision_threshold_validation=_numbers(data, "decision_threshold_validation", where),
         )
 
     def to_mapping(self) -> dict[str, Any]:
+        threshold = {
+            "decision_threshold": self.decision_threshold,
+            "decision_threshold_rule": self.decision_threshold_rule,
+            "decision_threshold_validation": self.decision_threshold_validation,
+        }
         return {
             "name": self.name,
             "type": self.type,
@@ -155,7 +172,24 @@ class TaskCard:
             "test_metrics_ci95": self.test_metrics_ci95,
             "val_metrics": self.val_metrics,
             "test_distance_to_training": self.test_distance_to_training,
-        }
+        } | (threshold if self.decision_threshold_rule else {})
+
+    def decision_text(self) -> str:
+        """How a binary task's predicted class is chosen, in a sentence for people; "" for other tasks."""
+        if not self.decision_threshold_rule:
+            return ""
+        if self.decision_threshold is None:
+            return (f"{self.name}: the most probable class (no threshold chosen: the validation split has no rows "
+                    "of both classes).")  # fmt: skip
+        positive = (self.classes or ["", "class 1"])[1]
+        text = f"{self.name}: '{positive}' when its probability exceeds {self.decision_threshold:.4g}"
+        figures = self.decision_threshold_validation
+        if self.decision_threshold_rule == "validation":
+            return (f"{text}, chosen on {format_value(figures.get('n'))} validation compositions for the highest "
+                    f"balanced accuracy ({format_metric(figures.get('balanced_accuracy'))} there, "
+                    f"{format_metric(figures.get('balanced_accuracy_at_half'))} at 0.5; ties go to the threshold "
+                    "closest to 0.5).")  # fmt: skip
+        return f"{text} (fixed by the task's decision_threshold setting)."
 
 
 def _missing(key: str) -> Any:
@@ -427,6 +461,10 @@ class ModelCard:
             )
         lines += ["", "MAE/RMSE are in the task's unit; sequence tasks pool all curve points. [low, high]: 95 % "
                   "bootstrap interval over the test compositions (a curve is resampled whole).", ""]  # fmt: skip
+        decisions = [task.decision_text() for task in self.tasks if task.decision_text()]
+        if decisions:
+            lines += ["Predicted class of binary tasks (accuracy, balanced accuracy and macro-F1 use it; ROC-AUC "
+                      "uses the probabilities):", ""] + [f"- {text}" for text in decisions] + [""]  # fmt: skip
         lines += ["## Data", "", "| task | train | val | test | test distance to training (median / max) | source | "
                   "license |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for task in self.tasks:
@@ -548,6 +586,24 @@ def tested_reach_by_task(dm: CompositionDataModule, tasks: Sequence[str]) -> dic
     return reach
 
 
+def decision_fields(
+    model: FlexibleMultiTaskModel, task: str, thresholds: Mapping[str, ThresholdChoice | None]
+) -> dict[str, Any]:
+    """The :class:`TaskCard` fields on a binary task's decision threshold (none for other tasks): the model's
+    threshold and how it was set; ``thresholds``: the tasks set on the validation split before the card's
+    evaluation, with the figures behind an automatic choice."""
+    if task not in thresholds:
+        return {}
+    threshold, choice = model.decision_threshold(task), thresholds[task]
+    if choice is not None:
+        figures = {"n": choice.n, "balanced_accuracy": choice.balanced_accuracy,
+                   "balanced_accuracy_at_half": choice.balanced_accuracy_at_half}  # fmt: skip
+        return {"decision_threshold": threshold, "decision_threshold_rule": "validation",
+                "decision_threshold_validation": figures}  # fmt: skip
+    rule = "none" if threshold is None else "fixed"
+    return {"decision_threshold": threshold, "decision_threshold_rule": rule}
+
+
 def build_card(
     *,
     config: TrainConfig,
@@ -591,6 +647,7 @@ def build_card(
                 test_metrics_ci95=evaluations["test"].intervals.get(task.name, {}),
                 val_metrics=evaluations["val"].metrics.get(task.name, {}),
                 test_distance_to_training=reach[task.name],
+                **decision_fields(model, task.name, evaluations["val"].thresholds),
             )
         )
     training = TrainingRecord(

@@ -213,7 +213,8 @@ def predict_frame(
     ``distance_to_training`` (any task's compositions) for checkpoints without the per-task record.
 
     Columns: ``<task>`` (regression, in the task's unit; vector tasks ``<task>_<i>``), ``<task>`` class
-    label + ``<task>_proba_<class>`` (classification), ``<task>@<t>`` (sequence tasks, one column per
+    label (a binary task's decision threshold applied, see :mod:`fm_engine.thresholds`) +
+    ``<task>_proba_<class>`` (classification), ``<task>@<t>`` (sequence tasks, one column per
     grid point; ``t`` in the task's ``t_unit``).
 
     Input columns are never overwritten: an output whose name the input already uses (``error``, a task
@@ -263,7 +264,7 @@ def predict_frame(
             finite[start : start + len(rows)] &= ok
             if task.type is TaskType.CLASSIFICATION:
                 classes = np.asarray(task.classes or [], dtype=object)
-                values[name][rows] = np.where(ok, classes[output.argmax(axis=1)], None)
+                values[name][rows] = np.where(ok, classes[model.predicted_classes(name, output)], None)
                 output = output.astype(np.float64)
                 outputs = task_columns[name][1:]
             else:

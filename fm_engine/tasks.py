@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fm_engine.config import check_keys, check_value
+from fm_engine.thresholds import AUTO, HALF
 
 
 class TaskType(StrEnum):
@@ -70,6 +71,13 @@ class TaskSpec:
             frequency on the training split).
         n_kernels: kernel regression only: number of Gaussian kernels in ``t``.
         loss: regression only: ``huber`` (default; robust to outliers) or ``mse``.
+        decision_threshold: binary classification only: the probability of the second class (``classes[1]``)
+            above which a composition is predicted as that class. ``"auto"`` (default): chosen at the end of
+            training on the validation split, for the highest balanced accuracy (ties: closest to 0.5), and
+            stored in the checkpoint (no validation rows of both classes: 0.5, the most probable class); a
+            number in (0, 1) fixes it (0.5: the most probable class, as before thresholds existed; also accepted
+            for tasks with more classes, which always predict their most probable class). Only the predicted
+            class follows it; the class probabilities do not change. See :mod:`fm_engine.thresholds`.
     """
 
     name: str
@@ -90,6 +98,7 @@ class TaskSpec:
     class_weights: list[float] | str | None = None
     n_kernels: int = 8
     loss: str = "huber"
+    decision_threshold: float | str = AUTO
 
     def __post_init__(self) -> None:
         if not self.name or not str(self.name).strip():
@@ -141,8 +150,29 @@ class TaskSpec:
             raise ValueError(f"task '{self.name}': loss must be 'huber' or 'mse', not '{self.loss}'")
         if self.n_kernels < 1:
             raise ValueError(f"task '{self.name}': n_kernels must be >= 1")
+        self.check_decision_threshold()
         if isinstance(self.predict_idx, str) and self.predict_idx not in ("train", "val", "test", "all"):
             raise ValueError(f"task '{self.name}': predict_idx must be train, val, test, all or a list of formulas")
+
+    def check_decision_threshold(self) -> None:
+        """``ValueError`` unless ``decision_threshold`` is ``"auto"`` or a probability in (0, 1) of a
+        classification task with two classes (when its classes are known; 0.5 for any number of classes)."""
+        value = self.decision_threshold
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value != AUTO and not (number and 0.0 < value < 1.0):
+            raise ValueError(
+                f"task '{self.name}': decision_threshold: expected 'auto' or a probability in (0, 1), got {value!r}"
+            )
+        if not number:
+            return
+        self.decision_threshold = float(value)
+        if self.type is not TaskType.CLASSIFICATION:
+            raise ValueError(f"task '{self.name}': decision_threshold is only for (binary) classification tasks")
+        if self.classes is not None and len(self.classes) != 2 and value != HALF:
+            raise ValueError(
+                f"task '{self.name}': decision_threshold {value:g} needs two classes, the task has "
+                f"{len(self.classes)} ({', '.join(self.classes)}); leave it 'auto' (the most probable class)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -154,6 +154,12 @@ with tab_train:
                 help="For classification tasks (e.g. glass-forming, HEA phase): weight rare classes up so the model "
                 "does not just predict the most common phase.",
             )  # fmt: skip
+            form["threshold_on_validation"] = st.toggle(
+                "Decision threshold from validation data", value=FORM.threshold_on_validation, key="train_threshold",
+                help="For two-class tasks (e.g. glass-forming): the probability above which a composition gets the "
+                "second class is chosen on the validation compositions for the best balanced accuracy, so a rare "
+                "class is not under-predicted. Off: the most probable class (threshold 0.5).",
+            )  # fmt: skip
         with train_col:
             st.markdown("**Training**")
             cols = st.columns(2)

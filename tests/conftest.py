@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from fm_engine.foundation import FOUNDATION_ENV
@@ -15,6 +17,9 @@ from fm_engine.foundation import FOUNDATION_ENV
 os.environ[FOUNDATION_ENV] = str(Path(__file__).parent / "no-foundation-in-tests")
 
 from fm_engine.datasets import bundled_task
+
+if TYPE_CHECKING:
+    from fm_engine.training import TrainConfig
 
 
 def write_tiny_data(folder: Path) -> Path:
@@ -80,3 +85,45 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Path:
     result = train(TrainConfig.from_dict(tiny_config_dict(tiny_data)), run_dir)
     assert result.state == "done"
     return run_dir
+
+
+BINARY_ALLOYS = 500
+
+
+def imbalanced_alloys(n: int, seed: int) -> pd.DataFrame:
+    """Fe-Ni-Cr-Al alloys labelled 1 (about 15 %) when Cr + Al exceed a cut, with 8 % of the labels flipped: an
+    imbalanced binary task whose decision threshold moves off 0.5."""
+    rng = np.random.default_rng(seed)
+    fractions = 0.02 + 0.92 * rng.dirichlet([3.0, 2.0, 1.0, 0.6], n)  # every element at least 2 at.%
+    label = (fractions[:, 2] + fractions[:, 3] > 0.44).astype(int)
+    flip = rng.random(n) < 0.08
+    label[flip] = 1 - label[flip]
+    formulas = [f"Fe{a:.4f}Ni{b:.4f}Cr{c:.4f}Al{d:.4f}" for a, b, c, d in fractions]
+    return pd.DataFrame({"formula": formulas, "label": label}).drop_duplicates("formula")
+
+
+def binary_config(folder: Path, **task: Any) -> TrainConfig:
+    """A tiny run of the binary task ``forms`` on :func:`imbalanced_alloys` (extra task settings: ``task``)."""
+    from fm_engine.training import TrainConfig
+
+    path = folder / "alloys.csv"
+    imbalanced_alloys(BINARY_ALLOYS, seed=3).to_csv(path, index=False)
+    spec = {"name": "forms", "type": "classification", "data_files": [str(path)], "composition_column": "formula",
+            "data_column": "label", **task}  # fmt: skip
+    return TrainConfig.from_dict({
+        "seed": 5, "tasks": [spec], "model": {"encoder": {"type": "mlp", "hidden_dims": [32, 16]}},
+        "data": {"val_ratio": 0.25, "batch_size": 64},
+        "trainer": {"max_epochs": 6, "patience": 50, "progress_bar": False},
+    })  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def binary_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainConfig, Path]:
+    """A real (tiny) training run of :func:`binary_config`: its config and checkpoint directory."""
+    from fm_engine.training import train
+
+    folder = tmp_path_factory.mktemp("binary")
+    config = binary_config(folder)
+    result = train(config, folder / "run", progress_bar=False)
+    assert result.state == "done" and result.checkpoint is not None
+    return config, result.checkpoint

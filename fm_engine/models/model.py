@@ -29,6 +29,7 @@ from fm_engine.descriptors import DescriptorSpec
 from fm_engine.models.encoders import EncoderConfig, build_encoder
 from fm_engine.models.heads import AutoencoderHead, ClassificationHead, KernelRegressionHead, RegressionHead
 from fm_engine.tasks import TaskSpec, TaskType, check_unique_names
+from fm_engine.thresholds import hard_labels
 
 AUTOENCODER = "autoencoder"
 
@@ -81,6 +82,10 @@ class ModelConfig:
     # z-score the descriptor with the buffers ``input_mean`` / ``input_std`` (see the module docstring); False
     # (checkpoints written before it existed): the descriptor goes to the encoder unchanged.
     standardise_inputs: bool = False
+    # binary classification task -> decision threshold on the probability of its second class (chosen on the
+    # validation split at the end of training, or fixed by the task's ``decision_threshold``; see
+    # fm_engine.thresholds). A task without one (multi-class, older checkpoints) predicts its most probable class.
+    decision_thresholds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +98,7 @@ class ModelConfig:
             "loss_balancer": self.loss_balancer,
             "descriptor": self.descriptor.to_dict(),
             "standardise_inputs": self.standardise_inputs,
+            "decision_thresholds": dict(self.decision_thresholds),
         }
 
     @classmethod
@@ -107,6 +113,7 @@ class ModelConfig:
             loss_balancer=bool(data["loss_balancer"]),
             descriptor=DescriptorSpec.from_dict(data["descriptor"]),
             standardise_inputs=bool(data.get("standardise_inputs", False)),
+            decision_thresholds={str(k): float(v) for k, v in dict(data.get("decision_thresholds") or {}).items()},
         )
 
 
@@ -168,6 +175,8 @@ class FlexibleMultiTaskModel(nn.Module):
         )
         if self.autoencoder is not None and config.loss_balancer:
             self.log_sigma[AUTOENCODER] = nn.Parameter(torch.zeros(()))
+        for name, threshold in list(config.decision_thresholds.items()):
+            self.set_decision_threshold(name, threshold)
 
     # ------------------------------------------------------------------ task management
     def _build_head(self, task: TaskSpec, scaler: TargetScaler) -> None:
@@ -198,6 +207,29 @@ class FlexibleMultiTaskModel(nn.Module):
             self.log_sigma[task.name].data = self.log_sigma[task.name].data.to(device)
         self.config.tasks.append(task)
 
+    # ------------------------------------------------------------------ predicted classes
+    def decision_threshold(self, name: str) -> float | None:
+        """The decision threshold of binary classification task ``name`` (see :mod:`fm_engine.thresholds`), or
+        None: the most probable class."""
+        return self.config.decision_thresholds.get(name)
+
+    def set_decision_threshold(self, name: str, threshold: float | None) -> None:
+        """Set (a probability in (0, 1)) or clear (None) the decision threshold of a binary classification task."""
+        if threshold is None:
+            self.config.decision_thresholds.pop(name, None)
+            return
+        task = self.tasks.get(name)
+        if task is None or task.type is not TaskType.CLASSIFICATION or len(task.classes or []) != 2:
+            raise ValueError(f"decision threshold for '{name}': not a binary classification task of the model")
+        if not 0.0 < float(threshold) < 1.0:
+            raise ValueError(f"decision threshold for '{name}': expected a probability in (0, 1), got {threshold}")
+        self.config.decision_thresholds[name] = float(threshold)
+
+    def predicted_classes(self, name: str, proba: np.ndarray) -> np.ndarray:
+        """Class indices (n,) of classification task ``name`` from its class probabilities (n, C): its decision
+        threshold for a binary task that has one, else the most probable class."""
+        return hard_labels(proba, self.decision_threshold(name))
+
     def remove_tasks(self, *names: str) -> None:
         unknown = [n for n in names if n not in self.tasks]
         if unknown:
@@ -206,6 +238,7 @@ class FlexibleMultiTaskModel(nn.Module):
             del self.heads[name]
             del self.tasks[name]
             self.config.scalers.pop(name, None)
+            self.config.decision_thresholds.pop(name, None)
             if name in self.log_sigma:
                 del self.log_sigma[name]
         self.config.tasks = [t for t in self.config.tasks if t.name not in names]

@@ -15,6 +15,7 @@ from fm_engine.data import CompositionDataModule
 from fm_engine.models import AUTOENCODER, FlexibleMultiTaskModel, flatten_curves
 from fm_engine.models.model import regression_loss
 from fm_engine.tasks import TaskType
+from fm_engine.thresholds import AUTO, ThresholdChoice, choose_threshold
 from fm_engine.training.metrics import metric_intervals, task_metrics
 
 CARD_BOOTSTRAP_RESAMPLES = 1000
@@ -23,13 +24,17 @@ CARD_BOOTSTRAP_RESAMPLES = 1000
 @dataclass
 class StageEvaluation:
     """``metrics[task]``: e.g. ``{"mae": .., "rmse": .., "r2": .., "n": ..}`` in the task's unit;
-    ``intervals[task]``: 95 % bootstrap interval ``[low, high]`` of each metric (when asked for)."""
+    ``intervals[task]``: 95 % bootstrap interval ``[low, high]`` of each metric (when asked for);
+    ``thresholds[task]``: binary tasks whose decision threshold was set before this evaluation, with the figures
+    behind a threshold chosen on this split (None: fixed by the task, or none; see
+    :func:`choose_decision_thresholds`)."""
 
     stage: str
     losses: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     loss: float = float("nan")
     intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    thresholds: dict[str, ThresholdChoice | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,12 +111,15 @@ def evaluate(
     chunk_size: int = 4096,
     loss_tasks: Collection[str] | None = None,
     n_bootstrap: int = 0,
+    collected: StageOutputs | None = None,
 ) -> StageEvaluation:
     """Per-task losses and metrics on a split. ``loss`` (the early-stopping criterion) is the weighted
     total over ``loss_tasks`` (default: every task, and the autoencoder). With ``n_bootstrap`` > 0, each
     metric also gets a 95 % percentile bootstrap interval over that many resamples of the split's
-    compositions (a sequence task's curve is resampled whole)."""
-    collected = collect_outputs(model, dm, stage, chunk_size=chunk_size)
+    compositions (a sequence task's curve is resampled whole). ``collected``: the model's outputs on the
+    split (:func:`collect_outputs`), if already computed."""
+    if collected is None:
+        collected = collect_outputs(model, dm, stage, chunk_size=chunk_size)
     result = StageEvaluation(stage=stage)
     losses: dict[str, torch.Tensor] = {}
     for name, pred in collected.outputs.items():
@@ -128,10 +136,13 @@ def evaluate(
                 losses[name] = F.mse_loss(pred, normalised)
         predicted = model.to_physical(name, pred).numpy()  # class probabilities for classification
         y_true = true.numpy()
-        result.metrics[name] = task_metrics(task.type.value, y_true, predicted) | {"n": float(len(true))}
+        threshold = model.decision_threshold(name)
+        result.metrics[name] = task_metrics(task.type.value, y_true, predicted, threshold=threshold) | {
+            "n": float(len(true))
+        }
         if n_bootstrap > 0:
             result.intervals[name] = metric_intervals(
-                task.type.value, y_true, predicted, collected.rows[name], n_resamples=n_bootstrap
+                task.type.value, y_true, predicted, collected.rows[name], n_resamples=n_bootstrap, threshold=threshold
             )
     if collected.ae_count:
         losses[AUTOENCODER] = torch.tensor(collected.ae_error / collected.ae_count)
@@ -141,6 +152,44 @@ def evaluate(
         device = next(model.parameters()).device
         result.loss = float(model.total_loss({k: v.to(device) for k, v in counted.items()}))
     return result
+
+
+def choose_decision_thresholds(
+    model: FlexibleMultiTaskModel,
+    dm: CompositionDataModule,
+    *,
+    stage: str = "val",
+    collected: StageOutputs | None = None,
+) -> dict[str, ThresholdChoice | None]:
+    """Set the decision threshold of every binary classification task with rows in ``dm`` (see
+    :mod:`fm_engine.thresholds`): the task's fixed ``decision_threshold``, or (``"auto"``) the one chosen on
+    ``stage``'s predictions of the model as it is now (the run's final weights): the highest balanced
+    accuracy, ties closest to 0.5; without rows of both classes there, none (the most probable class).
+    Multi-class tasks get none. Heads without rows in ``dm`` keep theirs. Returns, per binary task set here,
+    the validation figures behind an automatic choice (None for a fixed or absent threshold). Never reads
+    the test split unless asked to. ``collected``: the model's outputs on ``stage``, if already computed."""
+    classified = [name for name, task in model.tasks.items() if task.type is TaskType.CLASSIFICATION]
+    binary = [name for name in classified if len(model.tasks[name].classes or []) == 2 and name in dm.masks]
+    for name in classified:
+        if name not in binary and name in dm.masks:
+            model.set_decision_threshold(name, None)
+    auto = [name for name in binary if model.tasks[name].decision_threshold == AUTO]
+    if collected is None:
+        collected = collect_outputs(model, dm, stage) if auto else StageOutputs()
+    choices: dict[str, ThresholdChoice | None] = {}
+    for name in binary:
+        setting = model.tasks[name].decision_threshold
+        choice = None
+        if setting != AUTO:
+            model.set_decision_threshold(name, float(setting))
+        elif name in collected.outputs:
+            proba = model.to_physical(name, collected.outputs[name]).numpy()
+            choice = choose_threshold(collected.targets[name].numpy(), proba[:, 1])
+            model.set_decision_threshold(name, choice.threshold if choice is not None else None)
+        else:
+            model.set_decision_threshold(name, None)
+        choices[name] = choice
+    return choices
 
 
 def prediction_frames(model: FlexibleMultiTaskModel, dm: CompositionDataModule, stage: str) -> dict[str, pd.DataFrame]:
@@ -167,7 +216,7 @@ def _prediction_frame(
     if spec.type is TaskType.CLASSIFICATION:
         classes = np.asarray(spec.classes, dtype=object)
         frame["true"] = classes[true]
-        frame["predicted"] = classes[predicted.argmax(axis=1)]
+        frame["predicted"] = classes[model.predicted_classes(task, predicted)]
         for index, name in enumerate(classes):
             frame[f"p_{name}"] = predicted[:, index]
         return frame

@@ -1,11 +1,14 @@
-"""Metrics in physical units: regression (MAE, RMSE, R2), classification (accuracy, macro-F1, ROC-AUC),
-sequence tasks (curve RMSE over all points, MAE)."""
+"""Metrics in physical units: regression (MAE, RMSE, R2), classification (accuracy, balanced accuracy,
+macro-F1 from the predicted classes; ROC-AUC from the probabilities), sequence tasks (curve RMSE over all points,
+MAE)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import numpy as np
+
+from fm_engine.thresholds import balanced_accuracy, hard_labels
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -34,12 +37,16 @@ def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """``proba`` (n, C) class probabilities; ROC-AUC is binary or macro one-vs-rest."""
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, *, threshold: float | None = None
+) -> dict[str, float]:
+    """``proba`` (n, C) class probabilities; the predicted classes (accuracy, balanced accuracy, macro-F1) follow
+    a binary task's decision ``threshold`` (None: the most probable class, see
+    :func:`fm_engine.thresholds.hard_labels`); ROC-AUC (from the probabilities) is binary or macro one-vs-rest."""
     y_true = np.asarray(y_true, dtype=np.int64)
     proba = np.asarray(proba, dtype=np.float64)
     n_classes = proba.shape[1]
-    y_pred = proba.argmax(axis=1)
+    y_pred = hard_labels(proba, threshold)
     f1s = []
     for c in range(n_classes):
         tp = int(((y_pred == c) & (y_true == c)).sum())
@@ -55,6 +62,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
         auc = float(np.mean(aucs)) if aucs else float("nan")
     return {
         "accuracy": float((y_pred == y_true).mean()),
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred),
         "macro_f1": float(np.mean(f1s)) if f1s else float("nan"),
         "roc_auc": auc,
     }
@@ -76,11 +84,14 @@ def task_error(metrics: dict[str, float], task_type: str) -> float:
     return metrics.get(ERROR_METRICS[task_type], float("nan"))
 
 
-def task_metrics(task_type: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+def task_metrics(
+    task_type: str, y_true: np.ndarray, y_pred: np.ndarray, *, threshold: float | None = None
+) -> dict[str, float]:
     """The metrics of a task type (``regression``, ``classification`` with ``y_pred`` = class
-    probabilities, ``kernel_regression`` with one entry per curve point), in the task's unit."""
+    probabilities and a binary task's decision ``threshold``, ``kernel_regression`` with one entry per curve
+    point), in the task's unit."""
     if task_type == "classification":
-        return classification_metrics(y_true, y_pred)
+        return classification_metrics(y_true, y_pred, threshold=threshold)
     if task_type == "kernel_regression":
         return curve_metrics(y_true, y_pred)
     return regression_metrics(y_true, y_pred)
@@ -123,7 +134,13 @@ def bootstrap_intervals(
 
 
 def metric_intervals(
-    task_type: str, y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *, n_resamples: int = 1000
+    task_type: str,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    groups: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    threshold: float | None = None,
 ) -> dict[str, list[float]]:
     """95 % bootstrap interval ``[low, high]`` of each of a task's metrics (see :func:`task_metrics`),
     resampling the groups (compositions) with replacement.
@@ -133,16 +150,22 @@ def metric_intervals(
     resample's confusion matrix and, for ROC-AUC, its positives and negatives per tie block of the scores,
     sorted once). Equal to evaluating each resample's items up to float rounding, and fast on large test
     sets (1000 resamples of 40,000 compositions in about a second, where gathering every resample took
-    about a minute)."""
+    about a minute). ``threshold``: a binary task's decision threshold (see :func:`classification_metrics`)."""
     _, inverse = np.unique(np.asarray(groups), return_inverse=True)
     n_groups = int(inverse.max()) + 1 if len(inverse) else 0
     if task_type == "classification" and len(inverse) != n_groups:  # never for our tasks: one row per composition
         iv = bootstrap_intervals(
-            lambda i: task_metrics(task_type, y_true[i], y_pred[i]), groups, n_resamples=n_resamples
+            lambda i: task_metrics(task_type, y_true[i], y_pred[i], threshold=threshold),
+            groups,
+            n_resamples=n_resamples,
         )
         return {name: [low, high] for name, (low, high) in iv.items()}
-    draws_of = _ClassificationDraws if task_type == "classification" else _RegressionDraws
-    evaluate = draws_of(y_true, y_pred, inverse, n_groups)
+    if task_type == "classification":
+        evaluate: _ClassificationDraws | _RegressionDraws = _ClassificationDraws(
+            y_true, y_pred, inverse, n_groups, threshold=threshold
+        )
+    else:
+        evaluate = _RegressionDraws(y_true, y_pred, inverse, n_groups)
     rng = np.random.default_rng(0)
     values: dict[str, list[np.ndarray]] = {}
     chunk = max(1, min(n_resamples, 2**21 // max(n_groups, 1)))
@@ -199,17 +222,19 @@ class _RegressionDraws:
 
 
 class _ClassificationDraws:
-    """Accuracy, macro-F1 and ROC-AUC (see :func:`classification_metrics`) of resamples drawn as group
-    indices (one item per group)."""
+    """Accuracy, balanced accuracy, macro-F1 and ROC-AUC (see :func:`classification_metrics`) of resamples drawn
+    as group indices (one item per group)."""
 
-    def __init__(self, y_true: np.ndarray, proba: np.ndarray, inverse: np.ndarray, n_groups: int) -> None:
+    def __init__(
+        self, y_true: np.ndarray, proba: np.ndarray, inverse: np.ndarray, n_groups: int, *, threshold: float | None
+    ) -> None:
         y_true = np.asarray(y_true, dtype=np.int64)
         proba = np.asarray(proba, dtype=np.float64)
         self.n_classes = c = proba.shape[1]
         by_group = np.empty(n_groups, dtype=np.int64)
         by_group[inverse] = np.arange(len(inverse))  # the item of each group
         y_true, proba = y_true[by_group], proba[by_group]
-        self.confusion_key = y_true * c + proba.argmax(axis=1)
+        self.confusion_key = y_true * c + hard_labels(proba, threshold)
         self.blocks = []  # per scored class: (tie block of each group * 2 + positive, number of blocks)
         for k in [1] if c == 2 else range(c):
             _, block = np.unique(proba[:, k], return_inverse=True)  # ascending scores, ties share a block
@@ -224,6 +249,9 @@ class _ClassificationDraws:
         present = (tp + fp + fn) > 0
         f1 = np.where(present, 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300), 0.0)
         n_present = present.sum(axis=1)
+        rows_of_class = confusion.sum(axis=2)  # true rows per class
+        recall = np.where(rows_of_class > 0, tp / np.maximum(rows_of_class, 1e-300), 0.0)
+        n_classes_present = (rows_of_class > 0).sum(axis=1)
         aucs = []
         for key, n_blocks in self.blocks:
             counts = _per_resample_counts(key[draws], 2 * n_blocks).reshape(len(draws), n_blocks, 2).astype(float)
@@ -239,6 +267,7 @@ class _ClassificationDraws:
                        np.nan)  # fmt: skip
         return {
             "accuracy": np.trace(confusion, axis1=1, axis2=2) / total,
+            "balanced_accuracy": recall.sum(axis=1) / n_classes_present,
             "macro_f1": np.where(n_present > 0, f1.sum(axis=1) / np.maximum(n_present, 1), np.nan),
             "roc_auc": auc,
         }

@@ -35,7 +35,13 @@ from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.threads import configure_threads
 from fm_engine.training.callbacks import LEGACY_STATE_KEY, EncoderWarmup, run_callbacks
 from fm_engine.training.config import START_SCRATCH, TrainConfig, resolve_data_files
-from fm_engine.training.evaluate import CARD_BOOTSTRAP_RESAMPLES, StageEvaluation, evaluate
+from fm_engine.training.evaluate import (
+    CARD_BOOTSTRAP_RESAMPLES,
+    StageEvaluation,
+    choose_decision_thresholds,
+    collect_outputs,
+    evaluate,
+)
 from fm_engine.training.lightning import MultiTaskModule
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
 from fm_engine.training.start import (
@@ -149,8 +155,10 @@ def fit_scalers(dm: CompositionDataModule, tasks: list[str] | None = None) -> di
 
 def resolve_class_weights(dm: CompositionDataModule) -> None:
     """Turn ``class_weights: balanced`` into numbers (inverse class frequency on the training rows); refuse a
-    list of weights whose length differs from the task's classes (known once the data is read)."""
+    list of weights whose length differs from the task's classes, or a fixed ``decision_threshold`` for a task
+    that has not two classes (known once the data is read)."""
     for task in dm.tasks:
+        task.check_decision_threshold()
         weights = task.class_weights
         if isinstance(weights, list) and task.classes is not None and len(weights) != len(task.classes):
             raise ValueError(
@@ -269,12 +277,18 @@ def training_compositions(dm: CompositionDataModule, tasks: list[str] | None = N
 
 def evaluate_for_card(model: FlexibleMultiTaskModel, dm: CompositionDataModule) -> dict[str, StageEvaluation]:
     """The validation and test metrics the model card shows; the test metrics with 95 % bootstrap intervals.
-    (The training split is not evaluated: the card does not show it, and at corpus scale it is the longest
-    pass.)"""
-    return {
-        stage: evaluate(model, dm, stage, n_bootstrap=CARD_BOOTSTRAP_RESAMPLES if stage == "test" else 0)
-        for stage in ("val", "test")
+    First the decision thresholds of binary classification tasks are set on the validation split
+    (:func:`~fm_engine.training.evaluate.choose_decision_thresholds`; the figures behind them in the validation
+    evaluation's ``thresholds``), so every metric on predicted classes uses them. (The training split is not
+    evaluated: the card does not show it, and at corpus scale it is the longest pass.)"""
+    validation = collect_outputs(model, dm, "val")  # one pass serves the thresholds and the metrics
+    thresholds = choose_decision_thresholds(model, dm, stage="val", collected=validation)
+    evaluations = {
+        "val": evaluate(model, dm, "val", collected=validation),
+        "test": evaluate(model, dm, "test", n_bootstrap=CARD_BOOTSTRAP_RESAMPLES),
     }
+    evaluations["val"].thresholds = thresholds
+    return evaluations
 
 
 def _write_model_config(run: RunDirectory, model: FlexibleMultiTaskModel) -> None:

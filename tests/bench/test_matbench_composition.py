@@ -105,13 +105,38 @@ def test_leaderboard_roc_auc_is_the_balanced_accuracy_of_hard_labels(seed):
     proba = np.column_stack([1 - p1, p1])
     hard = (p1 > 0.5).astype(int)
     recall = [np.mean(hard[y == c] == c) for c in (0, 1)]
-    value = mb.leaderboard_roc_auc(y, proba)
+    value = mb.leaderboard_roc_auc(y, hard)
     assert value == pytest.approx(np.mean(recall))
     assert value == pytest.approx(balanced_accuracy_score(y, hard))
     assert value == pytest.approx(roc_auc_score(y, hard))  # matbench: roc_auc_score on predicted labels
-    both = mb.scores(TaskType.CLASSIFICATION, y, proba)
+    both = mb.scores(TaskType.CLASSIFICATION, y, proba)  # no labels given: the most probable class
+    assert both["leaderboard_roc_auc"] == pytest.approx(value)
     assert both["roc_auc"] == pytest.approx(roc_auc_score(y, p1))  # from probabilities: another number
     assert both["roc_auc"] != pytest.approx(value)
+
+
+def test_hard_label_scores_use_the_models_predicted_classes():
+    """The networks' labels come from their decision threshold, not from the probabilities' argmax: the
+    leaderboard ROC-AUC, accuracy, balanced accuracy and macro-F1 score those labels, ROC-AUC the probabilities."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(300) < 0.2).astype(int)
+    p1 = 0.2 * y + 0.4 * rng.random(300)  # under-confident: few positives above 0.5
+    proba = np.column_stack([1 - p1, p1])
+    labels = (p1 > 0.3).astype(int)  # a model whose validation-chosen threshold is 0.3
+    values = mb.scores(TaskType.CLASSIFICATION, y, proba, labels)
+    assert values["leaderboard_roc_auc"] == pytest.approx(roc_auc_score(y, labels))
+    assert values["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, labels))
+    assert values["accuracy"] == pytest.approx(accuracy_score(y, labels))
+    assert values["macro_f1"] == pytest.approx(f1_score(y, labels, average="macro"))
+    assert values["roc_auc"] == pytest.approx(roc_auc_score(y, p1))
+    argmax = mb.scores(TaskType.CLASSIFICATION, y, proba)
+    assert values["leaderboard_roc_auc"] > argmax["leaderboard_roc_auc"]
+    folds = np.arange(300) % 3
+    pooled = mb.fold_mean_scores(TaskType.CLASSIFICATION, y, [proba], folds, np.arange(300), [labels])
+    per_fold = [roc_auc_score(y[folds == k], labels[folds == k]) for k in range(3)]
+    assert pooled["leaderboard_roc_auc"] == pytest.approx(np.mean(per_fold))
 
 
 def test_regression_scores_and_fold_means():

@@ -192,3 +192,50 @@ def test_regression_loss_is_huber_by_default_and_mse_on_request():
     assert torch.isclose(mse, torch.nn.functional.mse_loss(prediction, target))
     with pytest.raises(ValueError, match="loss must be 'huber' or 'mse'"):
         TaskSpec(name="a", loss="l1")
+
+
+def test_decision_thresholds_belong_to_binary_tasks_round_trip_and_leave_with_their_task():
+    import numpy as np
+
+    model = make_model()
+    model.add_task(TaskSpec(name="metal", type="classification", classes=["no", "yes"]))
+    assert model.decision_threshold("metal") is None  # a new head: the most probable class
+    proba = np.array([[0.7, 0.3], [0.45, 0.55], [0.9, 0.1]])
+    assert model.predicted_classes("metal", proba).tolist() == [0, 1, 0]
+    model.set_decision_threshold("metal", 0.2)
+    assert model.predicted_classes("metal", proba).tolist() == [1, 1, 0]
+    rebuilt = FlexibleMultiTaskModel(ModelConfig.from_dict(model.config.to_dict()))
+    assert rebuilt.decision_threshold("metal") == 0.2 and rebuilt.predicted_classes("metal", proba).tolist() == [
+        1,
+        1,
+        0,
+    ]
+    old = model.config.to_dict()
+    del old["decision_thresholds"]  # a config written before thresholds existed
+    assert FlexibleMultiTaskModel(ModelConfig.from_dict(old)).decision_threshold("metal") is None
+    refused = [("phase", 0.3, "not a binary classification task"), ("gap", 0.3, "not a binary"),
+               ("metal", 1.0, "expected a probability in \\(0, 1\\)"), ("nope", 0.3, "not a binary")]  # fmt: skip
+    for name, value, why in refused:
+        with pytest.raises(ValueError, match=f"decision threshold for '{name}': {why}"):
+            model.set_decision_threshold(name, value)
+    bad = model.config.to_dict() | {"decision_thresholds": {"phase": 0.4}}  # a three-class task
+    with pytest.raises(ValueError, match="'phase': not a binary classification task"):
+        FlexibleMultiTaskModel(ModelConfig.from_dict(bad))
+    model.remove_tasks("metal")
+    assert model.config.decision_thresholds == {}
+
+
+def test_decision_threshold_setting_is_auto_or_a_probability_of_a_binary_task():
+    assert TaskSpec(name="m", type="classification").decision_threshold == "auto"
+    assert TaskSpec(name="m", type="classification", decision_threshold=0.3).decision_threshold == 0.3
+    for value in (0.0, 1.0, 1.5, "high", True):
+        with pytest.raises(ValueError, match="task 'm': decision_threshold: expected 'auto' or a probability"):
+            TaskSpec(name="m", type="classification", decision_threshold=value)
+    with pytest.raises(ValueError, match="task 'm': decision_threshold is only for \\(binary\\) classification"):
+        TaskSpec(name="m", decision_threshold=0.3)
+    with pytest.raises(ValueError, match="decision_threshold 0.3 needs two classes, the task has 3"):
+        TaskSpec(name="m", type="classification", classes=["a", "b", "c"], decision_threshold=0.3)
+    three = TaskSpec(name="m", type="classification", classes=["a", "b", "c"], decision_threshold=0.5)
+    assert three.decision_threshold == 0.5  # 0.5, the most probable class, fits any number of classes
+    with pytest.raises(ValueError, match="tasks\\[0\\].decision_threshold: expected"):
+        TaskSpec.from_dict({"name": "m", "type": "classification", "decision_threshold": [0.3]}, path="tasks[0]")

@@ -63,7 +63,7 @@ def test_bad_level_is_refused():
         bootstrap_intervals(lambda index: {}, np.arange(3), level=95)
 
 
-@pytest.mark.parametrize("kind", ["regression", "vector", "curves", "binary", "three_classes"])
+@pytest.mark.parametrize("kind", ["regression", "vector", "curves", "binary", "binary_threshold", "three_classes"])
 def test_metric_intervals_equal_the_resample_by_resample_bootstrap(kind):
     """The vectorised card intervals are the loop over resamples (same draws, same metrics), to float rounding."""
     from fm_engine.training.metrics import metric_intervals, task_metrics
@@ -79,13 +79,36 @@ def test_metric_intervals_equal_the_resample_by_resample_bootstrap(kind):
         task_type, groups = "kernel_regression", np.repeat(groups, 3)
         y_true = np.repeat(truth, 3) + rng.normal(size=3 * n)
         y_pred = y_true + rng.normal(size=3 * n)
-    if kind in ("binary", "three_classes"):
-        classes = 2 if kind == "binary" else 3
+    threshold = 0.3 if kind == "binary_threshold" else None
+    if kind in ("binary", "binary_threshold", "three_classes"):
+        classes = 3 if kind == "three_classes" else 2
         task_type, y_true = "classification", rng.integers(0, classes, n)
         y_pred = rng.dirichlet(np.ones(classes), n)
         y_pred[: n // 3] = np.round(y_pred[: n // 3], 1)  # tied scores
-    expected = bootstrap_intervals(lambda index: task_metrics(task_type, y_true[index], y_pred[index]), groups)
-    found = metric_intervals(task_type, y_true, y_pred, groups)
+    expected = bootstrap_intervals(
+        lambda index: task_metrics(task_type, y_true[index], y_pred[index], threshold=threshold), groups
+    )
+    found = metric_intervals(task_type, y_true, y_pred, groups, threshold=threshold)
     assert sorted(found) == sorted(expected)
     for name, (low, high) in expected.items():
         assert found[name] == pytest.approx([low, high], rel=1e-9, abs=1e-12), name
+
+
+def test_classification_metrics_on_predicted_classes_follow_the_decision_threshold():
+    """Accuracy, balanced accuracy and macro-F1 score the classes the threshold predicts (sklearn's figures);
+    ROC-AUC scores the probabilities and does not move."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+    from fm_engine.training.metrics import classification_metrics
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(200) < 0.2).astype(int)
+    p1 = 0.2 * y + 0.4 * rng.random(200)  # an under-confident model: few positives above 0.5
+    proba = np.column_stack([1 - p1, p1])
+    at_half, at_low = classification_metrics(y, proba), classification_metrics(y, proba, threshold=0.35)
+    for metrics, predicted in ((at_half, proba.argmax(axis=1)), (at_low, (p1 > 0.35).astype(int))):
+        assert metrics["accuracy"] == pytest.approx(accuracy_score(y, predicted))
+        assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, predicted))
+        assert metrics["macro_f1"] == pytest.approx(f1_score(y, predicted, average="macro"))
+    assert at_low["balanced_accuracy"] > at_half["balanced_accuracy"]
+    assert at_low["roc_auc"] == at_half["roc_auc"]

@@ -138,3 +138,22 @@ def test_t_grid_parsing():
         page.parse_t_grid("300, abc")
     with pytest.raises(ValueError):
         page.parse_t_grid(" , ")
+
+
+def test_a_binary_tasks_predicted_class_and_caption_follow_its_decision_threshold(binary_run):
+    from fm_engine.checkpoints import load_checkpoint
+    from tests.conftest import imbalanced_alloys
+
+    checkpoint = load_checkpoint(binary_run[1])
+    threshold = checkpoint.model.decision_threshold("forms")
+    assert threshold is not None and threshold != 0.5
+    moved = 0
+    for formula in imbalanced_alloys(40, seed=8)["formula"]:
+        prediction = page.predict_formula(checkpoint, formula).tasks[0]
+        p1 = prediction.probabilities["1"]
+        assert prediction.label == ("1" if p1 > threshold else "0")
+        moved += prediction.label != ("1" if p1 > 0.5 else "0")
+    assert moved > 0  # some of these alloys change class with the threshold
+    caption = page.metric_caption(checkpoint, "forms")
+    assert caption.startswith("test accuracy ") and "balanced accuracy " in caption
+    assert caption.endswith(f"predicted '1' when its probability > {threshold:.3g} (chosen on validation data)")

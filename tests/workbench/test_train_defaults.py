@@ -49,6 +49,7 @@ def test_rehearsal_form_starts_from_the_config_defaults():
 TRAIN_WIDGETS = {  # widget key -> FormValues field
     "train_name": "name", "train_seed": "seed", "train_hidden_dims": "hidden_dims", "train_dropout": "dropout",
     "train_balancer": "loss_balancer", "train_autoencoder": "autoencoder", "train_balanced": "balanced_classes",
+    "train_threshold": "threshold_on_validation",
     "train_epochs": "max_epochs", "train_patience": "patience", "train_batch": "batch_size", "train_lr": "lr",
     "train_ema": "weight_averaging", "train_val": "val_ratio", "train_test": "test_ratio",
 }  # fmt: skip

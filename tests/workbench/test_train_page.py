@@ -47,6 +47,10 @@ def test_form_helpers():
     config = build_config(values, classification=["hea_phase"])
     assert config["tasks"] == [{"bundled": "hea_phase", "class_weights": "balanced"}, {"bundled": "bulk_modulus"}]
     assert config["model"]["encoder"]["hidden_dims"] == [32, 16]
+    fixed = build_config(FormValues(name="x", bundled=["glass_forming", "band_gap"], threshold_on_validation=False),
+                         classification=["glass_forming"])  # fmt: skip
+    assert [task.get("decision_threshold") for task in fixed["tasks"]] == [0.5, None]  # off: the most probable class
+    assert TrainConfig.from_dict(fixed).task_specs()[0].decision_threshold == 0.5
     assert TrainConfig.from_dict(config).trainer.ema_decay == 0.999  # weight averaging is on by default
     no_averaging = build_config(FormValues(name="x", bundled=["band_gap"], weight_averaging=False))
     assert TrainConfig.from_dict(no_averaging).trainer.ema_decay is None

@@ -22,7 +22,7 @@ from fm_engine.cards import (
 )
 
 LOWER_IS_BETTER = {"mae", "rmse"}
-HIGHER_IS_BETTER = {"r2", "accuracy", "macro_f1", "roc_auc"}
+HIGHER_IS_BETTER = {"r2", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc"}
 SPLITS = ("train", "val", "test")
 
 

@@ -77,7 +77,7 @@ def predict_formula(checkpoint: LoadedCheckpoint, text: str, *, curve_points: in
             results.append(
                 TaskPrediction(
                     task=task,
-                    label=classes[int(np.argmax(values))],
+                    label=classes[int(model.predicted_classes(name, np.asarray(values)[None, :])[0])],
                     probabilities={c: float(p) for c, p in zip(classes, values, strict=True)},
                     **where,
                 )
@@ -205,7 +205,14 @@ def metric_caption(checkpoint: LoadedCheckpoint, task: str) -> str:
         return ""
     details = [f"95 % CI {intervals[key][0]:.3g} to {intervals[key][1]:.3g}"] if key in intervals else []
     details += [f"n = {int(metrics['n'])}"] if metrics.get("n") else []
-    return text + (f" ({', '.join(details)})" if details else "")
+    text += f" ({', '.join(details)})" if details else ""
+    if entry.decision_threshold is not None:  # a binary task's predicted class follows its decision threshold
+        how = "chosen on validation data" if entry.decision_threshold_rule == "validation" else "fixed"
+        positive = (entry.classes or ["", "class 1"])[1]
+        balanced = metrics.get("balanced_accuracy")
+        text += f"; balanced accuracy {balanced:.3f}" if balanced is not None else ""
+        text += f"; predicted '{positive}' when its probability > {entry.decision_threshold:.3g} ({how})"
+    return text
 
 
 def extrapolation_warning(far: list[TaskPrediction]) -> str:

@@ -13,6 +13,8 @@ import pandas as pd
 from fm_engine.cards import ModelCard
 from fm_engine.datasets import BundledDataset, BundledTask
 from fm_engine.models import AutoencoderConfig, EncoderConfig
+from fm_engine.tasks import TaskSpec
+from fm_engine.thresholds import AUTO, HALF
 from fm_engine.training.config import (
     START_AUTO,
     START_FOUNDATION,
@@ -174,6 +176,9 @@ class FormValues:
     loss_balancer: bool = ModelSection.loss_balancer
     autoencoder: bool = AutoencoderConfig.enabled
     balanced_classes: bool = True  # class_weights "balanced" for the chosen classification tasks
+    # binary classification: the decision threshold chosen on the validation split (TaskSpec's default); off:
+    # decision_threshold 0.5 (the most probable class) for the chosen classification tasks
+    threshold_on_validation: bool = TaskSpec.decision_threshold == AUTO
     max_epochs: int = FORM_TRAINER.max_epochs
     patience: int = FORM_TRAINER.patience
     batch_size: int = FORM_DATA.batch_size
@@ -222,13 +227,16 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
     """The training-config dict (see ``TrainConfig``) for validated form values.
 
     ``uploaded_files``: uploaded task name -> (its TaskSpec dict, absolute path of its CSV file).
-    ``classification``: names of the chosen classification tasks (balanced class weights apply to them).
+    ``classification``: names of the chosen classification tasks (balanced class weights and a fixed decision
+    threshold apply to them).
     """
     tasks: list[dict[str, Any]] = []
     for name in values.bundled:
         entry: dict[str, Any] = {"bundled": name}
         if values.balanced_classes and name in classification:
             entry["class_weights"] = "balanced"
+        if not values.threshold_on_validation and name in classification:
+            entry["decision_threshold"] = HALF
         tasks.append(entry)
     for name in values.uploaded:
         spec, path = (uploaded_files or {})[name]
@@ -236,6 +244,8 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
         entry["data_files"] = [str(path)]
         if values.balanced_classes and entry.get("type") == "classification" and "class_weights" not in entry:
             entry["class_weights"] = "balanced"
+        if not values.threshold_on_validation and entry.get("type") == "classification":
+            entry["decision_threshold"] = HALF
         tasks.append(entry)
     encoder = encoder_settings(values)
     return {
