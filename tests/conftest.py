@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fm_engine.foundation import FOUNDATION_ENV
-
-# Runs in tests start from scratch (their outputs, speed and regression fixtures do not depend on the shipped
-# foundation); tests of the foundation path name it (tests/foundation/test_shipped.py). Subprocesses inherit this.
-os.environ[FOUNDATION_ENV] = str(Path(__file__).parent / "no-foundation-in-tests")
-
 from fm_engine.datasets import bundled_task
+from fm_engine.foundation import FOUNDATION_ENV
 
 if TYPE_CHECKING:
     from fm_engine.training import TrainConfig
+
+# Runs in tests start from scratch (their outputs, speed and regression fixtures do not depend on the shipped
+# foundation); tests of the foundation path name it (tests/foundation/test_shipped.py). Subprocesses inherit this.
+NO_FOUNDATION = Path(__file__).parent / "no-foundation-in-tests"  # a folder that does not exist
+os.environ[FOUNDATION_ENV] = str(NO_FOUNDATION)
 
 
 def write_tiny_data(folder: Path) -> Path:

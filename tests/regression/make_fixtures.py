@@ -42,6 +42,9 @@ from typing import Any
 
 import yaml
 
+from fm_engine.foundation import FOUNDATION_ENV
+from tests.conftest import NO_FOUNDATION
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DEMO_EPOCHS = 2  # FM_DEMO_MAX_EPOCHS: the demo's data, model and seed, 2 of its epochs (about 10 s)
 PREDICT_T_GRID = "300,900"  # K, for the sequence task
@@ -120,6 +123,7 @@ def fm_environment() -> dict[str, str]:
     """This process's environment with the default thread policy and one torch thread (see the module doc)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "FM_THREAD_POLICY")}
     env["FM_NUM_THREADS"] = "1"
+    env[FOUNDATION_ENV] = str(NO_FOUNDATION)  # from scratch, as the tests run (tests/conftest.py)
     return env
 
 
