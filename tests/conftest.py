@@ -73,3 +73,20 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Path:
     result = train(TrainConfig.from_dict(tiny_config_dict(tiny_data)), run_dir)
     assert result.state == "done"
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_foundation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny foundation checkpoint folder (tests/foundation/tiny_foundation.py), made once per session."""
+    from tests.foundation.tiny_foundation import make_tiny_foundation
+
+    return make_tiny_foundation(tmp_path_factory.mktemp("tiny_foundation"))
+
+
+@pytest.fixture
+def with_foundation(tiny_foundation: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny foundation installed for this test ($FM_FOUNDATION_DIR); returns its checkpoint folder."""
+    from fm_engine.foundation import FOUNDATION_ENV
+
+    monkeypatch.setenv(FOUNDATION_ENV, str(tiny_foundation))
+    return tiny_foundation
