@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.foundation import FOUNDATION_ENV
-from fm_engine.training import TrainConfig, train
+from fm_engine.training import TrainConfig, demo_config, train
 from fm_engine.training.start import resolve_start
 from tests.ceiling import CEILING_S
 from tests.workbench.conftest import HOME, open_page
@@ -63,6 +63,7 @@ def test_the_foundation_is_in_the_picker_and_predicts_on_an_empty_workspace(work
     picker = at.sidebar.selectbox(key="fm_sidebar_checkpoint")
     assert picker.options == [LABEL] and picker.value == LABEL
     assert Path(at.session_state[state.ACTIVE_CHECKPOINT]) == with_foundation
+    assert any("shipped with fm_engine (read-only)" in c.value for c in at.sidebar.caption)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["oqmd_formation_energy (eV/atom)"].endswith(" eV/atom")
     assert metrics["mp_band_gap (eV)"].endswith(" eV")
@@ -74,6 +75,11 @@ def test_the_first_visit_still_offers_the_demo_which_fine_tunes_from_the_foundat
     assert any(s.value == "Start here: train the demo model" for s in at.subheader)
     assert any(c.value == FOUNDATION_DEMO for c in at.caption)
     assert at.button(key="start_demo")
+
+
+def test_the_demo_fine_tunes_from_the_installed_foundation(with_foundation):
+    start = resolve_start(demo_config())  # fm demo (the Overview's button) trains demo_config(): start_from auto
+    assert start.kind == "foundation" and start.checkpoint.path == with_foundation
 
 
 def test_the_checkpoints_page_shows_the_foundation_card_read_only(workspace_with_model, with_foundation):
