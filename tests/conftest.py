@@ -1,13 +1,28 @@
-"""Shared fixtures: tiny real datasets (subsets of the bundled data) and a tiny trained run."""
+"""Shared fixtures: tiny real datasets (subsets of the bundled data), a tiny trained run, a tiny foundation.
+
+Tests never see the shipped foundation (``fm_engine/foundation_model/``): :func:`pytest_configure` points
+``$FM_FOUNDATION_DIR`` at a folder that holds none, for this process and every subprocess it starts (``fm train``,
+``fm demo``, ``streamlit run``), so ``start_from: auto`` is scratch in every test and their outputs (the regression
+fixtures among them) do not depend on whether a foundation is shipped. A test that wants a foundation installs the
+tiny one (``with_foundation``) or names a checkpoint in ``start_from``.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fm_engine.datasets import bundled_task
+from fm_engine.foundation import FOUNDATION_ENV
+
+NO_FOUNDATION = Path(__file__).resolve().parent / "no_foundation"  # never created: no foundation installed
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[FOUNDATION_ENV] = str(NO_FOUNDATION)
 
 
 def write_tiny_data(folder: Path) -> Path:

@@ -55,10 +55,11 @@ def browser() -> Iterator[object]:
 
 
 def serve(workspace: Path, *, foundation: Path | None = None) -> Iterator[tuple[str, Path]]:
-    """A workbench server on ``workspace`` with ``foundation`` as the installed foundation (None: no foundation,
-    whether or not one is shipped); yields (base URL, workspace); ends the runs the test started."""
-    env = {"FM_WORKSPACE": str(workspace), "FM_DEMO_MAX_EPOCHS": "8",
-           FOUNDATION_ENV: str(foundation or workspace.parent / "no_foundation")}  # fmt: skip
+    """A workbench server on ``workspace``, with ``foundation`` installed (None: none, tests/conftest.py); yields
+    (base URL, workspace); ends the runs the test started."""
+    env = {"FM_WORKSPACE": str(workspace), "FM_DEMO_MAX_EPOCHS": "8"}
+    if foundation is not None:
+        env[FOUNDATION_ENV] = str(foundation)
     try:
         with running_streamlit(env) as url:
             yield url, workspace

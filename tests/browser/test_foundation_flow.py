@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import CEILING_MS, screenshot, serve, wait_for_app
+from tests.browser.test_workbench_flow import set_number
 from workbench.design import STABILITY_GROUP
 
 LABEL = "Foundation (shipped): 3 DFT properties"
@@ -20,13 +21,6 @@ LABEL = "Foundation (shipped): 3 DFT properties"
 @pytest.fixture
 def app_with_foundation(tmp_path: Path, tiny_foundation: Path) -> Iterator[tuple[str, Path]]:
     yield from serve(tmp_path / "workspace", foundation=tiny_foundation)
-
-
-def set_number(page, label: str, value: str) -> None:
-    field = page.get_by_label(label, exact=True)
-    field.fill(value)
-    field.press("Tab")
-    wait_for_app(page)
 
 
 def test_a_stability_design_on_the_foundation_its_card_and_the_train_form(app_with_foundation, page, tmp_path):

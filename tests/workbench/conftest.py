@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fm_engine.foundation import FOUNDATION_ENV
 from tests.ceiling import CEILING_S
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,18 +74,15 @@ def _healthy(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def streamlit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real workbench server on an empty workspace (and no foundation), shared by the tests of a session."""
-    workspace = tmp_path_factory.mktemp("server_workspace")
-    with running_streamlit({"FM_WORKSPACE": str(workspace), FOUNDATION_ENV: str(workspace / "no_foundation")}) as url:
+    """A real workbench server on an empty workspace, shared by the tests of a session."""
+    with running_streamlit({"FM_WORKSPACE": str(tmp_path_factory.mktemp("server_workspace"))}) as url:
         yield url
 
 
 @pytest.fixture(autouse=True)
 def _hermetic_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No workbench test reads or writes the user's real workspace, nor sees the shipped foundation (a test that
-    wants one asks for ``with_foundation``: the tiny one)."""
+    """No workbench test reads or writes the user's real workspace."""
     monkeypatch.setenv("FM_WORKSPACE", str(tmp_path / "default_workspace"))
-    monkeypatch.setenv(FOUNDATION_ENV, str(tmp_path / "no_foundation"))
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ def start_note(foundation: str | None) -> str:
         f"foundation ({foundation}): your tasks get new heads on its pretrained encoder; its DFT heads (formation "
         f"enthalpy, energy above hull, ...) are kept, trained on a replay of {rows} corpus compositions each (frozen "
         "when no corpus is found: `fm corpus` builds it), so the model also predicts them and Inverse design can "
-        "target stability."
+        "target stability. The encoder's size fields apply only to runs from scratch."
     )
 
 
