@@ -155,7 +155,7 @@ if not checkpoints:
     st.page_link(page("overview.py"), label="Overview: train the demo model", icon=":material/home:")
 else:
     own = workspace_checkpoints()
-    shipped = " and the shipped foundation (read-only)" if len(own) < len(checkpoints) else ""
+    shipped = "; then the shipped foundation (read-only, not in the workspace)" if len(own) < len(checkpoints) else ""
     st.caption(f"{len(own)} checkpoint(s) in `{runs_dir()}`, newest first{shipped}.")
     st.dataframe(overview_table(checkpoints), hide_index=True, key="checkpoint_overview")
     names = list(checkpoints)
