@@ -1,4 +1,5 @@
-"""Checkpoints: the workspace's trained models with their model cards; compare two; delete one."""
+"""Checkpoints: the workspace's trained models and the installed foundation with their model cards; compare two;
+delete one of the workspace's (the foundation is read-only)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ from workbench.components.cards import (
     versions_table,
 )
 from workbench.paths import page
-from workbench.resources import CheckpointError, available_checkpoints, get_checkpoint
+from workbench.resources import (
+    CheckpointError,
+    available_checkpoints,
+    get_checkpoint,
+    is_foundation,
+    workspace_checkpoints,
+)
 from workbench.runs import delete_run
 
 PENDING_DELETE = "fm_checkpoints_pending_delete"  # str path of the run awaiting confirmation
@@ -39,6 +46,9 @@ def _card_view(name: str, path: Path) -> None:
         st.warning("This checkpoint loads, but it has no model card.")
         return
     st.markdown(f"#### Model card: {card.name or name}")
+    if is_foundation(path):
+        st.caption(f"{name}: the pretrained model shipped with fm_engine (`{path}`), read-only. Predict and Inverse "
+                   "design use it directly; Train fine-tunes from it (Start from: foundation).")  # fmt: skip
     cols = st.columns(4)
     cols[0].metric("Tasks", len(card.tasks))
     cols[1].metric("Compositions", f"{sum(int(v) for v in card.split.values()):,}" if card.split else "-")
@@ -107,6 +117,9 @@ def _compare(checkpoints: dict[str, Path]) -> None:
 
 def _delete(checkpoints: dict[str, Path]) -> None:
     st.subheader("Delete a checkpoint")
+    if not checkpoints:
+        st.caption("No run of this workspace to delete (the shipped foundation is read-only).")
+        return
     name = st.selectbox("Run to delete", list(checkpoints), key="delete_choice")
     path = checkpoints[name]
     if state.get(PENDING_DELETE) != str(path):
@@ -141,7 +154,9 @@ if not checkpoints:
     st.info("No checkpoint in this workspace yet. Train the demo model on the Overview page, or your own on Train.")
     st.page_link(page("overview.py"), label="Overview: train the demo model", icon=":material/home:")
 else:
-    st.caption(f"{len(checkpoints)} checkpoint(s) in `{runs_dir()}`, newest first.")
+    own = workspace_checkpoints()
+    shipped = "; then the shipped foundation (read-only, not in the workspace)" if len(own) < len(checkpoints) else ""
+    st.caption(f"{len(own)} checkpoint(s) in `{runs_dir()}`, newest first{shipped}.")
     st.dataframe(overview_table(checkpoints), hide_index=True, key="checkpoint_overview")
     names = list(checkpoints)
     active = next((i for i, n in enumerate(names) if checkpoints[n] == state.active_checkpoint()), 0)
@@ -150,4 +165,4 @@ else:
     st.divider()
     _compare(checkpoints)
     st.divider()
-    _delete(checkpoints)
+    _delete(own)

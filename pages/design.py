@@ -7,71 +7,17 @@ from typing import Any
 import streamlit as st
 
 from fm_engine.elements import element_symbols
-from fm_engine.inverse import DesignResult, Target, element_presets
-from fm_engine.tasks import TaskType
+from fm_engine.inverse import DesignResult, element_presets
 from workbench import design, state
+from workbench.components.design_targets import target_inputs
 from workbench.components.element_picker import element_picker
-from workbench.resources import active_checkpoint_or_explain
+from workbench.resources import active_checkpoint_or_explain, is_foundation
 
 kept = design.FORM.widget  # a widget whose value survives page switches
 kept_setting = design.kept_setting  # the same for a DesignConfig setting: default and help text from there
 
 
 # ---------------------------------------------------------------------- the form
-def target_inputs(model: Any) -> list[Target]:
-    """One row per task: goal kind, values in the task's unit, weight. Returns the chosen targets."""
-    targets = []
-    for i, task in enumerate(model.tasks.values()):
-        mean, std, t_mean = design.task_scale(model, task.name)
-        unit = task.unit or ""
-        shown_unit = f" [{unit}]" if unit else ""
-        target = None
-        with st.container(border=True):
-            name_col, goal_col, value_col, weight_col = st.columns([2, 2, 4, 1])
-            if task.type is TaskType.CLASSIFICATION:
-                name_col.markdown(f"**{task.name}**  \nclasses: {', '.join(task.classes or [])}")
-                goal = kept(goal_col.selectbox, "Goal", f"design_goal_{task.name}", "none",
-                            options=design.GOALS_CLASSIFICATION)  # fmt: skip
-                if goal != "none":
-                    classes = kept(
-                        value_col.multiselect, "Classes (probability of this set)", f"design_classes_{task.name}",
-                        (task.classes or [])[:1], options=list(task.classes or []),
-                    )  # fmt: skip
-                    direction = "high" if goal == "probability up" else "low"
-                    target = Target(task=task.name, classes=list(classes), direction=direction)
-            elif task.type is TaskType.KERNEL_REGRESSION:
-                t_unit = task.t_unit or ""
-                name_col.markdown(f"**{task.name}**  \n{unit or '-'} vs t ({t_unit or '-'})")
-                goal = kept(goal_col.selectbox, "Goal", f"design_goal_{task.name}", "none", options=design.GOALS_CURVE)
-                if goal != "none":
-                    with value_col:
-                        target = Target(task=task.name, points=design.curve_points(model, task.name))
-            else:
-                name_col.markdown(f"**{task.name}**  \n{unit or 'no unit'}")
-                goal = kept(goal_col.selectbox, "Goal", f"design_goal_{task.name}", "high" if i == 0 else "none",
-                            options=design.GOALS_REGRESSION)  # fmt: skip
-                if goal == "value":
-                    value = kept(value_col.number_input, f"Value{shown_unit}", f"design_value_{task.name}",
-                                 round(mean + std, 3), format="%.4g")  # fmt: skip
-                    target = Target(task=task.name, value=float(value))
-                elif goal == "range":
-                    low_col, high_col = value_col.columns(2)
-                    low = kept(low_col.number_input, f"From{shown_unit}", f"design_low_{task.name}", round(mean, 3),
-                               format="%.4g")  # fmt: skip
-                    high = kept(high_col.number_input, f"To{shown_unit}", f"design_high_{task.name}",
-                                round(mean + std, 3), format="%.4g")  # fmt: skip
-                    target = Target(task=task.name, range=[float(low), float(high)])
-                elif goal in ("high", "low"):
-                    value_col.caption(f"as {goal} as possible{shown_unit}")
-                    target = Target(task=task.name, direction=goal)
-            weight = kept(weight_col.number_input, "Weight", f"design_weight_{task.name}", Target.weight,
-                          min_value=0.0, step=0.5, disabled=goal == "none")  # fmt: skip
-        if target is not None:
-            target.weight = float(weight)
-            targets.append(target)
-    return targets
-
-
 def constraint_inputs() -> dict[str, Any]:
     """The constraint widgets; returns their values under DesignConstraints' key names (checked later)."""
     presets = element_presets()
@@ -173,6 +119,8 @@ def show_results(result: DesignResult, checkpoint: Any) -> None:
     hide = st.checkbox("Hide near-duplicates (within 1 at.% of a better recipe)", value=True, key="design_hide_dups")
     shown = table[table["duplicate_of_rank"] == 0] if hide else table
     st.dataframe(shown, hide_index=True, column_config=design.result_columns(result), key="design_results_table")
+    if note := design.stability_note(result, checkpoint):
+        st.caption(note)
     st.caption(
         "Predicted values are the model's opinion, re-scored on each reported recipe in physical units; check "
         "distance_to_training (novelty) and the model card's test errors before making anything. "
@@ -213,7 +161,7 @@ def main() -> None:
 
     st.subheader("Targets")
     st.caption("Values are in each task's physical unit; terms are compared in units of the training spread.")
-    targets = target_inputs(model)
+    targets = target_inputs(checkpoint, foundation=is_foundation(checkpoint.path))
     st.subheader("Constraints")
     constraints = constraint_inputs()
     st.subheader("Seeds and optimisation")

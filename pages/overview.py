@@ -7,8 +7,8 @@ from fm_engine.datasets import dataset_overview
 from fm_engine.workspace import demo_run_dir, workspace_dir
 from workbench.live import live_run
 from workbench.paths import page
-from workbench.resources import available_checkpoints
-from workbench.runs import demo_state, start_demo
+from workbench.resources import foundation_checkpoint, workspace_checkpoints
+from workbench.runs import FOUNDATION_DEMO, demo_state, start_demo
 
 st.title("fm_engine design workbench")
 st.caption(f"fm_engine {__version__}: multi-task property models from chemical composition.")
@@ -19,7 +19,7 @@ st.markdown(
 )
 
 state = demo_state()
-if not available_checkpoints() or state in ("queued", "running"):
+if not workspace_checkpoints() or state in ("queued", "running"):
     st.subheader("Start here: train the demo model")
     if state in ("queued", "running", "done", "failed", "cancelled"):
         live_run(demo_run_dir(), key="demo")
@@ -33,6 +33,8 @@ if not available_checkpoints() or state in ("queued", "running"):
             "temperature) in about a minute and a half on a laptop CPU. It runs as a separate process: you can leave "
             "this page and come back."
         )
+        if foundation_checkpoint() is not None:
+            st.caption(FOUNDATION_DEMO)
         if st.button("Train the demo model", type="primary", key="start_demo"):
             start_demo()
             st.rerun()

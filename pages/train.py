@@ -100,7 +100,7 @@ with tab_train:
         if not options.uploads:
             st.caption("Upload your own CSV on the Data page to train on your measurements too.")
 
-        start_cols, (choices, start_runs) = st.columns([1, 2]), start_options()
+        start_cols, (choices, start_runs, start_line) = st.columns([1, 2]), start_options()
         start_choice = start_cols[0].radio(
             "Start from", choices, key="train_start", horizontal=True,
             help="foundation: fine-tune the shipped pretrained encoder (its heads are kept, so the model also predicts "
@@ -111,6 +111,7 @@ with tab_train:
             placeholder="Choose a finished run", help="Its encoder shape and descriptor replace the size fields below.",
         )  # fmt: skip
         form["start_from"] = start_from_value(start_choice, start_runs.get(start_run or ""))
+        st.caption(start_line)
 
         model_col, train_col = st.columns(2)
         with model_col:

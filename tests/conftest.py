@@ -1,4 +1,12 @@
-"""Shared fixtures: tiny real datasets (subsets of the bundled data) and a tiny trained run."""
+"""Shared fixtures: tiny real datasets (subsets of the bundled data), a tiny trained run, a tiny foundation.
+
+Tests never see the shipped foundation (``fm_engine/foundation_model/``): importing this file points
+``$FM_FOUNDATION_DIR`` at a folder that holds none, for this process and every subprocess it starts (``fm train``,
+``fm demo``, ``streamlit run``), so ``start_from: auto`` is scratch in every test and their outputs (the regression
+fixtures among them) do not depend on whether a foundation is shipped. A test that wants a foundation installs the
+tiny one (``with_foundation``), names a checkpoint in ``start_from``, or names the shipped one
+(tests/foundation/test_shipped.py).
+"""
 
 from __future__ import annotations
 
@@ -16,8 +24,6 @@ from fm_engine.foundation import FOUNDATION_ENV
 if TYPE_CHECKING:
     from fm_engine.training import TrainConfig
 
-# Runs in tests start from scratch (their outputs, speed and regression fixtures do not depend on the shipped
-# foundation); tests of the foundation path name it (tests/foundation/test_shipped.py). Subprocesses inherit this.
 NO_FOUNDATION = Path(__file__).parent / "no-foundation-in-tests"  # a folder that does not exist
 os.environ[FOUNDATION_ENV] = str(NO_FOUNDATION)
 
@@ -127,3 +133,20 @@ def binary_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainConfig, P
     result = train(config, folder / "run", progress_bar=False)
     assert result.state == "done" and result.checkpoint is not None
     return config, result.checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny_foundation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny foundation checkpoint folder (tests/foundation/tiny_foundation.py), made once per session."""
+    from tests.foundation.tiny_foundation import make_tiny_foundation
+
+    return make_tiny_foundation(tmp_path_factory.mktemp("tiny_foundation"))
+
+
+@pytest.fixture
+def with_foundation(tiny_foundation: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny foundation installed for this test ($FM_FOUNDATION_DIR); returns its checkpoint folder."""
+    from fm_engine.foundation import FOUNDATION_ENV
+
+    monkeypatch.setenv(FOUNDATION_ENV, str(tiny_foundation))
+    return tiny_foundation

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -19,8 +20,11 @@ from fm_engine.inverse import DesignConfig, DesignResult, SeedConfig, Target, el
 from fm_engine.inverse.report import design_figures, seed_elements
 from fm_engine.inverse.seeds import SPLITS
 from fm_engine.models import FlexibleMultiTaskModel
+from fm_engine.tasks import TaskType
+from fm_engine.training.config import START_FOUNDATION
 from workbench import state
 from workbench.components.kept import KeptForm
+from workbench.components.predictions import metric_caption
 from workbench.resources import CheckpointError, get_checkpoint
 
 # Session-state keys no widget owns (they survive page switches).
@@ -89,6 +93,131 @@ def curve_points(model: FlexibleMultiTaskModel, task: str) -> list[list[float]]:
     st.caption(f"Curve points the property should pass through ({y_label} at {t_label})")
     points = FORM.table(f"curve_{task}", pd.DataFrame({t_label: [round(t_mean, 3)], y_label: [round(mean, 3)]}))
     return points.dropna().to_numpy(dtype=float).tolist()
+
+
+# ---------------------------------------------------------------------- target groups, stability presets
+@dataclass(frozen=True)
+class StabilityPreset:
+    """A one-click stability target on a foundation head: ``range`` [low, high] in ``unit`` (the low end a
+    physical floor, so "below -0.2 eV/atom" is the range [-5, -0.2]); applied only where the head has this unit."""
+
+    label: str  # the button, e.g. "below -0.2 eV/atom"
+    low: float
+    high: float
+    unit: str = "eV/atom"
+    meaning: str = ""  # what the threshold means, shown as the button's help
+
+
+FLOOR = -5.0  # eV/atom: the corpus's own bound on formation and decomposition energies (the most negative ~ -4.6)
+STABILITY_PRESETS: dict[str, StabilityPreset] = {
+    "oqmd_formation_energy": StabilityPreset(
+        "below -0.2 eV/atom", FLOOR, -0.2, meaning="formation enthalpy (OQMD): clearly exothermic from the elements"
+    ),
+    "mp_formation_energy": StabilityPreset(
+        "below -0.2 eV/atom", FLOOR, -0.2, meaning="formation energy (Materials Project): clearly exothermic"
+    ),
+    "mp_energy_above_hull": StabilityPreset(
+        "below 0.05 eV/atom", 0.0, 0.05, meaning="energy above the convex hull: on or near the hull (likely "
+        "synthesisable; metastable phases are often within 0.05-0.1 eV/atom)",
+    ),
+    "mp_decomposition_energy": StabilityPreset(
+        "below 0 eV/atom", FLOOR, 0.0, meaning="decomposition enthalpy: stable against the competing phases (< 0)"
+    ),
+}  # fmt: skip
+STABILITY_GROUP = "Stability (DFT, from the foundation)"
+FOUNDATION_GROUP = "Other DFT properties (from the foundation)"
+OWN_GROUP = "Your tasks"
+
+
+@dataclass(frozen=True)
+class TargetGroup:
+    """Tasks shown together on the Design form (``title`` empty: the only group, shown without a heading)."""
+
+    title: str
+    tasks: list[str]
+    collapsed: bool = False  # shown in a closed expander (the foundation's other heads)
+
+
+def stability_preset(model: FlexibleMultiTaskModel, task: str) -> StabilityPreset | None:
+    """The stability preset of a regression head in the preset's unit; None for any other task."""
+    preset = STABILITY_PRESETS.get(task)
+    spec = model.tasks.get(task)
+    if preset is None or spec is None or spec.type is not TaskType.REGRESSION or (spec.unit or "") != preset.unit:
+        return None
+    return preset
+
+
+def foundation_heads(checkpoint: LoadedCheckpoint, *, foundation: bool) -> list[str]:
+    """The checkpoint's heads that come from the foundation: every head of the foundation itself
+    (``foundation``), else the heads a run fine-tuned from the foundation kept (its card's start record)."""
+    if foundation:
+        return list(checkpoint.model.tasks)
+    start = checkpoint.card.start if checkpoint.card is not None else None
+    if start is None or start.kind != START_FOUNDATION:
+        return []
+    return [name for name in start.kept_heads if name in checkpoint.model.tasks]
+
+
+def target_groups(checkpoint: LoadedCheckpoint, *, foundation: bool = False) -> list[TargetGroup]:
+    """The Design form's target groups, in order: the user's own tasks, the stability heads (with presets),
+    then the foundation's other heads (collapsed). One group of all tasks, untitled, when there is neither a
+    stability head nor a foundation head."""
+    model = checkpoint.model
+    stability = [name for name in model.tasks if stability_preset(model, name) is not None]
+    inherited = set(foundation_heads(checkpoint, foundation=foundation))
+    own = [name for name in model.tasks if name not in inherited and name not in stability]
+    if not stability and not inherited:
+        return [TargetGroup("", own)]
+    groups = [TargetGroup(OWN_GROUP, own), TargetGroup(STABILITY_GROUP, stability)]
+    groups.append(TargetGroup(FOUNDATION_GROUP, [n for n in model.tasks if n in inherited and n not in stability],
+                              collapsed=True))  # fmt: skip
+    return [group for group in groups if group.tasks]
+
+
+def default_goal(model: FlexibleMultiTaskModel, groups: list[TargetGroup], task: str) -> str:
+    """A task's goal before the user picks one: "high" for the first regression task of the user's own (the
+    form's first) group, "range" (its preset) for the first stability head when there is no task of the user's
+    (the foundation itself), "none" for every other."""
+    first = groups[0]
+    if first.title == STABILITY_GROUP:
+        return "range" if task == first.tasks[0] else "none"
+    regression = [n for n in first.tasks if model.tasks[n].type is TaskType.REGRESSION]
+    return "high" if regression and task == regression[0] else "none"
+
+
+def range_default(model: FlexibleMultiTaskModel, task: str) -> tuple[float, float]:
+    """A range goal's starting bounds in the task's unit: the stability preset's, else [mean, mean + std]."""
+    preset = stability_preset(model, task)
+    if preset is not None:
+        return preset.low, preset.high
+    mean, std, _ = task_scale(model, task)
+    return round(mean, 3), round(mean + std, 3)
+
+
+def apply_stability_preset(task: str, preset: StabilityPreset) -> None:
+    """The preset button's callback: the task's goal becomes the preset's range (widgets' session values)."""
+    FORM.assign(f"design_goal_{task}", "range")
+    FORM.assign(f"design_low_{task}", preset.low)
+    FORM.assign(f"design_high_{task}", preset.high)
+
+
+def stability_note(result: DesignResult, checkpoint: LoadedCheckpoint | None) -> str:
+    """A line under the results naming the stability targets' columns and their heads' test errors (model card),
+    to compare with the thresholds; '' when the design has no stability target."""
+    if checkpoint is None:
+        return ""
+    parts = []
+    for target in result.config.targets:
+        if stability_preset(checkpoint.model, target.task) is not None:
+            caption = metric_caption(checkpoint, target.task)
+            column = f"{target.task} [{result.units.get(target.task, '')}]"
+            parts.append(column + (f": {caption}" if caption else ""))
+    if not parts:
+        return ""
+    return (
+        "Stability targets (DFT heads from the foundation), re-scored on every recipe: " + "; ".join(parts) + ". "
+        "Where a threshold is closer than the test error, read them as a screen, not a guarantee."
+    )
 
 
 # ---------------------------------------------------------------------- element tables

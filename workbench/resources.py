@@ -6,8 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from fm_engine.cards import CARD_FILE
 from fm_engine.checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
+from fm_engine.foundation import foundation_checkpoint_path, foundation_installed
 from workbench.runs import list_runs
+
+FOUNDATION_LABEL = "Foundation (shipped)"  # the pickers' label of the installed foundation, with its task count
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model ...")
@@ -42,9 +46,46 @@ def active_checkpoint_or_explain() -> tuple[Path, LoadedCheckpoint] | None:
         return None
 
 
-def available_checkpoints() -> dict[str, Path]:
+def workspace_checkpoints() -> dict[str, Path]:
     """Finished runs of the workspace that hold a checkpoint: label -> run folder (newest first)."""
     return {run.name: run.path for run in list_runs() if run.has_checkpoint}
 
 
-__all__ = ["CheckpointError", "active_checkpoint_or_explain", "available_checkpoints", "get_checkpoint"]
+@st.cache_data(max_entries=4, show_spinner=False)
+def _foundation_label(path: str, version: float) -> str:
+    from workbench.components.cards import read_card
+
+    card, _ = read_card(Path(path))
+    n = len(card.tasks) if card is not None else 0
+    return f"{FOUNDATION_LABEL}: {n} DFT properties" if n else FOUNDATION_LABEL
+
+
+def foundation_checkpoint() -> tuple[str, Path] | None:
+    """The installed foundation (:func:`fm_engine.foundation.foundation_checkpoint_path`) as (label, folder), e.g.
+    ("Foundation (shipped): 23 DFT properties", ...); None when none is installed."""
+    if not foundation_installed():
+        return None
+    path = foundation_checkpoint_path()
+    card = path / CARD_FILE
+    return _foundation_label(str(path), card.stat().st_mtime if card.exists() else 0.0), path
+
+
+def is_foundation(path: str | Path | None) -> bool:
+    """True for the installed foundation's folder (shown in the pickers, never deleted)."""
+    return path is not None and Path(path).resolve() == foundation_checkpoint_path().resolve()
+
+
+def available_checkpoints() -> dict[str, Path]:
+    """Every checkpoint the pickers offer: the workspace's finished runs (newest first), then the installed
+    foundation (read-only; it is not in the workspace); label -> folder."""
+    checkpoints = workspace_checkpoints()
+    foundation = foundation_checkpoint()
+    if foundation is not None:
+        checkpoints[foundation[0]] = foundation[1]
+    return checkpoints
+
+
+__all__ = [
+    "CheckpointError", "active_checkpoint_or_explain", "available_checkpoints", "foundation_checkpoint",
+    "get_checkpoint", "is_foundation", "workspace_checkpoints",
+]  # fmt: skip

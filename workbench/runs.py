@@ -212,6 +212,15 @@ def demo_state() -> str | None:
     return run_info(run_dir).state if (run_dir / "status.json").exists() else None
 
 
+# What the Overview says about the demo when a foundation is installed (fm demo's start_from is auto).
+FOUNDATION_DEMO = (
+    "The demo fine-tunes the installed foundation (pretrained on DFT data of ~400k compositions): the demo model "
+    "also predicts the foundation's DFT properties, e.g. formation enthalpy and energy above hull, so Inverse design "
+    "can combine your targets with stability. Predict and Inverse design work on the foundation itself right away "
+    "(pick it in the sidebar)."
+)
+
+
 def start_demo() -> Path:
     """Start ``fm demo`` into the workspace's demo run folder (no-op if it is already there)."""
     run_dir = demo_run_dir()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from workbench import state
-from workbench.resources import CheckpointError, available_checkpoints, get_checkpoint
+from workbench.resources import CheckpointError, available_checkpoints, get_checkpoint, is_foundation
 
 
 def render_sidebar() -> None:
@@ -21,6 +21,8 @@ def render_sidebar() -> None:
         index = next((i for i, n in enumerate(names) if checkpoints[n] == current), 0)
         choice = st.selectbox("Active checkpoint", names, index=index, key="fm_sidebar_checkpoint")
         state.put(state.ACTIVE_CHECKPOINT, str(checkpoints[choice]))
+        if is_foundation(checkpoints[choice]):
+            st.caption(f"{choice}: the pretrained model shipped with fm_engine (read-only).")
         try:
             checkpoint = get_checkpoint(checkpoints[choice])
         except CheckpointError as error:

@@ -31,11 +31,13 @@ from workbench.components.train_form import (
     bundled_choices,
     dims_text,
     start_choices,
+    start_note,
     uploaded_choices,
     validate,
     validate_rehearsal,
 )
 from workbench.components.uploads import write_uploaded_tasks
+from workbench.resources import foundation_checkpoint
 from workbench.runs import list_runs, start_rehearsal, start_training
 
 ENCODER_KEY = "train_encoder"
@@ -96,13 +98,12 @@ def task_options() -> TaskOptions:
     return TaskOptions(bundled_choices(bundled_datasets()), uploaded_choices(uploaded), uploaded)
 
 
-def start_options() -> tuple[list[str], dict[str, str]]:
-    """The Train form's Start-from choices (the foundation first when it is installed) and the finished runs whose
-    checkpoint a run can start from (name -> folder)."""
-    from fm_engine.training.start import foundation_installed
-
+def start_options() -> tuple[list[str], dict[str, str], str]:
+    """The Train form's Start-from choices (the foundation first when it is installed), the finished runs whose
+    checkpoint a run can start from (name -> folder), and the line saying what starting from the foundation means."""
+    foundation = foundation_checkpoint()
     runs = {run.name: str(run.path) for run in list_runs() if run.state == "done" and run.has_checkpoint}
-    return start_choices(foundation_installed()), runs
+    return start_choices(foundation is not None), runs, start_note(foundation[0] if foundation else None)
 
 
 def submit_training(values: FormValues, options: TaskOptions) -> list[str]:

@@ -9,24 +9,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-FOUNDATION_ENV = "FM_FOUNDATION_DIR"  # another foundation folder (a folder without a checkpoint: none installed)
-
+FOUNDATION_ENV = "FM_FOUNDATION_DIR"  # another foundation checkpoint than the shipped one (tests, your own)
+SHIPPED_FOUNDATION = Path(__file__).resolve().parent.parent / "foundation_model"
 REPLAY_FOLDER = "replay"  # in the shipped foundation: a corpus sample (the corpus format) for fine-tuning replay
 
 
 def foundation_checkpoint_path() -> Path:
-    """Where the foundation checkpoint lives: ``fm_engine/foundation_model/`` (shipped with the package), or the
-    folder named by ``FM_FOUNDATION_DIR`` (e.g. a foundation of your own; the test suite points it at a folder
-    that does not exist, so its runs start from scratch unless a test asks for the foundation).
+    """Where the foundation checkpoint lives: the shipped ``fm_engine/foundation_model/``, or the folder named by
+    ``$FM_FOUNDATION_DIR`` when that is set (a checkpoint folder, or a run folder whose ``checkpoint/`` is used:
+    e.g. your own ``fm pretrain`` run; tests point it at a tiny foundation, or at an empty folder for none).
 
-    The folder may not exist: callers check (``fm_engine.training.start.foundation_installed``).
+    The folder may not exist (until a foundation is built and shipped): callers check, e.g. with
+    :func:`foundation_installed`.
     """
-    override = os.environ.get(FOUNDATION_ENV, "").strip()
-    if override:
-        return Path(override).expanduser().resolve()
-    return shipped_foundation_path()
+    explicit = os.environ.get(FOUNDATION_ENV, "").strip()
+    if not explicit:
+        return SHIPPED_FOUNDATION
+    path = Path(explicit).expanduser().resolve()
+    return path / "checkpoint" if (path / "checkpoint" / "config.json").is_file() else path
 
 
-def shipped_foundation_path() -> Path:
-    """``fm_engine/foundation_model/``: the foundation that ships with the package."""
-    return Path(__file__).resolve().parent.parent / "foundation_model"
+def foundation_installed() -> bool:
+    """True when the foundation checkpoint exists (its ``config.json`` in :func:`foundation_checkpoint_path`)."""
+    return (foundation_checkpoint_path() / "config.json").is_file()

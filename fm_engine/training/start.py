@@ -34,7 +34,7 @@ from fm_engine.config import read_text_file
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.splits import subsample_keep_mask
 from fm_engine.data.tables import load_task_table
-from fm_engine.foundation import REPLAY_FOLDER, foundation_checkpoint_path
+from fm_engine.foundation import REPLAY_FOLDER, foundation_checkpoint_path, foundation_installed
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel
 from fm_engine.safe_io import atomic_path, atomic_write_json
 from fm_engine.tasks import TaskSpec, TaskType
@@ -63,11 +63,6 @@ class ResolvedStart:
         if self.checkpoint is None:
             return START_SCRATCH
         return START_FOUNDATION if self.kind == START_FOUNDATION else str(self.checkpoint.path.resolve())
-
-
-def foundation_installed() -> bool:
-    """True when the shipped foundation checkpoint exists (``fm_engine.foundation.foundation_checkpoint_path``)."""
-    return (foundation_checkpoint_path() / "config.json").is_file()
 
 
 def resolve_start(config: TrainConfig) -> ResolvedStart:

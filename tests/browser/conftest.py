@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from fm_engine.foundation import FOUNDATION_ENV
 from fm_engine.training.run_files import ACTIVE_STATES, FINAL_STATES, RunDirectory
 from tests.ceiling import CEILING_S
 from tests.workbench.conftest import ROOT, running_streamlit
@@ -53,9 +54,12 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
-def serve(workspace: Path) -> Iterator[tuple[str, Path]]:
-    """A workbench server on ``workspace``; yields (base URL, workspace); ends the runs the test started."""
+def serve(workspace: Path, *, foundation: Path | None = None) -> Iterator[tuple[str, Path]]:
+    """A workbench server on ``workspace``, with ``foundation`` installed (None: none, tests/conftest.py); yields
+    (base URL, workspace); ends the runs the test started."""
     env = {"FM_WORKSPACE": str(workspace), "FM_DEMO_MAX_EPOCHS": "8"}
+    if foundation is not None:
+        env[FOUNDATION_ENV] = str(foundation)
     try:
         with running_streamlit(env) as url:
             yield url, workspace

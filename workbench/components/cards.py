@@ -1,4 +1,5 @@
-"""Model cards of workspace runs, read for display: the Checkpoints page's tables and the comparison of two."""
+"""Model cards of workspace runs (and of the installed foundation), read for display: the Checkpoints page's
+tables and the comparison of two."""
 
 from __future__ import annotations
 
@@ -26,10 +27,18 @@ HIGHER_IS_BETTER = {"r2", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc"
 SPLITS = ("train", "val", "test")
 
 
+def checkpoint_folder(path: Path) -> Path:
+    """The checkpoint folder of a run folder (its ``checkpoint/``), or ``path`` itself when it is a checkpoint
+    folder (the foundation's)."""
+    path = Path(path)
+    return path / "checkpoint" if (path / "checkpoint").is_dir() else path
+
+
 def read_card(run: Path) -> tuple[ModelCard | None, str]:
-    """The model card of a run's checkpoint, or (None, reason) when it is missing, unreadable or broken."""
+    """The model card of a run's (or a checkpoint folder's) checkpoint, or (None, reason) when it is missing,
+    unreadable or broken."""
     try:
-        card = read_checkpoint_card(Path(run) / "checkpoint")
+        card = read_checkpoint_card(checkpoint_folder(run))
     except CheckpointError as error:
         return None, str(error).removeprefix(f"{CARD_FILE}: ")
     if card is None:
@@ -38,8 +47,9 @@ def read_card(run: Path) -> tuple[ModelCard | None, str]:
 
 
 def read_card_md(run: Path) -> str:
-    """The ``card.md`` written next to a run's weights, or '' when missing or unreadable."""
-    path = Path(run) / "checkpoint" / CARD_MARKDOWN_FILE
+    """The ``card.md`` written next to a run's (or a checkpoint folder's) weights, or '' when missing or
+    unreadable."""
+    path = checkpoint_folder(run) / CARD_MARKDOWN_FILE
     try:
         return path.read_text(encoding="utf-8") if path.exists() else ""
     except (OSError, UnicodeDecodeError):

@@ -60,6 +60,11 @@ class KeptForm:
         share the server), and sends that value back with the next click: with the minimum as own default, the
         sliders silently ran designs at 0.00. Now what the browser falls back to is always the current value."""
         store = st.session_state.setdefault(self.values_key, {})
+        if key in st.session_state.get(self.assigned_key, ()):  # set by assign() this run: no own default this once
+            st.session_state[self.assigned_key].discard(key)
+            value = factory(label, key=key, **({"options": options} if options is not None else {}), **kwargs)
+            store[key] = value
+            return value
         value = st.session_state[key] if key in st.session_state else store.get(key, default)  # current value first
         if options is not None:  # a remembered value must still be an option (another checkpoint)
             if isinstance(value, list):
@@ -72,6 +77,17 @@ class KeptForm:
         value = factory(label, key=key, **kwargs)
         store[key] = value
         return value
+
+    @property
+    def assigned_key(self) -> str:
+        return f"{self.store}_assigned"
+
+    def assign(self, key: str, value: Any) -> None:
+        """Set a kept widget's value from a callback (e.g. a preset button): through the Session State API, so
+        the browser shows it; the widget is then drawn once without its own default (Streamlit warns when a
+        widget gets both)."""
+        st.session_state[key] = value
+        st.session_state.setdefault(self.assigned_key, set()).add(key)
 
     def table(self, name: str, default: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
         """An ``st.data_editor`` whose content is kept (under a key no widget owns).

@@ -20,6 +20,7 @@ from fm_engine.training.config import (
     START_FOUNDATION,
     START_SCRATCH,
     DataSection,
+    FinetuneSection,
     ModelSection,
     OptimizerSection,
     TrainConfig,
@@ -55,6 +56,23 @@ START_CHECKPOINT = "a checkpoint"  # the Start-from choice whose checkpoint is p
 def start_choices(foundation: bool) -> list[str]:
     """The Train form's "Start from" choices, the preselected one first: the foundation when it is installed."""
     return [START_FOUNDATION, START_SCRATCH, START_CHECKPOINT] if foundation else [START_SCRATCH, START_CHECKPOINT]
+
+
+def start_note(foundation: str | None) -> str:
+    """One line under the Train form's "Start from": what fine-tuning from the foundation means (``foundation``:
+    the installed foundation's picker label), or how to get one."""
+    if foundation is None:
+        return (
+            "No foundation is installed (`make foundation` builds it): a run starts from scratch or from one of your "
+            "checkpoints."
+        )
+    rows = FinetuneSection().replay_rows
+    return (
+        f"foundation ({foundation}): your tasks get new heads on its pretrained encoder; its DFT heads (formation "
+        f"enthalpy, energy above hull, ...) are kept, trained on a replay of {rows} corpus compositions each (frozen "
+        "when no corpus is found: `fm corpus` builds it), so the model also predicts them and Inverse design can "
+        "target stability. The encoder's size fields apply only to runs from scratch."
+    )
 
 
 def start_from_value(choice: str, checkpoint: str | None) -> str:
