@@ -14,9 +14,12 @@ from workbench.components.train_form import (
     BATCH_SIZES,
     FORM_TRAINER,
     LEARNING_RATES,
+    SCHEDULES,
     FormValues,
     TaskChoice,
     runs_table,
+    schedule_label,
+    schedule_note,
     start_from_value,
 )
 from workbench.components.train_tabs import finetune_tab, finished_notes, rehearsal_tab
@@ -163,19 +166,27 @@ with tab_train:
             )  # fmt: skip
         with train_col:
             st.markdown("**Training**")
+            form["schedule"] = st.radio(
+                "Schedule", list(SCHEDULES), index=list(SCHEDULES).index(FORM.schedule), format_func=schedule_label,
+                key="train_schedule", horizontal=True,
+                help="Automatic: the recipe of `fm train` for the data size (a few hundred rows get many small steps, "
+                "a longer patience and a larger validation share). By hand: the four fields below.",
+            )  # fmt: skip
+            st.caption(schedule_note())
             cols = st.columns(2)
             form["max_epochs"] = cols[0].number_input(
-                "Epochs (passes over the data)", min_value=1, max_value=2000, value=FORM.max_epochs, step=10,
-                key="train_epochs", help="Upper limit; early stopping usually ends the run sooner.",
+                "Epochs, by hand (passes over the data)", min_value=1, max_value=2000, value=FORM.max_epochs,
+                step=10, key="train_epochs", help="Upper limit; early stopping usually ends the run sooner.",
             )  # fmt: skip
             form["patience"] = cols[1].number_input(
-                "Patience (epochs)", min_value=1, max_value=500, value=FORM.patience, step=1, key="train_patience",
+                "Patience, by hand (epochs)", min_value=1, max_value=500, value=FORM.patience, step=1,
+                key="train_patience",
                 help="Stop early when the validation loss has not improved for this many epochs; the best epoch's "
                 "weights are kept.",
             )  # fmt: skip
             form["batch_size"] = st.select_slider(
-                "Batch size (compositions per step)", BATCH_SIZES, value=FORM.batch_size, key="train_batch",
-                help="Smaller batches: more, noisier updates per epoch; larger: faster epochs.",
+                "Batch size, by hand (compositions per step)", BATCH_SIZES, value=FORM.batch_size,
+                key="train_batch", help="Smaller batches: more, noisier updates per epoch; larger: faster epochs.",
             )  # fmt: skip
             form["lr"] = st.select_slider(
                 "Learning rate (AdamW, per step)", LEARNING_RATES, value=FORM.lr, key="train_lr",
@@ -190,8 +201,8 @@ with tab_train:
             )  # fmt: skip
             with st.expander("Data split"):
                 form["val_ratio"] = st.slider(
-                    "Validation fraction (of compositions)", 0.05, 0.3, FORM.val_ratio, 0.05, key="train_val",
-                    help="Held out during training to pick the best epoch and to stop early.",
+                    "Validation fraction, by hand (of compositions)", 0.05, 0.3, FORM.val_ratio, 0.05,
+                    key="train_val", help="Held out during training to pick the best epoch and to stop early.",
                 )  # fmt: skip
                 form["test_ratio"] = st.slider(
                     "Test fraction (of compositions)", 0.0, 0.3, FORM.test_ratio, 0.05, key="train_test",

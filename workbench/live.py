@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import streamlit as st
+import yaml
 
 from fm_engine.plots import loss_figure, metric_figure
 from fm_engine.training.run_files import FINAL_STATES, RunDirectory
@@ -13,9 +14,10 @@ from workbench.components.monitor import (
     eta_text,
     rehearsal_headline,
     rehearsal_step_lines,
+    schedule_text,
     task_metrics,
 )
-from workbench.runs import cancel, run_info
+from workbench.runs import cancel, run_info, submitted_config
 
 STATE_ICONS = {
     "queued": ":material/hourglass_empty:",
@@ -36,6 +38,18 @@ def _charts(run_dir: Path, *, key: str) -> None:
         loss_tasks = list(tasks) + (["autoencoder"] if model_config["autoencoder"]["enabled"] else [])
         st.plotly_chart(loss_figure(records, loss_tasks), key=f"{key}_loss")
         st.plotly_chart(metric_figure(records, tasks), key=f"{key}_metrics")
+
+
+def _schedule(run_dir: Path) -> None:
+    """One line: the run's epochs, patience, batch size and validation share (resolved from the data size when
+    they were left automatic), from its config.yaml."""
+    try:
+        config = yaml.safe_load(RunDirectory(run_dir).config_path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return
+    text = schedule_text(config if isinstance(config, dict) else None, submitted_config(run_dir))
+    if text:
+        st.caption(text)
 
 
 def _rehearsal(run_dir: Path, status: dict, state: str, *, key: str) -> None:
@@ -86,6 +100,7 @@ def render_run(run_dir: Path, *, key: str, allow_cancel: bool = True) -> str:
     if rehearsal:
         _rehearsal(run_dir, status, info.state, key=key)
     else:
+        _schedule(run_dir)
         _charts(run_dir, key=key)
     return info.state
 

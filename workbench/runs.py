@@ -150,11 +150,26 @@ def without_pickle_opt_in(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def submitted_config_path(run_dir: Path) -> Path:
+    """Where the workbench keeps the config it started a run (or rehearsal) with: ``.<run folder>.yaml`` beside
+    the run folder (the run's own ``config.yaml`` records the settings it resolved)."""
+    return run_dir.parent / f".{run_dir.name}.yaml"
+
+
+def submitted_config(run_dir: Path) -> dict[str, Any] | None:
+    """The config the workbench started ``run_dir`` with; None for a run started elsewhere (or unreadable)."""
+    try:
+        config = yaml.safe_load(submitted_config_path(run_dir).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
 def start_training(config: dict[str, Any], name: str) -> Path:
     """Start ``fm train`` on ``config`` (a training-config dict) in a new run folder; returns it."""
     run_dir = new_run_dir(name)
     run_dir.mkdir(parents=True)
-    config_file = run_dir.parent / f".{run_dir.name}.yaml"
+    config_file = submitted_config_path(run_dir)
     atomic_write_text(config_file, yaml.safe_dump(without_pickle_opt_in(config), sort_keys=False))
     RunDirectory(run_dir).update_status(state="queued", name=name, message="starting", created_at=_now())
     _launch(["train", "--config", str(config_file), "--out", str(run_dir), "--no-progress"], run_dir)
@@ -194,7 +209,7 @@ def start_rehearsal(config: dict[str, Any], name: str) -> Path:
     and the training sections) in a new run folder; returns it."""
     run_dir = new_run_dir(name)
     run_dir.mkdir(parents=True)
-    config_file = run_dir.parent / f".{run_dir.name}.yaml"
+    config_file = submitted_config_path(run_dir)
     atomic_write_text(config_file, yaml.safe_dump(without_pickle_opt_in(config), sort_keys=False))
     tasks = [_task_name(entry) for entry in config.get("tasks", [])]
     steps = [{"step": i, "task": task, "run_dir": "", "state": "queued"} for i, task in enumerate(tasks, start=1)]

@@ -13,6 +13,7 @@ from fm_engine.training.run_files import RunDirectory
 from tests.ceiling import CEILING_S
 from tests.workbench.conftest import HOME, open_page
 from workbench.components.train_form import (
+    SCHEDULE_HAND,
     FormValues,
     RehearsalValues,
     build_config,
@@ -104,6 +105,7 @@ def test_uploaded_task_is_written_to_the_workspace_and_trained(workspace: Path, 
     assert at.text_input(key="train_hidden_dims").value == "128, 64"
     at.text_input(key="train_name").input("upload")
     at.checkbox(key="train_upload_my_bulk").check()
+    at.radio(key="train_schedule").set_value(SCHEDULE_HAND)
     at.number_input(key="train_epochs").set_value(1)
     submit(at)
     assert not at.error, errors(at)
@@ -121,6 +123,7 @@ def test_valid_config_trains_in_a_separate_process(workspace: Path):
     at.text_input(key="train_name").input("hea-test")
     at.checkbox(key="train_task_hea_phase").check()
     at.text_input(key="train_hidden_dims").input("32, 16")
+    at.radio(key="train_schedule").set_value(SCHEDULE_HAND)
     at.number_input(key="train_epochs").set_value(2)
     at.number_input(key="train_patience").set_value(2)
     at.toggle(key="train_autoencoder").set_value(False)
@@ -132,12 +135,18 @@ def test_valid_config_trains_in_a_separate_process(workspace: Path):
     assert (run_dir / "status.json").exists()
 
     assert wait_until_final(run_dir).has_checkpoint
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["ema_decay"] is None
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["trainer"]["ema_decay"] is None
+    hand = FormValues()  # the by-hand numbers are sent and kept
+    assert (config["trainer"]["max_epochs"], config["trainer"]["patience"]) == (2, 2)
+    assert (config["data"]["batch_size"], config["data"]["val_ratio"]) == (hand.batch_size, hand.val_ratio)
 
     at.run()
     assert not at.exception
     text = "\n".join(m.value for m in at.markdown)
     assert f"{run_dir.name}: done" in text
+    line = f"Schedule (set by hand): up to 2 epochs, patience 2, batch {hand.batch_size}, validation share "
+    assert any(c.value == f"{line}{hand.val_ratio:g}." for c in at.caption)
     assert any(run_dir.name in s.value for s in at.success)
     table = at.dataframe[0].value
     row = table[table["run"] == run_dir.name].iloc[0]

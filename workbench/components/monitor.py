@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fm_engine.cards import METRIC_LABELS, ModelCard
+from workbench.components.train_form import SCHEDULE_AUTO, SCHEDULE_HAND, SCHEDULE_KEYS, SCHEDULES
 
 
 def eta_text(status: dict[str, Any]) -> str:
@@ -14,6 +16,30 @@ def eta_text(status: dict[str, Any]) -> str:
     eta = status.get("eta_seconds")
     shown = f", at most {int(eta) // 60}:{int(eta) % 60:02d} left" if isinstance(eta, int | float) and eta else ""
     return f"epoch {epoch} / {total}{shown}"
+
+
+def _setting(config: Mapping[str, Any] | None, section: str, key: str) -> Any:
+    part = (config or {}).get(section)
+    return part.get(key) if isinstance(part, Mapping) else None
+
+
+def schedule_text(config: Mapping[str, Any] | None, submitted: Mapping[str, Any] | None = None) -> str:
+    """The schedule a training run uses, from its ``config.yaml`` (``config``: the settings left to the data size
+    are written there, resolved, once its data are loaded) and, for a run the workbench started, the config it
+    submitted (``submitted``: a schedule setting it left out or None was chosen from the data size). E.g.
+    ``Schedule (automatic by data size): up to 200 epochs, patience 20, batch 32, validation share 0.2.``;
+    "" without a config."""
+    if not config:
+        return ""
+    values = {key: _setting(config, section, key) for section, key in SCHEDULE_KEYS}
+    auto = submitted is not None and any(_setting(submitted, s, k) is None for s, k in SCHEDULE_KEYS)
+    how = "" if submitted is None else f" ({SCHEDULES[SCHEDULE_AUTO if auto else SCHEDULE_HAND]})"
+    if any(value is None for value in values.values()):
+        return f"Schedule{how or ' (by data size)'}: chosen when the data are loaded."
+    return (
+        f"Schedule{how}: up to {values['max_epochs']} epochs, patience {values['patience']}, "
+        f"batch {values['batch_size']}, validation share {values['val_ratio']:g}."
+    )
 
 
 def task_metrics(model_config: dict[str, Any]) -> dict[str, tuple[str, str]]:

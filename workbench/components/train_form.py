@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from fm_engine.cards import ModelCard
+from fm_engine.data.recipe import auto_recipe
 from fm_engine.datasets import BundledDataset, BundledTask
 from fm_engine.models import AutoencoderConfig, EncoderConfig
 from fm_engine.tasks import TaskSpec
@@ -41,9 +42,13 @@ TRANSFORMER_PRESETS: dict[str, dict[str, int]] = {
 SIZE_PRESET = "medium"  # the size the Train form starts with
 LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2]  # the choices of the learning-rate sliders
 BATCH_SIZES = [16, 32, 64, 128, 256, 512]
-# Where the Train form starts from other values than TrainConfig's defaults (shorter runs for interactive use,
-# weight averaging on as in the demo; explicit epochs, patience, batch size and validation share where the
-# config's defaults leave them to the data size); every other setting starts at the TrainConfig default.
+# The Train form's schedule (epochs, patience, batch size, validation share): automatic, TrainConfig's default
+# (left None, chosen from the data size by fm_engine.data.recipe.auto_recipe), or set by hand.
+SCHEDULE_AUTO, SCHEDULE_HAND = "auto", "hand"
+SCHEDULES = {SCHEDULE_AUTO: "automatic by data size", SCHEDULE_HAND: "set by hand"}
+SCHEDULE_KEYS = (("trainer", "max_epochs"), ("trainer", "patience"), ("data", "batch_size"), ("data", "val_ratio"))
+# The starting values of the by-hand schedule fields (the schedule's own defaults are None: by data size) and of
+# the rehearsal form, which always sets them; every other setting starts at the TrainConfig default.
 FORM_TRAINER = TrainerSection(max_epochs=60, patience=15)
 FORM_DATA = DataSection(batch_size=128, val_ratio=0.1)
 REHEARSAL_TRAINER = TrainerSection(max_epochs=30, patience=10)  # per step
@@ -72,6 +77,25 @@ def start_note(foundation: str | None) -> str:
         f"enthalpy, energy above hull, ...) are kept, trained on a replay of {rows} corpus compositions each (frozen "
         "when no corpus is found: `fm corpus` builds it), so the model also predicts them and Inverse design can "
         "target stability. The encoder's size fields apply only to runs from scratch."
+    )
+
+
+def schedule_label(schedule: str) -> str:
+    """The Train form's label of a schedule choice (the automatic one recommended)."""
+    return SCHEDULES[schedule] + (" (recommended)" if schedule == SCHEDULE_AUTO else "")
+
+
+def schedule_note(*, examples: Sequence[int] = (300, 10_000)) -> str:
+    """One line under the Train form's "Schedule": what the automatic schedule gives for a few data sizes
+    (labelled compositions; from :func:`fm_engine.data.recipe.auto_recipe` at the form's test share)."""
+    shown = []
+    for n in examples:
+        recipe = auto_recipe(n, test_ratio=FormValues.test_ratio)
+        shown.append(f"{n:,} compositions: up to {recipe.max_epochs} epochs, patience {recipe.patience}, batch "
+                     f"{recipe.batch_size}, validation {recipe.val_ratio:g}")  # fmt: skip
+    return (
+        f"Automatic: chosen from the number of labelled compositions when the run starts ({'; '.join(shown)}); the "
+        "live monitor shows what a run resolved to. The fields marked *by hand* apply only to a schedule set by hand."
     )
 
 
@@ -179,8 +203,8 @@ def dims_text(dims: Sequence[int]) -> str:
 @dataclass
 class FormValues:
     """What the Train form holds (widget values, not yet validated). The defaults are the form's starting
-    values: TrainConfig's defaults, except the :data:`FORM_TRAINER` / :data:`FORM_DATA` choices and the
-    :data:`SIZE_PRESET` sizes."""
+    values: TrainConfig's defaults (the schedule automatic), the :data:`SIZE_PRESET` sizes, and the by-hand
+    schedule fields' :data:`FORM_TRAINER` / :data:`FORM_DATA` values (sent only with ``schedule`` "hand")."""
 
     name: str = "my-model"
     bundled: list[str] = field(default_factory=list)
@@ -197,6 +221,7 @@ class FormValues:
     # binary classification: the decision threshold chosen on the validation split (TaskSpec's default); off:
     # decision_threshold 0.5 (the most probable class) for the chosen classification tasks
     threshold_on_validation: bool = TaskSpec.decision_threshold == AUTO
+    schedule: str = SCHEDULE_AUTO  # SCHEDULE_HAND: max_epochs, patience, batch_size and val_ratio apply
     max_epochs: int = FORM_TRAINER.max_epochs
     patience: int = FORM_TRAINER.patience
     batch_size: int = FORM_DATA.batch_size
@@ -233,9 +258,12 @@ def validate(values: FormValues) -> list[str]:
         EncoderConfig(**encoder_settings(values))
     except ValueError as error:
         errors.append(str(error) if values.encoder == "mlp" else f"Transformer encoder: {error}.")
-    if values.max_epochs < 1:
+    if values.schedule not in SCHEDULES:
+        errors.append(f"Unknown schedule '{values.schedule}' (expected {' or '.join(SCHEDULES)}).")
+    hand = values.schedule == SCHEDULE_HAND
+    if hand and values.max_epochs < 1:
         errors.append("Train for at least 1 epoch.")
-    if values.val_ratio + values.test_ratio >= 0.9:
+    if (values.val_ratio if hand else 0.0) + values.test_ratio >= 0.9:
         errors.append("Validation + test fractions leave too little training data (keep their sum below 0.9).")
     return errors
 
@@ -266,7 +294,7 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
             entry["decision_threshold"] = HALF
         tasks.append(entry)
     encoder = encoder_settings(values)
-    return {
+    config: dict[str, Any] = {
         "name": values.name.strip(),
         "seed": int(values.seed),
         "tasks": tasks,
@@ -276,19 +304,17 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
             "autoencoder": {"enabled": bool(values.autoencoder)},
             "loss_balancer": bool(values.loss_balancer),
         },  # fmt: skip
-        "data": {
-            "batch_size": int(values.batch_size),
-            "val_ratio": float(values.val_ratio),
-            "test_ratio": float(values.test_ratio),
-        },  # fmt: skip
+        "data": {"test_ratio": float(values.test_ratio)},
         "optimizer": {"lr": float(values.lr)},
         "trainer": {
-            "max_epochs": int(values.max_epochs),
-            "patience": int(values.patience),
             "progress_bar": False,
             "ema_decay": FORM_TRAINER.ema_decay if values.weight_averaging else None,
         },
     }
+    if values.schedule == SCHEDULE_HAND:  # else left out: None, chosen from the data size when the run starts
+        config["trainer"] |= {"max_epochs": int(values.max_epochs), "patience": int(values.patience)}
+        config["data"] |= {"batch_size": int(values.batch_size), "val_ratio": float(values.val_ratio)}
+    return config
 
 
 def local_time(iso: str | None) -> str:
@@ -424,8 +450,9 @@ def build_rehearsal_config(values: RehearsalValues, classification: Sequence[str
     them, tasks in learning order, and the replay ratio. ``trainer.max_epochs`` is per step."""
     form = FormValues(
         name=values.name, bundled=list(values.tasks), **encoder_values(values.encoder, values.preset),
-        autoencoder=values.autoencoder, balanced_classes=values.balanced_classes, max_epochs=values.max_epochs,
-        patience=values.patience, batch_size=values.batch_size, lr=values.lr, seed=values.seed,
+        autoencoder=values.autoencoder, balanced_classes=values.balanced_classes, schedule=SCHEDULE_HAND,
+        max_epochs=values.max_epochs, patience=values.patience, batch_size=values.batch_size, lr=values.lr,
+        seed=values.seed,
         weight_averaging=REHEARSAL_TRAINER.ema_decay is not None,
     )  # fmt: skip
     config = build_config(form, classification=classification)
