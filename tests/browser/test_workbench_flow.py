@@ -104,8 +104,9 @@ def test_train_monitor_advances_then_cancel(app, page):
     page.goto(url + "/train")
     wait_for_app(page)
     page.get_by_text("bulk_modulus (GPa)", exact=True).click()
-    set_number(page, "Epochs (passes over the data)", "400")
-    set_number(page, "Patience (epochs)", "400")
+    page.get_by_text("set by hand", exact=True).click()  # the schedule (automatic by default)
+    set_number(page, "Epochs, by hand (passes over the data)", "400")
+    set_number(page, "Patience, by hand (epochs)", "400")
     page.get_by_role("button", name="Start training").click()
     wait_for_app(page)
     runs = [p for p in (workspace / "runs").iterdir() if p.is_dir()]
@@ -118,6 +119,7 @@ def test_train_monitor_advances_then_cancel(app, page):
         return int(re.search(r"epoch (\d+) /", text).group(1))
 
     expect(page.get_by_text(re.compile(r"epoch [1-9]\d* / 400")).first).to_be_visible(timeout=CEILING_MS)
+    expect(page.get_by_text("Schedule (set by hand): up to 400 epochs, patience 400").first).to_be_visible()
     first = shown_epoch()
     deadline = time.monotonic() + CEILING_S  # the next epoch takes as long as the machine needs
     while shown_epoch() <= first and time.monotonic() < deadline:
