@@ -168,9 +168,8 @@ with tab_train:
             st.markdown("**Training**")
             form["schedule"] = st.radio(
                 "Schedule", list(SCHEDULES), index=list(SCHEDULES).index(FORM.schedule), format_func=schedule_label,
-                key="train_schedule", horizontal=True,
-                help="Automatic: the recipe of `fm train` for the data size (a few hundred rows get many small steps, "
-                "a longer patience and a larger validation share). By hand: the four fields below.",
+                key="train_schedule", horizontal=True, help="Automatic: `fm train`'s recipe for the data size (few "
+                "rows: many small steps, longer patience, larger validation share). By hand: the fields below.",
             )  # fmt: skip
             st.caption(schedule_note())
             cols = st.columns(2)
