@@ -20,6 +20,8 @@ from typing import Any
 from fm_engine.config import check_keys, check_value
 from fm_engine.thresholds import AUTO, HALF
 
+REGRESSION_LOSSES = ("l1", "huber", "mse")  # see TaskSpec.loss
+
 
 class TaskType(StrEnum):
     REGRESSION = "regression"
@@ -70,7 +72,8 @@ class TaskSpec:
         class_weights: classification only: per-class loss weights, or ``"balanced"`` (inverse class
             frequency on the training split).
         n_kernels: kernel regression only: number of Gaussian kernels in ``t``.
-        loss: regression only: ``huber`` (default; robust to outliers) or ``mse``.
+        loss: regression only: ``l1`` (the mean absolute error itself, the metric every card and benchmark
+            reports), ``huber`` (quadratic within half a standard deviation, linear beyond) or ``mse``.
         decision_threshold: binary classification only: the probability of the second class (``classes[1]``)
             above which a composition is predicted as that class. ``"auto"`` (default): chosen at the end of
             training on the validation split, for the highest balanced accuracy (ties: closest to 0.5), and
@@ -146,8 +149,9 @@ class TaskSpec:
                     raise ValueError(
                         f"task '{self.name}': {len(self.class_weights)} class_weights for {len(self.classes)} classes"
                     )
-        if self.loss not in ("huber", "mse"):
-            raise ValueError(f"task '{self.name}': loss must be 'huber' or 'mse', not '{self.loss}'")
+        if self.loss not in REGRESSION_LOSSES:
+            raise ValueError(f"task '{self.name}': loss must be one of {', '.join(REGRESSION_LOSSES)}, not "
+                             f"'{self.loss}'")  # fmt: skip
         if self.n_kernels < 1:
             raise ValueError(f"task '{self.name}': n_kernels must be >= 1")
         self.check_decision_threshold()

@@ -127,8 +127,10 @@ HUBER_BETA = 0.5  # in units of the task's training standard deviation
 
 
 def regression_loss(task: TaskSpec, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The task's regression loss on normalised values: ``mse``, or ``huber`` (quadratic within
-    ``HUBER_BETA`` standard deviations, linear beyond: robust to outliers, better MAE)."""
+    """The task's regression loss on normalised values: ``l1`` (mean absolute error), ``huber`` (quadratic
+    within ``HUBER_BETA`` standard deviations, linear beyond) or ``mse``."""
+    if task.loss == "l1":
+        return F.l1_loss(prediction, target)
     if task.loss == "huber":
         return F.smooth_l1_loss(prediction, target, beta=HUBER_BETA)
     return F.mse_loss(prediction, target)

@@ -180,18 +180,27 @@ def test_bad_encoder_settings():
         EncoderConfig(type="gnn")
 
 
-def test_regression_loss_is_huber_by_default_and_mse_on_request():
+@pytest.mark.parametrize(
+    ("loss", "reference"),
+    [
+        ("l1", torch.nn.functional.l1_loss),
+        ("huber", lambda p, t: torch.nn.functional.smooth_l1_loss(p, t, beta=0.5)),
+        ("mse", torch.nn.functional.mse_loss),
+    ],
+)
+def test_each_regression_loss_is_its_formula_on_normalised_values(loss, reference):
     model = make_model().eval()
     x, targets, masks, t = batch()
-    huber = model.task_losses(x, targets, masks, t)["gap"]
-    model.tasks["gap"].loss = "mse"
-    mse = model.task_losses(x, targets, masks, t)["gap"]
+    model.tasks["gap"].loss = loss
+    value = model.task_losses(x, targets, masks, t)["gap"]
     prediction = model(x)["gap"][masks["gap"]]
     target = model.to_normalised("gap", targets["gap"][masks["gap"]])
-    assert torch.isclose(huber, torch.nn.functional.smooth_l1_loss(prediction, target, beta=0.5))
-    assert torch.isclose(mse, torch.nn.functional.mse_loss(prediction, target))
-    with pytest.raises(ValueError, match="loss must be 'huber' or 'mse'"):
-        TaskSpec(name="a", loss="l1")
+    assert torch.isclose(value, reference(prediction, target))
+
+
+def test_an_unknown_regression_loss_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="loss must be one of l1, huber, mse, not 'l2'"):
+        TaskSpec(name="a", loss="l2")
 
 
 def test_decision_thresholds_belong_to_binary_tasks_round_trip_and_leave_with_their_task():
