@@ -53,14 +53,20 @@ class FinetuneSection:
     # The corpus folder of the replay; "": the folder the start checkpoint's tasks were read from, else
     # <workspace>/corpus.
     replay_corpus: str = ""
-    # The encoder's learning rate is optimizer.lr times this (the heads, new and kept, train at optimizer.lr).
+    # The encoder's learning rate is optimizer.lr times this (the run's new heads train at optimizer.lr).
     encoder_lr_scale: float = 0.2
+    # The kept heads' learning rate is optimizer.lr times this (they are trained already; the replay is small).
+    kept_heads_lr_scale: float = 1.0
     # Train only the heads (the encoder frozen: weights and norm statistics) for this many first epochs.
     freeze_encoder_epochs: int = 0
+    # Keep the encoder's batch-norm statistics the start's (its weights still train): the fine-tuning batches
+    # (the run's rows and the replay) differ from the data the start's statistics and heads were made on.
+    freeze_norm_statistics: bool = False
 
     def __post_init__(self) -> None:
         check_range("finetune.replay_rows", self.replay_rows, low=0)
         check_range("finetune.encoder_lr_scale", self.encoder_lr_scale, low=0, low_open=True)
+        check_range("finetune.kept_heads_lr_scale", self.kept_heads_lr_scale, low=0, low_open=True)
         check_range("finetune.freeze_encoder_epochs", self.freeze_encoder_epochs, low=0)
 
 
