@@ -79,8 +79,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "norm_fixed": {"start": True, "finetune": {"freeze_norm_statistics": True}},
     "kept_slow": {"start": True, "finetune": {"kept_heads_lr_scale": 0.1}},
     "norm_kept_slow": {"start": True, "finetune": {"freeze_norm_statistics": True, "kept_heads_lr_scale": 0.1}},
-    "gentle": {"start": True, "finetune": {"encoder_lr_scale": 0.1, "freeze_norm_statistics": True,
-                                           "kept_heads_lr_scale": 0.1}},
+    "gentle": {
+        "start": True,
+        "finetune": {"encoder_lr_scale": 0.1, "freeze_norm_statistics": True, "kept_heads_lr_scale": 0.1},
+    },
     "defaults": {"start": True, "defaults": True},
 }
 
