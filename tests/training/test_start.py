@@ -158,6 +158,7 @@ def test_fine_tuning_keeps_the_start_heads_within_tolerance_and_records_the_star
     assert card.config["start_checkpoint_id"] == start.checkpoint_id
     markdown = (result.checkpoint / "card.md").read_text()
     assert "## Start" in markdown and start.checkpoint_id[:12] in markdown
+    assert "batch-norm statistics kept; kept heads' learning rate x0.1" in markdown  # the default recipe
 
 
 def yaml_config(run: Path) -> dict[str, Any]:
