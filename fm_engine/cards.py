@@ -275,6 +275,8 @@ class StartRecord:
     replay_rows: dict[str, int] = field(default_factory=dict)  # kept head -> training compositions replayed
     encoder_lr_scale: float | None = None
     freeze_encoder_epochs: int = 0
+    freeze_norm_statistics: bool = False  # the encoder's batch-norm statistics kept the start's
+    kept_heads_lr_scale: float | None = None  # the kept heads' learning rate / optimizer.lr (None: not recorded)
     notes: list[str] = field(default_factory=list)
     test_metrics_before: dict[str, dict[str, float]] = field(default_factory=dict)  # kept head -> metric -> value
 
@@ -297,6 +299,8 @@ class StartRecord:
             replay_rows={str(k): int(v) for k, v in _numbers(data, "replay_rows", where).items()},
             encoder_lr_scale=_take(data, "encoder_lr_scale", float, where),
             freeze_encoder_epochs=_take(data, "freeze_encoder_epochs", int, where, 0),
+            freeze_norm_statistics=_take(data, "freeze_norm_statistics", bool, where, False),
+            kept_heads_lr_scale=_take(data, "kept_heads_lr_scale", float, where),
             notes=names("notes"),
             test_metrics_before={t: dict(m) for t, m in _take(data, "test_metrics_before", dict, where, {}).items()},
         )
@@ -313,7 +317,9 @@ class StartRecord:
         lines = ["## Start", "", f"Encoder fine-tuned from {what} '{self.name}' at `{self.path}` (id "
                  f"{self.checkpoint_id[:12]}; start_from: {self.requested}); encoder learning "
                  f"rate x{format_value(self.encoder_lr_scale)}, frozen for the first {self.freeze_encoder_epochs} "
-                 "epoch(s).", ""]  # fmt: skip
+                 f"epoch(s){', batch-norm statistics kept' if self.freeze_norm_statistics else ''}"
+                 + (f"; kept heads' learning rate x{format_value(self.kept_heads_lr_scale)}"
+                    if self.kept_heads_lr_scale is not None else "") + ".", ""]  # fmt: skip
         replayed = [t for t in self.kept_heads if t not in self.frozen_heads]
         if replayed:
             counts = ", ".join(f"{t} {self.replay_rows.get(t, 0)}" for t in replayed)

@@ -168,6 +168,7 @@ class FlexibleMultiTaskModel(nn.Module):
         self.log_sigma = nn.ParameterDict()
         self.tasks: dict[str, TaskSpec] = {}
         self._encoder_frozen = False
+        self._norm_statistics_frozen = False
         for task in config.tasks:
             self._build_head(task, config.scalers[task.name])
         self.autoencoder = (
@@ -250,12 +251,24 @@ class FlexibleMultiTaskModel(nn.Module):
         self._encoder_frozen = frozen
         for parameter in self.encoder.parameters():
             parameter.requires_grad_(not frozen)
-        self.encoder.train(self.training and not frozen)
+        self.train(self.training)
+
+    def freeze_norm_statistics(self, frozen: bool = True) -> None:
+        """Keep the encoder's batch-norm statistics (running mean and variance) fixed while its weights train:
+        in training the batch-norm layers normalise with the stored statistics, as at inference (a fine-tune
+        whose batches mix the user's rows and a small replay keeps the start's statistics, which every kept
+        head was trained on)."""
+        self._norm_statistics_frozen = frozen
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> FlexibleMultiTaskModel:
         super().train(mode)
         if self._encoder_frozen:
             self.encoder.eval()
+        elif self._norm_statistics_frozen:
+            for module in self.encoder.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     # ------------------------------------------------------------------ input standardisation

@@ -294,6 +294,8 @@ def plan_start(config: TrainConfig, start: ResolvedStart, run_path: Path, notes:
         replay_corpus=str(corpus.resolve()) if corpus is not None else "",
         replay_rows=trained_rows,
         encoder_lr_scale=config.finetune.encoder_lr_scale, freeze_encoder_epochs=config.finetune.freeze_encoder_epochs,
+        freeze_norm_statistics=config.finetune.freeze_norm_statistics,
+        kept_heads_lr_scale=config.finetune.kept_heads_lr_scale if kept_specs else None,
         notes=list(notes),
     )  # fmt: skip
     return StartPlan(model, dm, record, [spec.name for spec in specs])

@@ -419,7 +419,12 @@ def _train(
         module = MultiTaskModule(
             model, lr=optimizer.lr, weight_decay=optimizer.weight_decay, scheduler=optimizer.scheduler,
             encoder_lr_scale=config.finetune.encoder_lr_scale if from_start else 1.0,
+            slow_heads=tuple(t for t in start_record.kept_heads if t not in start_record.frozen_heads)
+            if from_start and start_record is not None else (),
+            slow_heads_lr_scale=config.finetune.kept_heads_lr_scale,
         )  # fmt: skip
+        if from_start:
+            model.freeze_norm_statistics(config.finetune.freeze_norm_statistics)
         monitor = start.monitor_tasks if start is not None else None
         if from_start:  # the run's own tasks choose the best epoch; the kept heads ride along on their replay
             monitor = [spec.name for spec in config.task_specs()]

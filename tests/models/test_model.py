@@ -164,6 +164,27 @@ def test_frozen_encoder_stays_bit_identical_while_heads_learn():
     assert all(p.requires_grad for p in model.encoder.parameters())
 
 
+def test_frozen_norm_statistics_stay_while_the_encoder_weights_learn():
+    model = make_model(EncoderConfig(hidden_dims=[64, 32], norm="batch"))
+    model.freeze_norm_statistics()
+    model.train()
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        optimizer.zero_grad()
+        model.total_loss(model.task_losses(*batch())).backward()
+        optimizer.step()
+    after = model.encoder.state_dict()
+    statistics = [k for k in before if "running_" in k]
+    assert statistics and all(torch.equal(after[k], before[k]) for k in statistics)
+    assert any(not torch.equal(after[k], before[k]) for k in before if k.endswith("weight"))
+    model.freeze_encoder(True)  # the warm-up freeze and its end keep the statistics fixed too
+    model.freeze_encoder(False)
+    assert not any(m.training for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    model.freeze_norm_statistics(False)
+    assert all(m.training for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm1d))
+
+
 def test_config_round_trip():
     model = make_model()
     rebuilt = FlexibleMultiTaskModel(ModelConfig.from_dict(model.config.to_dict()))

@@ -158,6 +158,7 @@ def test_fine_tuning_keeps_the_start_heads_within_tolerance_and_records_the_star
     assert card.config["start_checkpoint_id"] == start.checkpoint_id
     markdown = (result.checkpoint / "card.md").read_text()
     assert "## Start" in markdown and start.checkpoint_id[:12] in markdown
+    assert "batch-norm statistics kept; kept heads' learning rate x0.1" in markdown  # the default recipe
 
 
 def yaml_config(run: Path) -> dict[str, Any]:
@@ -175,6 +176,20 @@ def test_a_frozen_encoder_stays_the_start_encoder_bit_for_bit(foundation, user_c
     assert all(torch.equal(encoder_state(model)[k], expected[k]) for k in expected)
     assert list(model.tasks) == ["hardness"]  # keep_start_heads: false drops them
     assert load_checkpoint(result.checkpoint).card.start.dropped_heads == ["formation_enthalpy", "is_metal"]
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-6])
+def test_the_kept_heads_learn_at_their_own_rate(foundation, user_csv, tmp_path, scale):
+    finetune = {"kept_heads_lr_scale": scale, "freeze_norm_statistics": True}
+    config = TrainConfig.from_dict(user_config(user_csv, start_from=str(foundation), finetune=finetune))
+    config.trainer.max_epochs, config.trainer.ema_decay = 3, None
+    tuned = load_checkpoint(train(config, tmp_path / "run").checkpoint).model.state_dict()
+    start = load_checkpoint(foundation).model.state_dict()
+    moved = max(float((tuned[k] - v).abs().max()) for k, v in start.items() if k.startswith("heads.is_metal."))
+    assert (moved > 1e-3) if scale == 1.0 else (moved < 1e-5), moved  # AdamW steps are about lr x scale
+    norms = [k for k in start if k.startswith("encoder.") and "running_" in k]
+    assert norms and all(torch.equal(tuned[k], start[k]) for k in norms)  # the start's batch-norm statistics
+    assert any(not torch.equal(tuned[k], start[k]) for k in start if k.startswith("encoder.") and "weight" in k)
 
 
 def test_without_replay_the_kept_heads_stay_frozen_and_the_card_says_so(foundation, user_csv, tmp_path):
