@@ -72,8 +72,9 @@ class TaskSpec:
         class_weights: classification only: per-class loss weights, or ``"balanced"`` (inverse class
             frequency on the training split).
         n_kernels: kernel regression only: number of Gaussian kernels in ``t``.
-        loss: regression only: ``l1`` (the mean absolute error itself, the metric every card and benchmark
-            reports), ``huber`` (quadratic within half a standard deviation, linear beyond) or ``mse``.
+        loss: regression only: ``l1`` (default: the mean absolute error itself, the metric every card and
+            benchmark reports; chosen on matbench_expt_gap validation rows, see README), ``huber`` (quadratic
+            within half a standard deviation, linear beyond) or ``mse``.
         decision_threshold: binary classification only: the probability of the second class (``classes[1]``)
             above which a composition is predicted as that class. ``"auto"`` (default): chosen at the end of
             training on the validation split, for the highest balanced accuracy (ties: closest to 0.5), and
@@ -100,7 +101,7 @@ class TaskSpec:
     head_hidden_dims: list[int] = field(default_factory=lambda: [64])
     class_weights: list[float] | str | None = None
     n_kernels: int = 8
-    loss: str = "huber"
+    loss: str = "l1"
     decision_threshold: float | str = AUTO
 
     def __post_init__(self) -> None:

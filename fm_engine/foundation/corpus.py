@@ -41,6 +41,7 @@ CORPUS_FILE = "corpus.parquet"
 TASKS_FILE = "tasks.json"
 MANIFEST_FILE = "manifest.json"
 CACHE_DIR = "descriptors"
+PRETRAIN_LOSS = "huber"  # the corpus tasks' regression loss: the shipped foundation was pretrained with it
 WEIGHTS_CACHE = "weights"
 BASE_COLUMNS = ("composition", "formula", "split")
 SPLITS = ("train", "val", "test")
@@ -145,6 +146,7 @@ class CorpusTask:
             unit=self.unit,
             classes=list(self.classes) if self.classes is not None else None,
             description=self.description,
+            loss=PRETRAIN_LOSS,
         )
 
 

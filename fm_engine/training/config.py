@@ -55,8 +55,8 @@ class FinetuneSection:
     # compositions for its metrics (0: no replay, the kept heads stay frozen). 128 instead of 512 was faster but
     # let the kept heads drift (median test MAE x1.45 instead of x1.2) without helping the run's own task.
     replay_rows: int = 512
-    # The corpus folder of the replay; "": the folder the start checkpoint's tasks were read from, else
-    # <workspace>/corpus.
+    # The corpus folder of the replay; "": the corpus sample shipped in the start checkpoint (<start>/replay),
+    # else the folder the start checkpoint's tasks were read from, else <workspace>/corpus.
     replay_corpus: str = ""
     # The encoder's learning rate is optimizer.lr times this (the run's new heads train at optimizer.lr).
     encoder_lr_scale: float = 0.1

@@ -62,6 +62,7 @@ TRAIN_CONFIG: dict[str, Any] = {
             "composition_column": "formula",
             "data_column": "target",
             "unit": "GPa",
+            "loss": "huber",  # the default of the code that wrote the committed checkpoint (l1 since issue 16)
         },
         {"name": "hea_phase", "type": "classification", "data_files": ["data/phase.csv"], "class_weights": "balanced"},
         {
