@@ -12,10 +12,11 @@ training data: predictions and designs still come out, without distance columns,
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -85,21 +86,39 @@ class ReferenceIndex:
         n_refs, n_el = self.weights.shape
         self.n_elements = n_el
         self.normalised = bool(n_refs) and bool(np.all(np.abs(self.weights.sum(axis=1) - 1.0) < 1e-6))
-        present = self.weights > 0
         self.best_value = self.weights.max(axis=0) if n_refs else np.zeros(n_el)  # (E,) max fraction
         self.best_ref = self.weights.argmax(axis=0) if n_refs else np.zeros(n_el, dtype=np.int64)
-        rows, cols = np.nonzero(present)  # row-major: each row's elements ascending
+        rows, cols = np.nonzero(self.weights > 0)  # row-major: each row's elements ascending
         slot = np.arange(len(rows)) - np.searchsorted(rows, rows)  # position of the element in its row
         width = int(slot.max()) + 1 if len(rows) else 1
-        elements = np.full((n_refs, width), -1, dtype=np.int64)
-        elements[rows, slot] = cols
+        self.elements = np.full((n_refs, width), -1, dtype=np.int16)  # each row's elements ascending, -1 padded
+        self.elements[rows, slot] = cols
+        self.counts = np.bincount(rows, minlength=n_refs)  # elements per row
+        self.fractions = np.zeros((n_refs, width))  # their fractions, 0 padded
+        self.fractions[rows, slot] = self.weights[rows, cols]
+        # the same, row after row without padding: row i's elements at flat_elements[row_offset[i]:][:counts[i]]
+        self.flat_elements, self.flat_fractions = cols.astype(np.int16), self.weights[rows, cols]
+        self.row_offset = np.searchsorted(rows, np.arange(n_refs))
+
+    @cached_property
+    def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The element-pair index (built on first use): references of each pair, and each pair's start."""
+        n_el, width = self.n_elements, self.elements.shape[1]
         first, second = np.triu_indices(width, k=1)
-        valid = (elements[:, first] >= 0) & (elements[:, second] >= 0)
+        valid = (self.elements[:, first] >= 0) & (self.elements[:, second] >= 0)  # (N, pairs)
+        elements = self.elements.astype(np.int64)
         ids = (elements[:, first] * n_el + elements[:, second])[valid]  # row-major: reference order
-        refs = np.broadcast_to(np.arange(n_refs)[:, None], valid.shape)[valid]
+        refs = np.broadcast_to(np.arange(len(self))[:, None], valid.shape)[valid]
         order = np.argsort(ids, kind="stable")  # by pair, then reference order
-        self.pair_refs = refs[order]
-        self.pair_start = np.searchsorted(ids[order], np.arange(n_el * n_el + 1))
+        return refs[order], np.searchsorted(ids[order], np.arange(n_el * n_el + 1))
+
+    @property
+    def pair_refs(self) -> np.ndarray:
+        return self._pairs[0]
+
+    @property
+    def pair_start(self) -> np.ndarray:
+        return self._pairs[1]
 
     def __len__(self) -> int:
         return len(self.weights)
@@ -211,11 +230,17 @@ def _nearest_sparse(weights: np.ndarray, index: ReferenceIndex) -> tuple[np.ndar
 PATTERNS_PER_GROUP = 16
 """Up to this many membership patterns per group, candidates are reduced per pattern (one pass), else per group."""
 
+SUBSET_ELEMENTS = MAX_SPARSE_ELEMENTS
+"""References of at most this many elements are indexed by every subset of two or more of their elements
+(:class:`GroupedIndex`; up to 247 subsets each); wider ones (rare) are compared with every query."""
+
 
 class GroupedIndex:
     """A :class:`ReferenceIndex` whose references belong to groups (e.g. the tasks they are labelled for):
-    ``groups`` (N, G) bool. Holds what every search reuses: each group's largest fraction of each element and
-    the distinct membership patterns of the references (a few hundred for a corpus of 23 tasks)."""
+    ``groups`` (N, G) bool. Holds what every search reuses: each group's largest fraction of each element, the
+    distinct membership patterns of the references (a few hundred for a corpus of 23 tasks), and the
+    references listed under every subset of two or more of their elements, each list split into runs of one
+    membership pattern (see :func:`nearest_by_group`)."""
 
     def __init__(self, index: ReferenceIndex, groups: np.ndarray) -> None:
         self.index = index
@@ -232,16 +257,90 @@ class GroupedIndex:
         self.patterns = np.ascontiguousarray(patterns.T)  # (G, P): which patterns hold each group
         self.members = np.ascontiguousarray(groups.T)  # (G, N)
         self.best_values = _group_best_values(index, self.members)
+        self._index_subsets()
+
+    def _index_subsets(self) -> None:
+        """``subset_keys`` (sorted): every subset of 2..SUBSET_ELEMENTS elements some reference holds (see
+        :func:`_subset_keys`); ``key_runs``: each key's runs; ``run_pattern``, ``run_refs``: each run's membership
+        pattern and its references in ``subset_refs``, by their mass on the subset, largest first;
+        ``subset_rank``: run * 2**32 + the rank of that mass (:func:`_mass_rank`); ``wide``: the references of more
+        elements."""
+        elements, counts = self.index.elements.astype(np.int64), self.index.counts
+        keys, refs, masses = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+        for m in range(2, min(elements.shape[1], SUBSET_ELEMENTS) + 1):
+            rows = np.flatnonzero(counts == m)
+            for size in range(2, m + 1) if len(rows) else ():
+                combos = _combinations(m, size)
+                keys.append(_subset_keys(elements[rows][:, combos]).ravel())
+                masses.append(_ordered_sum(self.index.fractions[rows][:, combos]).ravel())
+                refs.append(np.repeat(rows, len(combos)))
+        key, ref, mass = np.concatenate(keys), np.concatenate(refs), np.concatenate(masses)
+        pattern = self.pattern_of_ref[ref]
+        rank = _mass_rank(mass)
+        order = np.lexsort((ref, rank, pattern, key))  # by subset, pattern, mass on the subset (largest first)
+        key, pattern, rank, self.subset_refs = key[order], pattern[order], rank[order], ref[order]
+        run_start = (
+            np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (pattern[1:] != pattern[:-1])]) if len(key) else ref
+        )
+        key_start = np.flatnonzero(np.r_[True, key[run_start][1:] != key[run_start][:-1]]) if len(key) else ref
+        self.subset_keys = key[run_start][key_start]
+        self.key_runs = np.r_[key_start, len(run_start)]
+        self.run_pattern = pattern[run_start]
+        self.run_refs = np.r_[run_start, len(key)]
+        self.subset_rank = np.repeat(np.arange(len(run_start), dtype=np.int64), np.diff(self.run_refs)) << 32 | rank
+        self.wide = np.flatnonzero(counts > SUBSET_ELEMENTS)
 
     def __len__(self) -> int:
         return len(self.index)
 
 
+@lru_cache(maxsize=64)
+def _combinations(k: int, size: int) -> np.ndarray:
+    """(C, size) every choice of ``size`` of ``k`` slots, each ascending."""
+    return np.array(list(itertools.combinations(range(k), size)), dtype=np.int64).reshape(-1, size)
+
+
+def _ordered_sum(fractions: np.ndarray) -> np.ndarray:
+    """Sum over the last axis in order (as the overlaps are summed), so ``min``-terms sum to no more."""
+    total = fractions[..., 0]
+    for slot in range(1, fractions.shape[-1]):
+        total = total + fractions[..., slot]
+    return total
+
+
+def _mass_rank(mass: np.ndarray) -> np.ndarray:
+    """``floor((1 - mass) * 2**31)`` (int64, 0..2**31): smaller for larger masses."""
+    return np.floor((1.0 - np.clip(mass, 0.0, 1.0)) * 2.0**31).astype(np.int64)
+
+
+def _subset_keys(elements: np.ndarray) -> np.ndarray:
+    """One int64 per set of ascending element indices (last axis; at most :data:`SUBSET_ELEMENTS` of < 127)."""
+    key = np.zeros(elements.shape[:-1], dtype=np.int64)
+    for slot in range(elements.shape[-1]):
+        key = key * 128 + elements[..., slot] + 1
+    return key
+
+
+def _expand(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every position of the ranges ``starts[i]:stops[i]`` in order, and the range (i) of each."""
+    sizes = stops - starts
+    total = int(sizes.sum())
+    return np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(total), np.repeat(
+        np.arange(len(sizes)), sizes
+    )
+
+
 def nearest_by_group(weights: np.ndarray, grouped: GroupedIndex, *, chunk_size: int = 1024) -> np.ndarray:
     """(n, G) distance of each row of ``weights`` to the nearest reference of each group of ``grouped``; NaN
-    for a group without references. The same distances as :func:`nearest` against each group's references:
-    one element-pair candidate search serves every group, and each candidate counts for the groups of its
-    membership pattern."""
+    for a group without references. The same distances as :func:`nearest` against each group's references.
+
+    One search serves every group (each compared reference counts for the groups of its membership pattern),
+    and it compares only references that can beat the best overlap found so far: references sharing one
+    element are bounded as in :class:`ReferenceIndex`; a reference sharing the elements ``S`` of the query
+    (two or more) overlaps at most ``q(S) = sum_{e in S} q_e``. The query's subsets ``S`` are visited from the
+    largest (its own chemical system) down, and a run of references listed under ``S`` with one membership
+    pattern is compared only if ``q(S)`` exceeds the best overlap so far of some group of the pattern.
+    """
     index = grouped.index
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     distance = np.zeros((len(weights), grouped.n_groups))
@@ -280,33 +379,86 @@ def _group_best_values(index: ReferenceIndex, members: np.ndarray) -> np.ndarray
 
 def _nearest_sparse_by_group(weights: np.ndarray, grouped: GroupedIndex) -> np.ndarray:
     """(G, n) distances of rows of a few elements to each group's nearest reference (see
-    :func:`_nearest_sparse`: the same bounds and candidates; the best overlap taken per membership pattern,
-    then per group over its patterns)."""
-    index = grouped.index
+    :func:`nearest_by_group`)."""
     n = len(weights)
     rows, cols = np.nonzero(weights > 0)
     row_start = np.searchsorted(rows, np.arange(n))
     values = weights[rows, cols]
     # References of group g sharing one element e: overlap at most min(q_e, max r_e over the group).
     best_overlap = np.maximum.reduceat(np.minimum(values[None, :], grouped.best_values[:, cols]), row_start, axis=1)
-    found = _pair_candidates(weights, index, rows, cols, row_start, values)
-    if found is not None:
-        candidates, owner, overlap = found
-        n_patterns = grouped.patterns.shape[1]
-        if n_patterns <= PATTERNS_PER_GROUP * grouped.n_groups:
-            table = np.zeros(n * n_patterns)  # best overlap per (query, membership pattern)
-            np.maximum.at(table, owner * n_patterns + grouped.pattern_of_ref[candidates], overlap)
-            table = table.reshape(n, n_patterns)
-            for g, patterns in enumerate(grouped.patterns):
-                if patterns.any():
-                    best_overlap[g] = np.maximum(best_overlap[g], table[:, patterns].max(axis=1))
-        else:  # many patterns (labels spread independently over the tasks): one masked pass per group
-            group_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-            group_rows = owner[group_start]
-            for g, member in enumerate(grouped.members):
-                group_best = np.maximum.reduceat(np.where(member[candidates], overlap, 0.0), group_start)
-                best_overlap[g, group_rows] = np.maximum(best_overlap[g, group_rows], group_best)
+    counts = np.diff(np.r_[row_start, len(rows)])
+    width = int(counts.max())
+    elements = np.zeros((n, width), dtype=np.int64)
+    fractions = np.zeros((n, width))
+    position = np.arange(len(rows)) - row_start[rows]
+    elements[rows, position], fractions[rows, position] = cols, values
+    if len(grouped.wide):
+        _raise_best(weights, grouped, np.tile(grouped.wide, n), np.repeat(np.arange(n), len(grouped.wide)),
+                    best_overlap)  # fmt: skip
+    for size in range(min(width, SUBSET_ELEMENTS), 1, -1):  # shared sets from the largest down
+        keys, mass, owner = [], [], []
+        for k in range(size, width + 1):
+            queries = np.flatnonzero(counts == k)
+            if len(queries):
+                combos = _combinations(k, size)
+                keys.append(_subset_keys(elements[queries][:, combos]).ravel())
+                mass.append(_ordered_sum(fractions[queries][:, combos]).ravel())
+                owner.append(np.repeat(queries, len(combos)))
+        key, subset_mass, subset_owner = np.concatenate(keys), np.concatenate(mass), np.concatenate(owner)
+        found = np.minimum(np.searchsorted(grouped.subset_keys, key), max(len(grouped.subset_keys) - 1, 0))
+        held = grouped.subset_keys[found] == key if len(grouped.subset_keys) else np.zeros(len(key), bool)
+        run, subset = _expand(grouped.key_runs[found[held]], grouped.key_runs[found[held] + 1])
+        run_owner, run_mass, pattern = subset_owner[held][subset], subset_mass[held][subset], grouped.run_pattern[run]
+        # a run can matter only if q(S) beats the best overlap so far of one of its pattern's groups
+        threshold = np.full(len(run), np.inf)
+        for g, holds in enumerate(grouped.patterns):
+            threshold = np.where(holds[pattern], np.minimum(threshold, best_overlap[g, run_owner]), threshold)
+        keep = run_mass > threshold
+        run, run_owner, threshold = run[keep], run_owner[keep], threshold[keep]
+        # and within it only the references whose own mass on S beats it (they come first; margin 2**-30)
+        limit = (run << 32) | (_mass_rank(threshold) + 1)
+        refs, of_run = _expand(grouped.run_refs[run], np.searchsorted(grouped.subset_rank, limit, side="right"))
+        if len(refs):
+            _raise_best(weights, grouped, grouped.subset_refs[refs], run_owner[of_run], best_overlap,
+                        width=SUBSET_ELEMENTS)  # fmt: skip
     return 0.5 * (weights.sum(axis=1) + 1.0)[None, :] - best_overlap
+
+
+def _raise_best(
+    weights: np.ndarray,
+    grouped: GroupedIndex,
+    candidates: np.ndarray,
+    owner: np.ndarray,
+    best_overlap: np.ndarray,
+    *,
+    width: int | None = None,
+) -> None:
+    """Raise ``best_overlap`` (G, n) by the overlaps ``sum_e min(q_e, r_e)`` of the references ``candidates``
+    with the query rows ``owner`` (summed in ascending element order, so the same floats as
+    :func:`_pair_candidates`); ``width``: the candidates' most elements. Candidates have 2+ elements."""
+    index = grouped.index
+    counts, start = index.counts[candidates], index.row_offset[candidates]
+    flat, base = weights.ravel(), owner * weights.shape[1]
+    overlap = np.zeros(len(candidates))
+    for slot in range(width or index.elements.shape[1]):  # each candidate's elements in ascending order
+        if slot < 2:  # every candidate has 2+ elements
+            at = start + slot
+            overlap += np.minimum(flat[base + index.flat_elements[at]], index.flat_fractions[at])
+        else:
+            some = np.flatnonzero(counts > slot)
+            at = start[some] + slot
+            overlap[some] += np.minimum(flat[base[some] + index.flat_elements[at]], index.flat_fractions[at])
+    n, n_patterns = weights.shape[0], grouped.patterns.shape[1]
+    if n_patterns <= PATTERNS_PER_GROUP * grouped.n_groups:
+        table = np.zeros(n * n_patterns)  # best overlap per (query, membership pattern)
+        np.maximum.at(table, owner * n_patterns + grouped.pattern_of_ref[candidates], overlap)
+        table = table.reshape(n, n_patterns)
+        for g, patterns in enumerate(grouped.patterns):
+            if patterns.any():
+                best_overlap[g] = np.maximum(best_overlap[g], table[:, patterns].max(axis=1))
+    else:  # many patterns (labels spread independently over the groups): one masked pass per group
+        for g, member in enumerate(grouped.members):
+            np.maximum.at(best_overlap[g], owner, np.where(member[candidates], overlap, 0.0))
 
 
 def has_training_record(checkpoint: LoadedCheckpoint) -> bool:
