@@ -244,7 +244,7 @@ def main() -> None:
         return
     if args.only_distances:
         figures = distances_only(Path(args.only_distances))
-        print("figures as [wall, CPU]:", json.dumps(figures, indent=1))
+        print("figures as [wall, CPU]:", json.dumps(figures))
         print(f"wrote {write_result('pretrain_distances', {'environment': environment(), 'results': [figures]})}")
         return
     env = environment()

@@ -277,7 +277,8 @@ class GroupedIndex:
         key, ref, mass = np.concatenate(keys), np.concatenate(refs), np.concatenate(masses)
         pattern = self.pattern_of_ref[ref]
         rank = _mass_rank(mass)
-        order = np.lexsort((ref, rank, pattern, key))  # by subset, pattern, mass on the subset (largest first)
+        order = np.argsort((pattern << 32) | rank, kind="stable")  # by subset, pattern, mass (largest first)
+        order = order[np.argsort(key[order], kind="stable")]
         key, pattern, rank, self.subset_refs = key[order], pattern[order], rank[order], ref[order]
         run_start = (
             np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (pattern[1:] != pattern[:-1])]) if len(key) else ref
@@ -367,13 +368,14 @@ def nearest_by_group(weights: np.ndarray, grouped: GroupedIndex, *, chunk_size: 
 
 def _group_best_values(index: ReferenceIndex, members: np.ndarray) -> np.ndarray:
     """(G, E): per group, the largest fraction of each element among its references."""
-    rows, cols = np.nonzero(index.weights.T > 0)  # element-major: each element's references together
-    values = index.weights[cols, rows]
+    order = np.argsort(index.flat_elements, kind="stable")  # element-major: each element's references together
+    elements, values = index.flat_elements[order], index.flat_fractions[order]
+    owner = np.repeat(np.arange(len(index)), index.counts)[order]
     best = np.zeros((len(members), index.n_elements))
-    if len(rows):
-        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    if len(order):
+        starts = np.flatnonzero(np.r_[True, elements[1:] != elements[:-1]])
         for g, member in enumerate(members):
-            best[g, rows[starts]] = np.maximum.reduceat(np.where(member[cols], values, 0.0), starts)
+            best[g, elements[starts]] = np.maximum.reduceat(np.where(member[owner], values, 0.0), starts)
     return best
 
 
@@ -450,12 +452,17 @@ def _raise_best(
             overlap[some] += np.minimum(flat[base[some] + index.flat_elements[at]], index.flat_fractions[at])
     n, n_patterns = weights.shape[0], grouped.patterns.shape[1]
     if n_patterns <= PATTERNS_PER_GROUP * grouped.n_groups:
-        table = np.zeros(n * n_patterns)  # best overlap per (query, membership pattern)
-        np.maximum.at(table, owner * n_patterns + grouped.pattern_of_ref[candidates], overlap)
-        table = table.reshape(n, n_patterns)
+        pattern = grouped.pattern_of_ref[candidates]
+        present = np.flatnonzero(np.bincount(pattern, minlength=n_patterns))  # the patterns among the candidates
+        compact = np.zeros(n_patterns, dtype=np.int64)
+        compact[present] = np.arange(len(present))
+        table = np.zeros(len(present) * n)  # best overlap per (membership pattern, query)
+        np.maximum.at(table, compact[pattern] * n + owner, overlap)
+        table = table.reshape(len(present), n)
         for g, patterns in enumerate(grouped.patterns):
-            if patterns.any():
-                best_overlap[g] = np.maximum(best_overlap[g], table[:, patterns].max(axis=1))
+            holds = patterns[present]
+            if holds.any():
+                best_overlap[g] = np.maximum(best_overlap[g], table[holds].max(axis=0))
     else:  # many patterns (labels spread independently over the groups): one masked pass per group
         for g, member in enumerate(grouped.members):
             np.maximum.at(best_overlap[g], owner, np.where(member[candidates], overlap, 0.0))
