@@ -235,36 +235,44 @@ SUBSET_ELEMENTS = MAX_SPARSE_ELEMENTS
 (:class:`GroupedIndex`; up to 247 subsets each); wider ones (rare) are compared with every query."""
 
 
+def distinct_rows(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a (N, G) bool array (P, G) and each row's index among them (N,), like
+    ``np.unique(flags, axis=0, return_inverse=True)`` but in no particular order, and for up to 62 columns
+    through one integer code per row (a 1-d unique instead of a row sort)."""
+    flags = np.asarray(flags, dtype=bool)
+    if flags.shape[1] > 62:
+        patterns, inverse = np.unique(flags, axis=0, return_inverse=True)
+        return patterns, inverse.reshape(-1)
+    codes = flags.astype(np.int64) @ (np.int64(1) << np.arange(flags.shape[1], dtype=np.int64))
+    unique, inverse = np.unique(codes, return_inverse=True)
+    return ((unique[:, None] >> np.arange(flags.shape[1])) & 1).astype(bool), inverse.reshape(-1)
+
+
 class GroupedIndex:
     """A :class:`ReferenceIndex` whose references belong to groups (e.g. the tasks they are labelled for):
     ``groups`` (N, G) bool. Holds what every search reuses: each group's largest fraction of each element, the
     distinct membership patterns of the references (a few hundred for a corpus of 23 tasks), and the
     references listed under every subset of two or more of their elements, each list split into runs of one
-    membership pattern (see :func:`nearest_by_group`)."""
+    membership pattern (see :data:`PATTERNS_PER_GROUP` and :func:`nearest_by_group`)."""
 
     def __init__(self, index: ReferenceIndex, groups: np.ndarray) -> None:
         self.index = index
         groups = np.asarray(groups, dtype=bool).reshape(len(index), -1)
         self.n_groups = groups.shape[1]
         self.has_members = groups.any(axis=0)
-        if self.n_groups <= 62:  # one integer code per membership pattern: a 1-d unique instead of a row sort
-            codes = groups.astype(np.int64) @ (np.int64(1) << np.arange(self.n_groups, dtype=np.int64))
-            unique, self.pattern_of_ref = np.unique(codes, return_inverse=True)
-            patterns = ((unique[:, None] >> np.arange(self.n_groups)) & 1).astype(bool)
-        else:
-            patterns, self.pattern_of_ref = np.unique(groups, axis=0, return_inverse=True)
-        self.pattern_of_ref = self.pattern_of_ref.reshape(-1)
+        patterns, self.pattern_of_ref = distinct_rows(groups)
         self.patterns = np.ascontiguousarray(patterns.T)  # (G, P): which patterns hold each group
+        self.by_pattern = self.patterns.shape[1] <= PATTERNS_PER_GROUP * self.n_groups
         self.members = np.ascontiguousarray(groups.T)  # (G, N)
         self.best_values = _group_best_values(index, self.members)
         self._index_subsets()
 
     def _index_subsets(self) -> None:
         """``subset_keys`` (sorted): every subset of 2..SUBSET_ELEMENTS elements some reference holds (see
-        :func:`_subset_keys`); ``key_runs``: each key's runs; ``run_pattern``, ``run_refs``: each run's membership
-        pattern and its references in ``subset_refs``, by their mass on the subset, largest first;
-        ``subset_rank``: run * 2**32 + the rank of that mass (:func:`_mass_rank`); ``wide``: the references of more
-        elements."""
+        :func:`_subset_keys`); ``key_runs``: each key's runs (one per membership pattern if ``by_pattern``, else
+        one); ``run_groups`` (R, G) and ``run_refs``: each run's groups and its references in ``subset_refs``, by
+        their mass on the subset, largest first; ``subset_rank``: run * 2**32 + the rank of that mass
+        (:func:`_mass_rank`); ``wide``: the references of more elements."""
         elements, counts = self.index.elements.astype(np.int64), self.index.counts
         keys, refs, masses = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
         for m in range(2, min(elements.shape[1], SUBSET_ELEMENTS) + 1):
@@ -275,19 +283,23 @@ class GroupedIndex:
                 masses.append(_ordered_sum(self.index.fractions[rows][:, combos]).ravel())
                 refs.append(np.repeat(rows, len(combos)))
         key, ref, mass = np.concatenate(keys), np.concatenate(refs), np.concatenate(masses)
-        pattern = self.pattern_of_ref[ref]
+        pattern = self.pattern_of_ref[ref] if self.by_pattern else np.zeros(len(ref), dtype=np.int64)
         rank = _mass_rank(mass)
         order = np.argsort((pattern << 32) | rank, kind="stable")  # by subset, pattern, mass (largest first)
         order = order[np.argsort(key[order], kind="stable")]
         key, pattern, rank, self.subset_refs = key[order], pattern[order], rank[order], ref[order]
-        run_start = (
-            np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (pattern[1:] != pattern[:-1])]) if len(key) else ref
-        )
+        changes = (key[1:] != key[:-1]) | (pattern[1:] != pattern[:-1])
+        run_start = np.flatnonzero(np.r_[True, changes]) if len(key) else ref
         key_start = np.flatnonzero(np.r_[True, key[run_start][1:] != key[run_start][:-1]]) if len(key) else ref
         self.subset_keys = key[run_start][key_start]
         self.key_runs = np.r_[key_start, len(run_start)]
-        self.run_pattern = pattern[run_start]
         self.run_refs = np.r_[run_start, len(key)]
+        if not len(key):
+            self.run_groups = np.zeros((0, self.n_groups), dtype=bool)
+        elif self.by_pattern:
+            self.run_groups = np.ascontiguousarray(self.patterns[:, pattern[run_start]].T)
+        else:
+            self.run_groups = np.logical_or.reduceat(self.members.T[self.subset_refs], run_start, axis=0)
         self.subset_rank = np.repeat(np.arange(len(run_start), dtype=np.int64), np.diff(self.run_refs)) << 32 | rank
         self.wide = np.flatnonzero(counts > SUBSET_ELEMENTS)
 
@@ -394,9 +406,9 @@ def _nearest_sparse_by_group(weights: np.ndarray, grouped: GroupedIndex) -> np.n
     fractions = np.zeros((n, width))
     position = np.arange(len(rows)) - row_start[rows]
     elements[rows, position], fractions[rows, position] = cols, values
-    if len(grouped.wide):
+    if len(grouped.wide):  # each wide reference against every row, one run each
         _raise_best(weights, grouped, np.tile(grouped.wide, n), np.repeat(np.arange(n), len(grouped.wide)),
-                    best_overlap)  # fmt: skip
+                    np.arange(n * len(grouped.wide)), best_overlap, by_pattern=False)  # fmt: skip
     for size in range(min(width, SUBSET_ELEMENTS), 1, -1):  # shared sets from the largest down
         keys, mass, owner = [], [], []
         for k in range(size, width + 1):
@@ -410,19 +422,23 @@ def _nearest_sparse_by_group(weights: np.ndarray, grouped: GroupedIndex) -> np.n
         found = np.minimum(np.searchsorted(grouped.subset_keys, key), max(len(grouped.subset_keys) - 1, 0))
         held = grouped.subset_keys[found] == key if len(grouped.subset_keys) else np.zeros(len(key), bool)
         run, subset = _expand(grouped.key_runs[found[held]], grouped.key_runs[found[held] + 1])
-        run_owner, run_mass, pattern = subset_owner[held][subset], subset_mass[held][subset], grouped.run_pattern[run]
-        # a run can matter only if q(S) beats the best overlap so far of one of its pattern's groups
+        run_owner, run_mass = subset_owner[held][subset], subset_mass[held][subset]
+        # a run can matter only if q(S) beats the best overlap so far of one of its groups
         threshold = np.full(len(run), np.inf)
-        for g, holds in enumerate(grouped.patterns):
-            threshold = np.where(holds[pattern], np.minimum(threshold, best_overlap[g, run_owner]), threshold)
+        for g in range(grouped.n_groups):
+            holds = grouped.run_groups[run, g]
+            threshold = np.where(holds, np.minimum(threshold, best_overlap[g, run_owner]), threshold)
         keep = run_mass > threshold
         run, run_owner, threshold = run[keep], run_owner[keep], threshold[keep]
         # and within it only the references whose own mass on S beats it (they come first; margin 2**-30)
-        limit = (run << 32) | (_mass_rank(threshold) + 1)
-        refs, of_run = _expand(grouped.run_refs[run], np.searchsorted(grouped.subset_rank, limit, side="right"))
+        stop = np.searchsorted(grouped.subset_rank, (run << 32) | (_mass_rank(threshold) + 1), side="right")
+        scanned = stop > grouped.run_refs[run]
+        run, run_owner, stop = run[scanned], run_owner[scanned], stop[scanned]
+        refs, _ = _expand(grouped.run_refs[run], stop)
         if len(refs):
-            _raise_best(weights, grouped, grouped.subset_refs[refs], run_owner[of_run], best_overlap,
-                        width=SUBSET_ELEMENTS)  # fmt: skip
+            offsets = np.cumsum(stop - grouped.run_refs[run]) - (stop - grouped.run_refs[run])
+            _raise_best(weights, grouped, grouped.subset_refs[refs], run_owner, offsets, best_overlap,
+                        width=SUBSET_ELEMENTS, by_pattern=grouped.by_pattern)  # fmt: skip
     return 0.5 * (weights.sum(axis=1) + 1.0)[None, :] - best_overlap
 
 
@@ -430,16 +446,20 @@ def _raise_best(
     weights: np.ndarray,
     grouped: GroupedIndex,
     candidates: np.ndarray,
-    owner: np.ndarray,
+    run_owner: np.ndarray,
+    run_start: np.ndarray,
     best_overlap: np.ndarray,
     *,
     width: int | None = None,
+    by_pattern: bool,
 ) -> None:
     """Raise ``best_overlap`` (G, n) by the overlaps ``sum_e min(q_e, r_e)`` of the references ``candidates``
-    with the query rows ``owner`` (summed in ascending element order, so the same floats as
-    :func:`_pair_candidates`); ``width``: the candidates' most elements. Candidates have 2+ elements."""
+    (2+ elements each; at most ``width``) with query rows: runs of candidates starting at ``run_start`` (no run
+    empty) belong to the rows ``run_owner`` (and, if ``by_pattern``, to one membership pattern each). Summed in
+    ascending element order, so the same floats as :func:`_pair_candidates`."""
     index = grouped.index
     counts, start = index.counts[candidates], index.row_offset[candidates]
+    owner = np.repeat(run_owner, np.diff(np.r_[run_start, len(candidates)]))
     flat, base = weights.ravel(), owner * weights.shape[1]
     overlap = np.zeros(len(candidates))
     for slot in range(width or index.elements.shape[1]):  # each candidate's elements in ascending order
@@ -450,22 +470,23 @@ def _raise_best(
             some = np.flatnonzero(counts > slot)
             at = start[some] + slot
             overlap[some] += np.minimum(flat[base[some] + index.flat_elements[at]], index.flat_fractions[at])
-    n, n_patterns = weights.shape[0], grouped.patterns.shape[1]
-    if n_patterns <= PATTERNS_PER_GROUP * grouped.n_groups:
-        pattern = grouped.pattern_of_ref[candidates]
-        present = np.flatnonzero(np.bincount(pattern, minlength=n_patterns))  # the patterns among the candidates
-        compact = np.zeros(n_patterns, dtype=np.int64)
+    n = weights.shape[0]
+    if by_pattern:  # best overlap per (membership pattern, row), then per group over its patterns
+        pattern = grouped.pattern_of_ref[candidates[run_start]]
+        present = np.flatnonzero(np.bincount(pattern, minlength=grouped.patterns.shape[1]))
+        compact = np.zeros(grouped.patterns.shape[1], dtype=np.int64)
         compact[present] = np.arange(len(present))
-        table = np.zeros(len(present) * n)  # best overlap per (membership pattern, query)
-        np.maximum.at(table, compact[pattern] * n + owner, overlap)
+        table = np.zeros(len(present) * n)
+        np.maximum.at(table, compact[pattern] * n + run_owner, np.maximum.reduceat(overlap, run_start))
         table = table.reshape(len(present), n)
         for g, patterns in enumerate(grouped.patterns):
             holds = patterns[present]
             if holds.any():
                 best_overlap[g] = np.maximum(best_overlap[g], table[holds].max(axis=0))
-    else:  # many patterns (labels spread independently over the groups): one masked pass per group
+    else:  # one masked pass per group
         for g, member in enumerate(grouped.members):
-            np.maximum.at(best_overlap[g], owner, np.where(member[candidates], overlap, 0.0))
+            run_best = np.maximum.reduceat(np.where(member[candidates], overlap, 0.0), run_start)
+            np.maximum.at(best_overlap[g], run_owner, run_best)
 
 
 def has_training_record(checkpoint: LoadedCheckpoint) -> bool:

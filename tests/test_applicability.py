@@ -180,3 +180,15 @@ def test_the_grouped_search_handles_empty_and_single_element_sets():
         expected = nearest(parse_many(["Fe", "Fe3Ni", "NaCl", "FeNiCo"]).weights, reference[rows])[1]
         np.testing.assert_array_equal(found[:, 0], expected)
     assert nearest_by_group(np.zeros((0, 94)), grouped).shape == (0, 1)
+
+
+def test_distinct_rows_gives_each_row_its_pattern():
+    from fm_engine.applicability import distinct_rows
+
+    rng = np.random.default_rng(1)
+    for columns in (1, 5, 70):  # one integer code per row up to 62 columns, a row sort beyond
+        flags = rng.random((300, columns)) < 0.3
+        flags[150:] = flags[:150]
+        patterns, index = distinct_rows(flags)
+        np.testing.assert_array_equal(patterns[index], flags)
+        assert len(patterns) == len(np.unique(flags, axis=0))
