@@ -33,6 +33,8 @@ peak RSS <= 4 GiB; end of run <= 10 s; predictions with distances >= 10,000 rows
 
 Run: ``nice -n 10 .venv/bin/python bench/pretrain_epoch.py [--sizes 10000,100000,400000] [--corpus DIR]``.
 Writes bench/results/pretrain_epoch.json (synthetic sizes) or pretrain_epoch_corpus.json (``--corpus``).
+``--only-distances CHECKPOINT`` measures only a saved checkpoint's distance figures (no training; see
+:func:`distances_only`) and writes pretrain_distances.json.
 """
 
 from __future__ import annotations

@@ -350,9 +350,11 @@ def nearest_by_group(weights: np.ndarray, grouped: GroupedIndex, *, chunk_size: 
     One search serves every group (each compared reference counts for the groups of its membership pattern),
     and it compares only references that can beat the best overlap found so far: references sharing one
     element are bounded as in :class:`ReferenceIndex`; a reference sharing the elements ``S`` of the query
-    (two or more) overlaps at most ``q(S) = sum_{e in S} q_e``. The query's subsets ``S`` are visited from the
-    largest (its own chemical system) down, and a run of references listed under ``S`` with one membership
-    pattern is compared only if ``q(S)`` exceeds the best overlap so far of some group of the pattern.
+    (two or more) overlaps at most ``q(S) = sum_{e in S} q_e`` and at most its own mass on ``S``. The query's
+    subsets ``S`` are visited from the largest (its own chemical system) down; a run of references listed
+    under ``S`` is compared only if ``q(S)`` exceeds the best overlap so far of one of the run's groups, and
+    only its references whose own mass on ``S`` does (both sums in the order the overlaps are summed, so the
+    float bounds hold too: the distances are exactly those of a full search).
     """
     index = grouped.index
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
