@@ -82,23 +82,39 @@ class ReferenceIndex:
     """
 
     def __init__(self, reference: np.ndarray) -> None:
-        self.weights = np.ascontiguousarray(np.atleast_2d(np.asarray(reference, dtype=np.float64)))
-        n_refs, n_el = self.weights.shape
+        self.reference = np.atleast_2d(np.asarray(reference))  # as given (float32 stays float32 until needed)
+        n_refs, n_el = self.reference.shape
         self.n_elements = n_el
-        self.normalised = bool(n_refs) and bool(np.all(np.abs(self.weights.sum(axis=1) - 1.0) < 1e-6))
-        self.best_value = self.weights.max(axis=0) if n_refs else np.zeros(n_el)  # (E,) max fraction
-        self.best_ref = self.weights.argmax(axis=0) if n_refs else np.zeros(n_el, dtype=np.int64)
-        rows, cols = np.nonzero(self.weights > 0)  # row-major: each row's elements ascending
+        rows, cols = np.nonzero(self.reference > 0)  # row-major: each row's elements ascending
+        values = self.reference[rows, cols].astype(np.float64)
+        self.counts = np.bincount(rows, minlength=n_refs)  # elements per row
+        totals = np.bincount(rows, weights=values, minlength=n_refs)
+        self.normalised = bool(n_refs) and bool(np.all(np.abs(totals - 1.0) < 1e-6))
+        # each element's largest fraction and the first reference holding it (0 and 0 for an absent element)
+        by_element = np.argsort(cols, kind="stable")  # element-major, references ascending
+        element_of, value_of = cols[by_element], values[by_element]
+        starts = np.flatnonzero(np.r_[True, element_of[1:] != element_of[:-1]]) if len(rows) else rows
+        self.best_value, self.best_ref = np.zeros(n_el), np.zeros(n_el, dtype=np.int64)
+        if len(rows):
+            largest = np.maximum.reduceat(value_of, starts)
+            at_largest = value_of >= np.repeat(largest, np.diff(np.r_[starts, len(rows)]))
+            first = np.flatnonzero(at_largest)[np.unique(element_of[at_largest], return_index=True)[1]]
+            self.best_value[element_of[starts]] = largest
+            self.best_ref[element_of[first]] = rows[by_element[first]]
         slot = np.arange(len(rows)) - np.searchsorted(rows, rows)  # position of the element in its row
         width = int(slot.max()) + 1 if len(rows) else 1
         self.elements = np.full((n_refs, width), -1, dtype=np.int16)  # each row's elements ascending, -1 padded
         self.elements[rows, slot] = cols
-        self.counts = np.bincount(rows, minlength=n_refs)  # elements per row
         self.fractions = np.zeros((n_refs, width))  # their fractions, 0 padded
-        self.fractions[rows, slot] = self.weights[rows, cols]
+        self.fractions[rows, slot] = values
         # the same, row after row without padding: row i's elements at flat_elements[row_offset[i]:][:counts[i]]
-        self.flat_elements, self.flat_fractions = cols.astype(np.int16), self.weights[rows, cols]
+        self.flat_elements, self.flat_fractions = cols.astype(np.int16), values
         self.row_offset = np.searchsorted(rows, np.arange(n_refs))
+
+    @cached_property
+    def weights(self) -> np.ndarray:
+        """(N, E) float64 atomic fractions (made on first use: the full searches need them)."""
+        return np.ascontiguousarray(self.reference, dtype=np.float64)
 
     @cached_property
     def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +137,7 @@ class ReferenceIndex:
         return self._pairs[1]
 
     def __len__(self) -> int:
-        return len(self.weights)
+        return len(self.reference)
 
 
 def nearest(

@@ -192,3 +192,17 @@ def test_distinct_rows_gives_each_row_its_pattern():
         patterns, index = distinct_rows(flags)
         np.testing.assert_array_equal(patterns[index], flags)
         assert len(patterns) == len(np.unique(flags, axis=0))
+
+
+def test_the_index_bounds_equal_the_dense_maxima():
+    from fm_engine.applicability import ReferenceIndex
+
+    rng = np.random.default_rng(2)
+    reference = _random_compositions(rng, 200, pool=[1, 7, 25, 26, 40, 80], most=4, grid=4)
+    for given in (reference, reference.astype(np.float32)):  # float32 (a corpus's weights) read as float64
+        index = ReferenceIndex(given)
+        dense = given.astype(np.float64)
+        np.testing.assert_array_equal(index.best_value, dense.max(axis=0))
+        np.testing.assert_array_equal(index.best_ref, dense.argmax(axis=0))  # the first reference at the maximum
+        np.testing.assert_array_equal(index.weights, dense)
+        assert index.normalised and not ReferenceIndex(given * 2).normalised
