@@ -33,6 +33,8 @@ peak RSS <= 4 GiB; end of run <= 10 s; predictions with distances >= 10,000 rows
 
 Run: ``nice -n 10 .venv/bin/python bench/pretrain_epoch.py [--sizes 10000,100000,400000] [--corpus DIR]``.
 Writes bench/results/pretrain_epoch.json (synthetic sizes) or pretrain_epoch_corpus.json (``--corpus``).
+``--only-distances CHECKPOINT`` measures only a saved checkpoint's distance figures (no training; see
+:func:`distances_only`) and writes pretrain_distances.json.
 """
 
 from __future__ import annotations
@@ -169,16 +171,83 @@ def one_size(corpus_dir: Path, *, epochs: int) -> dict[str, Any]:
     }
 
 
+def distances_only(checkpoint_dir: Path, *, n_queries: int = 10_000, repeats: int = 3) -> dict[str, Any]:
+    """Distance-to-training figures of a saved checkpoint, without training: the first prediction after
+    loading (it reads compositions.csv and builds the index, :func:`fm_engine.applicability.training_set`),
+    warm predictions with and without the distance columns (best of ``repeats``), the search alone, and
+    the card's distance reach as the end of a run computes it (an index over the training compositions and a
+    search of the test compositions, :func:`fm_engine.cards.tested_reach_by_task`'s work). Wall and CPU."""
+    import numpy as np
+
+    from fm_engine import applicability
+    from fm_engine.checkpoints import load_checkpoint
+    from fm_engine.compositions import parse_many
+    from fm_engine.threads import configure_threads
+    from tests.foundation.synthetic import synthetic_compositions
+
+    configure_threads()
+    keys, _ = synthetic_compositions(n_queries, seed=12345)
+
+    def clock(function: Any) -> tuple[Any, float, float]:
+        begin, cpu = time.perf_counter(), time.process_time()
+        result = function()
+        return result, time.perf_counter() - begin, time.process_time() - cpu
+
+    checkpoint, load_s, load_cpu_s = clock(lambda: load_checkpoint(checkpoint_dir))
+    record, record_s, record_cpu_s = clock(lambda: applicability.training_set(checkpoint))
+    _, first_s, first_cpu_s = clock(lambda: checkpoint.predict(keys))
+    warm = [clock(lambda: checkpoint.predict(keys))[1:] for _ in range(repeats)]
+    bare = [clock(lambda: checkpoint.predict(keys, distances=False))[1:] for _ in range(repeats)]
+    weights = parse_many(keys).weights
+    search = [clock(lambda: applicability.nearest_by_group(weights, record.grouped))[1:] for _ in range(repeats)]
+
+    def card_reach() -> np.ndarray:
+        grouped = applicability.GroupedIndex(applicability.ReferenceIndex(record.weights), record.members)
+        return applicability.nearest_by_group(record.test_weights, grouped)
+
+    _, card_s, card_cpu_s = clock(card_reach)
+
+    def best(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+        return min(p[0] for p in pairs), min(p[1] for p in pairs)
+
+    (warm_s, warm_cpu_s), (bare_s, bare_cpu_s), (search_s, search_cpu_s) = best(warm), best(bare), best(search)
+    return {
+        "checkpoint": str(checkpoint_dir),
+        "n_training": len(record.keys),
+        "n_test": len(record.test_weights),
+        "n_tasks": len(record.tasks),
+        "n_queries": n_queries,
+        "load_s": [round(load_s, 2), round(load_cpu_s, 2)],
+        "training_set_s": [round(record_s, 2), round(record_cpu_s, 2)],
+        "first_predict_rows_per_s": [
+            round(n_queries / (record_s + first_s)),
+            round(n_queries / (record_cpu_s + first_cpu_s)),
+        ],
+        "warm_predict_rows_per_s": [round(n_queries / warm_s), round(n_queries / warm_cpu_s)],
+        "predict_without_distances_rows_per_s": [round(n_queries / bare_s), round(n_queries / bare_cpu_s)],
+        "search_only_rows_per_s": [round(n_queries / search_s), round(n_queries / search_cpu_s)],
+        "card_distances_s": [round(card_s, 2), round(card_cpu_s, 2)],
+        "load_average": os.getloadavg()[0],
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000,400000", help="synthetic corpus sizes")
     parser.add_argument("--corpus", help="a real corpus folder instead of the synthetic ones")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run (the first one warms up)")
     parser.add_argument("--work", default="/tmp/fm_pretrain_bench", help="folder for the synthetic corpora")
+    parser.add_argument("--only-distances", metavar="CHECKPOINT", help="only the distance figures of a checkpoint")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child: measure this corpus folder
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_size(Path(args.one), epochs=args.epochs)))
+        return
+    if args.only_distances:
+        figures = distances_only(Path(args.only_distances))
+        print("figures as [wall, CPU]:", json.dumps(figures))
+        print(f"wrote {write_result('pretrain_distances', {'environment': environment(), 'results': [figures]})}")
         return
     env = environment()
     print_environment(env)

@@ -12,10 +12,11 @@ training data: predictions and designs still come out, without distance columns,
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -81,28 +82,62 @@ class ReferenceIndex:
     """
 
     def __init__(self, reference: np.ndarray) -> None:
-        self.weights = np.ascontiguousarray(np.atleast_2d(np.asarray(reference, dtype=np.float64)))
-        n_refs, n_el = self.weights.shape
+        self.reference = np.atleast_2d(np.asarray(reference))  # as given (float32 stays float32 until needed)
+        n_refs, n_el = self.reference.shape
         self.n_elements = n_el
-        self.normalised = bool(n_refs) and bool(np.all(np.abs(self.weights.sum(axis=1) - 1.0) < 1e-6))
-        present = self.weights > 0
-        self.best_value = self.weights.max(axis=0) if n_refs else np.zeros(n_el)  # (E,) max fraction
-        self.best_ref = self.weights.argmax(axis=0) if n_refs else np.zeros(n_el, dtype=np.int64)
-        rows, cols = np.nonzero(present)  # row-major: each row's elements ascending
+        rows, cols = np.nonzero(self.reference > 0)  # row-major: each row's elements ascending
+        values = self.reference[rows, cols].astype(np.float64)
+        self.counts = np.bincount(rows, minlength=n_refs)  # elements per row
+        totals = np.bincount(rows, weights=values, minlength=n_refs)
+        self.normalised = bool(n_refs) and bool(np.all(np.abs(totals - 1.0) < 1e-6))
+        # each element's largest fraction and the first reference holding it (0 and 0 for an absent element)
+        by_element = np.argsort(cols, kind="stable")  # element-major, references ascending
+        element_of, value_of = cols[by_element], values[by_element]
+        starts = np.flatnonzero(np.r_[True, element_of[1:] != element_of[:-1]]) if len(rows) else rows
+        self.best_value, self.best_ref = np.zeros(n_el), np.zeros(n_el, dtype=np.int64)
+        if len(rows):
+            largest = np.maximum.reduceat(value_of, starts)
+            at_largest = value_of >= np.repeat(largest, np.diff(np.r_[starts, len(rows)]))
+            first = np.flatnonzero(at_largest)[np.unique(element_of[at_largest], return_index=True)[1]]
+            self.best_value[element_of[starts]] = largest
+            self.best_ref[element_of[first]] = rows[by_element[first]]
         slot = np.arange(len(rows)) - np.searchsorted(rows, rows)  # position of the element in its row
         width = int(slot.max()) + 1 if len(rows) else 1
-        elements = np.full((n_refs, width), -1, dtype=np.int64)
-        elements[rows, slot] = cols
+        self.elements = np.full((n_refs, width), -1, dtype=np.int16)  # each row's elements ascending, -1 padded
+        self.elements[rows, slot] = cols
+        self.fractions = np.zeros((n_refs, width))  # their fractions, 0 padded
+        self.fractions[rows, slot] = values
+        # the same, row after row without padding: row i's elements at flat_elements[row_offset[i]:][:counts[i]]
+        self.flat_elements, self.flat_fractions = cols.astype(np.int16), values
+        self.row_offset = np.searchsorted(rows, np.arange(n_refs))
+
+    @cached_property
+    def weights(self) -> np.ndarray:
+        """(N, E) float64 atomic fractions (made on first use: the full searches need them)."""
+        return np.ascontiguousarray(self.reference, dtype=np.float64)
+
+    @cached_property
+    def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The element-pair index (built on first use): references of each pair, and each pair's start."""
+        n_el, width = self.n_elements, self.elements.shape[1]
         first, second = np.triu_indices(width, k=1)
-        valid = (elements[:, first] >= 0) & (elements[:, second] >= 0)
+        valid = (self.elements[:, first] >= 0) & (self.elements[:, second] >= 0)  # (N, pairs)
+        elements = self.elements.astype(np.int64)
         ids = (elements[:, first] * n_el + elements[:, second])[valid]  # row-major: reference order
-        refs = np.broadcast_to(np.arange(n_refs)[:, None], valid.shape)[valid]
+        refs = np.broadcast_to(np.arange(len(self))[:, None], valid.shape)[valid]
         order = np.argsort(ids, kind="stable")  # by pair, then reference order
-        self.pair_refs = refs[order]
-        self.pair_start = np.searchsorted(ids[order], np.arange(n_el * n_el + 1))
+        return refs[order], np.searchsorted(ids[order], np.arange(n_el * n_el + 1))
+
+    @property
+    def pair_refs(self) -> np.ndarray:
+        return self._pairs[0]
+
+    @property
+    def pair_start(self) -> np.ndarray:
+        return self._pairs[1]
 
     def __len__(self) -> int:
-        return len(self.weights)
+        return len(self.reference)
 
 
 def nearest(
@@ -211,37 +246,132 @@ def _nearest_sparse(weights: np.ndarray, index: ReferenceIndex) -> tuple[np.ndar
 PATTERNS_PER_GROUP = 16
 """Up to this many membership patterns per group, candidates are reduced per pattern (one pass), else per group."""
 
+SUBSET_ELEMENTS = MAX_SPARSE_ELEMENTS
+"""References of at most this many elements are indexed by every subset of two or more of their elements
+(:class:`GroupedIndex`; up to 247 subsets each); wider ones (rare) are compared with every query."""
+
+
+def distinct_rows(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a (N, G) bool array (P, G) and each row's index among them (N,), like
+    ``np.unique(flags, axis=0, return_inverse=True)`` but in no particular order, and for up to 62 columns
+    through one integer code per row (a 1-d unique instead of a row sort)."""
+    flags = np.asarray(flags, dtype=bool)
+    if flags.shape[1] > 62:
+        patterns, inverse = np.unique(flags, axis=0, return_inverse=True)
+        return patterns, inverse.reshape(-1)
+    codes = flags.astype(np.int64) @ (np.int64(1) << np.arange(flags.shape[1], dtype=np.int64))
+    unique, inverse = np.unique(codes, return_inverse=True)
+    return ((unique[:, None] >> np.arange(flags.shape[1])) & 1).astype(bool), inverse.reshape(-1)
+
 
 class GroupedIndex:
     """A :class:`ReferenceIndex` whose references belong to groups (e.g. the tasks they are labelled for):
-    ``groups`` (N, G) bool. Holds what every search reuses: each group's largest fraction of each element and
-    the distinct membership patterns of the references (a few hundred for a corpus of 23 tasks)."""
+    ``groups`` (N, G) bool. Holds what every search reuses: each group's largest fraction of each element, the
+    distinct membership patterns of the references (a few hundred for a corpus of 23 tasks), and the
+    references listed under every subset of two or more of their elements, each list split into runs of one
+    membership pattern (see :data:`PATTERNS_PER_GROUP` and :func:`nearest_by_group`)."""
 
     def __init__(self, index: ReferenceIndex, groups: np.ndarray) -> None:
         self.index = index
         groups = np.asarray(groups, dtype=bool).reshape(len(index), -1)
         self.n_groups = groups.shape[1]
         self.has_members = groups.any(axis=0)
-        if self.n_groups <= 62:  # one integer code per membership pattern: a 1-d unique instead of a row sort
-            codes = groups.astype(np.int64) @ (np.int64(1) << np.arange(self.n_groups, dtype=np.int64))
-            unique, self.pattern_of_ref = np.unique(codes, return_inverse=True)
-            patterns = ((unique[:, None] >> np.arange(self.n_groups)) & 1).astype(bool)
-        else:
-            patterns, self.pattern_of_ref = np.unique(groups, axis=0, return_inverse=True)
-        self.pattern_of_ref = self.pattern_of_ref.reshape(-1)
+        patterns, self.pattern_of_ref = distinct_rows(groups)
         self.patterns = np.ascontiguousarray(patterns.T)  # (G, P): which patterns hold each group
+        self.by_pattern = self.patterns.shape[1] <= PATTERNS_PER_GROUP * self.n_groups
         self.members = np.ascontiguousarray(groups.T)  # (G, N)
         self.best_values = _group_best_values(index, self.members)
+        self._index_subsets()
+
+    def _index_subsets(self) -> None:
+        """``subset_keys`` (sorted): every subset of 2..SUBSET_ELEMENTS elements some reference holds (see
+        :func:`_subset_keys`); ``key_runs``: each key's runs (one per membership pattern if ``by_pattern``, else
+        one); ``run_groups`` (R, G) and ``run_refs``: each run's groups and its references in ``subset_refs``, by
+        their mass on the subset, largest first; ``subset_rank``: run * 2**32 + the rank of that mass
+        (:func:`_mass_rank`); ``wide``: the references of more elements."""
+        elements, counts = self.index.elements.astype(np.int64), self.index.counts
+        keys, refs, masses = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+        for m in range(2, min(elements.shape[1], SUBSET_ELEMENTS) + 1):
+            rows = np.flatnonzero(counts == m)
+            for size in range(2, m + 1) if len(rows) else ():
+                combos = _combinations(m, size)
+                keys.append(_subset_keys(elements[rows][:, combos]).ravel())
+                masses.append(_ordered_sum(self.index.fractions[rows][:, combos]).ravel())
+                refs.append(np.repeat(rows, len(combos)))
+        key, ref, mass = np.concatenate(keys), np.concatenate(refs), np.concatenate(masses)
+        pattern = self.pattern_of_ref[ref] if self.by_pattern else np.zeros(len(ref), dtype=np.int64)
+        rank = _mass_rank(mass)
+        order = np.argsort((pattern << 32) | rank, kind="stable")  # by subset, pattern, mass (largest first)
+        order = order[np.argsort(key[order], kind="stable")]
+        key, pattern, rank, self.subset_refs = key[order], pattern[order], rank[order], ref[order]
+        changes = (key[1:] != key[:-1]) | (pattern[1:] != pattern[:-1])
+        run_start = np.flatnonzero(np.r_[True, changes]) if len(key) else ref
+        key_start = np.flatnonzero(np.r_[True, key[run_start][1:] != key[run_start][:-1]]) if len(key) else ref
+        self.subset_keys = key[run_start][key_start]
+        self.key_runs = np.r_[key_start, len(run_start)]
+        self.run_refs = np.r_[run_start, len(key)]
+        if not len(key):
+            self.run_groups = np.zeros((0, self.n_groups), dtype=bool)
+        elif self.by_pattern:
+            self.run_groups = np.ascontiguousarray(self.patterns[:, pattern[run_start]].T)
+        else:
+            self.run_groups = np.logical_or.reduceat(self.members.T[self.subset_refs], run_start, axis=0)
+        self.subset_rank = np.repeat(np.arange(len(run_start), dtype=np.int64), np.diff(self.run_refs)) << 32 | rank
+        self.wide = np.flatnonzero(counts > SUBSET_ELEMENTS)
 
     def __len__(self) -> int:
         return len(self.index)
 
 
+@lru_cache(maxsize=64)
+def _combinations(k: int, size: int) -> np.ndarray:
+    """(C, size) every choice of ``size`` of ``k`` slots, each ascending."""
+    return np.array(list(itertools.combinations(range(k), size)), dtype=np.int64).reshape(-1, size)
+
+
+def _ordered_sum(fractions: np.ndarray) -> np.ndarray:
+    """Sum over the last axis in order (as the overlaps are summed), so ``min``-terms sum to no more."""
+    total = fractions[..., 0]
+    for slot in range(1, fractions.shape[-1]):
+        total = total + fractions[..., slot]
+    return total
+
+
+def _mass_rank(mass: np.ndarray) -> np.ndarray:
+    """``floor((1 - mass) * 2**31)`` (int64, 0..2**31): smaller for larger masses."""
+    return np.floor((1.0 - np.clip(mass, 0.0, 1.0)) * 2.0**31).astype(np.int64)
+
+
+def _subset_keys(elements: np.ndarray) -> np.ndarray:
+    """One int64 per set of ascending element indices (last axis; at most :data:`SUBSET_ELEMENTS` of < 127)."""
+    key = np.zeros(elements.shape[:-1], dtype=np.int64)
+    for slot in range(elements.shape[-1]):
+        key = key * 128 + elements[..., slot] + 1
+    return key
+
+
+def _expand(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every position of the ranges ``starts[i]:stops[i]`` in order, and the range (i) of each."""
+    sizes = stops - starts
+    total = int(sizes.sum())
+    return np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(total), np.repeat(
+        np.arange(len(sizes)), sizes
+    )
+
+
 def nearest_by_group(weights: np.ndarray, grouped: GroupedIndex, *, chunk_size: int = 1024) -> np.ndarray:
     """(n, G) distance of each row of ``weights`` to the nearest reference of each group of ``grouped``; NaN
-    for a group without references. The same distances as :func:`nearest` against each group's references:
-    one element-pair candidate search serves every group, and each candidate counts for the groups of its
-    membership pattern."""
+    for a group without references. The same distances as :func:`nearest` against each group's references.
+
+    One search serves every group (each compared reference counts for the groups of its membership pattern),
+    and it compares only references that can beat the best overlap found so far: references sharing one
+    element are bounded as in :class:`ReferenceIndex`; a reference sharing the elements ``S`` of the query
+    (two or more) overlaps at most ``q(S) = sum_{e in S} q_e`` and at most its own mass on ``S``. The query's
+    subsets ``S`` are visited from the largest (its own chemical system) down; a run of references listed
+    under ``S`` is compared only if ``q(S)`` exceeds the best overlap so far of one of the run's groups, and
+    only its references whose own mass on ``S`` does (both sums in the order the overlaps are summed, so the
+    float bounds hold too: the distances are exactly those of a full search).
+    """
     index = grouped.index
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     distance = np.zeros((len(weights), grouped.n_groups))
@@ -268,45 +398,113 @@ def nearest_by_group(weights: np.ndarray, grouped: GroupedIndex, *, chunk_size: 
 
 def _group_best_values(index: ReferenceIndex, members: np.ndarray) -> np.ndarray:
     """(G, E): per group, the largest fraction of each element among its references."""
-    rows, cols = np.nonzero(index.weights.T > 0)  # element-major: each element's references together
-    values = index.weights[cols, rows]
+    order = np.argsort(index.flat_elements, kind="stable")  # element-major: each element's references together
+    elements, values = index.flat_elements[order], index.flat_fractions[order]
+    owner = np.repeat(np.arange(len(index)), index.counts)[order]
     best = np.zeros((len(members), index.n_elements))
-    if len(rows):
-        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    if len(order):
+        starts = np.flatnonzero(np.r_[True, elements[1:] != elements[:-1]])
         for g, member in enumerate(members):
-            best[g, rows[starts]] = np.maximum.reduceat(np.where(member[cols], values, 0.0), starts)
+            best[g, elements[starts]] = np.maximum.reduceat(np.where(member[owner], values, 0.0), starts)
     return best
 
 
 def _nearest_sparse_by_group(weights: np.ndarray, grouped: GroupedIndex) -> np.ndarray:
     """(G, n) distances of rows of a few elements to each group's nearest reference (see
-    :func:`_nearest_sparse`: the same bounds and candidates; the best overlap taken per membership pattern,
-    then per group over its patterns)."""
-    index = grouped.index
+    :func:`nearest_by_group`)."""
     n = len(weights)
     rows, cols = np.nonzero(weights > 0)
     row_start = np.searchsorted(rows, np.arange(n))
     values = weights[rows, cols]
     # References of group g sharing one element e: overlap at most min(q_e, max r_e over the group).
     best_overlap = np.maximum.reduceat(np.minimum(values[None, :], grouped.best_values[:, cols]), row_start, axis=1)
-    found = _pair_candidates(weights, index, rows, cols, row_start, values)
-    if found is not None:
-        candidates, owner, overlap = found
-        n_patterns = grouped.patterns.shape[1]
-        if n_patterns <= PATTERNS_PER_GROUP * grouped.n_groups:
-            table = np.zeros(n * n_patterns)  # best overlap per (query, membership pattern)
-            np.maximum.at(table, owner * n_patterns + grouped.pattern_of_ref[candidates], overlap)
-            table = table.reshape(n, n_patterns)
-            for g, patterns in enumerate(grouped.patterns):
-                if patterns.any():
-                    best_overlap[g] = np.maximum(best_overlap[g], table[:, patterns].max(axis=1))
-        else:  # many patterns (labels spread independently over the tasks): one masked pass per group
-            group_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-            group_rows = owner[group_start]
-            for g, member in enumerate(grouped.members):
-                group_best = np.maximum.reduceat(np.where(member[candidates], overlap, 0.0), group_start)
-                best_overlap[g, group_rows] = np.maximum(best_overlap[g, group_rows], group_best)
+    counts = np.diff(np.r_[row_start, len(rows)])
+    width = int(counts.max())
+    elements = np.zeros((n, width), dtype=np.int64)
+    fractions = np.zeros((n, width))
+    position = np.arange(len(rows)) - row_start[rows]
+    elements[rows, position], fractions[rows, position] = cols, values
+    if len(grouped.wide):  # each wide reference against every row, one run each
+        _raise_best(weights, grouped, np.tile(grouped.wide, n), np.repeat(np.arange(n), len(grouped.wide)),
+                    np.arange(n * len(grouped.wide)), best_overlap, by_pattern=False)  # fmt: skip
+    for size in range(min(width, SUBSET_ELEMENTS), 1, -1):  # shared sets from the largest down
+        keys, mass, owner = [], [], []
+        for k in range(size, width + 1):
+            queries = np.flatnonzero(counts == k)
+            if len(queries):
+                combos = _combinations(k, size)
+                keys.append(_subset_keys(elements[queries][:, combos]).ravel())
+                mass.append(_ordered_sum(fractions[queries][:, combos]).ravel())
+                owner.append(np.repeat(queries, len(combos)))
+        key, subset_mass, subset_owner = np.concatenate(keys), np.concatenate(mass), np.concatenate(owner)
+        found = np.minimum(np.searchsorted(grouped.subset_keys, key), max(len(grouped.subset_keys) - 1, 0))
+        held = grouped.subset_keys[found] == key if len(grouped.subset_keys) else np.zeros(len(key), bool)
+        run, subset = _expand(grouped.key_runs[found[held]], grouped.key_runs[found[held] + 1])
+        run_owner, run_mass = subset_owner[held][subset], subset_mass[held][subset]
+        # a run can matter only if q(S) beats the best overlap so far of one of its groups
+        threshold = np.full(len(run), np.inf)
+        for g in range(grouped.n_groups):
+            holds = grouped.run_groups[run, g]
+            threshold = np.where(holds, np.minimum(threshold, best_overlap[g, run_owner]), threshold)
+        keep = run_mass > threshold
+        run, run_owner, threshold = run[keep], run_owner[keep], threshold[keep]
+        # and within it only the references whose own mass on S beats it (they come first; margin 2**-30)
+        stop = np.searchsorted(grouped.subset_rank, (run << 32) | (_mass_rank(threshold) + 1), side="right")
+        scanned = stop > grouped.run_refs[run]
+        run, run_owner, stop = run[scanned], run_owner[scanned], stop[scanned]
+        refs, _ = _expand(grouped.run_refs[run], stop)
+        if len(refs):
+            offsets = np.cumsum(stop - grouped.run_refs[run]) - (stop - grouped.run_refs[run])
+            _raise_best(weights, grouped, grouped.subset_refs[refs], run_owner, offsets, best_overlap,
+                        width=SUBSET_ELEMENTS, by_pattern=grouped.by_pattern)  # fmt: skip
     return 0.5 * (weights.sum(axis=1) + 1.0)[None, :] - best_overlap
+
+
+def _raise_best(
+    weights: np.ndarray,
+    grouped: GroupedIndex,
+    candidates: np.ndarray,
+    run_owner: np.ndarray,
+    run_start: np.ndarray,
+    best_overlap: np.ndarray,
+    *,
+    width: int | None = None,
+    by_pattern: bool,
+) -> None:
+    """Raise ``best_overlap`` (G, n) by the overlaps ``sum_e min(q_e, r_e)`` of the references ``candidates``
+    (2+ elements each; at most ``width``) with query rows: runs of candidates starting at ``run_start`` (no run
+    empty) belong to the rows ``run_owner`` (and, if ``by_pattern``, to one membership pattern each). Summed in
+    ascending element order, so the same floats as :func:`_pair_candidates`."""
+    index = grouped.index
+    counts, start = index.counts[candidates], index.row_offset[candidates]
+    owner = np.repeat(run_owner, np.diff(np.r_[run_start, len(candidates)]))
+    flat, base = weights.ravel(), owner * weights.shape[1]
+    overlap = np.zeros(len(candidates))
+    for slot in range(width or index.elements.shape[1]):  # each candidate's elements in ascending order
+        if slot < 2:  # every candidate has 2+ elements
+            at = start + slot
+            overlap += np.minimum(flat[base + index.flat_elements[at]], index.flat_fractions[at])
+        else:
+            some = np.flatnonzero(counts > slot)
+            at = start[some] + slot
+            overlap[some] += np.minimum(flat[base[some] + index.flat_elements[at]], index.flat_fractions[at])
+    n = weights.shape[0]
+    if by_pattern:  # best overlap per (membership pattern, row), then per group over its patterns
+        pattern = grouped.pattern_of_ref[candidates[run_start]]
+        present = np.flatnonzero(np.bincount(pattern, minlength=grouped.patterns.shape[1]))
+        compact = np.zeros(grouped.patterns.shape[1], dtype=np.int64)
+        compact[present] = np.arange(len(present))
+        table = np.zeros(len(present) * n)
+        np.maximum.at(table, compact[pattern] * n + run_owner, np.maximum.reduceat(overlap, run_start))
+        table = table.reshape(len(present), n)
+        for g, patterns in enumerate(grouped.patterns):
+            holds = patterns[present]
+            if holds.any():
+                best_overlap[g] = np.maximum(best_overlap[g], table[holds].max(axis=0))
+    else:  # one masked pass per group
+        for g, member in enumerate(grouped.members):
+            run_best = np.maximum.reduceat(np.where(member[candidates], overlap, 0.0), run_start)
+            np.maximum.at(best_overlap[g], run_owner, run_best)
 
 
 def has_training_record(checkpoint: LoadedCheckpoint) -> bool:

@@ -47,6 +47,7 @@ WEIGHTS_FILE = "model.safetensors"
 COMPOSITIONS_FILE = "compositions.csv"
 COMPRESSED_COMPOSITIONS_FILE = "compositions.csv.gz"  # the same table, gzip-compressed (large training sets)
 COMPRESS_ABOVE_ROWS = 50_000  # a checkpoint with more training compositions writes the compressed file
+END_OF_RUN_GZIP_LEVEL = 6  # a run's checkpoint: half the CPU time of level 9 for ~6 % more bytes (ship uses 9)
 TASKS_SEPARATOR = ";"  # between task names in compositions.csv's ``tasks`` column
 
 
@@ -124,14 +125,16 @@ def read_compositions(checkpoint_dir: Path) -> pd.DataFrame:
         raise CheckpointError(f"{path}: cannot be read ({first})") from None
 
 
-def write_compositions(table: pd.DataFrame, checkpoint_dir: Path, *, compress: bool | None = None) -> Path:
+def write_compositions(
+    table: pd.DataFrame, checkpoint_dir: Path, *, compress: bool | None = None, level: int = 9
+) -> Path:
     """Write a checkpoint's training-composition table, gzip-compressed if ``compress`` (None: above
-    :data:`COMPRESS_ABOVE_ROWS` rows), with a fixed gzip header time so the same table gives the same bytes;
-    returns the file written."""
+    :data:`COMPRESS_ABOVE_ROWS` rows) at gzip ``level``, with a fixed gzip header time so the same table gives
+    the same bytes; returns the file written."""
     compress = len(table) > COMPRESS_ABOVE_ROWS if compress is None else compress
     name = COMPRESSED_COMPOSITIONS_FILE if compress else COMPOSITIONS_FILE
     with atomic_path(Path(checkpoint_dir) / name) as path:
-        compression = {"method": "gzip", "compresslevel": 9, "mtime": 0} if name.endswith(".gz") else None
+        compression = {"method": "gzip", "compresslevel": level, "mtime": 0} if name.endswith(".gz") else None
         table.to_csv(path, index=False, compression=compression)
     return Path(checkpoint_dir) / name
 
@@ -262,7 +265,7 @@ def save_checkpoint(
         atomic_write_json(tmp / CONFIG_FILE, config, sort_keys=False)
         if compositions is not None:
             columns = [c for c in ("composition", "split", "tasks") if c in compositions.columns]
-            write_compositions(compositions[columns], tmp)
+            write_compositions(compositions[columns], tmp, level=END_OF_RUN_GZIP_LEVEL)
         if card is not None:
             card = dataclasses.replace(
                 card, checkpoint_id=checkpoint_id, weights_sha256=file_sha256(tmp / WEIGHTS_FILE)

@@ -131,3 +131,78 @@ def test_nearest_by_group_equals_a_search_per_group(monkeypatch):
             expected = nearest(queries, reference[groups[:, g]])[1]
             np.testing.assert_array_equal(found[:, g], expected)
         assert np.isnan(found[:, 3]).all() and not np.isnan(found[:, 0]).any()
+
+
+def _random_compositions(rng, n, *, pool, most, grid):
+    """``n`` compositions of 1..``most`` elements drawn from the first ``pool`` elements, amounts on a grid of
+    ``grid`` steps (so systems, ratios and distances repeat: ties and pruning are exercised)."""
+    weights = np.zeros((n, 94))
+    for row in range(n):
+        elements = rng.choice(pool, size=rng.integers(1, most + 1), replace=False)
+        weights[row, elements] = rng.integers(1, grid + 1, size=len(elements))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_pruned_grouped_search_equals_a_brute_force_search(seed, monkeypatch):
+    """The subset-pruned search of `nearest_by_group` against every reference of every group, on small
+    random sets dense in shared chemical systems (references up to 10 elements, queries up to 10: the wide
+    references and the dense path too), with both ways of reducing candidates per group."""
+    from fm_engine import applicability
+    from fm_engine.applicability import GroupedIndex, ReferenceIndex, nearest_by_group
+
+    rng = np.random.default_rng(seed)
+    pool = [4, 8, 13, 25, 26, 27, 28, 29] + list(rng.choice(np.arange(30, 94), size=4 + seed, replace=False))
+    reference = _random_compositions(rng, 400, pool=pool, most=[4, 6, 10][seed % 3], grid=[3, 6, 20][seed % 3])
+    queries = np.vstack([_random_compositions(rng, 150, pool=pool, most=[4, 8, 10][seed % 3], grid=6),
+                         reference[rng.choice(len(reference), 10)]])  # fmt: skip
+    groups = rng.random((len(reference), 5)) < [0.9, 0.5, 0.1, 0.02, 0.0]
+    groups[:, 0] |= np.arange(len(reference)) % 7 == 0  # correlated membership patterns
+    brute = 0.5 * np.abs(queries[:, None, :] - reference[None, :, :]).sum(axis=2)
+    for many_patterns in (False, True):
+        monkeypatch.setattr(applicability, "PATTERNS_PER_GROUP", 0 if many_patterns else 16)
+        found = nearest_by_group(queries, GroupedIndex(ReferenceIndex(reference), groups), chunk_size=64)
+        for g in range(groups.shape[1]):
+            if not groups[:, g].any():
+                assert np.isnan(found[:, g]).all()
+                continue
+            np.testing.assert_allclose(found[:, g], brute[:, groups[:, g]].min(axis=1), atol=2e-6)
+            np.testing.assert_array_equal(found[:, g], nearest(queries, reference[groups[:, g]])[1])
+
+
+def test_the_grouped_search_handles_empty_and_single_element_sets():
+    from fm_engine.applicability import GroupedIndex, ReferenceIndex, nearest_by_group
+
+    reference = parse_many(["Fe", "Ni", "FeNi"]).weights
+    for rows in ([0, 1], [0, 1, 2]):  # without and with references of two or more elements
+        grouped = GroupedIndex(ReferenceIndex(reference[rows]), np.ones((len(rows), 1), bool))
+        found = nearest_by_group(parse_many(["Fe", "Fe3Ni", "NaCl", "FeNiCo"]).weights, grouped)
+        expected = nearest(parse_many(["Fe", "Fe3Ni", "NaCl", "FeNiCo"]).weights, reference[rows])[1]
+        np.testing.assert_array_equal(found[:, 0], expected)
+    assert nearest_by_group(np.zeros((0, 94)), grouped).shape == (0, 1)
+
+
+def test_distinct_rows_gives_each_row_its_pattern():
+    from fm_engine.applicability import distinct_rows
+
+    rng = np.random.default_rng(1)
+    for columns in (1, 5, 70):  # one integer code per row up to 62 columns, a row sort beyond
+        flags = rng.random((300, columns)) < 0.3
+        flags[150:] = flags[:150]
+        patterns, index = distinct_rows(flags)
+        np.testing.assert_array_equal(patterns[index], flags)
+        assert len(patterns) == len(np.unique(flags, axis=0))
+
+
+def test_the_index_bounds_equal_the_dense_maxima():
+    from fm_engine.applicability import ReferenceIndex
+
+    rng = np.random.default_rng(2)
+    reference = _random_compositions(rng, 200, pool=[1, 7, 25, 26, 40, 80], most=4, grid=4)
+    for given in (reference, reference.astype(np.float32)):  # float32 (a corpus's weights) read as float64
+        index = ReferenceIndex(given)
+        dense = given.astype(np.float64)
+        np.testing.assert_array_equal(index.best_value, dense.max(axis=0))
+        np.testing.assert_array_equal(index.best_ref, dense.argmax(axis=0))  # the first reference at the maximum
+        np.testing.assert_array_equal(index.weights, dense)
+        assert index.normalised and not ReferenceIndex(given * 2).normalised

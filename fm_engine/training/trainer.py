@@ -22,6 +22,7 @@ import yaml
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from fm_engine.applicability import distinct_rows
 from fm_engine.cards import FinetuneRecord, StartRecord, build_card
 from fm_engine.checkpoints import TASKS_SEPARATOR, save_checkpoint
 from fm_engine.config import read_config_file, read_text_file
@@ -263,7 +264,7 @@ def training_compositions(dm: CompositionDataModule, tasks: list[str] | None = N
     names = tasks if tasks is not None else [t.name for t in dm.tasks]
     labelled = np.stack([dm.masks[n] for n in names], axis=1) & (dm.split != "unlabelled")[:, None]
     rows = np.flatnonzero(labelled.any(axis=1))
-    patterns, pattern_of_row = np.unique(labelled[rows], axis=0, return_inverse=True)  # few distinct task sets
+    patterns, pattern_of_row = distinct_rows(labelled[rows])  # few distinct task sets
     text = np.array([TASKS_SEPARATOR.join(n for n, on in zip(names, p, strict=True) if on) for p in patterns] or [""],
                     dtype=object)  # fmt: skip
     return pd.DataFrame(
