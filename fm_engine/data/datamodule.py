@@ -223,8 +223,15 @@ class CompositionDataModule(L.LightningDataModule):
             [dict(zip(table.keys, table.split, strict=True)) for table in self.tables.values()]
         )
         labelled = availability.any(axis=1)
+        # The validation share only splits compositions without a split label from a file, so their number sizes
+        # it (a fine-tune's replayed corpus rows come with their split: a few hundred rows of the user's own get
+        # the small-data share); batch size and epochs follow every labelled composition.
+        unsplit = sum(1 for i in np.flatnonzero(labelled) if self.keys[i] not in file_labels)
+        val_ratio = self.val_ratio
+        if val_ratio is None and 0 < unsplit < int(labelled.sum()):
+            val_ratio = auto_recipe(unsplit, test_ratio=self.test_ratio).val_ratio
         self.recipe = auto_recipe(
-            int(labelled.sum()), test_ratio=self.test_ratio, val_ratio=self.val_ratio, batch_size=self.batch_size
+            int(labelled.sum()), test_ratio=self.test_ratio, val_ratio=val_ratio, batch_size=self.batch_size
         )
         self.val_ratio, self.batch_size = self.recipe.val_ratio, self.recipe.batch_size
         self.split = np.full(n, "unlabelled", dtype=object)

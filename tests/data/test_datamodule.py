@@ -171,3 +171,26 @@ def test_restrict_training_keeps_only_rows_with_a_kept_label(tiny_data):
     assert dm.train_keep["bulk"].sum() == 0 and len(dm.dataset("train")) == dm.train_keep["hea_phase"].sum()
     with pytest.raises(ValueError, match="unknown task"):
         dm.restrict_training({"nope": replay})
+
+
+def test_the_validation_share_is_sized_by_the_compositions_without_a_file_split():
+    """A fine-tune's replayed corpus rows come with their split: 300 rows of the user's own next to 5,000 such
+    rows get the small-data validation share (0.2), while batch size and epochs follow all 5,300 rows."""
+    from fm_engine.data.recipe import auto_recipe
+    from tests.foundation.synthetic import synthetic_compositions
+
+    keys, _ = synthetic_compositions(5300, seed=4)
+    rng = np.random.default_rng(0)
+    replay = pd.DataFrame({"composition": keys[:5000], "value": rng.normal(size=5000),
+                           "split": rng.choice(["train", "val", "test"], 5000, p=[0.8, 0.1, 0.1])})  # fmt: skip
+    own = pd.DataFrame({"composition": keys[5000:], "target": rng.normal(size=300)})
+    specs = [
+        TaskSpec(name="replayed", data_column="value", split_column="split", composition_column="composition"),
+        TaskSpec(name="own", data_column="target", composition_column="composition"),
+    ]
+    dm = CompositionDataModule(specs, frames={"replayed": replay, "own": own}, descriptor=Descriptor())
+    dm.setup()
+    assert dm.val_ratio == auto_recipe(300, test_ratio=0.1).val_ratio == 0.2
+    assert dm.recipe == auto_recipe(5300, test_ratio=0.1, val_ratio=0.2)
+    own_rows = dm.masks["own"]
+    assert abs((dm.split[own_rows] == "val").mean() - 0.2) < 0.05
