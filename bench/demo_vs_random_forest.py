@@ -195,7 +195,7 @@ def load_or_train(args: argparse.Namespace, scratch: Path) -> Trained:
             if config_path.exists()
             else demo_config()
         )
-        seconds = float(checkpoint.card.get("training", {}).get("wall_time_s") or float("nan"))
+        seconds = float(checkpoint.card.training.wall_time_s or float("nan")) if checkpoint.card else float("nan")
         print(f"reusing {checkpoint.path} (trained in {seconds:.1f} s)")
         return checkpoint.model, config, seconds
     config = demo_config()
@@ -233,7 +233,9 @@ def main() -> None:
     print_environment(env)
     with tempfile.TemporaryDirectory(prefix="fm-bench-demo-rf-") as tmp, OtherLoad() as load:
         model, config, train_seconds = load_or_train(args, Path(tmp))
-        dm = build_datamodule(config, list(model.config.tasks))
+        # the demo's own tasks (a model fine-tuned from the foundation also carries its kept DFT heads)
+        own = {spec.name for spec in config.task_specs()}
+        dm = build_datamodule(config, [spec for spec in model.config.tasks if spec.name in own])
         dm.setup()
         start = time.perf_counter()
         ours = evaluate(model, dm, "test").metrics
@@ -241,7 +243,7 @@ def main() -> None:
 
         x = forest_features(dm, args.forest_features)
         forests: dict[str, ForestResult] = {}
-        for task in model.tasks.values():
+        for task in dm.tasks:
             print(f"random forest: {task.name} ...", flush=True)
             forests[task.name] = run_forest(dm, x, task, args.max_features)
         our_predictions = our_test_predictions(model, dm)
@@ -263,7 +265,7 @@ def main() -> None:
     print("-" * len(header))
     rows: list[dict[str, Any]] = []
     wins = 0
-    for task in model.tasks.values():
+    for task in dm.tasks:
         name = task.name
         mine, theirs = ours[name], forests[name].metrics
         if int(mine["n"]) != int(theirs["n"]):
@@ -291,7 +293,7 @@ def main() -> None:
             rows.append({"task": name, "unit": task.unit, "metric": metric, "primary": is_primary,
                          "n_test": n_test, "ours": a, "rf": b, "better": better,
                          "difference_ci95": [low, high], "ci_excludes_zero": significant})  # fmt: skip
-    n_tasks = len(model.tasks)
+    n_tasks = len(dm.tasks)
     print(
         "(* primary metric; MAE/RMSE in the task's unit; the curve task pools all test curve points; "
         f"CI: paired bootstrap over test compositions, {N_RESAMPLES} resamples)"
