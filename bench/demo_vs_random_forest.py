@@ -68,6 +68,7 @@ HIGHER_IS_BETTER = {
     "rmse": False,
     "r2": True,
     "accuracy": True,
+    "balanced_accuracy": True,
     "macro_f1": True,
     "roc_auc": True,
 }
