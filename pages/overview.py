@@ -30,7 +30,7 @@ if not workspace_checkpoints() or state in ("queued", "running"):
         st.markdown(
             "One click trains the built-in multi-task model on the bundled data (bulk and shear modulus, "
             "Debye temperature, band gap, glass-forming ability, high-entropy-alloy phase, yield strength vs "
-            "temperature) in about a minute and a half on a laptop CPU. It runs as a separate process: you can leave "
+            "temperature) in a few minutes on a laptop CPU. It runs as a separate process: you can leave "
             "this page and come back."
         )
         if foundation_checkpoint() is not None:

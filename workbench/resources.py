@@ -36,7 +36,7 @@ def active_checkpoint_or_explain() -> tuple[Path, LoadedCheckpoint] | None:
 
     path = state.active_checkpoint()
     if path is None:
-        st.info("No trained model yet. Train the demo model on the Overview page (about a minute), then come back.")
+        st.info("No trained model yet. Train the demo model on the Overview page (a few minutes), then come back.")
         st.page_link(page("overview.py"), label="Overview: train the demo model", icon=":material/home:")
         return None
     try:
