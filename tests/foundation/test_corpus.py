@@ -122,6 +122,7 @@ def test_rewriting_replaces_the_corpus_and_its_caches(corpus_dir: Path) -> None:
 
 def test_default_dir_and_foundation_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FM_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.delenv("FM_FOUNDATION_DIR")  # the suite's "no foundation" setting (tests/conftest.py)
     assert default_corpus_dir() == tmp_path / "ws" / "corpus"
     assert foundation_checkpoint_path().name == "foundation_model"
     assert foundation_checkpoint_path().parent.name == "fm_engine"
