@@ -69,6 +69,9 @@ def _quiet_lightning() -> None:
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*val_dataloader.*validation_step.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    # a fine-tune keeps the start's batch-norm statistics (finetune.freeze_norm_statistics): those modules stay in
+    # eval mode on purpose
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
     # a last.ckpt from before the callbacks were split: ModelSelection takes over its state (not a missing callback)
     warnings.filterwarnings("ignore", message=f".*Please add the following callbacks: \\['{LEGACY_STATE_KEY}'\\]")
 

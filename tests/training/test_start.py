@@ -256,6 +256,7 @@ def test_the_cli_flag_starts_from_a_checkpoint(foundation, user_csv, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "## Start" in done.stdout and "Dropped heads: formation_enthalpy, is_metal" in done.stdout
+    assert "eval mode" not in done.stderr  # the start's batch-norm statistics are kept on purpose: no warning
 
 
 def test_the_cli_names_a_bad_start_and_refuses_it_with_resume(user_csv, tmp_path, capsys):
