@@ -73,16 +73,11 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def _cmd_ship_foundation(args: argparse.Namespace) -> int:
-    from fm_engine.checkpoints import load_checkpoint
     from fm_engine.foundation.corpus import default_corpus_dir
-    from fm_engine.foundation.ship import folder_bytes, rebuild_commands, ship_foundation
+    from fm_engine.foundation.ship import folder_bytes, ship_foundation
 
-    card = load_checkpoint(args.run).card
-    threads = card.training.torch_threads if card is not None else None
-    seed = card.training_seed if card is not None else None
-    commands = rebuild_commands(args.run, threads=threads, seed=seed)
     corpus = Path(args.corpus) if args.corpus else default_corpus_dir()
-    out = ship_foundation(args.run, corpus=corpus, out=args.out, rebuild=commands)
+    out = ship_foundation(args.run, corpus=corpus, out=args.out)
     print(f"foundation: {out} ({folder_bytes(out) / 2**20:.1f} MiB)")
     return 0
 

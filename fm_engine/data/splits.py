@@ -8,12 +8,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from fm_engine.config import DEFAULT_SEED
 from fm_engine.data.recipe import VAL_RATIO
 from fm_engine.data.settings import DataSection
 
 _PRECEDENCE = {"train": 0, "val": 1, "test": 2}
+
+
+SPLIT_NAMES = ("train", "val", "test")
 
 
 def overlay_split_labels(per_task: Sequence[Mapping[str, str | None]]) -> dict[str, str]:
@@ -106,6 +110,38 @@ def resolve_splits(
     splitter = MultiTaskSplitter(val_ratio=val_ratio, test_ratio=test_ratio, seed=seed)
     labels[free] = splitter.split([keys[i] for i in free], np.asarray(availability)[free])
     return labels
+
+
+def sample_per_task_and_split(
+    frame: pd.DataFrame,
+    names: Sequence[str],
+    *,
+    rows: int,
+    seed: int,
+    tag: str,
+    usable: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """A seeded sample of a corpus-format ``frame`` (columns ``split`` and one per task in ``names``): per task and
+    per split (train / val / test), ``rows`` of its labelled ``usable`` rows (:func:`subsample_keep_mask`, seeded
+    by ``<task>/<tag>/<split>``); the rows drawn for any task, in their order, each task's column NaN on the rows
+    drawn only for others. Used for a fine-tune's replay and for the replay sample shipped with the foundation."""
+    usable = np.ones(len(frame), dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
+    split = frame["split"].to_numpy()
+    chosen = np.zeros(len(frame), dtype=bool)
+    drawn = {}
+    for name in names:
+        labelled = frame[name].notna().to_numpy() & usable
+        keep = np.zeros(len(frame), dtype=bool)
+        for part in SPLIT_NAMES:
+            valid = labelled & (split == part)
+            ratio = min(1.0, rows / max(int(valid.sum()), 1))
+            keep |= subsample_keep_mask(valid, ratio, seed=seed, task=f"{name}/{tag}/{part}")
+        drawn[name] = keep
+        chosen |= keep
+    sample = frame[chosen].copy()
+    for name, keep in drawn.items():
+        sample.loc[~keep[chosen], name] = np.nan
+    return sample.reset_index(drop=True)
 
 
 def subsample_keep_mask(valid: np.ndarray, ratio: float, *, seed: int, task: str) -> np.ndarray:

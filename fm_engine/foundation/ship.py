@@ -17,8 +17,6 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from fm_engine.cards import CARD_FILE, CARD_MARKDOWN_FILE
 from fm_engine.checkpoints import (
     CONFIG_FILE,
@@ -44,28 +42,15 @@ class ShipError(ValueError):
 def replay_sample(corpus_dir: Path, *, rows: int = SHIPPED_ROWS, seed: int = SHIP_SEED):  # noqa: ANN201
     """The corpus rows shipped for replay: per task and split, ``rows`` labelled compositions (a seeded draw);
     a task's column is NaN on rows drawn only for other tasks. Returns ``(frame, tasks, manifest)``."""
-    from fm_engine.data.splits import subsample_keep_mask
+    from fm_engine.data.splits import sample_per_task_and_split
     from fm_engine.foundation.corpus import load_corpus
 
     corpus = load_corpus(corpus_dir)
     frame = corpus.frame
-    chosen = np.zeros(len(frame), dtype=bool)
-    columns = {}
-    for task in corpus.tasks:
-        labelled = frame[task.name].notna().to_numpy()
-        keep = np.zeros(len(frame), dtype=bool)
-        for split in ("train", "val", "test"):
-            valid = labelled & (frame["split"] == split).to_numpy()
-            ratio = min(1.0, rows / max(int(valid.sum()), 1))
-            keep |= subsample_keep_mask(valid, ratio, seed=seed, task=f"{task.name}/ship/{split}")
-        columns[task.name] = keep
-        chosen |= keep
-    sample = frame[chosen].copy()
-    for name, keep in columns.items():
-        sample.loc[~keep[chosen], name] = np.nan
+    sample = sample_per_task_and_split(frame, corpus.task_names, rows=rows, seed=seed, tag="ship")
     manifest = dict(corpus.manifest) | {"replay_sample": {"rows_per_task_and_split": rows, "seed": seed,
                                                           "of_compositions": len(frame)}}  # fmt: skip
-    return sample.reset_index(drop=True), corpus.tasks, manifest
+    return sample, corpus.tasks, manifest
 
 
 def folder_bytes(folder: Path) -> int:
@@ -77,7 +62,7 @@ def ship_foundation(
     *,
     corpus: str | Path,
     out: str | Path | None = None,
-    rebuild: Sequence[str] = (),
+    rebuild: Sequence[str] | None = None,
     size_limit: int = SIZE_LIMIT_BYTES,
 ) -> Path:
     """Copy the checkpoint of ``run`` (a run folder or checkpoint folder) to ``out`` (default: the shipped
@@ -96,6 +81,9 @@ def ship_foundation(
     try:
         for name in (WEIGHTS_FILE, CONFIG_FILE):
             shutil.copy2(source / name, tmp / name)
+        if rebuild is None:
+            training = checkpoint.card.training
+            rebuild = rebuild_commands(run, threads=training.torch_threads, seed=checkpoint.card.training_seed)
         card = dataclasses.replace(checkpoint.card, rebuild=list(rebuild))
         atomic_write_json(tmp / CARD_FILE, card.to_mapping(), sort_keys=False)
         atomic_write_text(tmp / CARD_MARKDOWN_FILE, card.render_markdown())

@@ -32,7 +32,7 @@ from fm_engine.cards import StartRecord
 from fm_engine.checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
 from fm_engine.config import read_text_file
 from fm_engine.data import CompositionDataModule
-from fm_engine.data.splits import subsample_keep_mask
+from fm_engine.data.splits import sample_per_task_and_split
 from fm_engine.data.tables import load_task_table
 from fm_engine.foundation import REPLAY_FOLDER, foundation_checkpoint_path, foundation_installed
 from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTaskModel
@@ -42,7 +42,6 @@ from fm_engine.training.config import START_AUTO, START_FOUNDATION, START_SCRATC
 
 CORPUS_TABLE = "corpus.parquet"  # THE CORPUS CONTRACT: <corpus folder>/corpus.parquet
 REPLAY_FILE = "replay.parquet"
-REPLAY_SPLITS = ("train", "val", "test")
 
 
 class StartError(ValueError):
@@ -185,17 +184,7 @@ def replay_table(corpus: Path, kept: list[str], exclude: set[str], *, rows: int,
     compositions); a head's column is NaN on the rows drawn for other heads."""
     frame = pd.read_parquet(corpus / CORPUS_TABLE, columns=["composition", "split", *kept])
     usable = ~frame["composition"].isin(exclude).to_numpy()
-    chosen = np.zeros(len(frame), dtype=bool)
-    for name in kept:
-        labelled = frame[name].notna().to_numpy() & usable
-        keep = np.zeros(len(frame), dtype=bool)
-        for split in REPLAY_SPLITS:
-            valid = labelled & (frame["split"] == split).to_numpy()
-            ratio = min(1.0, rows / max(int(valid.sum()), 1))
-            keep |= subsample_keep_mask(valid, ratio, seed=seed, task=f"{name}/replay/{split}")
-        frame.loc[~keep, name] = np.nan
-        chosen |= keep
-    return frame[chosen].reset_index(drop=True)
+    return sample_per_task_and_split(frame, kept, rows=rows, seed=seed, tag="replay", usable=usable)
 
 
 def read_from_replay(spec: TaskSpec, path: Path) -> None:
