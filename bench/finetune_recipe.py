@@ -52,6 +52,7 @@ from matbench_composition import (
     parse_ints,
     parse_names,
     read_datasets,
+    user_task,
 )
 
 from fm_engine.foundation.build import default_wheel_path
@@ -113,9 +114,8 @@ def variant_config(task: MatbenchTask, name: str, data_file: Path, *, seed: int,
     values: dict[str, Any] = {
         "name": f"{task.matbench_name}-{name}",
         "seed": seed,
-        "tasks": [{"name": task.name, "type": task.type.value, "data_files": [data_file.name],
-                   "composition_column": "formula", "data_column": "target"}],
-    }  # fmt: skip
+        "tasks": [user_task(task, data_file)],
+    }
     if spec.pop("start", False):
         values["start_from"] = str(start)
         values["finetune"] = {"replay_corpus": str(corpus), **spec.pop("finetune", {})}

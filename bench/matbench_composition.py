@@ -335,6 +335,12 @@ def has_start_from() -> bool:
     return "start_from" in {f.name for f in fields(TrainConfig)}
 
 
+def user_task(task: MatbenchTask, data_file: Path) -> dict[str, Any]:
+    """The five task keys a new user writes for a ``formula,target`` file (relative to the config's folder)."""
+    return {"name": task.name, "type": task.type.value, "data_files": [data_file.name],
+            "composition_column": "formula", "data_column": "target"}  # fmt: skip
+
+
 def network_config(task: MatbenchTask, data_file: Path, *, seed: int, start_from: str | None, max_epochs: int | None):
     """The config a new user writes for a ``formula,target`` file, plus the seed / start / epoch options."""
     from fm_engine.training import TrainConfig
@@ -342,9 +348,8 @@ def network_config(task: MatbenchTask, data_file: Path, *, seed: int, start_from
     values: dict[str, Any] = {
         "name": f"{task.matbench_name}-fold",
         "seed": seed,
-        "tasks": [{"name": task.name, "type": task.type.value, "data_files": [data_file.name],
-                   "composition_column": "formula", "data_column": "target"}],
-    }  # fmt: skip
+        "tasks": [user_task(task, data_file)],
+    }
     if start_from is not None:
         values["start_from"] = start_from
     if max_epochs is not None:
