@@ -460,6 +460,9 @@ def unit_settings(task: MatbenchTask, model: str, args: argparse.Namespace, whee
     start_from = args.start_from if model == "ours" else ("scratch" if has_start_from() else None)
     config = network_config(task, Path("data.csv"), seed=0, start_from=start_from, max_epochs=args.max_epochs)
     recorded = {key: value for key, value in config.to_dict().items() if key not in ("seed", "base_dir")}
+    # the tasks as the run resolves them, code defaults included (e.g. the regression loss)
+    recorded["resolved_tasks"] = [{key: value for key, value in spec.to_dict().items() if key != "data_files"}
+                                  for spec in config.task_specs()]  # fmt: skip
     labels = {} if task.type is TaskType.REGRESSION else {"labels": "predicted class (decision threshold)"}
     return {**common, "start_from": start_from, "max_epochs": args.max_epochs, "config": recorded, **labels}
 
