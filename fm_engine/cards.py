@@ -124,6 +124,10 @@ class TaskCard:
     decision_threshold_rule: str = ""
     # "validation" only: the validation rows it was chosen on and their balanced accuracy there, and at 0.5
     decision_threshold_validation: dict[str, float] = field(default_factory=dict)
+    # regression / sequence tasks: no prediction below this (the task's unit; None: no bound), and for an
+    # automatic bound the share of training targets at it (see fm_engine.floors)
+    lower_bound: float | None = None
+    lower_bound_share: float | None = None
 
     @property
     def unit_or_classes(self) -> str:
@@ -151,6 +155,8 @@ class TaskCard:
             decision_threshold=_take(data, "decision_threshold", float, where),
             decision_threshold_rule=_take(data, "decision_threshold_rule", str, where, ""),
             decision_threshold_validation=_numbers(data, "decision_threshold_validation", where),
+            lower_bound=_take(data, "lower_bound", float, where),
+            lower_bound_share=_take(data, "lower_bound_share", float, where),
         )
 
     def to_mapping(self) -> dict[str, Any]:
@@ -172,7 +178,20 @@ class TaskCard:
             "test_metrics_ci95": self.test_metrics_ci95,
             "val_metrics": self.val_metrics,
             "test_distance_to_training": self.test_distance_to_training,
-        } | (threshold if self.decision_threshold_rule else {})
+        } | (threshold if self.decision_threshold_rule else {}) | (
+            {"lower_bound": self.lower_bound, "lower_bound_share": self.lower_bound_share}
+            if self.lower_bound is not None else {}
+        )  # fmt: skip
+
+    def lower_bound_text(self) -> str:
+        """The task's lower bound in a sentence for people; "" without one."""
+        if self.lower_bound is None:
+            return ""
+        text = f"{self.name}: never predicted below {format_value(self.lower_bound)} {self.unit}".rstrip()
+        if self.lower_bound_share is None:
+            return f"{text} (fixed by the task's lower_bound setting)."
+        return (f"{text}, the floor where {100 * self.lower_bound_share:.0f} % of the training targets sit "
+                "(lower_bound: auto).")  # fmt: skip
 
     def decision_text(self) -> str:
         """How a binary task's predicted class is chosen, in a sentence for people; "" for other tasks."""
@@ -471,6 +490,10 @@ class ModelCard:
         if decisions:
             lines += ["Predicted class of binary tasks (accuracy, balanced accuracy and macro-F1 use it; ROC-AUC "
                       "uses the probabilities):", ""] + [f"- {text}" for text in decisions] + [""]  # fmt: skip
+        bounds = [task.lower_bound_text() for task in self.tasks if task.lower_bound_text()]
+        if bounds:
+            lines += ["Lower bounds (predictions below are reported at the bound; the metrics above include it):",
+                      ""] + [f"- {text}" for text in bounds] + [""]  # fmt: skip
         lines += ["## Data", "", "| task | train | val | test | test distance to training (median / max) | source | "
                   "license |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for task in self.tasks:
@@ -654,6 +677,8 @@ def build_card(
                 val_metrics=evaluations["val"].metrics.get(task.name, {}),
                 test_distance_to_training=reach[task.name],
                 **decision_fields(model, task.name, evaluations["val"].thresholds),
+                lower_bound=model.config.scalers[task.name].floor,
+                lower_bound_share=model.config.scalers[task.name].floor_share,
             )
         )
     training = TrainingRecord(

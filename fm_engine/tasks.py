@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fm_engine.config import check_keys, check_value
+from fm_engine.floors import check_lower_bound
 from fm_engine.thresholds import AUTO, HALF
 
 REGRESSION_LOSSES = ("l1", "huber", "mse")  # see TaskSpec.loss
@@ -82,6 +83,10 @@ class TaskSpec:
             number in (0, 1) fixes it (0.5: the most probable class, as before thresholds existed; also accepted
             for tasks with more classes, which always predict their most probable class). Only the predicted
             class follows it; the class probabilities do not change. See :mod:`fm_engine.thresholds`.
+        lower_bound: regression and sequence tasks: the value (in the task's unit) below which no prediction
+            is reported. ``"auto"`` (default): the training targets' minimum when at least 5 % of them sit
+            exactly at it (0 eV for band gaps, where every metal sits), else none; ``"none"``; or a number (e.g.
+            0 for a modulus). See :mod:`fm_engine.floors`.
     """
 
     name: str
@@ -103,6 +108,7 @@ class TaskSpec:
     n_kernels: int = 8
     loss: str = "l1"
     decision_threshold: float | str = AUTO
+    lower_bound: float | str = AUTO
 
     def __post_init__(self) -> None:
         if not self.name or not str(self.name).strip():
@@ -156,6 +162,9 @@ class TaskSpec:
         if self.n_kernels < 1:
             raise ValueError(f"task '{self.name}': n_kernels must be >= 1")
         self.check_decision_threshold()
+        self.lower_bound = check_lower_bound(self.lower_bound, task=self.name)
+        if self.type is TaskType.CLASSIFICATION and self.lower_bound != AUTO:
+            raise ValueError(f"task '{self.name}': lower_bound is only for regression and kernel_regression tasks")
         if isinstance(self.predict_idx, str) and self.predict_idx not in ("train", "val", "test", "all"):
             raise ValueError(f"task '{self.name}': predict_idx must be train, val, test, all or a list of formulas")
 

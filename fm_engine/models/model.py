@@ -49,6 +49,10 @@ class TargetScaler:
     t_std: float = 1.0
     t_min: float | None = None
     t_max: float | None = None
+    # regression / sequence tasks: no prediction is reported below ``floor`` (physical units; None: no bound),
+    # and for an automatic bound the share of training targets at it (see fm_engine.floors)
+    floor: float | None = None
+    floor_share: float | None = None
 
     @property
     def output_dim(self) -> int:
@@ -347,16 +351,19 @@ class FlexibleMultiTaskModel(nn.Module):
 
     # ------------------------------------------------------------------ units
     def to_physical(self, name: str, y: torch.Tensor) -> torch.Tensor:
-        """Normalised regression / sequence output -> physical units (classification: probabilities)."""
+        """Normalised regression / sequence output -> physical units (classification: probabilities), at least
+        the task's lower bound (:attr:`TargetScaler.floor`, see :mod:`fm_engine.floors`)."""
         task = self.tasks[name]
         if task.type is TaskType.CLASSIFICATION:
             return torch.softmax(y, dim=-1)
         scaler = self.config.scalers[name]
         mean = torch.as_tensor(scaler.mean, dtype=y.dtype, device=y.device)
         std = torch.as_tensor(scaler.std, dtype=y.dtype, device=y.device)
-        if y.ndim == 1 or task.type is TaskType.KERNEL_REGRESSION:
-            return y * std[0] + mean[0]
-        return y * std + mean
+        physical = y * std[0] + mean[0] if y.ndim == 1 or task.type is TaskType.KERNEL_REGRESSION else y * std + mean
+        if scaler.floor is None:
+            return physical
+        # floored forward, identity backward: gradients stay those of the raw output (see fm_engine.floors)
+        return physical + (physical.clamp_min(scaler.floor) - physical).detach()
 
     def to_normalised(self, name: str, y: torch.Tensor) -> torch.Tensor:
         scaler = self.config.scalers[name]

@@ -29,6 +29,7 @@ from fm_engine.config import read_config_file, read_text_file
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.corpus import CorpusDataModule
 from fm_engine.descriptors import Descriptor
+from fm_engine.floors import fit_lower_bound
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
 from fm_engine.run_lock import hold_run, is_rank_zero, own_identity
 from fm_engine.safe_io import atomic_write_json, atomic_write_text
@@ -124,7 +125,8 @@ class TrainResult:
 
 
 def fit_scalers(dm: CompositionDataModule, tasks: list[str] | None = None) -> dict[str, TargetScaler]:
-    """Per-task normalisation from the (kept) training rows, for ``tasks`` (default: every task of ``dm``)."""
+    """Per-task normalisation and lower bound (:mod:`fm_engine.floors`) from the (kept) training rows, for
+    ``tasks`` (default: every task of ``dm``)."""
     scalers: dict[str, TargetScaler] = {}
     for task in dm.tasks:
         if tasks is not None and task.name not in tasks:
@@ -139,6 +141,7 @@ def fit_scalers(dm: CompositionDataModule, tasks: list[str] | None = None) -> di
                 raise ValueError(f"task '{task.name}' has no training curves")
             t = np.concatenate([c[0] for c in curves]).astype(np.float64)
             y = np.concatenate([c[1] for c in curves]).astype(np.float64)
+            floor, share = fit_lower_bound(task.lower_bound, y)
             scalers[task.name] = TargetScaler(
                 mean=[float(y.mean())],
                 std=[float(y.std()) or 1.0],
@@ -146,6 +149,8 @@ def fit_scalers(dm: CompositionDataModule, tasks: list[str] | None = None) -> di
                 t_std=float(t.std()) or 1.0,
                 t_min=float(t.min()),
                 t_max=float(t.max()),
+                floor=floor,
+                floor_share=share,
             )
             continue
         values = dm.values[task.name][keep].astype(np.float64)
@@ -153,7 +158,9 @@ def fit_scalers(dm: CompositionDataModule, tasks: list[str] | None = None) -> di
             raise ValueError(f"task '{task.name}' has no training rows")
         values = values.reshape(len(values), -1)
         std = values.std(axis=0)
-        scalers[task.name] = TargetScaler(mean=values.mean(axis=0).tolist(), std=np.where(std > 0, std, 1.0).tolist())
+        floor, share = fit_lower_bound(task.lower_bound, values)
+        scalers[task.name] = TargetScaler(mean=values.mean(axis=0).tolist(), std=np.where(std > 0, std, 1.0).tolist(),
+                                          floor=floor, floor_share=share)  # fmt: skip
     return scalers
 
 
