@@ -404,6 +404,7 @@ def run_network(unit: Unit, data: MatbenchData) -> dict[str, Any]:
         labels = {"labels": [int(name) for name in table[unit.task.name]],
                   "decision_threshold": checkpoint.model.decision_threshold(unit.task.name)}  # fmt: skip
     card = checkpoint.card
+    own = card.task(unit.task.name) if card is not None else None  # the user's task (kept heads come first)
     record = {
         "epochs": result.epochs,
         "best_epoch": card.training.best_epoch if card is not None and card.training is not None else None,
@@ -411,7 +412,7 @@ def run_network(unit: Unit, data: MatbenchData) -> dict[str, Any]:
         "resumed": resume,
         "n_train": int(len(fold.train)),
         "n_val": int(len(fold.val)),
-        "val_metrics": card.tasks[0].val_metrics if card is not None and card.tasks else {},
+        "val_metrics": own.val_metrics if own is not None else {},
         "predictions": predicted,
         **labels,
     }
