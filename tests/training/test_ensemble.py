@@ -201,3 +201,20 @@ def test_design_on_an_ensemble_optimises_member_zero(tiny_ensemble, tiny_run):
     assert on_ensemble.all_constraints_satisfied
     numbers = [c for c in on_member.table.columns if pd.api.types.is_numeric_dtype(on_member.table[c])]
     pd.testing.assert_frame_equal(on_ensemble.table[numbers], on_member.table[numbers])
+
+
+@pytest.mark.filterwarnings("ignore:model.encoder")  # the start's encoder shape is used (said by a warning)
+def test_members_fine_tune_from_one_start_on_one_split_with_its_replay(tiny_data, tiny_foundation, tmp_path):
+    config = tiny_config_dict(tiny_data, max_epochs=2) | {"start_from": str(tiny_foundation),
+                                                          "ensemble": {"members": 2}}  # fmt: skip
+    assert train(TrainConfig.from_dict(config), tmp_path / "run").state == "done"
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert checkpoint.is_ensemble and "mp_band_gap" in checkpoint.model.tasks  # the foundation's heads are kept
+    replays = [pd.read_parquet(member_folder(tmp_path / "run", k) / "replay.parquet") for k in range(2)]
+    pd.testing.assert_frame_equal(replays[0], replays[1])  # the replay is part of the one split
+    tables = [load_checkpoint(member_folder(tmp_path / "run", k)).compositions() for k in range(2)]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    table = checkpoint.predict(FORMULAS[:3], distances=False)
+    assert {"mp_band_gap_std", "bulk_modulus_std"} <= set(table.columns)
+    assert checkpoint.card is not None and checkpoint.card.start is not None
+    assert checkpoint.card.start.kept_heads and checkpoint.card.ensemble.members == 2
