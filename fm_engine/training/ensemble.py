@@ -25,7 +25,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
@@ -43,6 +45,13 @@ from fm_engine.training.evaluate import (
     evaluate,
 )
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
+
+if TYPE_CHECKING:
+    from fm_engine.cards import ModelCard
+    from fm_engine.models import FlexibleMultiTaskModel
+    from fm_engine.thresholds import ThresholdChoice
+    from fm_engine.training.evaluate import StageEvaluation
+    from fm_engine.training.trainer import TrainResult
 
 MEMBERS_FOLDER = "members"  # run/members/member_<k>/: each member's run folder
 
@@ -86,7 +95,7 @@ def check_ensemble(config: TrainConfig) -> None:
 
 def train_ensemble(
     config: TrainConfig | None, run_dir: str | Path, *, resume: bool = False, progress_bar: bool | None = None
-):  # -> TrainResult (fm_engine.training.trainer; not imported at module level: it imports this module)
+) -> TrainResult:
     """Train ``config.ensemble.members`` members into ``run_dir`` one after another and save the ensemble's
     checkpoint (see the module docstring); returns a ``TrainResult`` (``cancelled`` when a member was)."""
     run = RunDirectory(run_dir)
@@ -118,7 +127,9 @@ def train_ensemble(
         return result
 
 
-def _train_members(config: TrainConfig, run: RunDirectory, *, clock: WallClock, progress_bar: bool | None):
+def _train_members(
+    config: TrainConfig, run: RunDirectory, *, clock: WallClock, progress_bar: bool | None
+) -> TrainResult:
     from fm_engine.training.trainer import TrainResult, train
 
     configs = member_configs(config)
@@ -146,7 +157,9 @@ def _train_members(config: TrainConfig, run: RunDirectory, *, clock: WallClock, 
     return TrainResult("done", run.path, checkpoint, test, epochs, seconds)
 
 
-def assemble_ensemble(config: TrainConfig, run: RunDirectory, *, seconds):  # -> (Path, StageEvaluation, int)
+def assemble_ensemble(
+    config: TrainConfig, run: RunDirectory, *, seconds: Callable[[], float]
+) -> tuple[Path, StageEvaluation, int]:
     """Score the finished members of ``run`` together and save the ensemble checkpoint into ``run/checkpoint``;
     returns its path, the ensemble's test evaluation and the members' epochs together. ``seconds()``: the run's
     wall time so far."""
@@ -193,10 +206,10 @@ def ensemble_card(
     val: dict[str, dict[str, float]],
     test: dict[str, dict[str, float]],
     intervals: dict[str, dict[str, list[float]]],
-    thresholds: dict,
-    lead,
+    thresholds: Mapping[str, ThresholdChoice | None],
+    lead: FlexibleMultiTaskModel,
     seconds: float,
-):
+) -> ModelCard:
     """The ensemble's card: member 0's card (data, split, start, training record) with the ensemble mean's
     metrics and decision thresholds, the run's config (with its ``ensemble`` section) and the ensemble record."""
     base = checkpoints[0].card
