@@ -271,7 +271,7 @@ def _predict_chunks(
     labelled = {name for name, task in checkpoint.model.tasks.items() if task.type is TaskType.CLASSIFICATION}
     n_rows = n_bad = 0
     flagged: dict[str, int] = {}
-    predictions = prediction_columns(checkpoint.model, grids)
+    predictions = prediction_columns(checkpoint.model, grids, spread=checkpoint.is_ensemble)
     float32_columns = [names[c] for task, cs in predictions.items() for c in cs[(task in labelled) :]]
     with (
         atomic_path(output) as tmp,

@@ -90,6 +90,18 @@ def _take(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], wher
     return value
 
 
+def _items(data: Mapping[str, Any], key: str, kind: type, where: str) -> list[Any]:
+    """A list of values of one ``kind`` (ints count as floats); missing: []."""
+    values = _take(data, key, list, where, [])
+    for index, value in enumerate(values):
+        item = f"{key}[{index}]"
+        if _take({item: value}, item, kind, where) is None:
+            raise CheckpointError(
+                f"{CARD_FILE} key {where}{item}: expected {_KINDS.get(kind, kind.__name__)}, got null"
+            )
+    return list(values)
+
+
 def _numbers(data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
     """A mapping of names to numbers (or to [low, high] pairs), as the metrics sections hold them."""
     values = _take(data, key, dict, where, {})
@@ -274,6 +286,68 @@ class FinetuneRecord:
 
 
 @dataclass
+class EnsembleRecord:
+    """An ensemble checkpoint's members (see ``fm train --ensemble``). The card's test and validation metrics are
+    the ensemble mean's (regression and curves: the members' mean in the task's unit; classification: the mean
+    class probabilities, with a decision threshold chosen on them); ``member_test_metrics`` holds each member's
+    own test metrics (with its own threshold) and ``mean_member_test_metrics`` their mean over the members: the
+    average member, to set beside the ensemble. Times in seconds."""
+
+    members: int
+    seeds: list[int] = field(default_factory=list)  # each member's training seed (one split for all)
+    member_checkpoint_ids: list[str] = field(default_factory=list)  # the members' own run checkpoints
+    member_epochs: list[int] = field(default_factory=list)
+    member_seconds: list[float] = field(default_factory=list)  # each member's training wall time
+    member_test_metrics: list[dict[str, dict[str, float]]] = field(default_factory=list)  # member -> task -> metric
+    mean_member_test_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> mean
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "ensemble.") -> EnsembleRecord:
+        members = _take(data, "members", int, where)
+        if members is None:
+            _missing(f"{where}members")
+        per_member = _take(data, "member_test_metrics", list, where, [])
+        if not all(isinstance(entry, dict) for entry in per_member):
+            raise CheckpointError(f"{CARD_FILE} key {where}member_test_metrics: expected one mapping per member")
+        return cls(
+            members=members,
+            seeds=_items(data, "seeds", int, where),
+            member_checkpoint_ids=_items(data, "member_checkpoint_ids", str, where),
+            member_epochs=_items(data, "member_epochs", int, where),
+            member_seconds=[float(s) for s in _items(data, "member_seconds", float, where)],
+            member_test_metrics=[{t: dict(m) for t, m in entry.items()} for entry in per_member],
+            mean_member_test_metrics={
+                t: dict(m) for t, m in _take(data, "mean_member_test_metrics", dict, where, {}).items()
+            },
+        )
+
+    def to_mapping(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def markdown(self, ensemble: Mapping[str, Mapping[str, float]]) -> list[str]:
+        """The card's ensemble section: what it is, and per task and metric the ensemble's test metric
+        (``ensemble``: task -> metric -> value) beside the average member's and the members' range."""
+        seconds = sum(self.member_seconds)
+        lines = ["## Ensemble", "", f"{self.members} members (training seeds {', '.join(map(str, self.seeds))}) "
+                 f"trained one after another on one split ({seconds:.1f} s together). Every prediction is the "
+                 "members' mean (classification: the mean class probabilities) with the standard deviation over the "
+                 "members in `<column>_std` columns, in the same unit. The test metrics above are the ensemble "
+                 "mean's; beside them the average member's (each member scored alone, then averaged):", "",
+                 "| task | metric | ensemble | average member | members (min - max) |",
+                 "|---|---|---|---|---|"]  # fmt: skip
+        for task, metrics in ensemble.items():
+            for key, value in metrics.items():
+                average = self.mean_member_test_metrics.get(task, {}).get(key)
+                if key == "n" or average is None:
+                    continue
+                values = [m.get(task, {}).get(key) for m in self.member_test_metrics]
+                values = [v for v in values if v is not None and math.isfinite(v)]
+                spread = f"{format_value(min(values))} - {format_value(max(values))}" if values else "n/a"
+                lines.append(f"| {task} | {key} | {format_value(value)} | {format_value(average)} | {spread} |")
+        return lines + [""]
+
+
+@dataclass
 class StartRecord:
     """Where a run's encoder started (``start_from``, resolved): ``kind`` scratch, foundation or checkpoint; for a
     checkpoint start its ``path``, ``checkpoint_id`` and ``name``, which of its heads were kept (``replayed`` on
@@ -390,6 +464,7 @@ class ModelCard:
     checkpoint_id: str = ""
     weights_sha256: str = ""
     rebuild: list[str] = field(default_factory=list)  # shipped models: the exact commands that rebuild them
+    ensemble: EnsembleRecord | None = None  # an ensemble's members and their own metrics (single models: None)
 
     def task(self, name: str) -> TaskCard | None:
         """The task called ``name``, or None."""
@@ -414,6 +489,7 @@ class ModelCard:
             _missing("tasks")
         finetune = _take(data, "finetune", dict, "")
         start = _take(data, "start", dict, "")
+        ensemble = _take(data, "ensemble", dict, "")
         sources = _take(data, "data_sources", dict, "", {})
         return cls(
             name=_take(data, "name", str, "", ""),
@@ -437,6 +513,7 @@ class ModelCard:
             checkpoint_id=_take(data, "checkpoint_id", str, "", ""),
             weights_sha256=_take(data, "weights_sha256", str, "", ""),
             rebuild=[str(line) for line in _take(data, "rebuild", list, "", [])],
+            ensemble=EnsembleRecord.from_mapping(ensemble) if ensemble is not None else None,
         )
 
     def to_mapping(self) -> dict[str, Any]:
@@ -468,6 +545,8 @@ class ModelCard:
             data |= {"checkpoint_id": self.checkpoint_id, "weights_sha256": self.weights_sha256}
         if self.rebuild:
             data["rebuild"] = list(self.rebuild)
+        if self.ensemble is not None:
+            data["ensemble"] = self.ensemble.to_mapping()
         return data
 
     def render_markdown(self) -> str:
@@ -510,6 +589,8 @@ class ModelCard:
         split, seeds = self.split, f"split seed {self.split_seed}; training seed {self.training_seed}"
         sizes = f"{split.get('train')} train / {split.get('val')} val / {split.get('test')} test"
         lines += ["", f"Compositions: {sizes} ({seeds}).", ""]
+        if self.ensemble is not None:
+            lines += self.ensemble.markdown({task.name: task.test_metrics for task in self.tasks})
         if self.start is not None:
             lines += self.start.markdown({task.name: task.test_metrics for task in self.tasks})
         if self.finetune is not None:

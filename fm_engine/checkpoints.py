@@ -7,6 +7,8 @@ A checkpoint is a directory::
                          descriptor spec, target scalers), checkpoint id
       model.safetensors  weights (safetensors: plain tensors, no code is ever executed on load)
       card.json, card.md model card: tasks, units, data, split sizes, test metrics, training time, versions
+      members/<k>/       an ensemble's members 1..N-1 (config.json + model.safetensors each); the top-level
+                         model is member 0, and config.json's ``ensemble`` section lists the member folders
 
 It is written to a temporary sibling directory (every file fsynced) and renamed into place, so a killed
 run never leaves half a checkpoint; a writer killed between the two renames of a replacement is repaired by
@@ -27,7 +29,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -45,6 +47,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 COMPOSITIONS_FILE = "compositions.csv"
+MEMBERS_DIR = "members"  # an ensemble's members 1..N-1: members/1, members/2, ...
 COMPRESSED_COMPOSITIONS_FILE = "compositions.csv.gz"  # the same table, gzip-compressed (large training sets)
 COMPRESS_ABOVE_ROWS = 50_000  # a checkpoint with more training compositions writes the compressed file
 END_OF_RUN_GZIP_LEVEL = 6  # a run's checkpoint: half the CPU time of level 9 for ~6 % more bytes (ship uses 9)
@@ -67,10 +70,23 @@ class LoadedCheckpoint:
     weights_sha256: str
     card: ModelCard | None = None
     card_problem: str = ""
+    # An ensemble's members (``members[0]`` is ``model``, which carries the ensemble's decision thresholds);
+    # empty for a single model. Predictions are the members' mean with their standard deviation.
+    members: list[FlexibleMultiTaskModel] = field(default_factory=list)
 
     @property
     def config(self) -> ModelConfig:
         return self.model.config
+
+    @property
+    def is_ensemble(self) -> bool:
+        """True for a checkpoint of two or more members (its predictions have ``_std`` columns)."""
+        return len(self.members) > 1
+
+    @property
+    def models(self) -> list[FlexibleMultiTaskModel]:
+        """Every member model (a single model: ``[model]``)."""
+        return list(self.members) or [self.model]
 
     def predict(
         self,
@@ -80,7 +96,8 @@ class LoadedCheckpoint:
         composition_column: str | None = None,
         distances: bool = True,
     ) -> pd.DataFrame:
-        """Predictions in physical units, one row per composition, with the columns of ``fm predict``'s output.
+        """Predictions in physical units, one row per composition, with the columns of ``fm predict``'s output
+        (an ensemble: the members' mean, and its spread in ``_std`` columns).
 
         ``formulas``: formulas (a list or Series gives a ``composition`` column), or a table whose composition
         column (``composition_column``, default: found by name) is predicted; its other columns are kept.
@@ -223,10 +240,13 @@ def copy_checkpoint(source: str | Path, path: str | Path) -> Path:
     _recover_interrupted(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
-        for file in sorted(source.iterdir()):
+        for file in sorted(source.rglob("*")):  # an ensemble's members/<k>/ folders too
             if file.is_file():
-                with atomic_path(tmp / file.name) as target:
+                (tmp / file.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(tmp / file.relative_to(source)) as target:
                     shutil.copyfile(file, target)
+        for folder in sorted(p for p in tmp.rglob("*") if p.is_dir()):
+            sync_folder(folder)
         install_directory(tmp, path, tag=uuid.uuid4().hex[:8])
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -240,8 +260,12 @@ def save_checkpoint(
     *,
     card: ModelCard | None = None,
     compositions: pd.DataFrame | None = None,
+    members: Sequence[FlexibleMultiTaskModel] = (),
 ) -> Path:
     """Write the checkpoint directory atomically (temp dir, files fsynced, rename); returns its path.
+
+    ``members``: an ensemble's other members (``model`` is member 0), written to ``members/1`` ...; the
+    ensemble's decision thresholds are ``model``'s.
 
     Refuses (``CheckpointError``) weights or scalers that are not finite: such a checkpoint could only
     predict NaN. ``card`` is written as ``card.json`` and ``card.md`` with the new checkpoint's id and weights
@@ -249,20 +273,20 @@ def save_checkpoint(
     compositions, so predictions and designed recipes can be compared with what the model has seen.
     """
     path = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    model_config = model.config.to_dict()
-    check_finite_tensors(state, f"not saving {path}")
-    check_config_numbers(model_config, f"not saving {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     _recover_interrupted(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         checkpoint_id = uuid.uuid4().hex
-        with atomic_path(tmp / WEIGHTS_FILE) as weights:
-            save_file(state, str(weights), metadata={"format": FORMAT})
-        config = {"format": FORMAT, "format_version": FORMAT_VERSION, "checkpoint_id": checkpoint_id,
-                  "model": model_config}  # fmt: skip
-        atomic_write_json(tmp / CONFIG_FILE, config, sort_keys=False)
+        folders = [f"{MEMBERS_DIR}/{k}" for k in range(1, len(members) + 1)]
+        extra = {"ensemble": {"members": len(members) + 1, "folders": folders}} if members else {}
+        _write_model(model, tmp, checkpoint_id=checkpoint_id, where=path, extra=extra)
+        for k, (member, folder) in enumerate(zip(members, folders, strict=True), start=1):
+            (tmp / folder).mkdir(parents=True)
+            _write_model(member, tmp / folder, checkpoint_id=f"{checkpoint_id}-{k}", where=path / folder)
+            sync_folder(tmp / folder)
+        if members:
+            sync_folder(tmp / MEMBERS_DIR)
         if compositions is not None:
             columns = [c for c in ("composition", "split", "tasks") if c in compositions.columns]
             write_compositions(compositions[columns], tmp, level=END_OF_RUN_GZIP_LEVEL)
@@ -277,6 +301,22 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _write_model(
+    model: FlexibleMultiTaskModel, folder: Path, *, checkpoint_id: str, where: Path, extra: dict | None = None
+) -> None:
+    """``model.safetensors`` and ``config.json`` of one model into ``folder``; refuses (``CheckpointError``)
+    weights or scalers that are not finite (``where`` names the checkpoint in the message)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    model_config = model.config.to_dict()
+    check_finite_tensors(state, f"not saving {where}")
+    check_config_numbers(model_config, f"not saving {where}")
+    with atomic_path(folder / WEIGHTS_FILE) as weights:
+        save_file(state, str(weights), metadata={"format": FORMAT})
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "checkpoint_id": checkpoint_id,
+              "model": model_config} | (extra or {})  # fmt: skip
+    atomic_write_json(folder / CONFIG_FILE, config, sort_keys=False)
 
 
 def resolve_checkpoint_dir(path: str | Path) -> Path:
@@ -305,8 +345,66 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     truncated or foreign checkpoint.
     """
     directory = resolve_checkpoint_dir(path)
+    config, model, weights = _load_model(directory, map_location=map_location)
+    members = [model] + [_load_model(folder, map_location=map_location)[1]
+                         for folder in ensemble_folders(directory, config)]  # fmt: skip
+    for folder, member in zip(ensemble_folders(directory, config), members[1:], strict=True):
+        check_same_outputs(model, member, f"{directory}: ensemble member {folder.relative_to(directory)}")
+    card, problem = None, ""
+    try:
+        card = read_card(directory)
+    except CheckpointError as error:  # the card only describes the model; an unreadable one is left out
+        problem = str(error)
+    return LoadedCheckpoint(
+        model=model,
+        path=directory,
+        checkpoint_id=str(config.get("checkpoint_id", "")),
+        weights_sha256=file_sha256(weights),
+        card=card,
+        card_problem=problem,
+        members=members if len(members) > 1 else [],
+    )
+
+
+def ensemble_folders(directory: Path, config: Mapping[str, object]) -> list[Path]:
+    """The member folders an ensemble checkpoint's ``config.json`` lists (``members/1`` ...); none for a single
+    model. ``CheckpointError`` for a section that is not a list of ``members/<k>`` folders inside ``directory``."""
+    section = config.get("ensemble")
+    if section is None:
+        return []
+    folders = section.get("folders") if isinstance(section, Mapping) else None
+    expected = [f"{MEMBERS_DIR}/{k}" for k in range(1, len(folders) + 1)] if isinstance(folders, list) else None
+    if not folders or folders != expected:
+        raise CheckpointError(
+            f"{directory}: {CONFIG_FILE} key ensemble.folders: expected the member folders "
+            f"{MEMBERS_DIR}/1, {MEMBERS_DIR}/2, ..., got {folders!r}"
+        )
+    return [directory / folder for folder in folders]
+
+
+def check_same_outputs(model: FlexibleMultiTaskModel, member: FlexibleMultiTaskModel, where: str) -> None:
+    """``CheckpointError`` unless ``member`` predicts the same tasks (names, types, classes, units) from the same
+    descriptor as ``model``: only then can their predictions be averaged."""
+
+    def outputs(m: FlexibleMultiTaskModel) -> list[tuple]:
+        return [(t.name, t.type.value, tuple(t.classes or ()), t.unit, t.t_unit) for t in m.tasks.values()]
+
+    if outputs(member) != outputs(model):
+        raise CheckpointError(f"{where}: predicts other tasks than member 0 ({', '.join(member.tasks)} vs "
+                              f"{', '.join(model.tasks)}); an ensemble's members share their tasks")  # fmt: skip
+    if member.config.descriptor != model.config.descriptor:
+        raise CheckpointError(f"{where}: uses another descriptor than member 0")
+
+
+def _load_model(
+    directory: Path, *, map_location: str | torch.device = "cpu"
+) -> tuple[dict, FlexibleMultiTaskModel, Path]:
+    """One model folder (``config.json`` + ``model.safetensors``), every check of :func:`load_checkpoint` made:
+    its config mapping, the model (eval mode) and the weights file."""
     try:
         config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory}: {CONFIG_FILE} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{directory}: {CONFIG_FILE} is corrupt ({error})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
@@ -343,16 +441,4 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         first = str(error).splitlines()[0]
         raise CheckpointError(f"{directory}: weights do not match the model config ({first})") from None
     model.eval()
-    card, problem = None, ""
-    try:
-        card = read_card(directory)
-    except CheckpointError as error:  # the card only describes the model; an unreadable one is left out
-        problem = str(error)
-    return LoadedCheckpoint(
-        model=model,
-        path=directory,
-        checkpoint_id=str(config.get("checkpoint_id", "")),
-        weights_sha256=file_sha256(weights),
-        card=card,
-        card_problem=problem,
-    )
+    return config, model, weights

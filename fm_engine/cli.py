@@ -145,6 +145,14 @@ def start_from_option(value: str) -> str:
     return str(Path(value).expanduser().resolve())
 
 
+def ensemble_option(value: str) -> int:
+    """``--ensemble N``: the number of members (checked by ``EnsembleConfig``)."""
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of members, got {value!r}") from None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from fm_engine.training import TrainConfig
 
@@ -152,6 +160,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _refuse_pickle_on_resume(args, "--resume")
         if args.start_from is not None:
             raise ValueError("--start-from cannot be combined with --resume: a resumed run goes on from its last.ckpt")
+        if args.ensemble is not None:
+            raise ValueError("--ensemble cannot be combined with --resume: a resumed run keeps its own members")
         config = None
     else:
         if not args.config:
@@ -161,6 +171,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _apply_allow_pickle(config, args)
         if args.start_from is not None:
             config.start_from = start_from_option(args.start_from)
+        if args.ensemble is not None:
+            seeds = config.ensemble.seeds if len(config.ensemble.seeds) == args.ensemble else []
+            config.ensemble = dataclasses.replace(config.ensemble, members=args.ensemble, seeds=seeds)  # re-checked
     out = check_output_dir(args.out, kind="run", resume=args.resume)
     return _run_training(config, out, resume=args.resume, progress_bar=not args.no_progress)
 
@@ -472,6 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--start-from", help="where the encoder starts (overrides start_from): auto (the foundation if installed, "
         "else scratch), foundation, scratch, or a checkpoint / run folder",
+    )  # fmt: skip
+    train.add_argument(
+        "--ensemble", type=ensemble_option, metavar="N", help="train N models that differ in seed on one split "
+        "(overrides ensemble.members; their mean is predicted, with its spread in <column>_std columns)",
     )  # fmt: skip
     trainer_options(train)
     pickle_option(train)

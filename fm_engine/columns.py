@@ -2,7 +2,9 @@
 
 * a curve point of a sequence task: ``<task>@<t>`` (``t`` in the task's ``t_unit``, shortest form: ``300``,
   ``1273.5``), e.g. ``yield_strength@1073``; the same in ``fm predict`` output and in design tables;
-* the probability of a set of classes (designs): ``P(<task>=<class>/<class>...)``, e.g. ``P(hea_phase=BCC)``.
+* the probability of a set of classes (designs): ``P(<task>=<class>/<class>...)``, e.g. ``P(hea_phase=BCC)``;
+* an ensemble's spread of a value column: ``<column>_std`` (``bulk_modulus_std``, ``yield_strength@1073_std``,
+  ``hea_phase_proba_BCC_std``), in the unit of the column.
 
 Task names may contain ``@``: a curve column is split at its *last* ``@``.
 """
@@ -12,6 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 CURVE_SEPARATOR = "@"
+STD_SUFFIX = "_std"
+
+
+def std_column(column: str) -> str:
+    """The column of an ensemble's standard deviation over its members of ``column``: ``bulk_modulus_std``."""
+    return f"{column}{STD_SUFFIX}"
 
 
 def curve_column(task: str, t: float) -> str:

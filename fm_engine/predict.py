@@ -10,7 +10,7 @@ import torch
 
 from fm_engine.applicability import distance_column, distance_columns, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
-from fm_engine.columns import curve_column
+from fm_engine.columns import curve_column, std_column
 from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, ParsedBatch, find_composition_column, parse_many
 from fm_engine.descriptors import Descriptor, check_weight_rows
 from fm_engine.models import FlexibleMultiTaskModel
@@ -63,6 +63,25 @@ def predict_weights(
             physical = physical.reshape(n, len(grids[name]))
         result[name] = physical
     return result
+
+
+def predict_members(
+    models: Sequence[FlexibleMultiTaskModel],
+    weights: np.ndarray,
+    *,
+    t_grids: Mapping[str, Sequence[float]] | None = None,
+    descriptor: Descriptor | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """:func:`predict_weights` of an ensemble's ``models``: per task the mean over the members of their physical
+    outputs (each member's already at the task's lower bound; classification: the mean class probabilities) and
+    the standard deviation over the members (population, ``ddof=0``; same unit), both float64. One model: its
+    own outputs (exactly :func:`predict_weights`) and None (no spread)."""
+    if len(models) == 1:
+        return predict_weights(models[0], weights, t_grids=t_grids, descriptor=descriptor), None
+    outputs = [predict_weights(model, weights, t_grids=t_grids, descriptor=descriptor) for model in models]
+    stacked = {name: np.stack([o[name] for o in outputs]).astype(np.float64) for name in outputs[0]}
+    return ({name: values.mean(axis=0) for name, values in stacked.items()},
+            {name: values.std(axis=0) for name, values in stacked.items()})  # fmt: skip
 
 
 OUTPUT_PREFIX = "pred_"
@@ -150,8 +169,28 @@ def resolve_t_grids(
     }
 
 
-def prediction_columns(model: FlexibleMultiTaskModel, grids: Mapping[str, np.ndarray]) -> dict[str, list[str]]:
-    """Per task, the names of its prediction columns (see :func:`predict_frame`)."""
+def prediction_columns(
+    model: FlexibleMultiTaskModel, grids: Mapping[str, np.ndarray], *, spread: bool = False
+) -> dict[str, list[str]]:
+    """Per task, the names of its prediction columns (see :func:`predict_frame`); with ``spread`` (an ensemble),
+    each value column followed by its ``_std`` column (not the predicted class)."""
+    values = value_columns(model, grids)
+    if not spread:
+        return values
+    return {
+        name: [c for i, column in enumerate(columns)
+               for c in ([column] if is_label_column(model, name, i) else [column, std_column(column)])]
+        for name, columns in values.items()
+    }  # fmt: skip
+
+
+def is_label_column(model: FlexibleMultiTaskModel, task: str, index: int) -> bool:
+    """True for the predicted-class column (the first of a classification task's :func:`value_columns`)."""
+    return index == 0 and model.tasks[task].type is TaskType.CLASSIFICATION
+
+
+def value_columns(model: FlexibleMultiTaskModel, grids: Mapping[str, np.ndarray]) -> dict[str, list[str]]:
+    """Per task, the names of its value columns: the predicted class, class probabilities, values, curve points."""
     columns: dict[str, list[str]] = {}
     for name, task in model.tasks.items():
         if task.type is TaskType.CLASSIFICATION:
@@ -169,7 +208,8 @@ def output_columns(
     checkpoint: LoadedCheckpoint, grids: Mapping[str, np.ndarray], *, distances: bool = True
 ) -> list[str]:
     """Every column :func:`predict_frame` adds, in order (before any renaming)."""
-    names = [c for columns in prediction_columns(checkpoint.model, grids).values() for c in columns]
+    columns_by_task = prediction_columns(checkpoint.model, grids, spread=checkpoint.is_ensemble)
+    names = [c for columns in columns_by_task.values() for c in columns]
     if distances:
         domains = [training_domain(checkpoint, task) for task in checkpoint.model.tasks]
         names += list(dict.fromkeys(distance_column(domain.task) for domain in domains))
@@ -215,7 +255,10 @@ def predict_frame(
     Columns: ``<task>`` (regression, in the task's unit; vector tasks ``<task>_<i>``), ``<task>`` class
     label (a binary task's decision threshold applied, see :mod:`fm_engine.thresholds`) +
     ``<task>_proba_<class>`` (classification), ``<task>@<t>`` (sequence tasks, one column per
-    grid point; ``t`` in the task's ``t_unit``).
+    grid point; ``t`` in the task's ``t_unit``). An ensemble checkpoint (:attr:`LoadedCheckpoint.is_ensemble`)
+    gives the members' mean in these columns (the predicted class from the mean probabilities and the ensemble's
+    decision threshold) and, after each value column, ``<column>_std``: the standard deviation over the members
+    in the same unit (see :func:`predict_members`); a single model has no ``_std`` columns.
 
     Input columns are never overwritten: an output whose name the input already uses (``error``, a task
     name, ...) is written as ``pred_<name>``; ``result.attrs["fm_output_columns"]`` maps each output name
@@ -237,12 +280,16 @@ def predict_frame(
     n = len(frame)
     errors = np.full(n, "", dtype=object)
     errors[parsed.bad["row"].to_numpy(dtype=int)] = parsed.bad["reason"].to_numpy()
-    task_columns = prediction_columns(model, grids)
+    task_columns = value_columns(model, grids)
     values: dict[str, np.ndarray] = {}
-    for name, task in model.tasks.items():
+    for name in model.tasks:
         for i, column in enumerate(task_columns[name]):
-            is_label = task.type is TaskType.CLASSIFICATION and i == 0
-            values[column] = np.full(n, None, dtype=object) if is_label else np.full(n, np.nan)
+            if is_label_column(model, name, i):
+                values[column] = np.full(n, None, dtype=object)
+                continue
+            values[column] = np.full(n, np.nan)
+            if checkpoint.is_ensemble:
+                values[std_column(column)] = np.full(n, np.nan)
     finite = np.ones(len(parsed.rows), dtype=bool)
     failed: dict[int, list[str]] = {}  # good-row position -> tasks whose output is not finite
     # The model runs on blocks of exactly ``chunk_size`` rows aligned to the rows' positions in the whole
@@ -255,9 +302,10 @@ def predict_frame(
         slots = positions[members] % chunk_size
         block = np.repeat(parsed.weights[members[:1]], chunk_size, axis=0)
         block[slots] = parsed.weights[members]
-        predictions = predict_weights(model, block, t_grids=grids, descriptor=descriptor)
+        predictions, spreads = predict_members(checkpoint.models, block, t_grids=grids, descriptor=descriptor)
         for name, task in model.tasks.items():
             output = predictions[name][slots].reshape(len(rows), -1)
+            spread = spreads[name][slots].reshape(len(rows), -1) if spreads is not None else None
             ok = np.all(np.isfinite(output), axis=1)
             for i in np.flatnonzero(~ok):
                 failed.setdefault(start + int(i), []).append(name)
@@ -271,6 +319,8 @@ def predict_frame(
                 outputs = task_columns[name]
             for j, column in enumerate(outputs):
                 values[column][rows] = output[:, j]
+                if spread is not None:
+                    values[std_column(column)][rows] = spread[:, j]
     if not finite.all():  # an overflowing model: an error row, never a silent inf / NaN
         bad = np.flatnonzero(~finite)
         for i in bad:

@@ -93,6 +93,22 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Path:
     return run_dir
 
 
+ENSEMBLE_MEMBERS = 3
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Path:
+    """A real (tiny) ensemble run of :data:`ENSEMBLE_MEMBERS` members: :func:`tiny_config_dict` (so member 0 is the
+    model of ``tiny_run``) with ``ensemble: {members: 3}``."""
+    from fm_engine.training import TrainConfig, train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "ensemble"
+    config = tiny_config_dict(tiny_data) | {"ensemble": {"members": ENSEMBLE_MEMBERS}}
+    result = train(TrainConfig.from_dict(config), run_dir)
+    assert result.state == "done"
+    return run_dir
+
+
 BINARY_ALLOYS = 500
 
 

@@ -120,3 +120,29 @@ def test_run_without_checkpoint(tmp_path):
     (tmp_path / "status.json").write_text('{"state": "running"}')
     with pytest.raises(CheckpointError, match="has no checkpoint yet"):
         load_checkpoint(tmp_path)
+
+
+def test_an_ensemble_checkpoint_with_a_broken_member_is_refused(tiny_ensemble, tmp_path):
+    import json
+
+    from fm_engine.checkpoints import copy_checkpoint
+
+    good = copy_checkpoint(tiny_ensemble / "checkpoint", tmp_path / "good")  # members/<k> are copied too
+    assert load_checkpoint(good).is_ensemble
+    config = json.loads((good / "config.json").read_text(encoding="utf-8"))
+    for folders in (["../elsewhere"], [], "members/1"):
+        broken = copy_checkpoint(good, tmp_path / "broken")
+        changed = config | {"ensemble": {"members": 2, "folders": folders}}
+        (broken / "config.json").write_text(json.dumps(changed), encoding="utf-8")
+        with pytest.raises(CheckpointError, match=r"ensemble\.folders"):
+            load_checkpoint(broken)
+    missing = copy_checkpoint(good, tmp_path / "missing")
+    (missing / "members" / "2" / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"members/2: model\.safetensors is missing"):
+        load_checkpoint(missing)
+    foreign = copy_checkpoint(good, tmp_path / "foreign")
+    member = json.loads((foreign / "members" / "1" / "config.json").read_text(encoding="utf-8"))
+    member["model"]["tasks"][0]["unit"] = "eV"
+    (foreign / "members" / "1" / "config.json").write_text(json.dumps(member), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"ensemble member members/1: predicts other tasks"):
+        load_checkpoint(foreign)

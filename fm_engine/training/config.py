@@ -148,6 +148,37 @@ class TrainerSection:
             raise ValueError("trainer.accelerator: 'tpu' is not supported here; expected cpu, gpu or auto")
 
 
+MAX_ENSEMBLE_MEMBERS = 64  # members train one after another: 64 tiny runs is already an hour
+
+
+@dataclass
+class EnsembleConfig:
+    """An ensemble (``ensemble: {members: N}``, ``fm train --ensemble N``): N models trained one after another on
+    one split (the run's, seeded by ``data.split_seed`` or else ``seed``), differing only in their seed (initial
+    weights, batch order), saved as one checkpoint whose predictions are the members' mean with their standard
+    deviation (``<task>_std``, in the task's unit). 1: a single model, exactly as without this section."""
+
+    # How many models; 1: one model (no spread).
+    members: int = 1
+    # The members' seeds; []: ``seed``, ``seed + 1``, ... (member 0 is then the single model of this config).
+    # Repeating a seed gives identical members (their spread is 0).
+    seeds: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_range("ensemble.members", self.members, low=1, high=MAX_ENSEMBLE_MEMBERS)
+        for index, seed in enumerate(self.seeds):
+            check_seed(f"ensemble.seeds[{index}]", seed)
+        if self.seeds and len(self.seeds) != self.members:
+            raise ValueError(
+                f"ensemble.seeds: expected one seed per member ({self.members}), got {len(self.seeds)} "
+                f"({', '.join(map(str, self.seeds))}); leave it out for seed, seed + 1, ..."
+            )
+
+    def member_seeds(self, seed: int) -> list[int]:
+        """Each member's training seed, for a run whose ``seed`` is ``seed``."""
+        return list(self.seeds) if self.seeds else [seed + index for index in range(self.members)]
+
+
 @dataclass
 class TrainConfig:
     """A whole training run. ``tasks`` entries are task dicts (see :class:`TaskSpec`), or
@@ -168,6 +199,7 @@ class TrainConfig:
     # from that very checkpoint (a different one is an error naming both ids); "": any.
     start_checkpoint_id: str = ""
     finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     base_dir: str = ""  # folder that relative data_files are resolved against (the config's folder)
 
     def __post_init__(self) -> None:

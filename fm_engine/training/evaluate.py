@@ -3,7 +3,7 @@ per-composition predictions behind them."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,12 +112,15 @@ def evaluate(
     loss_tasks: Collection[str] | None = None,
     n_bootstrap: int = 0,
     collected: StageOutputs | None = None,
+    physical: Mapping[str, np.ndarray] | None = None,
 ) -> StageEvaluation:
     """Per-task losses and metrics on a split. ``loss`` (the early-stopping criterion) is the weighted
     total over ``loss_tasks`` (default: every task, and the autoencoder). With ``n_bootstrap`` > 0, each
     metric also gets a 95 % percentile bootstrap interval over that many resamples of the split's
     compositions (a sequence task's curve is resampled whole). ``collected``: the model's outputs on the
-    split (:func:`collect_outputs`), if already computed."""
+    split (:func:`collect_outputs`), if already computed. ``physical``: per task, the predictions the metrics score
+    in place of the model's own (an ensemble's mean, see :func:`ensemble_outputs`; rows as in ``collected``, the
+    model's decision thresholds applied); the losses stay the model's own."""
     if collected is None:
         collected = collect_outputs(model, dm, stage, chunk_size=chunk_size)
     result = StageEvaluation(stage=stage)
@@ -134,7 +137,8 @@ def evaluate(
                 losses[name] = regression_loss(task, pred, normalised)
             else:
                 losses[name] = F.mse_loss(pred, normalised)
-        predicted = model.to_physical(name, pred).numpy()  # class probabilities for classification
+        # class probabilities for classification
+        predicted = physical[name] if physical is not None else model.to_physical(name, pred).numpy()
         y_true = true.numpy()
         threshold = model.decision_threshold(name)
         result.metrics[name] = task_metrics(task.type.value, y_true, predicted, threshold=threshold) | {
@@ -160,6 +164,7 @@ def choose_decision_thresholds(
     *,
     stage: str = "val",
     collected: StageOutputs | None = None,
+    physical: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, ThresholdChoice | None]:
     """Set the decision threshold of every binary classification task with rows in ``dm`` (see
     :mod:`fm_engine.thresholds`): the task's fixed ``decision_threshold``, or (``"auto"``) the one chosen on
@@ -167,7 +172,9 @@ def choose_decision_thresholds(
     accuracy, ties closest to 0.5; without rows of both classes there, none (the most probable class).
     Multi-class tasks get none. Heads without rows in ``dm`` keep theirs. Returns, per binary task set here,
     the validation figures behind an automatic choice (None for a fixed or absent threshold). Never reads
-    the test split unless asked to. ``collected``: the model's outputs on ``stage``, if already computed."""
+    the test split unless asked to. ``collected``: the model's outputs on ``stage``, if already computed;
+    ``physical``: the class probabilities to choose on in place of the model's own (an ensemble's mean
+    probabilities on ``collected``'s rows, see :func:`ensemble_outputs`)."""
     classified = [name for name, task in model.tasks.items() if task.type is TaskType.CLASSIFICATION]
     binary = [name for name in classified if len(model.tasks[name].classes or []) == 2 and name in dm.masks]
     for name in classified:
@@ -183,13 +190,31 @@ def choose_decision_thresholds(
         if setting != AUTO:
             model.set_decision_threshold(name, float(setting))
         elif name in collected.outputs:
-            proba = model.to_physical(name, collected.outputs[name]).numpy()
+            proba = physical[name] if physical is not None else model.to_physical(name, collected.outputs[name]).numpy()
             choice = choose_threshold(collected.targets[name].numpy(), proba[:, 1])
             model.set_decision_threshold(name, choice.threshold if choice is not None else None)
         else:
             model.set_decision_threshold(name, None)
         choices[name] = choice
     return choices
+
+
+def ensemble_outputs(
+    models: Sequence[FlexibleMultiTaskModel], dm: CompositionDataModule, stage: str
+) -> tuple[list[StageOutputs], dict[str, np.ndarray]]:
+    """Every member's raw outputs on ``stage`` (:func:`collect_outputs`) and, per task, the members' mean physical
+    prediction (float64; each member's floored at the task's lower bound before averaging; classification: the
+    mean class probabilities), rows in the order of the first member's outputs (the same for every member: one
+    data module)."""
+    collected = [collect_outputs(model, dm, stage) for model in models]
+    means: dict[str, np.ndarray] = {}
+    for name in collected[0].outputs:
+        for member in collected[1:]:
+            if not np.array_equal(member.rows[name], collected[0].rows[name]):  # cannot happen with one data module
+                raise RuntimeError(f"ensemble members were evaluated on different {stage} rows of task '{name}'")
+        values = [model.to_physical(name, c.outputs[name]).numpy() for model, c in zip(models, collected, strict=True)]
+        means[name] = np.mean(np.stack(values).astype(np.float64), axis=0)
+    return collected, means
 
 
 def prediction_frames(model: FlexibleMultiTaskModel, dm: CompositionDataModule, stage: str) -> dict[str, pd.DataFrame]:

@@ -243,8 +243,9 @@ def plan_start(config: TrainConfig, start: ResolvedStart, run_path: Path, notes:
     corpus, present = find_corpus(config, kept, start_dir) if wanted else (None, [])
     names = [spec.name for spec in kept]
     if corpus is not None:
+        split_seed = config.data.split_seed if config.data.split_seed is not None else config.seed
         replay = replay_table(corpus, present, own_compositions(config, specs), rows=config.finetune.replay_rows,
-                              seed=config.seed)  # fmt: skip
+                              seed=split_seed)  # fmt: skip  # part of the split: one for an ensemble's members
     else:
         replay = pd.DataFrame({"composition": pd.Series(dtype=str), "split": pd.Series(dtype=str)})
     for name in names:

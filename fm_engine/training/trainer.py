@@ -217,6 +217,20 @@ def read_model_config(path: Path) -> ModelConfig:
         raise ValueError(f"{path}: not a readable model config ({type(error).__name__}: {error})") from None
 
 
+def recorded_datamodule(
+    config: TrainConfig, run_path: Path, model_config: ModelConfig
+) -> tuple[CompositionDataModule, StartRecord | None, dict[str, dict[str, str]]]:
+    """The data module a run folder trained on, rebuilt from its records (``config``: its ``config.yaml``;
+    ``model_config``: its ``model_config.json``), set up, with the run's start record and the kept heads' data
+    sources (``--resume``; an ensemble's evaluation of its members). Heads carried frozen have no data in it."""
+    start_record, start_sources = read_start_file(run_path, config)
+    frozen = start_record.frozen_heads if start_record is not None else []
+    with_data = [spec for spec in model_config.tasks if spec.name not in frozen]
+    dm = build_datamodule(config, recorded_specs(with_data, config))
+    dm.setup()
+    return dm, start_record, start_sources
+
+
 def check_resume_state(path: Path) -> None:
     """Load ``last.ckpt`` with torch's safe loader (``weights_only``: tensors and plain values only) before any
     work; a file holding other Python objects (which could run code) or a corrupt one raises a one-line
@@ -318,7 +332,8 @@ def train(
     """Train a model into ``run_dir``; returns when done or cancelled (SIGTERM). See module docstring.
 
     ``finetune`` starts from a trained model and retrains only the named heads (everything else frozen);
-    ``start`` trains a given model on a given data module.
+    ``start`` trains a given model on a given data module. A config with ``ensemble.members`` > 1 trains an
+    ensemble (:mod:`fm_engine.training.ensemble`).
 
     The run directory is locked for this process first (:mod:`fm_engine.run_lock`): a directory
     another live process trains into raises :class:`RunInUseError` (a ``ValueError``) before anything is
@@ -326,6 +341,11 @@ def train(
     """
     if resume and not Path(run_dir).is_dir():
         raise ValueError(f"{run_dir}: nothing to resume (no such run directory)")
+    if finetune is None and start is None:
+        from fm_engine.training.ensemble import is_ensemble_run, train_ensemble
+
+        if is_ensemble_run(config, run_dir, resume=resume):  # config.ensemble.members > 1: one member at a time
+            return train_ensemble(config, run_dir, resume=resume, progress_bar=progress_bar)
     begin = None
     if not resume and finetune is None and start is None:
         begin = resolve_start(config)  # a bad start_from fails here, before any folder or data is touched
@@ -388,13 +408,9 @@ def _train(
         dm = build_datamodule(config)
         if resume:
             model_config = read_model_config(run.model_config_path)
-            start_record, start_sources = read_start_file(run.path, config)
-            frozen = start_record.frozen_heads if start_record is not None else []
-            with_data = [spec for spec in model_config.tasks if spec.name not in frozen]
-            dm = build_datamodule(config, recorded_specs(with_data, config))
-            dm.setup()
+            dm, start_record, start_sources = recorded_datamodule(config, run.path, model_config)
             model = FlexibleMultiTaskModel(model_config)
-            freeze_heads(model, frozen)
+            freeze_heads(model, start_record.frozen_heads if start_record is not None else [])
         elif finetune is not None:
             model = finetune.model
             with_data = [spec for spec in model.tasks.values() if spec.name not in finetune.carried]

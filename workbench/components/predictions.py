@@ -12,7 +12,7 @@ from fm_engine.applicability import distance_column, distance_columns, training_
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import format_formula, parse_many
 from fm_engine.plots import class_probabilities, predicted_curve
-from fm_engine.predict import default_t_grid, error_column, predict_weights
+from fm_engine.predict import default_t_grid, error_column, predict_members
 from fm_engine.tasks import TaskSpec, TaskType
 from workbench.components.uploads import guess_column, read_csv_bytes
 
@@ -63,7 +63,7 @@ def predict_formula(checkpoint: LoadedCheckpoint, text: str, *, curve_points: in
         for name, task in model.tasks.items()
         if task.type is TaskType.KERNEL_REGRESSION
     }
-    outputs = predict_weights(model, parsed.weights, t_grids=grids)
+    outputs, _ = predict_members(checkpoint.models, parsed.weights, t_grids=grids)  # an ensemble: its mean
     distances = distance_columns(checkpoint, parsed.weights, rows=np.arange(1), n_rows=1)  # as predict_frame
     flagged = str(distances.get("extrapolated_for", [""])[0]).split(", ")
     results = []

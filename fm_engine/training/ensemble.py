@@ -1,0 +1,239 @@
+"""Ensembles (``ensemble: {members: N}``, ``fm train --ensemble N``): N members trained one after another on one
+split, then saved as one checkpoint whose predictions are the members' mean and standard deviation.
+
+The run folder of an ensemble::
+
+    run/
+      config.yaml, status.json   the whole run (status: which member trains, then done)
+      members/member_<k>/        member k's ordinary run folder (its own status, metrics, last.ckpt, checkpoint/)
+      checkpoint/                the ensemble: member 0 at the top (with the ensemble's decision thresholds), members
+                                 1..N-1 in checkpoint/members/<k>/ (see :mod:`fm_engine.checkpoints`), one card
+
+Member k is the run's config with ``seed`` = its seed (:meth:`EnsembleConfig.member_seeds`: ``seed + k`` unless
+``ensemble.seeds`` says) and ``data.split_seed`` fixed to the run's split seed, so every member trains, validates
+and tests on the same compositions and member 0 is the single model of the same config. Members train one after
+another (one process: on 2 CPU cores two trainings side by side are no faster, see the README). ``--resume``
+keeps finished members, resumes the unfinished one from its ``last.ckpt`` and trains the rest.
+
+The ensemble's card scores the members' mean on the validation and test splits (one data module rebuilt from member
+0's records): a binary task's decision threshold is chosen on the validation split from the mean probabilities, and
+the card's ensemble section sets each member's own test metrics, and their average, beside the ensemble's.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import yaml
+
+from fm_engine.cards import EnsembleRecord, decision_fields
+from fm_engine.checkpoints import LoadedCheckpoint, load_checkpoint, save_checkpoint
+from fm_engine.config import read_config_file
+from fm_engine.run_lock import hold_run, is_rank_zero, own_identity
+from fm_engine.safe_io import atomic_write_text
+from fm_engine.training.config import EnsembleConfig, TrainConfig
+from fm_engine.training.evaluate import (
+    CARD_BOOTSTRAP_RESAMPLES,
+    choose_decision_thresholds,
+    ensemble_outputs,
+    evaluate,
+)
+from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
+
+if TYPE_CHECKING:
+    from fm_engine.cards import ModelCard
+    from fm_engine.models import FlexibleMultiTaskModel
+    from fm_engine.thresholds import ThresholdChoice
+    from fm_engine.training.evaluate import StageEvaluation
+    from fm_engine.training.trainer import TrainResult
+
+MEMBERS_FOLDER = "members"  # run/members/member_<k>/: each member's run folder
+
+
+def is_ensemble_run(config: TrainConfig | None, run_dir: str | Path, *, resume: bool) -> bool:
+    """True when ``train`` is asked for an ensemble: a config of two or more members, or (``resume``) a run folder
+    holding members."""
+    if resume:
+        return (Path(run_dir) / MEMBERS_FOLDER).is_dir()
+    return config is not None and config.ensemble.members > 1
+
+
+def member_folder(run_dir: str | Path, index: int) -> Path:
+    """Member ``index``'s run folder inside the ensemble's run folder."""
+    return Path(run_dir) / MEMBERS_FOLDER / f"member_{index}"
+
+
+def member_configs(config: TrainConfig) -> list[TrainConfig]:
+    """Each member's training config: the run's with the member's seed, the run's split seed fixed (one split for
+    all), and no ensemble section."""
+    split_seed = config.data.split_seed if config.data.split_seed is not None else config.seed
+    members = []
+    for seed in config.ensemble.member_seeds(config.seed):
+        member = copy.deepcopy(config)
+        member.seed = seed
+        member.data.split_seed = split_seed
+        member.ensemble = EnsembleConfig()
+        members.append(member)
+    return members
+
+
+def check_ensemble(config: TrainConfig) -> None:
+    """Refuse settings an ensemble cannot train with, before anything is written."""
+    trainer = config.trainer
+    if trainer.devices > 1 or trainer.num_nodes > 1:
+        raise ValueError(
+            f"ensemble.members: {config.ensemble.members} members train one after another in one process; "
+            f"trainer.devices ({trainer.devices}) and trainer.num_nodes ({trainer.num_nodes}) must be 1"
+        )
+
+
+def train_ensemble(
+    config: TrainConfig | None, run_dir: str | Path, *, resume: bool = False, progress_bar: bool | None = None
+) -> TrainResult:
+    """Train ``config.ensemble.members`` members into ``run_dir`` one after another and save the ensemble's
+    checkpoint (see the module docstring); returns a ``TrainResult`` (``cancelled`` when a member was)."""
+    run = RunDirectory(run_dir)
+    if not is_rank_zero():
+        raise ValueError("ensemble.members: an ensemble trains in one process (no DDP)")
+    with hold_run(run.path):
+        clock = WallClock()
+        if resume:
+            config = TrainConfig.from_record(read_config_file(run.config_path), anchor=run.path)
+            clock.previous_s = float(run.read_status().get("wall_time_s") or 0.0)
+        else:
+            assert config is not None
+            check_ensemble(config)
+            if run.checkpoint_path.exists() or (run.path / MEMBERS_FOLDER).exists():
+                raise ValueError(f"{run.path} already holds a run; choose another --out or use --resume")
+            run.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run.config_path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        check_ensemble(config)
+        created = run.read_status().get("created_at") or now_iso()
+        run.update_status(state="running", **own_identity(), created_at=created, name=config.name, finished_at=None,
+                          members=config.ensemble.members, message="training the ensemble's members")  # fmt: skip
+        try:
+            result = _train_members(config, run, clock=clock, progress_bar=progress_bar)
+        except BaseException as error:
+            state = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
+            run.update_status(state=state, finished_at=now_iso(), message=f"{type(error).__name__}: {error}",
+                              wall_time_s=round(clock.total(), 2))  # fmt: skip
+            raise
+        return result
+
+
+def _train_members(
+    config: TrainConfig, run: RunDirectory, *, clock: WallClock, progress_bar: bool | None
+) -> TrainResult:
+    from fm_engine.training.trainer import TrainResult, train
+
+    configs = member_configs(config)
+    for index, member in enumerate(configs):
+        folder = member_folder(run.path, index)
+        if (folder / "checkpoint").is_dir():
+            continue  # finished before a --resume
+        run.update_status(member=index, message=f"member {index + 1} of {len(configs)} (seed {member.seed})",
+                          wall_time_s=round(clock.total(), 2))  # fmt: skip
+        again = (folder / "last.ckpt").is_file()
+        if not again and folder.exists():
+            shutil.rmtree(folder)  # a member stopped before its first saved epoch: start it again
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        result = train(None if again else member, folder, resume=again, progress_bar=progress_bar)
+        if result.state != "done":
+            run.update_status(state="cancelled", finished_at=now_iso(), wall_time_s=round(clock.total(), 2),
+                              message=f"cancelled during member {index + 1} of {len(configs)}")  # fmt: skip
+            return TrainResult("cancelled", run.path, None, None, result.epochs, clock.total())
+    run.update_status(message="scoring the ensemble", wall_time_s=round(clock.total(), 2))
+    checkpoint, test, epochs = assemble_ensemble(config, run, seconds=clock.total)
+    seconds = clock.total()
+    run.update_status(state="done", finished_at=now_iso(), eta_seconds=0, wall_time_s=round(seconds, 2),
+                      message=f"done in {seconds:.0f} s; {len(configs)} members",
+                      test_metrics=test.metrics)  # fmt: skip
+    return TrainResult("done", run.path, checkpoint, test, epochs, seconds)
+
+
+def assemble_ensemble(
+    config: TrainConfig, run: RunDirectory, *, seconds: Callable[[], float]
+) -> tuple[Path, StageEvaluation, int]:
+    """Score the finished members of ``run`` together and save the ensemble checkpoint into ``run/checkpoint``;
+    returns its path, the ensemble's test evaluation and the members' epochs together. ``seconds()``: the run's
+    wall time so far."""
+    from fm_engine.training.trainer import read_model_config, recorded_datamodule, training_compositions
+
+    folders = [member_folder(run.path, k) for k in range(config.ensemble.members)]
+    checkpoints = [load_checkpoint(folder) for folder in folders]
+    models = [checkpoint.model for checkpoint in checkpoints]
+    lead_record = TrainConfig.from_record(read_config_file(folders[0] / "config.yaml"), anchor=folders[0])
+    dm, _, _ = recorded_datamodule(lead_record, folders[0], read_model_config(folders[0] / "model_config.json"))
+    validation, val_mean = ensemble_outputs(models, dm, "val")
+    tested, test_mean = ensemble_outputs(models, dm, "test")
+    member_metrics = [evaluate(m, dm, "test", collected=c).metrics for m, c in zip(models, tested, strict=True)]
+    lead = copy.deepcopy(models[0])  # member 0's weights with the ensemble's decision thresholds
+    thresholds = choose_decision_thresholds(lead, dm, stage="val", collected=validation[0], physical=val_mean)
+    val = evaluate(lead, dm, "val", collected=validation[0], physical=val_mean)
+    test = evaluate(lead, dm, "test", collected=tested[0], physical=test_mean, n_bootstrap=CARD_BOOTSTRAP_RESAMPLES)
+    card = ensemble_card(config, checkpoints, member_metrics, val=val.metrics, test=test.metrics,
+                         intervals=test.intervals, thresholds=thresholds, lead=lead, seconds=seconds())  # fmt: skip
+    with_data = [name for name in lead.tasks if name in dm.masks]
+    path = save_checkpoint(lead, run.checkpoint_path, card=card, compositions=training_compositions(dm, with_data),
+                           members=models[1:])  # fmt: skip
+    epochs = sum(int(c.card.training.epochs_run or 0) for c in checkpoints if c.card is not None)
+    return path, test, epochs
+
+
+def mean_metrics(per_member: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Task -> metric -> the mean over the members of their own test metric (``n`` kept as is; a metric a member
+    lacks, or NaN for every member, is left out)."""
+    out: dict[str, dict[str, float]] = {}
+    for task, metrics in per_member[0].items():
+        for key in metrics:
+            values = np.array([m.get(task, {}).get(key, np.nan) for m in per_member], dtype=np.float64)
+            if np.isfinite(values).any():
+                out.setdefault(task, {})[key] = float(np.nanmean(values))
+    return out
+
+
+def ensemble_card(
+    config: TrainConfig,
+    checkpoints: list[LoadedCheckpoint],
+    member_metrics: list[dict[str, dict[str, float]]],
+    *,
+    val: dict[str, dict[str, float]],
+    test: dict[str, dict[str, float]],
+    intervals: dict[str, dict[str, list[float]]],
+    thresholds: Mapping[str, ThresholdChoice | None],
+    lead: FlexibleMultiTaskModel,
+    seconds: float,
+) -> ModelCard:
+    """The ensemble's card: member 0's card (data, split, start, training record) with the ensemble mean's
+    metrics and decision thresholds, the run's config (with its ``ensemble`` section) and the ensemble record."""
+    base = checkpoints[0].card
+    if base is None:
+        raise ValueError(f"{checkpoints[0].path}: member 0 has no readable model card ({checkpoints[0].card_problem})")
+    tasks = [
+        dataclasses.replace(task, test_metrics=test.get(task.name, {}), test_metrics_ci95=intervals.get(task.name, {}),
+                            val_metrics=val.get(task.name, {}), **decision_fields(lead, task.name, thresholds))
+        if task.name in test or task.name in val else task
+        for task in base.tasks
+    ]  # fmt: skip
+    recorded = dict(base.config)  # member 0's config as it ran (settings left to the data size resolved)
+    recorded |= {"seed": config.seed, "ensemble": dataclasses.asdict(config.ensemble)}
+    recorded["data"] = dict(recorded.get("data") or {}) | {"split_seed": config.data.split_seed}
+    cards = [c.card for c in checkpoints]
+    record = EnsembleRecord(
+        members=len(checkpoints),
+        seeds=config.ensemble.member_seeds(config.seed),
+        member_checkpoint_ids=[c.checkpoint_id for c in checkpoints],
+        member_epochs=[int(c.training.epochs_run or 0) if c is not None else 0 for c in cards],
+        member_seconds=[float(c.training.wall_time_s or 0.0) if c is not None else 0.0 for c in cards],
+        member_test_metrics=member_metrics,
+        mean_member_test_metrics=mean_metrics(member_metrics),
+    )
+    training = dataclasses.replace(base.training, wall_time_s=round(seconds, 2))
+    return dataclasses.replace(base, tasks=tasks, config=recorded, seed=config.seed, training=training,
+                               ensemble=record, created=now_iso())  # fmt: skip
