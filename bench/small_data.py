@@ -141,13 +141,30 @@ def train_ours(spec: dict[str, Any], frame: pd.DataFrame, work: Path, start_from
     return load_checkpoint(result.checkpoint), result
 
 
+def kept_heads_drift(loaded: Any) -> dict[str, Any]:
+    """A fine-tune's kept regression heads: median and worst ratio of test MAE after / before (on the same replayed
+    test compositions); {} for a run from scratch."""
+    card = loaded.card
+    if card is None or card.start is None or not card.start.test_metrics_before:
+        return {}
+    ratios = []
+    for name, before in card.start.test_metrics_before.items():
+        task = card.task(name)
+        after = (task.test_metrics if task is not None else None) or {}
+        if "mae" in before and "mae" in after and before["mae"]:
+            ratios.append(after["mae"] / before["mae"])
+    if not ratios:
+        return {}
+    return {"kept_mae_ratio_median": round(float(np.median(ratios)), 3), "kept_mae_ratio_max": round(max(ratios), 3)}
+
+
 def recorded_settings(run_dir: Path, loaded: Any) -> dict[str, Any]:
     """The run's resolved schedule and its best epoch (from the card)."""
     import yaml
 
     recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
     training = loaded.card.training if loaded.card is not None else None
-    return {
+    return kept_heads_drift(loaded) | {
         "val_ratio": recorded["data"]["val_ratio"], "batch_size": recorded["data"]["batch_size"],
         "max_epochs": recorded["trainer"]["max_epochs"], "patience": recorded["trainer"]["patience"],
         "best_epoch": training.best_epoch if training is not None else None,
