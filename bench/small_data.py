@@ -9,7 +9,14 @@ What it measures
     Ours: the default ``fm train`` path on the subset written as a CSV (the bundled task's settings, every
     training setting left at its default, so the recipe follows the data size), except ``data.test_ratio: 0``:
     like the forest it trains on all the rows it is given (its validation share is taken from them).
-    ``--start-from X`` passes ``start_from: X`` into the config (the fine-tuning key, when this fm_engine has it).
+    ``--start-from X`` passes ``start_from: X`` into the config (the fine-tuning key, when this fm_engine has it);
+    ``--set KEY=VALUE`` (repeatable) sets any other config key (dotted, e.g. ``finetune.encoder_lr_scale=0.3``; the
+    value read as YAML), to compare candidate settings.
+    ``--validation``: choose settings without looking at the test rows: the test rows are never read; every model
+    is scored on an inner held-out part of the training data instead (bulk modulus: 490 rows drawn once from the
+    non-test rows, the subsets drawn from the rest; curves: 20 % of each split's training alloys, trained on the
+    other 80 %).
+    ``--cases bulk`` / ``--cases curves`` runs one case only (default both).
     Forest: scikit-learn ``RandomForestRegressor`` (300 trees) on the ``stats`` descriptor (fraction-weighted mean,
     variance, max and min of the 58 element properties, 232 dims; curves: plus the temperature), ``max_features``
     chosen among sqrt / 0.33 / 1.0 by the out-of-bag R² on the subset itself (inside the training data only).
@@ -92,6 +99,30 @@ def fit_forest(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[RandomForestReg
     return best, best_choice  # type: ignore[return-value]
 
 
+def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """``config[a][b] = value`` for ``dotted`` = ``a.b`` (sections made as needed)."""
+    *sections, key = dotted.split(".")
+    for section in sections:
+        config = config.setdefault(section, {})
+    config[key] = value
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as {dotted key: value read as YAML}."""
+    import yaml
+
+    settings = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set: expected KEY=VALUE (e.g. finetune.encoder_lr_scale=0.3), got {item!r}")
+        settings[key.strip()] = yaml.safe_load(value)
+    return settings
+
+
+OVERRIDES: dict[str, Any] = {}  # --set KEY=VALUE, applied to every config of this run
+
+
 def train_ours(spec: dict[str, Any], frame: pd.DataFrame, work: Path, start_from: str | None) -> tuple[Any, Any]:
     """Train the default ``fm train`` config on ``frame`` (written as CSV); returns (loaded checkpoint, result)."""
     path = work / "data.csv"
@@ -104,17 +135,39 @@ def train_ours(spec: dict[str, Any], frame: pd.DataFrame, work: Path, start_from
         if "start_from" not in TrainConfig.__dataclass_fields__:
             raise SystemExit("--start-from: this fm_engine's TrainConfig has no start_from key yet")
         config["start_from"] = start_from
+    for key, value in OVERRIDES.items():
+        set_key(config, key, value)
     result = train(TrainConfig.from_dict(config), work / "run", progress_bar=False)
     return load_checkpoint(result.checkpoint), result
 
 
-def recorded_settings(run_dir: Path) -> dict[str, Any]:
+def kept_heads_drift(loaded: Any) -> dict[str, Any]:
+    """A fine-tune's kept regression heads: median and worst ratio of test MAE after / before (on the same replayed
+    test compositions); {} for a run from scratch."""
+    card = loaded.card
+    if card is None or card.start is None or not card.start.test_metrics_before:
+        return {}
+    ratios = []
+    for name, before in card.start.test_metrics_before.items():
+        task = card.task(name)
+        after = (task.test_metrics if task is not None else None) or {}
+        if "mae" in before and "mae" in after and before["mae"]:
+            ratios.append(after["mae"] / before["mae"])
+    if not ratios:
+        return {}
+    return {"kept_mae_ratio_median": round(float(np.median(ratios)), 3), "kept_mae_ratio_max": round(max(ratios), 3)}
+
+
+def recorded_settings(run_dir: Path, loaded: Any) -> dict[str, Any]:
+    """The run's resolved schedule and its best epoch (from the card)."""
     import yaml
 
     recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
-    return {
+    training = loaded.card.training if loaded.card is not None else None
+    return kept_heads_drift(loaded) | {
         "val_ratio": recorded["data"]["val_ratio"], "batch_size": recorded["data"]["batch_size"],
         "max_epochs": recorded["trainer"]["max_epochs"], "patience": recorded["trainer"]["patience"],
+        "best_epoch": training.best_epoch if training is not None else None,
     }  # fmt: skip
 
 
@@ -128,13 +181,15 @@ def scalar_trial(size: int, seed: int, pool: pd.DataFrame, test: pd.DataFrame, s
         loaded, result = train_ours(spec, subset, Path(work), start_from)
         ours = loaded.predict(list(test["composition"]), distances=False)[column].to_numpy(dtype=float)
         ours_seconds = time.perf_counter() - start
-        settings = recorded_settings(Path(work) / "run")
+        settings = recorded_settings(Path(work) / "run", loaded)
     start = time.perf_counter()
     forest, choice = fit_forest(stats_features(list(subset["composition"])), subset[column].to_numpy(), seed)
     theirs = forest.predict(stats_features(list(test["composition"])))
     forest_seconds = time.perf_counter() - start
     truth = test[column].to_numpy(dtype=float)
     ours_err, forest_err = np.abs(ours - truth), np.abs(theirs - truth)
+    print(f"  bulk n={size} subset {seed}: ours {ours_err.mean():.2f} forest {forest_err.mean():.2f} GPa; "
+          f"{result.epochs} epochs, {ours_seconds:.0f} s; {settings}", flush=True)  # fmt: skip
     return Trial(f"bulk_modulus n={size} subset {seed}", size, float(ours_err.mean()), float(forest_err.mean()),
                  ours_err, forest_err, np.arange(len(truth)), result.epochs, ours_seconds, forest_seconds, choice,
                  settings)  # fmt: skip
@@ -158,21 +213,32 @@ def curve_predictions(loaded: Any, frame: pd.DataFrame, task_name: str) -> np.nd
     return result
 
 
-def curve_trial(seed: int, frame: pd.DataFrame, start_from: str | None) -> Trial:
-    task = bundled_task("yield_strength")
-    spec = task.spec().to_dict()
+def split_alloys(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, held-out rows) of curve rows: ``CURVE_TEST_SHARE`` of the alloys held out, whole."""
     alloys = np.array(sorted(set(frame["composition"])))
     rng = np.random.default_rng(seed)
     test_alloys = set(rng.choice(alloys, size=round(CURVE_TEST_SHARE * len(alloys)), replace=False))
     is_test = frame["composition"].isin(test_alloys).to_numpy()
-    train_rows, test_rows = frame[~is_test], frame[is_test].reset_index(drop=True)
+    return frame[~is_test], frame[is_test].reset_index(drop=True)
+
+
+VALIDATION_SEED = 1000  # seeds the inner held-out split of --validation (never the test split's seed)
+
+
+def curve_trial(seed: int, frame: pd.DataFrame, start_from: str | None, *, validation: bool = False) -> Trial:
+    task = bundled_task("yield_strength")
+    spec = task.spec().to_dict()
+    train_rows, test_rows = split_alloys(frame, seed)
+    if validation:  # the test alloys are never used: an inner split of the training alloys scores the models
+        train_rows, test_rows = split_alloys(train_rows, VALIDATION_SEED + seed)
+    alloys = np.array(sorted(set(train_rows["composition"])))
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
         loaded, result = train_ours(spec, train_rows[["composition", "temperature", "yield_strength"]], Path(work),
                                     start_from)  # fmt: skip
         ours = curve_predictions(loaded, test_rows, spec["name"])
         ours_seconds = time.perf_counter() - start
-        settings = recorded_settings(Path(work) / "run")
+        settings = recorded_settings(Path(work) / "run", loaded)
     start = time.perf_counter()
 
     def features(rows: pd.DataFrame) -> np.ndarray:
@@ -184,7 +250,9 @@ def curve_trial(seed: int, frame: pd.DataFrame, start_from: str | None) -> Trial
     truth = test_rows["yield_strength"].to_numpy(dtype=float)
     ours_err, forest_err = np.abs(ours - truth), np.abs(theirs - truth)
     groups = pd.factorize(test_rows["composition"])[0]
-    n_train_alloys = len(alloys) - len(test_alloys)
+    n_train_alloys = len(alloys)
+    print(f"  curves split {seed}: ours {ours_err.mean():.1f} forest {forest_err.mean():.1f} MPa; "
+          f"{result.epochs} epochs, {ours_seconds:.0f} s; {settings}", flush=True)  # fmt: skip
     return Trial(f"yield_strength split {seed} ({n_train_alloys} training alloys)", n_train_alloys,
                  float(ours_err.mean()), float(forest_err.mean()), ours_err, forest_err, groups, result.epochs,
                  ours_seconds, forest_seconds, choice, settings)  # fmt: skip
@@ -233,26 +301,53 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     parser.add_argument("--start-from", default=None, help="passed as the config key start_from")
     parser.add_argument("--tag", default="", help="suffix of the result file, e.g. before")
-    parser.add_argument("--no-curves", action="store_true")
+    parser.add_argument("--no-curves", action="store_true", help="the same as --cases bulk")
+    parser.add_argument("--cases", default="bulk,curves", help="bulk, curves or both (comma-separated)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config key for our runs (dotted, value as YAML), e.g. trainer.patience=50",
+    )
+    parser.add_argument("--validation", action="store_true",
+                        help="score on an inner split of the training data, never the test rows (for choosing "
+                             "settings)")  # fmt: skip
     args = parser.parse_args()
+    cases = {case.strip() for case in args.cases.split(",") if case.strip()}
+    if args.no_curves:
+        cases.discard("curves")
+    if not cases or cases - {"bulk", "curves"}:
+        raise SystemExit(f"--cases: expected bulk, curves or both, got {args.cases!r}")
+    OVERRIDES.update(parse_settings(args.set))
     env = environment()
     print_environment(env)
-    bulk = bundled_task("bulk_modulus").frame()
-    test = bulk[bulk["split"] == "test"].reset_index(drop=True)
-    pool = bulk[bulk["split"] != "test"].reset_index(drop=True)
-    print(f"bulk modulus: {len(pool)} rows to draw from, {len(test)} fixed test rows")
+    mode = "validation (inner split of the training data)" if args.validation else "test"
+    print(f"scored on: {mode}; settings: {OVERRIDES or 'defaults'}; start_from: {args.start_from or 'default'}")
     print("| case | unit | subsets | ours MAE | forest MAE | ours - forest, 95 % CI | ours better |")
     print("|---|---|---|---|---|---|---|")
     rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        trials = [scalar_trial(size, seed, pool, test, args.start_from) for seed in range(args.subsets)]
-        rows.append(summarise(f"bulk_modulus, {size} rows", "GPa", trials))
-    if not args.no_curves:
+    if "bulk" in cases:
+        bulk = bundled_task("bulk_modulus").frame()
+        pool = bulk[bulk["split"] != "test"].reset_index(drop=True)
+        if args.validation:  # the file's test rows are never read: 490 of the other rows score instead
+            test = pool.sample(n=490, random_state=VALIDATION_SEED)
+            pool = pool.drop(index=test.index).reset_index(drop=True)
+            test = test.reset_index(drop=True)
+        else:
+            test = bulk[bulk["split"] == "test"].reset_index(drop=True)
+        print(f"bulk modulus: {len(pool)} rows to draw from, {len(test)} fixed scoring rows")
+        for size in (int(s) for s in args.sizes.split(",")):
+            trials = [scalar_trial(size, seed, pool, test, args.start_from) for seed in range(args.subsets)]
+            rows.append(summarise(f"bulk_modulus, {size} rows", "GPa", trials))
+    if "curves" in cases:
         curves = bundled_task("yield_strength").frame()
-        trials = [curve_trial(seed, curves, args.start_from) for seed in range(args.subsets)]
+        trials = [curve_trial(seed, curves, args.start_from, validation=args.validation)
+                  for seed in range(args.subsets)]  # fmt: skip
         rows.append(summarise(f"yield_strength, {trials[0].n_train} alloys", "MPa", trials))
     name = "small_data" + (f"_{args.tag}" if args.tag else "")
-    path = write_result(name, {"environment": env, "start_from": args.start_from, "rows": rows})
+    path = write_result(name, {"environment": env, "start_from": args.start_from, "validation": args.validation,
+                               "settings": OVERRIDES, "rows": rows})  # fmt: skip
     print(f"wrote {path}")
 
 

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from fm_engine.compositions import parse_many
 from fm_engine.config import DEFAULT_SEED
 from fm_engine.data.recipe import Recipe, auto_recipe
+from fm_engine.data.replay_mix import ReplayMix, ReplayMixSampler
 from fm_engine.data.settings import DataSection
 from fm_engine.data.splits import overlay_split_labels, resolve_splits, subsample_keep_mask
 from fm_engine.data.tables import TaskTable, load_task_table
@@ -110,6 +111,9 @@ class CompositionDataModule(L.LightningDataModule):
         drop_last_train: drop the last incomplete training batch (BatchNorm cannot take one sample).
         allow_pickle: read pickled ``data_files`` (``.pkl``, ``.pd.xz``, ...); only on the user's in-person
             opt-in (see :func:`fm_engine.data.tables.read_table`).
+        replay_mix: a fine-tune's epoch (:mod:`fm_engine.data.replay_mix`): the training rows of its own tasks
+            and a fresh draw of the other (replayed) rows at every epoch; the batch size and schedule then follow
+            the rows an epoch trains on. None: every training row at every epoch.
     """
 
     def __init__(
@@ -127,6 +131,7 @@ class CompositionDataModule(L.LightningDataModule):
         num_workers: int = DataSection.num_workers,
         drop_last_train: bool = True,
         allow_pickle: bool = DataSection.allow_pickle,
+        replay_mix: ReplayMix | None = None,
     ) -> None:
         super().__init__()
         if not tasks:
@@ -146,6 +151,8 @@ class CompositionDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.drop_last_train = drop_last_train
         self.allow_pickle = allow_pickle
+        self.replay_mix = replay_mix
+        self._mix: ReplayMixSampler | None = None  # set up with the split when replay_mix draws a share
         self._prepared = False
         self._train_rows: np.ndarray | None = None
         self.recipe: Recipe | None = None
@@ -230,8 +237,9 @@ class CompositionDataModule(L.LightningDataModule):
         val_ratio = self.val_ratio
         if val_ratio is None and 0 < unsplit < int(labelled.sum()):
             val_ratio = auto_recipe(unsplit, test_ratio=self.test_ratio).val_ratio
+        asked_batch = self.batch_size
         self.recipe = auto_recipe(
-            int(labelled.sum()), test_ratio=self.test_ratio, val_ratio=val_ratio, batch_size=self.batch_size
+            int(labelled.sum()), test_ratio=self.test_ratio, val_ratio=val_ratio, batch_size=asked_batch
         )
         self.val_ratio, self.batch_size = self.recipe.val_ratio, self.recipe.batch_size
         self.split = np.full(n, "unlabelled", dtype=object)
@@ -246,6 +254,32 @@ class CompositionDataModule(L.LightningDataModule):
         )
         self.train_keep = self._train_keep()
         self.predict_indices = self._predict_indices(position)
+        if self.replay_mix is not None:
+            self._mix = self._mix_sampler()
+        if self._mix is not None:  # the schedule follows the rows an epoch trains on
+            self.recipe = auto_recipe(
+                int(labelled.sum()), test_ratio=self.test_ratio, val_ratio=self.val_ratio, batch_size=asked_batch,
+                n_train=len(self._mix),
+            )  # fmt: skip
+            self.batch_size = self.recipe.batch_size
+
+    def _mix_sampler(self) -> ReplayMixSampler | None:
+        """The sampler of ``replay_mix`` over the training dataset's positions; None when an epoch would draw
+        every replayed row anyway (or there is none), so the run trains as without a mix."""
+        assert self.replay_mix is not None
+        train = np.flatnonzero(self.split == "train")
+        kept = np.stack([self.train_keep[t.name][train] for t in self.tasks], axis=1).any(axis=1)
+        own_tasks = [t.name for t in self.tasks if t.name in self.replay_mix.own_tasks]
+        unknown = sorted(set(self.replay_mix.own_tasks) - set(own_tasks))
+        if unknown:
+            raise ValueError(f"replay_mix: unknown task(s) {', '.join(unknown)}")
+        own = np.stack([self.train_keep[name][train] for name in own_tasks], axis=1).any(axis=1)
+        own_positions, replayed = np.flatnonzero(own), np.flatnonzero(kept & ~own)
+        n_replayed = self.replay_mix.replayed_per_epoch(len(own_positions), len(replayed))
+        if n_replayed >= len(replayed) or not len(own_positions):
+            return None
+        # positions in the training dataset (every training row; a row without a kept label trains nothing)
+        return ReplayMixSampler(own_positions, replayed, n_replayed, seed=self.seed)
 
     def _train_keep(self) -> dict[str, np.ndarray]:
         """Per task, the training rows kept after its ``task_masking_ratio`` subsampling."""
@@ -343,6 +377,12 @@ class CompositionDataModule(L.LightningDataModule):
 
     def _loader(self, stage: str, *, shuffle: bool, drop_last: bool) -> DataLoader:
         dataset = self.dataset(stage)
+        mix = self._mix if stage == "train" and self._train_rows is None else None
+        if mix is not None:  # its own shuffled draw per epoch
+            return DataLoader(
+                dataset, batch_size=self.batch_size, sampler=mix, drop_last=drop_last and len(mix) > self.batch_size,
+                collate_fn=_collate_batch, num_workers=self.num_workers,
+            )  # fmt: skip
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             dataset,

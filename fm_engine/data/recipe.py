@@ -42,10 +42,17 @@ class Recipe:
 
 
 def auto_recipe(
-    n_compositions: int, *, test_ratio: float, val_ratio: float | None = None, batch_size: int | None = None
+    n_compositions: int,
+    *,
+    test_ratio: float,
+    val_ratio: float | None = None,
+    batch_size: int | None = None,
+    n_train: int | None = None,
 ) -> Recipe:
     """The recipe for ``n_compositions`` labelled compositions of which ``test_ratio`` are held out for testing;
-    ``val_ratio`` / ``batch_size`` given (set by the user) are kept, and the other settings follow from them:
+    ``val_ratio`` / ``batch_size`` given (set by the user) are kept, and the other settings follow from them.
+    ``n_train``: the rows an epoch trains on, when known (a fine-tune's own rows and the replay drawn per epoch,
+    see :mod:`fm_engine.data.replay_mix`); default ``n_compositions x (1 - val_ratio - test_ratio)``.
 
     * validation share: 0.2 up to 500 compositions, falling linearly (in log n) to 0.1 at 3,000 and beyond;
     * batch size: the power of two nearest ``n_train / 4``, within [32, 256];
@@ -65,12 +72,12 @@ def auto_recipe(
             share = math.log(n / SMALL_DATA) / math.log(LARGE_DATA / SMALL_DATA)
             val_ratio = round(SMALL_VAL_RATIO + share * (VAL_RATIO - SMALL_VAL_RATIO), 2)
         val_ratio = min(val_ratio, max(0.0, 0.95 - test_ratio))  # never leave nothing to train on
-    n_train = max(n * (1.0 - val_ratio - test_ratio), 1.0)
+    rows = max(n * (1.0 - val_ratio - test_ratio) if n_train is None else float(n_train), 1.0)
     if batch_size is None:
-        batch = 2 ** round(math.log2(max(n_train / BATCHES_PER_EPOCH, 1.0)))
+        batch = 2 ** round(math.log2(max(rows / BATCHES_PER_EPOCH, 1.0)))
         batch_size = int(min(max(batch, MIN_BATCH), MAX_BATCH))
     batch = batch_size
-    steps_per_epoch = max(int(n_train // batch), 1)
+    steps_per_epoch = max(int(rows // batch), 1)
     epochs = int(min(max(math.ceil(TARGET_STEPS / steps_per_epoch), MIN_EPOCHS), MAX_EPOCHS))
     patience = max(MIN_PATIENCE, round(PATIENCE_SHARE * epochs))
     return Recipe(val_ratio=float(val_ratio), batch_size=int(batch), max_epochs=epochs, patience=patience)

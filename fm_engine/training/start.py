@@ -32,6 +32,7 @@ from fm_engine.cards import StartRecord
 from fm_engine.checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
 from fm_engine.config import read_text_file
 from fm_engine.data import CompositionDataModule
+from fm_engine.data.replay_mix import ReplayMix
 from fm_engine.data.splits import sample_per_task_and_split
 from fm_engine.data.tables import load_task_table
 from fm_engine.foundation import REPLAY_FOLDER, foundation_checkpoint_path, foundation_installed
@@ -221,6 +222,14 @@ def freeze_heads(model: FlexibleMultiTaskModel, names: list[str]) -> None:
             parameter.requires_grad_(False)
 
 
+def replay_mix_of(config: TrainConfig) -> ReplayMix | None:
+    """The epoch of a run from a checkpoint (``finetune.replay_per_row``; see :mod:`fm_engine.data.replay_mix`):
+    the config's own tasks and a fresh draw of the replay; None for a run from scratch or with the setting off."""
+    if not config.starts_from_checkpoint or config.finetune.replay_per_row is None:
+        return None
+    return ReplayMix(tuple(spec.name for spec in config.task_specs()), config.finetune.replay_per_row)
+
+
 def plan_start(config: TrainConfig, start: ResolvedStart, run_path: Path, notes: list[str]) -> StartPlan:
     """The model and data of a run from ``start`` (``config`` from :func:`config_for_start`; see the module
     docstring). Data of the run's tasks is read here (twice for the run's own compositions: they are kept out
@@ -259,7 +268,8 @@ def plan_start(config: TrainConfig, start: ResolvedStart, run_path: Path, notes:
     for spec in kept:
         read_from_replay(spec, replay_path)  # --resume and fm finetune read the same rows
     kept_specs = [spec for spec in kept if spec.name not in frozen]
-    dm = build_datamodule(config, kept_specs + specs)  # the model's head order: the start's, then the run's
+    # the model's head order: the start's, then the run's
+    dm = build_datamodule(config, kept_specs + specs, replay_mix=replay_mix_of(config))
     dm.setup()
     resolve_class_weights(dm)
     scalers = fit_scalers(dm, tasks=list(own))

@@ -28,6 +28,7 @@ from fm_engine.checkpoints import TASKS_SEPARATOR, save_checkpoint
 from fm_engine.config import read_config_file, read_text_file
 from fm_engine.data import CompositionDataModule
 from fm_engine.data.corpus import CorpusDataModule
+from fm_engine.data.replay_mix import ReplayMix
 from fm_engine.descriptors import Descriptor
 from fm_engine.floors import fit_lower_bound
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
@@ -52,6 +53,7 @@ from fm_engine.training.start import (
     freeze_heads,
     plan_start,
     read_start_file,
+    replay_mix_of,
     resolve_start,
     start_data_sources,
     write_start_file,
@@ -194,13 +196,16 @@ def datamodule_options(config: TrainConfig) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def build_datamodule(config: TrainConfig, specs: list[TaskSpec] | None = None) -> CompositionDataModule:
-    """The data module of ``config``: over its corpus (``data.corpus``) or its tasks' own files."""
+def build_datamodule(
+    config: TrainConfig, specs: list[TaskSpec] | None = None, *, replay_mix: ReplayMix | None = None
+) -> CompositionDataModule:
+    """The data module of ``config``: over its corpus (``data.corpus``) or its tasks' own files (``replay_mix``:
+    a fine-tune's epoch, see :func:`fm_engine.training.start.replay_mix_of`)."""
     specs = specs if specs is not None else config.task_specs()
     corpus = config.corpus_dir()
     if corpus is not None:
         return CorpusDataModule(corpus, specs, **datamodule_options(config))
-    return CompositionDataModule(specs, **datamodule_options(config))
+    return CompositionDataModule(specs, **datamodule_options(config), replay_mix=replay_mix)
 
 
 def recorded_specs(specs: list[TaskSpec], config: TrainConfig) -> list[TaskSpec]:
@@ -226,7 +231,7 @@ def recorded_datamodule(
     start_record, start_sources = read_start_file(run_path, config)
     frozen = start_record.frozen_heads if start_record is not None else []
     with_data = [spec for spec in model_config.tasks if spec.name not in frozen]
-    dm = build_datamodule(config, recorded_specs(with_data, config))
+    dm = build_datamodule(config, recorded_specs(with_data, config), replay_mix=replay_mix_of(config))
     dm.setup()
     return dm, start_record, start_sources
 

@@ -375,3 +375,87 @@ def test_a_relative_start_in_a_config_file_is_relative_to_its_folder(foundation,
     )
     start = resolve_start(TrainConfig.from_file(config_path))
     assert start.kind == "checkpoint" and start.checkpoint.path == foundation.resolve() / "checkpoint"
+
+
+def few_rows_config(tmp_path: Path, n: int, **finetune: Any) -> dict[str, Any]:
+    """A fine-tune of ``n`` rows of the user's own (a few dozen: far fewer than the replay), the schedule and
+    batch size left to the data size."""
+    path = tmp_path / "few.csv"
+    formulas = random_formulas(n, seed=11)
+    pd.DataFrame({"formula": formulas, "target": property_of(formulas, HARDNESS)}).to_csv(path, index=False)
+    config = user_config(path, finetune=finetune)
+    config["data"], config["trainer"] = {}, {"progress_bar": False}
+    return config
+
+
+def epoch_rows(dm, epoch: int) -> np.ndarray:
+    """The rows (of the joined table) an epoch's sampler draws, in order (the loader batches them, dropping an
+    incomplete last batch as every training run does)."""
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(epoch)  # what Lightning does before every epoch
+    return loader.dataset.indices[list(loader.sampler)]
+
+
+def test_a_few_dozen_rows_beside_the_replay_get_every_epoch_and_the_schedule(foundation, tmp_path):
+    """An epoch of a fine-tune is every training row of the run's own and ``replay_per_row`` replayed rows per
+    own row, drawn afresh at every epoch; the batch size and schedule follow those rows (before, every replayed
+    row at every epoch swamped a few dozen rows of the user's own: batches of 128 held 3 of them)."""
+    from fm_engine.data.recipe import auto_recipe
+
+    config = TrainConfig.from_dict(few_rows_config(tmp_path, 40, replay_per_row=2.0), base_dir=tmp_path)
+    config.start_from = str(foundation)
+    start = resolve_start(config)
+    resolved, notes = config_for_start(config, start)
+    dm = plan_start(resolved, start, tmp_path, notes).datamodule
+    rows = dm.stage_indices("train")
+    own, replayed = rows[dm.masks["hardness"][rows]], rows[~dm.masks["hardness"][rows]]
+    assert len(replayed) > 8 * len(own) > 0  # the case at hand: the replay dwarfs the user's rows
+    drawn = [set(epoch_rows(dm, epoch)) - set(own) for epoch in (0, 1)]
+    for epoch in (0, 1):
+        rows = epoch_rows(dm, epoch)
+        assert len(rows) == len(set(rows)) and set(own) <= set(rows)  # every own row, each once
+    assert all(len(d) == 2 * len(own) and d <= set(replayed) for d in drawn) and drawn[0] != drawn[1]
+    assert set(epoch_rows(dm, 1)) - set(own) == drawn[1]  # the same epoch draws the same rows (resume)
+    expected = auto_recipe(1, test_ratio=dm.test_ratio, val_ratio=dm.val_ratio, n_train=3 * len(own))
+    assert (dm.batch_size, dm.recipe.max_epochs, dm.recipe.patience) == (
+        expected.batch_size,
+        expected.max_epochs,
+        expected.patience,
+    )
+    assert dm.batch_size < 128 and dm.recipe.max_epochs > 100  # sized by ~100 rows an epoch, not ~600
+
+
+def test_enough_rows_of_ones_own_replay_every_row_at_every_epoch(foundation, user_csv, tmp_path):
+    """220 rows x 4 replayed per row exceed the tiny replay: every training row at every epoch, as before."""
+    config = TrainConfig.from_dict(user_config(user_csv, start_from=str(foundation)))
+    start = resolve_start(config)
+    resolved, notes = config_for_start(config, start)
+    dm = plan_start(resolved, start, tmp_path, notes).datamodule
+    loader = dm.train_dataloader()
+    assert len(loader.dataset) == len(dm.stage_indices("train"))
+    assert not hasattr(loader.sampler, "set_epoch")  # torch's plain shuffled sampler
+
+
+def epoch_steps(run: Path) -> list[int]:
+    """The optimizer steps done by the end of each epoch (a run folder's metrics.jsonl epoch records)."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [record["step"] for record in records if record.get("kind") == "epoch"]
+
+
+def test_a_fine_tune_of_a_few_dozen_rows_trains_and_resumes_with_its_mix(foundation, tmp_path):
+    import shutil
+
+    config = TrainConfig.from_dict(few_rows_config(tmp_path, 40, replay_per_row=2.0))
+    config.start_from, config.trainer.max_epochs = str(foundation), 3
+    first = train(config, tmp_path / "run")
+    start = resolve_start(config)
+    resolved, notes = config_for_start(config, start)
+    (tmp_path / "plan").mkdir()
+    dm = plan_start(resolved, start, tmp_path / "plan", notes).datamodule
+    own = int(dm.train_keep["hardness"].sum())
+    expected = (3 * own) // dm.batch_size  # own rows + 2 replayed per own row, full batches
+    assert epoch_steps(tmp_path / "run") == [expected * (epoch + 1) for epoch in range(3)]
+    shutil.rmtree(first.checkpoint)  # as if stopped after the last resume state was saved
+    resumed = train(config, tmp_path / "run", resume=True)
+    assert epoch_steps(tmp_path / "run")[-1] == 3 * expected  # the resumed run kept its mix
+    assert load_checkpoint(resumed.checkpoint).card.task("hardness").test_metrics
