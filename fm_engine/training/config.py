@@ -77,6 +77,9 @@ class FinetuneSection:
     # Keep the encoder's batch-norm statistics the start's (its weights still train): the fine-tuning batches
     # (the run's rows and the replay) differ from the data the start's statistics and heads were made on.
     freeze_norm_statistics: bool = True
+    # Start each new regression head from a copy of the kept head whose output correlates best with the task's
+    # training targets (|r| >= 0.5), rescaled to them (fm_engine.training.head_start); false: a fresh head.
+    related_head_start: bool = False
 
     def __post_init__(self) -> None:
         check_range("finetune.replay_rows", self.replay_rows, low=0)

@@ -40,6 +40,7 @@ from fm_engine.models import AutoencoderConfig, EncoderConfig, FlexibleMultiTask
 from fm_engine.safe_io import atomic_path, atomic_write_json
 from fm_engine.tasks import TaskSpec, TaskType
 from fm_engine.training.config import START_AUTO, START_FOUNDATION, START_SCRATCH, TrainConfig
+from fm_engine.training.head_start import RELATED_HEAD_MIN_CORRELATION, start_related_heads
 
 CORPUS_TABLE = "corpus.parquet"  # THE CORPUS CONTRACT: <corpus folder>/corpus.parquet
 REPLAY_FILE = "replay.parquet"
@@ -275,6 +276,13 @@ def plan_start(config: TrainConfig, start: ResolvedStart, run_path: Path, notes:
     scalers = fit_scalers(dm, tasks=list(own))
     for spec in dm.tasks[len(kept_specs) :]:
         model.add_task(copy.deepcopy(spec), scalers[spec.name])
+    if config.finetune.related_head_start:
+        own_rows = {spec.name: np.flatnonzero(dm.train_keep[spec.name]) for spec in dm.tasks[len(kept_specs) :]}
+        started = start_related_heads(
+            model, x=dm.x, targets={name: (rows, dm.values[name][rows]) for name, rows in own_rows.items()},
+            kept=names, min_correlation=RELATED_HEAD_MIN_CORRELATION,
+        )  # fmt: skip
+        notes = [*notes, *(head.text() for head in started)]
     set_autoencoder(model, config.model.autoencoder)
     trained_rows = {spec.name: int(dm.train_keep[spec.name].sum()) for spec in kept_specs}
     freeze_heads(model, frozen)
