@@ -9,7 +9,7 @@ from fm_engine.plots.design import (
     seed_vs_optimized,
     trajectory_figure,
 )
-from fm_engine.plots.predictions import class_probabilities, predicted_curve
+from fm_engine.plots.predictions import class_probabilities, predicted_curve, predictions_with_error_bars
 from fm_engine.plots.ptable import element_position, ptable_heatmap
 from fm_engine.plots.rehearsal import forgetting_figure
 from fm_engine.plots.scaling import scaling_figure
@@ -25,6 +25,7 @@ __all__ = [
     "metric_figure",
     "pareto_front",
     "predicted_curve",
+    "predictions_with_error_bars",
     "ptable_heatmap",
     "recipe_heatmap",
     "scaling_figure",
