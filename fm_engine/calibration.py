@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
 NORMAL_COVERAGE = {1: 0.6827, 2: 0.9545}  # share of a normal variable within 1 and 2 standard deviations
+EXPECTED_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+"""Central probabilities of the calibration plot: the interval ``mean +/- z * std`` that holds this share of a normal
+error (``z = 0.126 ... 2.576``) is checked against the share of test truths it holds."""
 UNCALIBRATED_NOTE = (
     "this ensemble checkpoint was saved before calibration existed: its _std columns are the members' raw standard "
     "deviation (factor 1), usually too narrow; retrain it to calibrate them"
@@ -71,6 +75,13 @@ def error_spread_correlation(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -
     return float(value) if value is not None and math.isfinite(value) else float("nan")
 
 
+def observed_coverage(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> list[float]:
+    """Per level of :data:`EXPECTED_LEVELS`, the share of truths inside ``mean +/- z * std`` where ``z`` is the
+    normal quantile of that central probability (a calibrated normal error: the level itself)."""
+    normal = NormalDist()
+    return [coverage(y, mean, std, normal.inv_cdf((1 + level) / 2)) for level in EXPECTED_LEVELS]
+
+
 @dataclass
 class TaskCalibration:
     """One task's calibration: ``factor`` fitted on ``n_val`` validation values, and its effect on ``n_test`` test
@@ -85,6 +96,10 @@ class TaskCalibration:
     coverage_1_after: float = float("nan")
     coverage_2_after: float = float("nan")
     spearman: float = float("nan")
+    # the calibration plot: per level of EXPECTED_LEVELS, the share of test truths inside the interval that should
+    # hold that share, with the raw (before) and calibrated (after) std; empty: not measured
+    observed_before: list[float] = field(default_factory=list)
+    observed_after: list[float] = field(default_factory=list)
 
     def to_mapping(self) -> dict[str, float | int | None]:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
@@ -104,6 +119,9 @@ def calibrate_task(
         result.coverage_1_before, result.coverage_2_before = (coverage(y, mean, std, k) for k in (1, 2))
         result.coverage_1_after, result.coverage_2_after = (coverage(y, mean, factor * std, k) for k in (1, 2))
         result.spearman = error_spread_correlation(y, mean, std)
+        if result.n_test:
+            result.observed_before = observed_coverage(y, mean, std)
+            result.observed_after = observed_coverage(y, mean, factor * std)
     return result
 
 

@@ -289,7 +289,8 @@ class FinetuneRecord:
 def _task_calibration(data: Mapping[str, Any], where: str) -> TaskCalibration:
     """A task's calibration record (numbers; null: not measured)."""
     fields = TaskCalibration.__dataclass_fields__.items()
-    values = {name: _take(data, name, int if spec.type == "int" else float, where) for name, spec in fields}
+    values = {name: _items(data, name, float, where) if spec.type.startswith("list")
+              else _take(data, name, int if spec.type == "int" else float, where) for name, spec in fields}  # fmt: skip
     return TaskCalibration(**{name: value for name, value in values.items() if value is not None})
 
 

@@ -1,5 +1,6 @@
 """Pure plotting functions returning plotly figures."""
 
+from fm_engine.plots.calibration import calibration_figure
 from fm_engine.plots.datasets import task_data_figure
 from fm_engine.plots.design import (
     compare_runs,
@@ -16,6 +17,7 @@ from fm_engine.plots.scaling import scaling_figure
 from fm_engine.plots.training import loss_figure, metric_figure
 
 __all__ = [
+    "calibration_figure",
     "class_probabilities",
     "compare_runs",
     "element_frequency",

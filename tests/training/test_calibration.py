@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from fm_engine import load_checkpoint
-from fm_engine.calibration import UNCALIBRATED_NOTE, coverage
+from fm_engine.calibration import EXPECTED_LEVELS, UNCALIBRATED_NOTE, coverage
 from fm_engine.checkpoints import CheckpointError
 from fm_engine.columns import STD_SUFFIX
 from fm_engine.compositions import canonical_key
@@ -98,6 +99,9 @@ def test_the_card_reports_the_test_coverage_of_the_calibrated_std(tiny_ensemble,
     assert coverage(y, mean, std, 2) == pytest.approx(record.coverage_2_after, abs=tolerance)
     assert coverage(y, mean, std / record.factor, 1) == pytest.approx(record.coverage_1_before, abs=tolerance)
     assert -1 <= record.spearman <= 1
+    for level, observed in zip(EXPECTED_LEVELS, record.observed_after, strict=True):  # the calibration plot
+        z = NormalDist().inv_cdf((1 + level) / 2)
+        assert coverage(y, mean, std, z) == pytest.approx(observed, abs=tolerance), level
     markdown = (checkpoint.path / "card.md").read_text(encoding="utf-8")
     assert "## Calibration of the spread" in markdown and f"| bulk_modulus | {record.factor:.3g} |" in markdown
 
@@ -140,3 +144,13 @@ def test_a_bad_stored_factor_is_refused_naming_the_key(tiny_ensemble, tmp_path, 
     with pytest.raises(CheckpointError, match=r"ensemble\.std_factors") as error:
         load_checkpoint(bad)
     assert says in str(error.value)
+
+
+def test_the_calibration_plot_of_a_curve_task_pools_its_points(tiny_ensemble):
+    checkpoint = load_checkpoint(tiny_ensemble)
+    record = checkpoint.card.ensemble.calibration["yield_strength"]
+    assert len(record.observed_after) == len(record.observed_before) == len(EXPECTED_LEVELS)
+    assert record.observed_after == sorted(record.observed_after)  # wider intervals hold at least as many truths
+    table = checkpoint.compositions()
+    curves = ((table["split"] == "test") & table["tasks"].str.contains("yield_strength")).sum()
+    assert curves > 0 and record.n_test > 2 * curves  # every point of each test curve
