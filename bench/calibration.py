@@ -16,6 +16,9 @@ What it measures
       with ``samples/train_own_csv.yaml``'s settings.
     ``--start-from`` (default ``scratch``: fine-tuning members from the foundation costs much more CPU time);
     ``--checkpoint PATH`` reports on an existing ensemble checkpoint or run instead of training (one case).
+    Beside the product's calibration, two others fitted on the same validation split and scored on the same test
+    split (bench only, see :func:`alternatives`): one factor matched to the coverage at 11 levels, and a two-parameter
+    spread ``sqrt((a * std)^2 + b^2)`` by maximum likelihood.
 
 Goal
     After calibration 68 % and 95 % of the test truths inside +/- 1 and 2 std, each within 5 points; a positive
@@ -35,10 +38,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from _common import environment, print_environment, write_result
 
-from fm_engine.calibration import coverage, error_spread_correlation
+from fm_engine.calibration import EXPECTED_LEVELS, coverage, error_spread_correlation, fit_std_factor, observed_coverage
 from fm_engine.checkpoints import LoadedCheckpoint, load_checkpoint
 from fm_engine.compositions import canonical_key
 from fm_engine.config import read_config_file
@@ -98,6 +102,65 @@ def recomputed(checkpoint: LoadedCheckpoint, task: str) -> dict[str, float] | No
     return {"n": len(keys), "spearman": error_spread_correlation(y, mean, std),
             **{f"coverage_{k}_before": coverage(y, mean, raw, k) for k in (1, 2)},
             **{f"coverage_{k}_after": coverage(y, mean, std, k) for k in (1, 2)}}  # fmt: skip
+
+
+def alternatives(run: Path) -> dict[str, dict[str, Any]]:
+    """Other calibrations, fitted on the same validation split of a run folder and scored on its test split, to set
+    beside the product's one factor (maximum likelihood): ``coverage-matched``, the one factor whose validation
+    coverage is closest to the expected share over :data:`EXPECTED_LEVELS` (least squares), and ``two-parameter``,
+    ``sqrt((a * std)^2 + b^2)`` by maximum likelihood (a spread floor ``b`` in the task's unit). Not in the product."""
+    from scipy.optimize import minimize
+
+    from fm_engine.training.ensemble import member_folder
+    from fm_engine.training.evaluate import ensemble_outputs
+    from fm_engine.training.trainer import read_model_config, recorded_datamodule
+
+    checkpoint = load_checkpoint(run)
+    lead = member_folder(run, 0)
+    record = TrainConfig.from_record(read_config_file(lead / "config.yaml"), anchor=lead)
+    dm, _, _ = recorded_datamodule(record, lead, read_model_config(lead / "model_config.json"))
+    stages = {stage: ensemble_outputs(checkpoint.models, dm, stage) for stage in ("val", "test")}
+    out: dict[str, dict[str, Any]] = {}
+    for task in checkpoint.std_factors:
+        (y, mean, std), (ty, tmean, tstd) = (
+            (collected[0].targets[task].numpy().reshape(-1).astype(float), means[task].reshape(-1),
+             spreads[task].reshape(-1)) for collected, means, spreads in stages.values()
+        )  # fmt: skip
+        grid = np.geomspace(0.05, 5000.0, 1500)
+        misfit = [sum((c - level) ** 2 for c, level in zip(observed_coverage(y, mean, g * std), EXPECTED_LEVELS,
+                                                             strict=True)) for g in grid]  # fmt: skip
+        matched = float(grid[int(np.argmin(misfit))])
+        residual2 = (y - mean) ** 2
+
+        def nll(params: np.ndarray, residual2: np.ndarray = residual2, std: np.ndarray = std) -> float:
+            variance = (np.exp(params[0]) * std) ** 2 + np.exp(params[1]) ** 2
+            return float(np.sum(np.log(variance) + residual2 / variance))
+
+        start = [math.log(max(fit_std_factor(y, mean, std)[0], 1e-6)), math.log(float(np.sqrt(residual2.mean())) / 3)]
+        a, b = np.exp(minimize(nll, start, method="Nelder-Mead").x)
+        scaled = {"maximum likelihood (product)": checkpoint.std_factors[task] * tstd,
+                  "coverage-matched": matched * tstd, "two-parameter": np.sqrt((a * tstd) ** 2 + b**2)}  # fmt: skip
+        out[task] = {
+            "coverage_matched_factor": matched,
+            "two_parameter": {"a": float(a), "b": float(b)},
+            "test": {
+                name: {"coverage_1": coverage(ty, tmean, spread, 1), "coverage_2": coverage(ty, tmean, spread, 2)}
+                for name, spread in scaled.items()
+            },  # fmt: skip
+        }
+    return out
+
+
+def print_alternatives(result: dict[str, dict[str, Any]]) -> None:
+    print("  other calibrations (fitted on validation, test coverage at 1 / 2 std):")
+    for task, entry in result.items():
+        shown = "; ".join(f"{name} {100 * c['coverage_1']:.1f}% / {100 * c['coverage_2']:.1f}%"
+                          for name, c in entry["test"].items())  # fmt: skip
+        two = entry["two_parameter"]
+        print(
+            f"  {task}: {shown} (coverage-matched factor {entry['coverage_matched_factor']:.3g}; "
+            f"two-parameter a {two['a']:.3g}, b {two['b']:.3g})"
+        )
 
 
 def report(checkpoint: LoadedCheckpoint) -> dict[str, Any]:
@@ -161,6 +224,9 @@ def main() -> None:
     if args.checkpoint is not None:
         results["cases"] = {"checkpoint": report(load_checkpoint(args.checkpoint))}
         print_report("checkpoint", results["cases"]["checkpoint"])
+        if (args.checkpoint / "members").is_dir():  # a run folder: its validation split rebuilt from the records
+            results["cases"]["checkpoint"]["alternatives"] = alternatives(args.checkpoint)
+            print_alternatives(results["cases"]["checkpoint"]["alternatives"])
     else:
         hidden = [int(h) for h in args.hidden.split(",")]
         results["cases"] = {}
@@ -174,10 +240,12 @@ def main() -> None:
                 if outcome.state != "done":
                     raise SystemExit(f"{case}: training ended {outcome.state}")
                 result = report(load_checkpoint(folder / case)) | {"seconds": time.perf_counter() - started}
+                result["alternatives"] = alternatives(folder / case)
                 result["config"] = {"max_epochs": config.trainer.max_epochs, "start_from": config.start_from,
                                     "hidden_dims": config.model.encoder.hidden_dims}  # fmt: skip
                 results["cases"][case] = result
                 print_report(case, result)
+                print_alternatives(result["alternatives"])
     path = write_result("calibration" + (f"_{args.tag}" if args.tag else ""), results)
     print(f"\nwrote {path}")
 
