@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fm_engine import __version__
+from fm_engine.calibration import TaskCalibration, calibration_markdown
 
 if TYPE_CHECKING:
     from fm_engine.data import CompositionDataModule
@@ -285,6 +286,14 @@ class FinetuneRecord:
         return dict(self.__dict__)
 
 
+def _task_calibration(data: Mapping[str, Any], where: str) -> TaskCalibration:
+    """A task's calibration record (numbers; null: not measured)."""
+    fields = TaskCalibration.__dataclass_fields__.items()
+    values = {name: _items(data, name, float, where) if spec.type.startswith("list")
+              else _take(data, name, int if spec.type == "int" else float, where) for name, spec in fields}  # fmt: skip
+    return TaskCalibration(**{name: value for name, value in values.items() if value is not None})
+
+
 @dataclass
 class EnsembleRecord:
     """An ensemble checkpoint's members (see ``fm train --ensemble``). The card's test and validation metrics are
@@ -300,6 +309,8 @@ class EnsembleRecord:
     member_seconds: list[float] = field(default_factory=list)  # each member's training wall time
     member_test_metrics: list[dict[str, dict[str, float]]] = field(default_factory=list)  # member -> task -> metric
     mean_member_test_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> mean
+    # task -> its spread's calibration (fm_engine.calibration); empty: saved before calibration existed (factor 1)
+    calibration: dict[str, TaskCalibration] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str = "ensemble.") -> EnsembleRecord:
@@ -319,10 +330,19 @@ class EnsembleRecord:
             mean_member_test_metrics={
                 t: dict(m) for t, m in _take(data, "mean_member_test_metrics", dict, where, {}).items()
             },
+            calibration={
+                str(t): _task_calibration(_take({t: c}, t, dict, f"{where}calibration."), f"{where}calibration.{t}.")
+                for t, c in _take(data, "calibration", dict, where, {}).items()
+            },
         )
 
     def to_mapping(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        if self.calibration:
+            data["calibration"] = {task: c.to_mapping() for task, c in self.calibration.items()}
+        else:
+            del data["calibration"]
+        return data
 
     def markdown(self, ensemble: Mapping[str, Mapping[str, float]]) -> list[str]:
         """The card's ensemble section: what it is, and per task and metric the ensemble's test metric
@@ -331,8 +351,9 @@ class EnsembleRecord:
         lines = ["## Ensemble", "", f"{self.members} members (training seeds {', '.join(map(str, self.seeds))}) "
                  f"trained one after another on one split ({seconds:.1f} s together). Every prediction is the "
                  "members' mean (classification: the mean class probabilities) with the standard deviation over the "
-                 "members in `<column>_std` columns, in the same unit. The test metrics above are the ensemble "
-                 "mean's; beside them the average member's (each member scored alone, then averaged):", "",
+                 "members in `<column>_std` columns, in the same unit (times the task's calibration factor, below). "
+                 "The test metrics above are the ensemble mean's; beside them the average member's (each member "
+                 "scored alone, then averaged):", "",
                  "| task | metric | ensemble | average member | members (min - max) |",
                  "|---|---|---|---|---|"]  # fmt: skip
         for task, metrics in ensemble.items():
@@ -344,7 +365,7 @@ class EnsembleRecord:
                 values = [v for v in values if v is not None and math.isfinite(v)]
                 spread = f"{format_value(min(values))} - {format_value(max(values))}" if values else "n/a"
                 lines.append(f"| {task} | {key} | {format_value(value)} | {format_value(average)} | {spread} |")
-        return lines + [""]
+        return lines + [""] + calibration_markdown(self.calibration)
 
 
 @dataclass

@@ -37,6 +37,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from fm_engine.calibration import UNCALIBRATED_NOTE
 from fm_engine.cards import CARD_FILE, CARD_MARKDOWN_FILE, CheckpointError, ModelCard, read_card
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig
@@ -73,10 +74,19 @@ class LoadedCheckpoint:
     # An ensemble's members (``members[0]`` is ``model``, which carries the ensemble's decision thresholds);
     # empty for a single model. Predictions are the members' mean with their standard deviation.
     members: list[FlexibleMultiTaskModel] = field(default_factory=list)
+    # An ensemble's calibration: task -> the factor every ``_std`` of the task is multiplied by (fitted on the
+    # validation split, see :mod:`fm_engine.calibration`); tasks not listed (classification, or every task of an
+    # ensemble saved before calibration existed) keep factor 1.
+    std_factors: dict[str, float] = field(default_factory=dict)
 
     @property
     def config(self) -> ModelConfig:
         return self.model.config
+
+    @property
+    def calibration_note(self) -> str:
+        """Why an ensemble's spread is not calibrated ('' for a calibrated ensemble or a single model)."""
+        return UNCALIBRATED_NOTE if self.is_ensemble and not self.std_factors else ""
 
     @property
     def is_ensemble(self) -> bool:
@@ -261,11 +271,13 @@ def save_checkpoint(
     card: ModelCard | None = None,
     compositions: pd.DataFrame | None = None,
     members: Sequence[FlexibleMultiTaskModel] = (),
+    std_factors: Mapping[str, float] | None = None,
 ) -> Path:
     """Write the checkpoint directory atomically (temp dir, files fsynced, rename); returns its path.
 
     ``members``: an ensemble's other members (``model`` is member 0), written to ``members/1`` ...; the
-    ensemble's decision thresholds are ``model``'s.
+    ensemble's decision thresholds are ``model``'s; ``std_factors``: its calibration (task -> factor of the
+    spread, config.json key ``ensemble.std_factors``; see :mod:`fm_engine.calibration`).
 
     Refuses (``CheckpointError``) weights or scalers that are not finite: such a checkpoint could only
     predict NaN. ``card`` is written as ``card.json`` and ``card.md`` with the new checkpoint's id and weights
@@ -280,6 +292,9 @@ def save_checkpoint(
         checkpoint_id = uuid.uuid4().hex
         folders = [f"{MEMBERS_DIR}/{k}" for k in range(1, len(members) + 1)]
         extra = {"ensemble": {"members": len(members) + 1, "folders": folders}} if members else {}
+        if members and std_factors is not None:
+            check_std_factors(std_factors, model, f"not saving {path}")
+            extra["ensemble"]["std_factors"] = {task: float(value) for task, value in std_factors.items()}
         _write_model(model, tmp, checkpoint_id=checkpoint_id, where=path, extra=extra)
         for k, (member, folder) in enumerate(zip(members, folders, strict=True), start=1):
             (tmp / folder).mkdir(parents=True)
@@ -363,7 +378,32 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         card=card,
         card_problem=problem,
         members=members if len(members) > 1 else [],
+        std_factors=stored_std_factors(directory, config, model) if len(members) > 1 else {},
     )
+
+
+def stored_std_factors(
+    directory: Path, config: Mapping[str, object], model: FlexibleMultiTaskModel
+) -> dict[str, float]:
+    """An ensemble checkpoint's ``ensemble.std_factors`` (none stored: {}, every factor 1)."""
+    section = config.get("ensemble")
+    factors = section.get("std_factors") if isinstance(section, Mapping) else None
+    if factors is None:
+        return {}
+    if not isinstance(factors, Mapping):
+        raise CheckpointError(f"{directory}: {CONFIG_FILE} key ensemble.std_factors: expected task -> factor")
+    check_std_factors(factors, model, str(directory))
+    return {str(task): float(value) for task, value in factors.items()}
+
+
+def check_std_factors(factors: Mapping[str, object], model: FlexibleMultiTaskModel, where: str) -> None:
+    """``CheckpointError`` unless every factor is a finite number > 0 of one of ``model``'s tasks."""
+    for task, value in factors.items():
+        key = f"{CONFIG_FILE} key ensemble.std_factors.{task}"
+        if task not in model.tasks:
+            raise CheckpointError(f"{where}: {key}: no such task (tasks: {', '.join(model.tasks)})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise CheckpointError(f"{where}: {key} is {value!r} (expected a finite number > 0)")
 
 
 def ensemble_folders(directory: Path, config: Mapping[str, object]) -> list[Path]:

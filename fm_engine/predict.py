@@ -71,17 +71,33 @@ def predict_members(
     *,
     t_grids: Mapping[str, Sequence[float]] | None = None,
     descriptor: Descriptor | None = None,
+    std_factors: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
     """:func:`predict_weights` of an ensemble's ``models``: per task the mean over the members of their physical
     outputs (each member's already at the task's lower bound; classification: the mean class probabilities) and
-    the standard deviation over the members (population, ``ddof=0``; same unit), both float64. One model: its
-    own outputs (exactly :func:`predict_weights`) and None (no spread)."""
+    the standard deviation over the members (population, ``ddof=0``; same unit) times the task's calibration
+    factor ``std_factors[task]`` (default 1; a checkpoint's :attr:`LoadedCheckpoint.std_factors`), both float64.
+    One model: its own outputs (exactly :func:`predict_weights`) and None (no spread)."""
     if len(models) == 1:
         return predict_weights(models[0], weights, t_grids=t_grids, descriptor=descriptor), None
     outputs = [predict_weights(model, weights, t_grids=t_grids, descriptor=descriptor) for model in models]
     stacked = {name: np.stack([o[name] for o in outputs]).astype(np.float64) for name in outputs[0]}
+    factors = std_factors or {}
     return ({name: values.mean(axis=0) for name, values in stacked.items()},
-            {name: values.std(axis=0) for name, values in stacked.items()})  # fmt: skip
+            {name: values.std(axis=0) * factors.get(name, 1.0) for name, values in stacked.items()})  # fmt: skip
+
+
+def predict_checkpoint(
+    checkpoint: LoadedCheckpoint,
+    weights: np.ndarray,
+    *,
+    t_grids: Mapping[str, Sequence[float]] | None = None,
+    descriptor: Descriptor | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """:func:`predict_members` of a checkpoint's members with its calibration: the mean and the calibrated
+    standard deviation (None for a single model) per task."""
+    return predict_members(checkpoint.models, weights, t_grids=t_grids, descriptor=descriptor,
+                           std_factors=checkpoint.std_factors)  # fmt: skip
 
 
 OUTPUT_PREFIX = "pred_"
@@ -258,7 +274,8 @@ def predict_frame(
     grid point; ``t`` in the task's ``t_unit``). An ensemble checkpoint (:attr:`LoadedCheckpoint.is_ensemble`)
     gives the members' mean in these columns (the predicted class from the mean probabilities and the ensemble's
     decision threshold) and, after each value column, ``<column>_std``: the standard deviation over the members
-    in the same unit (see :func:`predict_members`); a single model has no ``_std`` columns.
+    in the same unit times the task's calibration factor (see :func:`predict_checkpoint`); a single model has no
+    ``_std`` columns.
 
     Input columns are never overwritten: an output whose name the input already uses (``error``, a task
     name, ...) is written as ``pred_<name>``; ``result.attrs["fm_output_columns"]`` maps each output name
@@ -302,7 +319,7 @@ def predict_frame(
         slots = positions[members] % chunk_size
         block = np.repeat(parsed.weights[members[:1]], chunk_size, axis=0)
         block[slots] = parsed.weights[members]
-        predictions, spreads = predict_members(checkpoint.models, block, t_grids=grids, descriptor=descriptor)
+        predictions, spreads = predict_checkpoint(checkpoint, block, t_grids=grids, descriptor=descriptor)
         for name, task in model.tasks.items():
             output = predictions[name][slots].reshape(len(rows), -1)
             spread = spreads[name][slots].reshape(len(rows), -1) if spreads is not None else None

@@ -10,6 +10,9 @@ import streamlit as st
 from fm_engine.workspace import runs_dir
 from workbench import state
 from workbench.components.cards import (
+    calibration_plot,
+    calibration_table,
+    calibration_text,
     compare_cards,
     compare_summary,
     overview_table,
@@ -76,6 +79,12 @@ def _card_view(name: str, path: Path) -> None:
     with right:
         st.markdown("**Versions**")
         st.dataframe(versions_table(card), hide_index=True, key=f"card_versions_{name}")
+    if text := calibration_text(card):
+        st.markdown(text)
+        if card.ensemble is not None and card.ensemble.calibration:
+            st.dataframe(calibration_table(card), hide_index=True, key=f"card_calibration_{name}")
+        if (figure := calibration_plot(card)) is not None:
+            st.plotly_chart(figure, width="stretch", key=f"card_calibration_plot_{name}")
     markdown = read_card_md(path)
     if markdown:
         with st.expander("card.md (as written next to the weights)"):

@@ -11,12 +11,14 @@ from fm_engine.tasks import TaskType
 from workbench.components.predictions import (
     batch_extrapolation_warning,
     curve_figure,
+    error_bar_figures,
     extrapolation_warning,
     metric_caption,
     parse_t_grid,
     predict_formula,
     predict_table,
     probability_figure,
+    uncertainty_caption,
 )
 from workbench.components.uploads import guess_column, read_csv_bytes
 from workbench.resources import active_checkpoint_or_explain
@@ -39,6 +41,8 @@ def _single_formula(checkpoint: LoadedCheckpoint) -> None:
         st.error(f"Cannot predict this formula: {error}")
         return
     st.caption(f"Atomic fractions: **{result.formula}**")
+    if checkpoint.is_ensemble:
+        st.caption(uncertainty_caption(checkpoint))
     far = [p for p in result.tasks if p.extrapolated]
     if far:
         st.warning(extrapolation_warning(far))
@@ -115,6 +119,11 @@ def _batch(checkpoint: LoadedCheckpoint) -> None:
     if far:
         st.warning(batch_extrapolation_warning(far))
     st.dataframe(result.predicted, hide_index=True, key="predict_table")
+    figures = error_bar_figures(checkpoint, result.predicted, column)
+    for i, figure in enumerate(figures):
+        st.plotly_chart(figure, width="stretch", key=f"predict_error_bars_{i}")
+    if figures:
+        st.caption(uncertainty_caption(checkpoint))
     st.download_button(
         "Download predictions (CSV)",
         data=result.csv_bytes(),

@@ -1,5 +1,6 @@
 """Pure plotting functions returning plotly figures."""
 
+from fm_engine.plots.calibration import calibration_figure
 from fm_engine.plots.datasets import task_data_figure
 from fm_engine.plots.design import (
     compare_runs,
@@ -9,13 +10,14 @@ from fm_engine.plots.design import (
     seed_vs_optimized,
     trajectory_figure,
 )
-from fm_engine.plots.predictions import class_probabilities, predicted_curve
+from fm_engine.plots.predictions import class_probabilities, predicted_curve, predictions_with_error_bars
 from fm_engine.plots.ptable import element_position, ptable_heatmap
 from fm_engine.plots.rehearsal import forgetting_figure
 from fm_engine.plots.scaling import scaling_figure
 from fm_engine.plots.training import loss_figure, metric_figure
 
 __all__ = [
+    "calibration_figure",
     "class_probabilities",
     "compare_runs",
     "element_frequency",
@@ -25,6 +27,7 @@ __all__ = [
     "metric_figure",
     "pareto_front",
     "predicted_curve",
+    "predictions_with_error_bars",
     "ptable_heatmap",
     "recipe_heatmap",
     "scaling_figure",

@@ -17,7 +17,10 @@ keeps finished members, resumes the unfinished one from its ``last.ckpt`` and tr
 
 The ensemble's card scores the members' mean on the validation and test splits (one data module rebuilt from member
 0's records): a binary task's decision threshold is chosen on the validation split from the mean probabilities, and
-the card's ensemble section sets each member's own test metrics, and their average, beside the ensemble's.
+the card's ensemble section sets each member's own test metrics, and their average, beside the ensemble's. The
+spread of every regression and curve task is calibrated there too: one factor per task fitted on the validation split
+(:mod:`fm_engine.calibration`), stored in the checkpoint (``ensemble.std_factors``) and the card, with its test
+figures (coverage of mean +/- 1 and 2 std before and after, rank correlation of |error| and std).
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import yaml
 
+from fm_engine.calibration import TaskCalibration, calibrate_task
 from fm_engine.cards import EnsembleRecord, decision_fields
 from fm_engine.checkpoints import LoadedCheckpoint, load_checkpoint, save_checkpoint
 from fm_engine.config import read_config_file
 from fm_engine.run_lock import hold_run, is_rank_zero, own_identity
 from fm_engine.safe_io import atomic_write_text
+from fm_engine.tasks import TaskType
 from fm_engine.training.config import EnsembleConfig, TrainConfig
 from fm_engine.training.evaluate import (
     CARD_BOOTSTRAP_RESAMPLES,
@@ -50,7 +55,7 @@ if TYPE_CHECKING:
     from fm_engine.cards import ModelCard
     from fm_engine.models import FlexibleMultiTaskModel
     from fm_engine.thresholds import ThresholdChoice
-    from fm_engine.training.evaluate import StageEvaluation
+    from fm_engine.training.evaluate import StageEvaluation, StageOutputs
     from fm_engine.training.trainer import TrainResult
 
 MEMBERS_FOLDER = "members"  # run/members/member_<k>/: each member's run folder
@@ -170,20 +175,47 @@ def assemble_ensemble(
     models = [checkpoint.model for checkpoint in checkpoints]
     lead_record = TrainConfig.from_record(read_config_file(folders[0] / "config.yaml"), anchor=folders[0])
     dm, _, _ = recorded_datamodule(lead_record, folders[0], read_model_config(folders[0] / "model_config.json"))
-    validation, val_mean = ensemble_outputs(models, dm, "val")
-    tested, test_mean = ensemble_outputs(models, dm, "test")
+    validation, val_mean, val_std = ensemble_outputs(models, dm, "val")
+    tested, test_mean, test_std = ensemble_outputs(models, dm, "test")
+    calibration = calibrate_spread(lead_tasks(models[0]), (validation[0], val_mean, val_std),
+                                   (tested[0], test_mean, test_std))  # fmt: skip
     member_metrics = [evaluate(m, dm, "test", collected=c).metrics for m, c in zip(models, tested, strict=True)]
     lead = copy.deepcopy(models[0])  # member 0's weights with the ensemble's decision thresholds
     thresholds = choose_decision_thresholds(lead, dm, stage="val", collected=validation[0], physical=val_mean)
     val = evaluate(lead, dm, "val", collected=validation[0], physical=val_mean)
     test = evaluate(lead, dm, "test", collected=tested[0], physical=test_mean, n_bootstrap=CARD_BOOTSTRAP_RESAMPLES)
     card = ensemble_card(config, checkpoints, member_metrics, val=val.metrics, test=test.metrics,
-                         intervals=test.intervals, thresholds=thresholds, lead=lead, seconds=seconds())  # fmt: skip
+                         intervals=test.intervals, thresholds=thresholds, lead=lead, seconds=seconds(),
+                         calibration=calibration)  # fmt: skip
     with_data = [name for name in lead.tasks if name in dm.masks]
     path = save_checkpoint(lead, run.checkpoint_path, card=card, compositions=training_compositions(dm, with_data),
-                           members=models[1:])  # fmt: skip
+                           members=models[1:], std_factors={t: c.factor for t, c in calibration.items()})  # fmt: skip
     epochs = sum(int(c.card.training.epochs_run or 0) for c in checkpoints if c.card is not None)
     return path, test, epochs
+
+
+def lead_tasks(model: FlexibleMultiTaskModel) -> list[str]:
+    """The tasks whose spread is calibrated: regression and sequence (curve) tasks."""
+    return [name for name, task in model.tasks.items() if task.type is not TaskType.CLASSIFICATION]
+
+
+def calibrate_spread(
+    tasks: list[str],
+    validation: tuple[StageOutputs, Mapping[str, np.ndarray], Mapping[str, np.ndarray]],
+    test: tuple[StageOutputs, Mapping[str, np.ndarray], Mapping[str, np.ndarray]],
+) -> dict[str, TaskCalibration]:
+    """Per task of ``tasks`` with validation rows, the spread's factor fitted on ``validation`` = (member 0's
+    outputs with the truths, the ensemble means, the members' standard deviations) and its test figures from
+    ``test`` (the same on the test split); see :mod:`fm_engine.calibration`. The test split never changes a
+    factor."""
+    out: dict[str, TaskCalibration] = {}
+    for name in tasks:
+        if name not in validation[0].targets:
+            continue  # no validation rows (a head carried frozen): factor 1
+        val = (validation[0].targets[name].numpy(), validation[1][name], validation[2][name])
+        tested = (test[0].targets[name].numpy(), test[1][name], test[2][name]) if name in test[0].targets else None
+        out[name] = calibrate_task(val, tested)
+    return out
 
 
 def mean_metrics(per_member: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
@@ -209,9 +241,11 @@ def ensemble_card(
     thresholds: Mapping[str, ThresholdChoice | None],
     lead: FlexibleMultiTaskModel,
     seconds: float,
+    calibration: Mapping[str, TaskCalibration] | None = None,
 ) -> ModelCard:
     """The ensemble's card: member 0's card (data, split, start, training record) with the ensemble mean's
-    metrics and decision thresholds, the run's config (with its ``ensemble`` section) and the ensemble record."""
+    metrics and decision thresholds, the run's config (with its ``ensemble`` section) and the ensemble record
+    (with the spread's ``calibration``)."""
     base = checkpoints[0].card
     if base is None:
         raise ValueError(f"{checkpoints[0].path}: member 0 has no readable model card ({checkpoints[0].card_problem})")
@@ -233,6 +267,7 @@ def ensemble_card(
         member_seconds=[float(c.training.wall_time_s or 0.0) if c is not None else 0.0 for c in cards],
         member_test_metrics=member_metrics,
         mean_member_test_metrics=mean_metrics(member_metrics),
+        calibration=dict(calibration or {}),
     )
     training = dataclasses.replace(base.training, wall_time_s=round(seconds, 2))
     return dataclasses.replace(base, tasks=tasks, config=recorded, seed=config.seed, training=training,

@@ -201,20 +201,22 @@ def choose_decision_thresholds(
 
 def ensemble_outputs(
     models: Sequence[FlexibleMultiTaskModel], dm: CompositionDataModule, stage: str
-) -> tuple[list[StageOutputs], dict[str, np.ndarray]]:
+) -> tuple[list[StageOutputs], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every member's raw outputs on ``stage`` (:func:`collect_outputs`) and, per task, the members' mean physical
     prediction (float64; each member's floored at the task's lower bound before averaging; classification: the
-    mean class probabilities), rows in the order of the first member's outputs (the same for every member: one
-    data module)."""
+    mean class probabilities) and their standard deviation (``ddof=0``, uncalibrated), rows in the order of the
+    first member's outputs (the same for every member: one data module)."""
     collected = [collect_outputs(model, dm, stage) for model in models]
     means: dict[str, np.ndarray] = {}
+    stds: dict[str, np.ndarray] = {}
     for name in collected[0].outputs:
         for member in collected[1:]:
             if not np.array_equal(member.rows[name], collected[0].rows[name]):  # cannot happen with one data module
                 raise RuntimeError(f"ensemble members were evaluated on different {stage} rows of task '{name}'")
         values = [model.to_physical(name, c.outputs[name]).numpy() for model, c in zip(models, collected, strict=True)]
-        means[name] = np.mean(np.stack(values).astype(np.float64), axis=0)
-    return collected, means
+        stacked = np.stack(values).astype(np.float64)
+        means[name], stds[name] = stacked.mean(axis=0), stacked.std(axis=0)
+    return collected, means, stds
 
 
 def prediction_frames(model: FlexibleMultiTaskModel, dm: CompositionDataModule, stage: str) -> dict[str, pd.DataFrame]:

@@ -142,3 +142,26 @@ def test_corrupt_checkpoint_shows_a_clear_error(workspace_with_model):
     at.selectbox(key="compare_a").select("broken").run()
     assert not at.exception
     assert any("broken: the model card is unreadable" in e.value for e in at.error)
+
+
+def test_an_ensembles_card_shows_its_calibration_table_and_plot(workspace, tiny_ensemble):
+    from fm_engine import load_checkpoint
+
+    shutil.copytree(tiny_ensemble, workspace / "runs" / "ensemble")
+    at = open_page("checkpoints")
+    assert not at.error
+    assert any("Calibration of the spread" in m.value for m in at.markdown)
+    shown = table(at, "task", "factor", "±1 std after (%)").set_index("task")
+    record = load_checkpoint(tiny_ensemble).card.ensemble.calibration
+    assert set(shown.index) == set(record) == {"bulk_modulus", "yield_strength"}
+    assert shown.loc["bulk_modulus", "±2 std after (%)"] == round(100 * record["bulk_modulus"].coverage_2_after, 1)
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    (plot,) = [c for c in charts if c["layout"]["title"]["text"].startswith("Calibration")]
+    traces = {trace["name"]: trace["y"] for trace in plot["data"]}
+    assert traces["bulk_modulus"] == pytest.approx(record["bulk_modulus"].observed_after)
+    assert traces["bulk_modulus (raw std)"] == pytest.approx(record["bulk_modulus"].observed_before)
+
+
+def test_a_single_models_card_has_no_calibration_section(workspace_with_model):
+    at = open_page("checkpoints")
+    assert not any("Calibration of the spread" in m.value for m in at.markdown)

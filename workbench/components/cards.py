@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
+from fm_engine.calibration import EXPECTED_LEVELS, UNCALIBRATED_NOTE
 from fm_engine.cards import (
     CARD_FILE,
     CARD_MARKDOWN_FILE,
@@ -21,6 +23,7 @@ from fm_engine.cards import (
 from fm_engine.cards import (
     read_card as read_checkpoint_card,
 )
+from fm_engine.plots import calibration_figure
 
 LOWER_IS_BETTER = {"mae", "rmse"}
 HIGHER_IS_BETTER = {"r2", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc"}
@@ -151,6 +154,47 @@ def training_table(card: ModelCard) -> pd.DataFrame:
     """The card's training facts (epochs, best epoch, wall time, ...) as text."""
     training = card.training.to_mapping()
     return pd.DataFrame({"": list(training), "value": [str(v) for v in training.values()]})
+
+
+def calibration_text(card: ModelCard) -> str:
+    """What an ensemble card's calibration section shows ('' for a single model)."""
+    if card.ensemble is None:
+        return ""
+    if not card.ensemble.calibration:
+        return f"Not calibrated: {UNCALIBRATED_NOTE}."
+    return (f"**Calibration of the spread** ({card.ensemble.members} members): every `_std` is the members' standard "
+            "deviation times the task's factor, fitted on the validation split so that the errors divided by it have "
+            "unit spread. On the test split a calibrated spread holds about 68 % of the truths within ± 1 std and "
+            "95 % within ± 2 std; a positive Spearman correlation means a larger spread points at a larger error. "
+            "Classification tasks are not calibrated.")  # fmt: skip
+
+
+def calibration_table(card: ModelCard) -> pd.DataFrame:
+    """An ensemble's calibration per task: factor, test shares inside +/- 1 and 2 std before / after calibration (%),
+    Spearman rank correlation of |error| and std (empty for a single model or an uncalibrated ensemble)."""
+    record = card.ensemble.calibration if card.ensemble is not None else {}
+
+    def share(value: float) -> float:
+        return round(100 * value, 1) if np.isfinite(value) else float("nan")
+
+    rows = []
+    for task, c in record.items():
+        rows.append({"task": task, "factor": float(f"{c.factor:.3g}"), "val n": c.n_val, "test n": c.n_test,
+                     "±1 std before (%)": share(c.coverage_1_before), "±1 std after (%)": share(c.coverage_1_after),
+                     "±2 std before (%)": share(c.coverage_2_before), "±2 std after (%)": share(c.coverage_2_after),
+                     "Spearman(|error|, std)": round(c.spearman, 3) if np.isfinite(c.spearman) else None})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def calibration_plot(card: ModelCard) -> go.Figure | None:
+    """The calibration plot of an ensemble's card (expected vs observed coverage on the test split, calibrated and
+    raw std per task); None without the figures."""
+    record = card.ensemble.calibration if card.ensemble is not None else {}
+    measured = {task: c for task, c in record.items() if len(c.observed_after) == len(EXPECTED_LEVELS)}
+    if not measured:
+        return None
+    return calibration_figure(expected=EXPECTED_LEVELS, after={t: c.observed_after for t, c in measured.items()},
+                              before={t: c.observed_before for t, c in measured.items()})  # fmt: skip
 
 
 def versions_table(card: ModelCard) -> pd.DataFrame:

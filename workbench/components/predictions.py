@@ -10,13 +10,15 @@ import plotly.graph_objects as go
 
 from fm_engine.applicability import distance_column, distance_columns, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
+from fm_engine.columns import std_column
 from fm_engine.compositions import format_formula, parse_many
-from fm_engine.plots import class_probabilities, predicted_curve
-from fm_engine.predict import default_t_grid, error_column, predict_members
+from fm_engine.plots import class_probabilities, predicted_curve, predictions_with_error_bars
+from fm_engine.predict import default_t_grid, error_column, predict_checkpoint
 from fm_engine.tasks import TaskSpec, TaskType
 from workbench.components.uploads import guess_column, read_csv_bytes
 
 CURVE_POINTS = 60
+MAX_ERROR_BAR_ROWS = 60  # a table's first rows drawn with error bars (every row is in the table and the download)
 EXTRAPOLATION = (
     "further from a task's training compositions than any of its test compositions (distance = fraction of "
     "atoms that differ from the nearest training composition), so the task's test error does not cover "
@@ -32,6 +34,8 @@ class TaskPrediction:
     probabilities: dict[str, float] = field(default_factory=dict)  # classification
     t: np.ndarray | None = None  # sequence tasks: the grid (t_unit) ...
     curve: np.ndarray | None = None  # ... and the predicted values (unit)
+    # an ensemble: the calibrated standard deviation of ``value`` / ``curve`` (same unit and shape); None otherwise
+    std: float | np.ndarray | None = None
     # fraction of atoms that differ from the nearest composition the task was trained on
     distance_to_training: float = float("nan")
     tested_up_to: float = float("nan")  # the furthest of the task's test compositions from its training data
@@ -42,8 +46,14 @@ class TaskPrediction:
         """A regression value with its unit: ``212.4 GPa`` (a vector: its values, comma-separated)."""
         unit = f" {self.task.unit}" if self.task.unit else ""
         if isinstance(self.value, np.ndarray):
-            return ", ".join(f"{v:.4g}" for v in self.value) + unit
-        return f"{self.value:.4g}{unit}"
+            spread = self.std if isinstance(self.std, np.ndarray) else [None] * len(self.value)
+            return ", ".join(_with_spread(v, s) for v, s in zip(self.value, spread, strict=True)) + unit
+        return _with_spread(self.value, self.std) + unit
+
+
+def _with_spread(value: float, std: float | None) -> str:
+    """``212.4`` or, with an ensemble's spread, ``212.4 ± 8.1``."""
+    return f"{value:.4g}" if std is None else f"{value:.4g} ± {std:.2g}"
 
 
 @dataclass
@@ -63,7 +73,7 @@ def predict_formula(checkpoint: LoadedCheckpoint, text: str, *, curve_points: in
         for name, task in model.tasks.items()
         if task.type is TaskType.KERNEL_REGRESSION
     }
-    outputs, _ = predict_members(checkpoint.models, parsed.weights, t_grids=grids)  # an ensemble: its mean
+    outputs, spreads = predict_checkpoint(checkpoint, parsed.weights, t_grids=grids)  # an ensemble: mean, std
     distances = distance_columns(checkpoint, parsed.weights, rows=np.arange(1), n_rows=1)  # as predict_frame
     flagged = str(distances.get("extrapolated_for", [""])[0]).split(", ")
     results = []
@@ -83,10 +93,15 @@ def predict_formula(checkpoint: LoadedCheckpoint, text: str, *, curve_points: in
                 )
             )
         elif task.type is TaskType.KERNEL_REGRESSION:
-            results.append(TaskPrediction(task=task, t=np.asarray(grids[name]), curve=np.asarray(values), **where))
+            std = np.asarray(spreads[name][0]) if spreads is not None else None
+            results.append(TaskPrediction(task=task, t=np.asarray(grids[name]), curve=np.asarray(values), std=std,
+                                          **where))  # fmt: skip
         else:
             value = np.asarray(values)
-            results.append(TaskPrediction(task=task, value=float(value) if value.ndim == 0 else value, **where))
+            std = np.asarray(spreads[name][0]) if spreads is not None else None
+            results.append(TaskPrediction(task=task, value=float(value) if value.ndim == 0 else value,
+                                          std=None if std is None else float(std) if std.ndim == 0 else std,
+                                          **where))  # fmt: skip
     return FormulaPrediction(formula=format_formula(text), tasks=results)
 
 
@@ -110,7 +125,50 @@ def curve_figure(prediction: TaskPrediction) -> go.Figure:
         t_label=f"{t_name} ({task.t_unit})" if task.t_unit else t_name,
         y_label=f"{task.name} ({task.unit})" if task.unit else task.name,
         title=f"{task.name} vs {t_name} (training range)",
+        std=prediction.std,
     )
+
+
+def uncertainty_caption(checkpoint: LoadedCheckpoint) -> str:
+    """How to read an ensemble's error bars and bands (markdown; '' for a single model): mean +/- the calibrated
+    standard deviation over its members, with each calibrated task's test coverage from the model card."""
+    if not checkpoint.is_ensemble:
+        return ""
+    text = (f"**How to read the error bars and bands:** each value is the mean over the ensemble's "
+            f"{len(checkpoint.members)} members, ± its calibrated standard deviation (the spread of the members' "
+            "predictions times a per-task factor fitted on the validation data). ")  # fmt: skip
+    if checkpoint.calibration_note:
+        return text + f"Not calibrated: {checkpoint.calibration_note}."
+    record = checkpoint.card.ensemble.calibration if checkpoint.card and checkpoint.card.ensemble else {}
+    shares = [f"{task} {100 * c.coverage_1_after:.0f} % / {100 * c.coverage_2_after:.0f} %"
+              for task, c in record.items() if np.isfinite(c.coverage_1_after)]  # fmt: skip
+    text += "For a well-calibrated spread, about 68 % of true values lie within ± 1 std and 95 % within ± 2 std"
+    text += f"; on the test data: {', '.join(shares)}." if shares else "."
+    return text + " Class probabilities are averaged over the members without error bars."
+
+
+def error_bar_figures(
+    checkpoint: LoadedCheckpoint, predicted: pd.DataFrame, composition_column: str
+) -> list[go.Figure]:
+    """An ensemble's table predictions with error bars: per scalar regression task, the first
+    :data:`MAX_ERROR_BAR_ROWS` predicted rows at mean +/- calibrated std (none for a single model)."""
+    if not checkpoint.is_ensemble or predicted.empty:
+        return []
+    names = predicted.attrs.get("fm_output_columns", {})
+    rows = predicted.head(MAX_ERROR_BAR_ROWS)
+    figures = []
+    for name, task in checkpoint.model.tasks.items():
+        column = names.get(name, name)
+        spread = names.get(std_column(name), std_column(name))
+        if task.type is not TaskType.REGRESSION or spread not in rows.columns:
+            continue
+        shown = f" (first {len(rows)} of {len(predicted)} rows)" if len(predicted) > len(rows) else ""
+        figures.append(predictions_with_error_bars(
+            labels=rows[composition_column].astype(str).tolist(), values=rows[column].tolist(),
+            std=rows[spread].tolist(), y_label=f"{name} ({task.unit})" if task.unit else name,
+            title=f"{name}: mean ± calibrated std{shown}",
+        ))  # fmt: skip
+    return figures
 
 
 def parse_t_grid(text: str) -> list[float]:
