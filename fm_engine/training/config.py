@@ -79,7 +79,9 @@ class FinetuneSection:
     freeze_norm_statistics: bool = True
     # Start each new regression head from a copy of the kept head whose output correlates best with the task's
     # training targets (|r| >= 0.5), rescaled to them (fm_engine.training.head_start); false: a fresh head.
-    related_head_start: bool = False
+    # Measured on matbench_expt_gap's validation rows inside the 5 training folds (seed 42): MAE 0.371 eV against
+    # 0.382 with a fresh head (the head starts from mp_band_gap, r = 0.78), in fewer epochs.
+    related_head_start: bool = True
 
     def __post_init__(self) -> None:
         check_range("finetune.replay_rows", self.replay_rows, low=0)

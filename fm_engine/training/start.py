@@ -277,7 +277,8 @@ def plan_start(config: TrainConfig, start: ResolvedStart, run_path: Path, notes:
     for spec in dm.tasks[len(kept_specs) :]:
         model.add_task(copy.deepcopy(spec), scalers[spec.name])
     if config.finetune.related_head_start:
-        own_rows = {spec.name: np.flatnonzero(dm.train_keep[spec.name]) for spec in dm.tasks[len(kept_specs) :]}
+        own_rows = {spec.name: np.flatnonzero(dm.train_keep[spec.name]) for spec in dm.tasks[len(kept_specs) :]
+                    if spec.type is TaskType.REGRESSION}  # fmt: skip
         started = start_related_heads(
             model, x=dm.x, targets={name: (rows, dm.values[name][rows]) for name, rows in own_rows.items()},
             kept=names, min_correlation=RELATED_HEAD_MIN_CORRELATION,

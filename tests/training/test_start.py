@@ -138,6 +138,16 @@ def test_the_model_starts_from_the_start_checkpoints_encoder_with_new_heads(foun
     own = set(parse_many(pd.read_csv(user_csv)["formula"].tolist()).keys)
     assert not own & set(replay["composition"])  # the run's own compositions are never replayed
     assert 0 < replay["formation_enthalpy"].notna().sum() <= 3 * 512
+    # hardness is a straight line of the formation enthalpy (both fraction-weighted sums of linear per-element
+    # values): its new head starts from the kept enthalpy head (finetune.related_head_start, the default)
+    started = [note for note in plan.record.notes if note.startswith("hardness: head started from")]
+    assert started and started[0].startswith("hardness: head started from formation_enthalpy (correlation -0.9")
+    off = TrainConfig.from_dict(user_config(user_csv, start_from=str(foundation),
+                                            finetune={"related_head_start": False}))  # fmt: skip
+    (tmp_path / "fresh").mkdir()
+    start_off = resolve_start(off)
+    fresh = plan_start(config_for_start(off, start_off)[0], start_off, tmp_path / "fresh", [])
+    assert not any("head started" in note for note in fresh.record.notes)
 
 
 def test_fine_tuning_keeps_the_start_heads_within_tolerance_and_records_the_start(foundation, user_csv, tmp_path):
