@@ -56,8 +56,9 @@ def start_related_heads(
     min_correlation: float,
 ) -> list[HeadStart]:
     """Start each new scalar regression head of ``targets`` (task -> (training row positions into the descriptor
-    rows ``x``, their targets in physical units)) from the most correlated kept scalar regression head of the same shape; returns
-    what was started from what. Heads without a kept head correlated at least ``min_correlation`` stay as built."""
+    rows ``x``, their targets in physical units)) from the most correlated kept scalar regression head of the
+    same shape; returns what was started from what. Heads without a kept head correlated at least
+    ``min_correlation`` stay as built."""
     sources = [name for name in kept if _scalar_regression(model, name)]
     started: list[HeadStart] = []
     was_training = model.training
