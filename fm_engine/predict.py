@@ -34,11 +34,13 @@ def predict_weights(
     *,
     t_grids: Mapping[str, Sequence[float]] | None = None,
     descriptor: Descriptor | None = None,
+    floored: bool = True,
 ) -> dict[str, np.ndarray]:
     """Physical-unit outputs for weight rows (B, 94).
 
     Regression: (B,) or (B, d); classification: probabilities (B, C); sequence tasks: (B, len(grid))
-    on ``t_grids[task]`` (default: the training range).
+    on ``t_grids[task]`` (default: the training range). ``floored=False``: regression outputs not floored at the
+    task's lower bound (see :meth:`FlexibleMultiTaskModel.to_physical`).
     """
     descriptor = descriptor or Descriptor(model.config.descriptor)
     check_weight_rows(weights)
@@ -58,7 +60,7 @@ def predict_weights(
     outputs = model.heads_forward(h, points, tasks=list(model.tasks))
     result: dict[str, np.ndarray] = {}
     for name, task in model.tasks.items():
-        physical = model.to_physical(name, outputs[name]).numpy()
+        physical = model.to_physical(name, outputs[name], floored=floored).numpy()
         if task.type is TaskType.KERNEL_REGRESSION:
             physical = physical.reshape(n, len(grids[name]))
         result[name] = physical
@@ -74,17 +76,25 @@ def predict_members(
     std_factors: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
     """:func:`predict_weights` of an ensemble's ``models``: per task the mean over the members of their physical
-    outputs (each member's already at the task's lower bound; classification: the mean class probabilities) and
-    the standard deviation over the members (population, ``ddof=0``; same unit) times the task's calibration
-    factor ``std_factors[task]`` (default 1; a checkpoint's :attr:`LoadedCheckpoint.std_factors`), both float64.
+    outputs (each member's floored at the task's lower bound, as users see it; classification: the mean class
+    probabilities) and the standard deviation over the members' RAW outputs (not floored: where every member sits
+    at the bound the floored outputs agree exactly while the raw ones still say how unsure the members are;
+    population, ``ddof=0``; same unit) times the task's calibration factor ``std_factors[task]`` (default 1; a
+    checkpoint's :attr:`LoadedCheckpoint.std_factors`), both float64.
     One model: its own outputs (exactly :func:`predict_weights`) and None (no spread)."""
     if len(models) == 1:
         return predict_weights(models[0], weights, t_grids=t_grids, descriptor=descriptor), None
-    outputs = [predict_weights(model, weights, t_grids=t_grids, descriptor=descriptor) for model in models]
-    stacked = {name: np.stack([o[name] for o in outputs]).astype(np.float64) for name in outputs[0]}
+    raw = [predict_weights(model, weights, t_grids=t_grids, descriptor=descriptor, floored=False) for model in models]
     factors = std_factors or {}
-    return ({name: values.mean(axis=0) for name, values in stacked.items()},
-            {name: values.std(axis=0) * factors.get(name, 1.0) for name, values in stacked.items()})  # fmt: skip
+    means: dict[str, np.ndarray] = {}
+    stds: dict[str, np.ndarray] = {}
+    for name in raw[0]:
+        floored = [
+            model.apply_floor(name, torch.from_numpy(r[name])).numpy() for model, r in zip(models, raw, strict=True)
+        ]
+        means[name] = np.stack(floored).astype(np.float64).mean(axis=0)
+        stds[name] = np.stack([r[name] for r in raw]).astype(np.float64).std(axis=0) * factors.get(name, 1.0)
+    return means, stds
 
 
 def predict_checkpoint(

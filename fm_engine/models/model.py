@@ -350,9 +350,10 @@ class FlexibleMultiTaskModel(nn.Module):
         return self.heads_forward(self.encode(x), points)
 
     # ------------------------------------------------------------------ units
-    def to_physical(self, name: str, y: torch.Tensor) -> torch.Tensor:
+    def to_physical(self, name: str, y: torch.Tensor, *, floored: bool = True) -> torch.Tensor:
         """Normalised regression / sequence output -> physical units (classification: probabilities), at least
-        the task's lower bound (:attr:`TargetScaler.floor`, see :mod:`fm_engine.floors`)."""
+        the task's lower bound (:attr:`TargetScaler.floor`, see :mod:`fm_engine.floors`); ``floored=False``: the
+        raw physical output, below the bound too (an ensemble's spread: :func:`fm_engine.predict.predict_members`)."""
         task = self.tasks[name]
         if task.type is TaskType.CLASSIFICATION:
             return torch.softmax(y, dim=-1)
@@ -360,7 +361,13 @@ class FlexibleMultiTaskModel(nn.Module):
         mean = torch.as_tensor(scaler.mean, dtype=y.dtype, device=y.device)
         std = torch.as_tensor(scaler.std, dtype=y.dtype, device=y.device)
         physical = y * std[0] + mean[0] if y.ndim == 1 or task.type is TaskType.KERNEL_REGRESSION else y * std + mean
-        if scaler.floor is None:
+        return self.apply_floor(name, physical) if floored else physical
+
+    def apply_floor(self, name: str, physical: torch.Tensor) -> torch.Tensor:
+        """Raw physical output of task ``name`` (``to_physical(..., floored=False)``) at least the task's lower bound
+        (unchanged without one or for classification): exactly what :meth:`to_physical` returns."""
+        scaler = self.config.scalers.get(name)
+        if self.tasks[name].type is TaskType.CLASSIFICATION or scaler is None or scaler.floor is None:
             return physical
         # floored forward, identity backward: gradients stay those of the raw output (see fm_engine.floors)
         return physical + (physical.clamp_min(scaler.floor) - physical).detach()

@@ -204,8 +204,9 @@ def ensemble_outputs(
 ) -> tuple[list[StageOutputs], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every member's raw outputs on ``stage`` (:func:`collect_outputs`) and, per task, the members' mean physical
     prediction (float64; each member's floored at the task's lower bound before averaging; classification: the
-    mean class probabilities) and their standard deviation (``ddof=0``, uncalibrated), rows in the order of the
-    first member's outputs (the same for every member: one data module)."""
+    mean class probabilities) and the standard deviation of their raw (not floored) physical outputs (``ddof=0``,
+    uncalibrated; as :func:`fm_engine.predict.predict_members`), rows in the order of the first member's outputs
+    (the same for every member: one data module)."""
     collected = [collect_outputs(model, dm, stage) for model in models]
     means: dict[str, np.ndarray] = {}
     stds: dict[str, np.ndarray] = {}
@@ -213,9 +214,12 @@ def ensemble_outputs(
         for member in collected[1:]:
             if not np.array_equal(member.rows[name], collected[0].rows[name]):  # cannot happen with one data module
                 raise RuntimeError(f"ensemble members were evaluated on different {stage} rows of task '{name}'")
-        values = [model.to_physical(name, c.outputs[name]).numpy() for model, c in zip(models, collected, strict=True)]
-        stacked = np.stack(values).astype(np.float64)
-        means[name], stds[name] = stacked.mean(axis=0), stacked.std(axis=0)
+        raw = [
+            model.to_physical(name, c.outputs[name], floored=False) for model, c in zip(models, collected, strict=True)
+        ]
+        floored = [model.apply_floor(name, r).numpy() for model, r in zip(models, raw, strict=True)]
+        means[name] = np.stack(floored).astype(np.float64).mean(axis=0)
+        stds[name] = np.stack([r.numpy() for r in raw]).astype(np.float64).std(axis=0)
     return collected, means, stds
 
 
