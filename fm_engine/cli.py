@@ -262,6 +262,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if args.lr is not None:
         check_range("--lr", args.lr, low=0, low_open=True)
     checkpoint = load_checkpoint(args.checkpoint)
+    if checkpoint.is_ensemble:
+        members = len(checkpoint.members)
+        raise ValueError(
+            f"{checkpoint.path}: an ensemble checkpoint ({members} members); fm finetune retrains one model's heads "
+            "and cannot fine-tune an ensemble: fine-tune one member's run folder (<run>/members/member_<k>) or train "
+            "a new ensemble with fm train --ensemble N"
+        )
     if checkpoint.card is None or not checkpoint.card.config:
         raise ValueError(f"{checkpoint.path}: the model card holds no training config to rebuild the data from")
     # Recorded by whoever made the checkpoint: never unpickles, relative paths resolve against the checkpoint.

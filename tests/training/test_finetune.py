@@ -54,3 +54,19 @@ def test_finetune_names_unknown_tasks(tiny_run, tmp_path, capsys):
 def test_finetune_needs_a_task(tiny_run, tmp_path, tasks, capsys):
     assert main(["finetune", "--checkpoint", str(tiny_run), "--tasks", tasks, "--out", str(tmp_path / "y")]) == 2
     assert "(none given)" in capsys.readouterr().err
+
+
+def test_finetune_refuses_an_ensemble_in_one_line(tiny_ensemble, tmp_path, capsys):
+    out = tmp_path / "tuned"
+    code = main(["finetune", "--checkpoint", str(tiny_ensemble), "--tasks", "bulk_modulus", "--out", str(out),
+                 "--no-progress"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert "an ensemble checkpoint (3 members)" in err and "fm train --ensemble N" in err
+    assert not (out / "checkpoint").exists()
+    # one member's own run folder is an ordinary run: it fine-tunes
+    member = tiny_ensemble / "members" / "member_1"
+    assert main(["finetune", "--checkpoint", str(member), "--tasks", "bulk_modulus", "--out", str(out),
+                 "--max-epochs", "2", "--no-progress"]) == 0  # fmt: skip
+    assert not load_checkpoint(out).is_ensemble
