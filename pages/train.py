@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from fm_engine.training.config import MAX_ENSEMBLE_MEMBERS
 from fm_engine.workspace import workspace_dir
 from workbench.components.train_form import (
     BATCH_SIZES,
@@ -77,7 +78,7 @@ with tab_train:
     )  # fmt: skip
 
     with st.form("train_form", border=False, enter_to_submit=False):
-        head = st.columns([2, 1])
+        head = st.columns([2, 1, 1])
         form: dict = {"encoder": ENCODERS[encoder], "bundled": [], "uploaded": []}  # FormValues fields
         form["name"] = head[0].text_input(
             "Run name", value=FORM.name, max_chars=60, key="train_name",
@@ -86,6 +87,11 @@ with tab_train:
         form["seed"] = head[1].number_input(
             "Random seed", min_value=0, max_value=2**31 - 1, value=FORM.seed, step=1, key="train_seed",
             help="Fixes the train/validation/test split and the initial weights, so a run can be repeated exactly.",
+        )  # fmt: skip
+        form["ensemble_members"] = head[2].number_input(
+            "Ensemble members", min_value=1, max_value=MAX_ENSEMBLE_MEMBERS, value=FORM.ensemble_members, step=1,
+            key="train_ensemble", help="1: a single model. N: N models that differ only in their seed, trained one "
+            "after another (N times as long); predictions are their mean with a calibrated spread (± std).",
         )  # fmt: skip
 
         st.markdown("**Tasks to train** (one model learns all ticked properties together)")

@@ -9,8 +9,12 @@ import streamlit as st
 import yaml
 
 from fm_engine.plots import loss_figure, metric_figure
+from fm_engine.training.ensemble import member_folder
 from fm_engine.training.run_files import FINAL_STATES, RunDirectory
 from workbench.components.monitor import (
+    ensemble_fraction,
+    ensemble_headline,
+    ensemble_members,
     eta_text,
     rehearsal_headline,
     rehearsal_step_lines,
@@ -74,6 +78,14 @@ def _rehearsal(run_dir: Path, status: dict, state: str, *, key: str) -> None:
         _charts(step_dir, key=key)
 
 
+def _ensemble_progress(run_dir: Path, status: dict) -> None:
+    """The whole ensemble's progress, labelled ``member k of N: epoch e / E`` (the member in training)."""
+    folder = member_folder(run_dir, int(status.get("member") or 0))
+    member_status = RunDirectory(folder).checked_status() if folder.is_dir() else None
+    text = ensemble_headline(status) + (f": {eta_text(member_status)}" if member_status else "")
+    st.progress(ensemble_fraction(status, member_status), text=text)
+
+
 def _fraction(status: dict) -> float:
     total = status.get("max_epochs") or 0
     return min((status.get("epoch") or 0) / total, 1.0) if total else 0.0
@@ -87,8 +99,11 @@ def render_run(run_dir: Path, *, key: str, allow_cancel: bool = True) -> str:
     status = info.status
     rehearsal = status.get("kind") == "rehearsal"
     st.markdown(f"**{STATE_ICONS.get(info.state, '')} {info.name}: {info.state}**: {status.get('message', '')}")
+    ensemble = not rehearsal and ensemble_members(status) > 1
     if info.state in ("queued", "running"):
-        if not rehearsal:
+        if ensemble:
+            _ensemble_progress(run_dir, status)
+        elif not rehearsal:
             st.progress(_fraction(status), text=eta_text(status))
         label = "Cancel rehearsal" if rehearsal else "Cancel run"
         if allow_cancel and st.button(label, key=f"{key}_cancel", type="secondary") and cancel(run_dir):
@@ -99,6 +114,11 @@ def render_run(run_dir: Path, *, key: str, allow_cancel: bool = True) -> str:
         st.error(f"The run failed: {status.get('message') or 'see train.log in its folder'}")
     if rehearsal:
         _rehearsal(run_dir, status, info.state, key=key)
+    elif ensemble:
+        if info.state not in ("queued", "running"):
+            st.caption(f"Ensemble of {ensemble_headline(status)}; the curves are the last trained member's.")
+        _schedule(run_dir)
+        _charts(member_folder(run_dir, int(status.get("member") or 0)), key=key)
     else:
         _schedule(run_dir)
         _charts(run_dir, key=key)

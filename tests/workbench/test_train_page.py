@@ -12,6 +12,7 @@ from fm_engine.training import TrainConfig
 from fm_engine.training.run_files import RunDirectory
 from tests.ceiling import CEILING_S
 from tests.workbench.conftest import HOME, open_page
+from workbench.components.monitor import ensemble_fraction, ensemble_headline
 from workbench.components.train_form import (
     SCHEDULE_HAND,
     FormValues,
@@ -23,7 +24,7 @@ from workbench.components.train_form import (
     validate,
     validate_rehearsal,
 )
-from workbench.runs import RunInfo, cancel, run_info, start_rehearsal
+from workbench.runs import RunInfo, cancel, run_info, start_rehearsal, submitted_config
 from workbench.state import UPLOADED_TASKS, WATCHED_RUN
 
 
@@ -334,3 +335,54 @@ def test_a_process_that_dies_before_writing_its_status_is_reported_failed(worksp
     assert run_info(run_dir).state in ("queued", "failed")
     wait_for(lambda: run_info(run_dir).state == "failed", 60, "the failure to be noticed")
     assert "no_such_task" in run_info(run_dir).status["message"]
+
+
+# ------------------------------------------------------------------------------------------ ensembles
+def test_ensemble_members_field_builds_the_ensemble_section():
+    single = build_config(FormValues(name="x", bundled=["band_gap"]))
+    assert "ensemble" not in single and TrainConfig.from_dict(single).ensemble.members == 1  # as before
+    three = build_config(FormValues(name="x", bundled=["band_gap"], ensemble_members=3))
+    assert three["ensemble"] == {"members": 3} and TrainConfig.from_dict(three).ensemble.members == 3
+    assert any(
+        "ensemble.members" in e for e in validate(FormValues(name="x", bundled=["band_gap"], ensemble_members=0))
+    )
+    assert ensemble_headline({"state": "running", "members": 3, "member": 1}) == "member 2 of 3"
+    assert ensemble_headline({"state": "done", "members": 3, "member": 2}) == "3 members"
+    assert ensemble_headline({"state": "running", "epoch": 4}) == ""  # a single model
+    member = {"epoch": 5, "max_epochs": 10}
+    assert ensemble_fraction({"members": 4, "member": 1}, member) == pytest.approx((1 + 0.5) / 4)
+
+
+def test_an_ensemble_started_from_the_train_form_is_monitored_member_by_member(workspace: Path):
+    at = open_page("train")
+    at.text_input(key="train_name").input("ens")
+    at.checkbox(key="train_task_bulk_modulus").check()
+    at.text_input(key="train_hidden_dims").input("16, 8")
+    at.radio(key="train_schedule").set_value(SCHEDULE_HAND)
+    at.number_input(key="train_epochs").set_value(2000)
+    at.number_input(key="train_patience").set_value(500)
+    at.number_input(key="train_ensemble").set_value(2)
+    submit(at)
+    assert not at.error, errors(at)
+    run_dir = Path(at.session_state[WATCHED_RUN])
+    try:
+        assert submitted_config(run_dir)["ensemble"] == {"members": 2}  # what the form sent
+
+        def first_member_training() -> bool:
+            status = run_info(run_dir).status
+            assert run_info(run_dir).state in ("queued", "running"), status
+            member = run_dir / "members" / "member_0"
+            return status.get("members") == 2 and len(RunDirectory(member).read_metrics()) > 1
+
+        wait_for(first_member_training, what="member 1 to train")
+        assert yaml.safe_load((run_dir / "config.yaml").read_text())["ensemble"]["members"] == 2  # what it trains
+        at.run()
+        assert not at.exception
+        assert "member 1 of 2" in text_of(at)  # the status line
+        assert at.get("progress")[0].proto.text.startswith("member 1 of 2: epoch ")
+        assert len(at.get("plotly_chart")) == 2  # the member's loss and metric curves
+        click(at, "Cancel run")
+        wait_for(lambda: run_info(run_dir).state not in ("queued", "running"), 60, "the ensemble to stop")
+        assert run_info(run_dir).state == "cancelled", run_info(run_dir).status
+    finally:
+        cancel(run_dir)  # never leave a 2000-epoch process behind when an assertion fails

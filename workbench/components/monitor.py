@@ -18,6 +18,31 @@ def eta_text(status: dict[str, Any]) -> str:
     return f"epoch {epoch} / {total}{shown}"
 
 
+def ensemble_members(status: Mapping[str, Any]) -> int:
+    """The number of members of an ensemble run (``ensemble: {members: N}``) from its status.json; 1 otherwise."""
+    members = status.get("members")
+    return members if isinstance(members, int) and members > 1 else 1
+
+
+def ensemble_headline(status: Mapping[str, Any]) -> str:
+    """``member 2 of 5`` while an ensemble run trains (its status' ``member``: the 0-based member in training),
+    ``5 members`` once it is final; "" for a single model."""
+    members = ensemble_members(status)
+    if members == 1:
+        return ""
+    if status.get("state") in ("done", "failed", "cancelled"):
+        return f"{members} members"
+    return f"member {int(status.get('member') or 0) + 1} of {members}"
+
+
+def ensemble_fraction(status: Mapping[str, Any], member_status: Mapping[str, Any] | None) -> float:
+    """The share of an ensemble run done: finished members plus the current member's share of its epochs."""
+    members = ensemble_members(status)
+    epoch, total = (member_status or {}).get("epoch") or 0, (member_status or {}).get("max_epochs") or 0
+    current = min(epoch / total, 1.0) if total else 0.0
+    return min((int(status.get("member") or 0) + current) / members, 1.0)
+
+
 def _setting(config: Mapping[str, Any] | None, section: str, key: str) -> Any:
     part = (config or {}).get(section)
     return part.get(key) if isinstance(part, Mapping) else None

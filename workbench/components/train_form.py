@@ -21,6 +21,7 @@ from fm_engine.training.config import (
     START_FOUNDATION,
     START_SCRATCH,
     DataSection,
+    EnsembleConfig,
     FinetuneSection,
     ModelSection,
     OptimizerSection,
@@ -231,6 +232,7 @@ class FormValues:
     test_ratio: float = FORM_DATA.test_ratio
     seed: int = TrainConfig.seed
     start_from: str = START_AUTO  # see start_from_value
+    ensemble_members: int = EnsembleConfig.members  # 1: a single model; N > 1: ``ensemble: {members: N}``
 
 
 def encoder_settings(values: FormValues) -> dict[str, Any]:
@@ -263,6 +265,10 @@ def validate(values: FormValues) -> list[str]:
     hand = values.schedule == SCHEDULE_HAND
     if hand and values.max_epochs < 1:
         errors.append("Train for at least 1 epoch.")
+    try:
+        EnsembleConfig(members=int(values.ensemble_members))
+    except ValueError as error:
+        errors.append(f"{error}.")
     if (values.val_ratio if hand else 0.0) + values.test_ratio >= 0.9:
         errors.append("Validation + test fractions leave too little training data (keep their sum below 0.9).")
     return errors
@@ -314,6 +320,8 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
     if values.schedule == SCHEDULE_HAND:  # else left out: None, chosen from the data size when the run starts
         config["trainer"] |= {"max_epochs": int(values.max_epochs), "patience": int(values.patience)}
         config["data"] |= {"batch_size": int(values.batch_size), "val_ratio": float(values.val_ratio)}
+    if int(values.ensemble_members) > 1:  # a single model's config stays as before
+        config["ensemble"] = {"members": int(values.ensemble_members)}
     return config
 
 
