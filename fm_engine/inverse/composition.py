@@ -155,7 +155,8 @@ def optimize_composition(
     steps, polish_fraction = config.steps, config.polish_fraction
     guide = None
     if constraints.max_distance is not None and training_weights is not None and len(training_weights):
-        guide = DistanceGuide(training_weights, constraints.allowed_mask(), constraints.max_distance)
+        guide = DistanceGuide(training_weights, constraints.allowed_mask(), constraints.max_distance,
+                              constraints.max_elements)  # fmt: skip
     objective = DesignObjective(model, config.targets, constraints.diversity_scale, members=members,
                                 std_factors=std_factors, uncertainty_scale=config.uncertainty_scale,
                                 guide=guide)  # fmt: skip

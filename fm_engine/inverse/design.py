@@ -123,15 +123,18 @@ class DesignConfig:
         return from_mapping(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a mapping (``from_dict`` reads it back). Keys added after the first results format
-        (:data:`OPTIONAL_KEYS`) are left out at their defaults, so a design that does not use them writes the
-        results.json it wrote before."""
         data = asdict(self)
         data["targets"] = [t.to_dict() for t in self.targets]
+        return data
+
+    def to_results_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` for results.json: keys added after the first results format (:data:`OPTIONAL_KEYS`)
+        are left out at their defaults, so a design that does not use them writes the results.json it wrote
+        before (``from_dict`` reads either)."""
+        data = self.to_dict()
         for section, key in OPTIONAL_KEYS:
             values = data[section] if section else data
-            default = _field_default(type(self.constraints) if section else type(self), key)
-            if values[key] == default:
+            if values[key] == _field_default(type(self.constraints) if section else type(self), key):
                 del values[key]
         return data
 
@@ -170,7 +173,7 @@ class DesignResult:
                 "checkpoint_id": self.checkpoint_id,
                 "weights_sha256": self.weights_sha256,
             },  # fmt: skip
-            "config": self.config.to_dict(),
+            "config": self.config.to_results_dict(),
             "random_seed": self.config.random_seed,
             "seeds": None
             if self.seeds is None

@@ -22,7 +22,7 @@ from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskType
 
 SPREAD_EPS = 1e-12  # inside the square root of the variance: a finite gradient where the members agree exactly
-DISTANCE_PENALTY = 50.0  # objective added per unit of distance beyond the steering bound
+DISTANCE_PENALTY = 200.0  # objective added per unit of distance beyond the steering bound
 DISTANCE_MARGIN = 0.9  # steer toward this share of max_distance so the final (polished, trace-free) recipe holds it
 
 
@@ -95,22 +95,30 @@ def spread_terms(
 
 
 class DistanceGuide:
-    """The distance of weight rows to the nearest of the training compositions that could lie within
-    ``max_distance`` of a recipe on the ``allowed`` elements, and a penalty beyond ``DISTANCE_MARGIN *
-    max_distance``."""
+    """The distance of weight rows to the nearest of the training compositions that a recipe of the ``allowed``
+    elements (at most ``max_elements`` of them) could come within ``DISTANCE_MARGIN * max_distance`` of, and a
+    penalty beyond that distance. (Steering toward a training composition no recipe can reach would hold recipes
+    in between.)"""
 
-    def __init__(self, training_weights: np.ndarray, allowed: np.ndarray, max_distance: float) -> None:
-        outside = 0.5 * training_weights[:, ~allowed].sum(axis=1)  # distance no allowed-only recipe can remove
-        usable = outside <= max_distance
+    def __init__(
+        self, training_weights: np.ndarray, allowed: np.ndarray, max_distance: float, max_elements: int | None = None
+    ) -> None:
+        missing = training_weights[:, ~allowed].sum(axis=1)  # atoms no recipe of the allowed elements holds
+        reach = missing.copy()  # the least distance a recipe has (missing mass sits elsewhere: counted twice, halved)
+        if max_elements is not None:  # a recipe of K elements also misses the smallest n - K of the reference's
+            inside = np.sort(training_weights[:, allowed], axis=1)
+            reach = reach + inside[:, : max(inside.shape[1] - max_elements, 0)].sum(axis=1)
+        usable = reach <= DISTANCE_MARGIN * max_distance
         if not usable.any():
             raise ValueError(
                 f"constraints.max_distance: {max_distance:g}: no training composition lies within {max_distance:g} "
-                "of any recipe of the allowed elements (their atoms outside the allowed elements alone are further)"
+                "of any recipe of the allowed elements and max_elements (the atoms such a recipe cannot hold are "
+                "further already)"
             )
         self.max_distance = float(max_distance)
         self.columns = torch.as_tensor(np.flatnonzero(allowed))
         self.reference = torch.as_tensor(training_weights[usable][:, allowed], dtype=torch.float32)
-        self.outside = torch.as_tensor(outside[usable], dtype=torch.float32)
+        self.outside = torch.as_tensor(0.5 * missing[usable], dtype=torch.float32)
 
     def distance(self, w: torch.Tensor) -> torch.Tensor:
         """(B,) distance to the nearest usable training composition (the fraction of atoms that differ)."""
