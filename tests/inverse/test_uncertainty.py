@@ -125,3 +125,12 @@ def test_fm_design_refuses_a_scale_on_a_single_model_in_one_line(tiny_run, tmp_p
     done = subprocess.run(command, capture_output=True, text=True, env=fm_environment(), cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: uncertainty_scale: 0.5 needs an ensemble")
+
+
+def test_the_summary_names_the_ensemble_and_the_new_settings(ensemble):
+    from fm_engine.inverse.report import summary_markdown
+
+    config = high_bulk(1.0, max_distance=0.3)
+    text = summary_markdown(run_design(ensemble, dataclasses.replace(config, steps=6)), ensemble)
+    assert "max distance to the training compositions: 0.3" in text
+    assert "Uncertainty scale 1:" in text and "mean of the ensemble's 3 members" in text
