@@ -33,6 +33,9 @@ def constraint_inputs() -> dict[str, Any]:
         min_weight = kept_setting(st.number_input, "Min fraction of a present element", "design_min_weight",
                                   "constraints.min_nonzero_weight", min_value=0.0, max_value=0.99, step=0.01,
                                   format="%.3f")  # fmt: skip
+        max_distance = kept_setting(st.number_input, "Max distance to the training data (0 = no limit)",
+                                    "design_max_distance", "constraints.max_distance", none_as=0.0, min_value=0.0,
+                                    max_value=1.0, step=0.05, format="%.3f")  # fmt: skip
     with middle:
         diversity = kept_setting(st.slider, "Diversity scale (low: few elements)", "design_diversity",
                                  "constraints.diversity_scale", min_value=0.0, max_value=1.0, step=0.05)  # fmt: skip
@@ -55,7 +58,7 @@ def constraint_inputs() -> dict[str, Any]:
     return {
         "allowed_elements": allowed, "max_elements": int(max_elements), "min_nonzero_weight": float(min_weight),
         "diversity_scale": float(diversity), "seed_blend": float(seed_blend), "annealing_scale": float(annealing),
-        "fixed_amounts": fixed, "element_step_scale": step_scale,
+        "fixed_amounts": fixed, "element_step_scale": step_scale, "max_distance": float(max_distance),
     }  # fmt: skip
 
 
@@ -91,6 +94,10 @@ def seed_and_run_inputs(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
                                             step=0.05, format="%.4g"))  # fmt: skip
         settings["random_seed"] = int(kept_setting(st.number_input, "Random seed", "design_random_seed",
                                                    "random_seed", min_value=0, step=1))  # fmt: skip
+        settings["uncertainty_scale"] = float(kept_setting(
+            st.number_input, "Uncertainty scale (ensembles: x std)", "design_uncertainty_scale", "uncertainty_scale",
+            min_value=0.0, step=0.5,
+        ))  # fmt: skip
     return seeds, settings
 
 

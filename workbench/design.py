@@ -285,6 +285,7 @@ def design_config(
     """The form's values -> the ``DesignConfig`` it describes, checked by the config (a ``ValueError`` names the
     first conflict). The dicts use the config's own key names; form-only forms of a value are converted here:
     ``allowed_elements`` a list (a preset's exact list becomes its name), ``max_elements`` 0 = no cap,
+    ``max_distance`` 0 = no limit,
     ``fixed_amounts`` / ``element_step_scale`` tables, ``formulas`` one per line."""
     if not constraints["allowed_elements"]:
         raise ValueError("allowed_elements is empty: pick elements in the periodic table or a preset")
@@ -295,6 +296,7 @@ def design_config(
     constraints = {
         **constraints, "allowed_elements": preset or constraints["allowed_elements"],
         "max_elements": constraints["max_elements"] or None,
+        "max_distance": constraints.get("max_distance") or None,
         "fixed_amounts": symbol_amounts(constraints["fixed_amounts"], "fixed amounts"),
         "element_step_scale": step_scales or default_step_scale,
     }  # fmt: skip
@@ -385,7 +387,7 @@ def result_columns(result: DesignResult) -> dict[str, Any]:
     for column in result.table.columns:
         if column.startswith("x_") or column.endswith("_distance_to_training"):
             config[column] = st.column_config.NumberColumn(column, format="%.3f")
-        elif column in value_columns or " seed [" in column or " change [" in column:
+        elif column in value_columns or any(part in column for part in (" seed [", " change [", "_std [")):
             config[column] = st.column_config.NumberColumn(column, format="%.4g")
     return config
 

@@ -19,9 +19,10 @@ really slows that element (scaling the gradient would be undone by Adam's normal
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,9 +32,11 @@ from fm_engine.elements import element_index, element_symbols
 from fm_engine.inverse.constraints import DesignConstraints
 from fm_engine.inverse.descent import ProgressCallback, evaluating, set_gradient, start_rows, trajectory_point
 from fm_engine.inverse.targets import Target, curve_points, target_terms, validate_targets
+from fm_engine.inverse.uncertainty import DistanceGuide, ensemble_outputs, single_model_error, spread_terms
 from fm_engine.models import FlexibleMultiTaskModel
 
 if TYPE_CHECKING:
+    from fm_engine.checkpoints import LoadedCheckpoint
     from fm_engine.inverse.design import DesignConfig
 
 TRACE = 1e-3  # free fractions below this (0.1 at.%) are dropped from final recipes when there is no floor
@@ -68,25 +71,67 @@ def soft_top_k(logits: torch.Tensor, k: torch.Tensor, tau: float) -> torch.Tenso
 
 
 class DesignObjective:
-    """Model forward + objective for a batch of weight rows (model frozen, float32)."""
+    """Model forward + objective for a batch of weight rows (models frozen, float32).
 
-    def __init__(self, model: FlexibleMultiTaskModel, targets: Sequence[Target], diversity_scale: float) -> None:
+    ``members``: an ensemble's models (``model`` is member 0): the terms read the members' mean, plus
+    ``uncertainty_scale`` times each target's calibrated spread (``std_factors``; see
+    :mod:`fm_engine.inverse.uncertainty`). ``guide``: the pull toward the training compositions
+    (``max_distance``), added to the loss (not to the terms)."""
+
+    def __init__(
+        self,
+        model: FlexibleMultiTaskModel,
+        targets: Sequence[Target],
+        diversity_scale: float,
+        *,
+        members: Sequence[FlexibleMultiTaskModel] = (),
+        std_factors: Mapping[str, float] | None = None,
+        uncertainty_scale: float = 0.0,
+        guide: DistanceGuide | None = None,
+    ) -> None:
         self.model = model
+        self.models = list(members) or [model]
+        if uncertainty_scale > 0 and len(self.models) < 2:
+            raise single_model_error(uncertainty_scale)
         self.prepared = validate_targets(model, targets)
         self.descriptor = Descriptor(model.config.descriptor)
+        self.descriptors = [self.descriptor] + [Descriptor(m.config.descriptor) for m in self.models[1:]]
         self.entropy_weight = 1.0 - diversity_scale
         self.tasks = [p.target.task for p in self.prepared]
+        self.std_factors = dict(std_factors or {})
+        self.uncertainty_scale = float(uncertainty_scale)
+        self.guide = guide
+
+    @classmethod
+    def of_checkpoint(
+        cls, checkpoint: LoadedCheckpoint, targets: Sequence[Target], diversity_scale: float, **options: Any
+    ) -> DesignObjective:
+        """The objective on a checkpoint's members (a single model: its own) with its calibration."""
+        return cls(checkpoint.model, targets, diversity_scale, members=checkpoint.members,
+                   std_factors=checkpoint.std_factors, **options)  # fmt: skip
 
     def terms(self, w: torch.Tensor) -> torch.Tensor:
-        """(B, n_targets) weighted target terms."""
-        x = self.descriptor.transform_torch(w)
-        h = self.model.encode(x)
-        outputs = self.model.heads_forward(h, curve_points(self.prepared, len(w)), tasks=self.tasks)
-        return target_terms(self.prepared, outputs, len(w))
+        """(B, n_targets) weighted target terms (an ensemble: of the members' mean, plus the weighted spread)."""
+        n = len(w)
+        points = curve_points(self.prepared, n)
+        outputs = [
+            model.heads_forward(model.encode(descriptor.transform_torch(w)), points, tasks=self.tasks)
+            for model, descriptor in zip(self.models, self.descriptors, strict=True)
+        ]
+        if len(self.models) == 1:
+            return target_terms(self.prepared, outputs[0], n)
+        means, stacks = ensemble_outputs(self.models, outputs, self.prepared)
+        terms = target_terms(self.prepared, means, n)
+        if self.uncertainty_scale > 0:
+            terms = terms + self.uncertainty_scale * spread_terms(self.prepared, stacks, n, self.std_factors)
+        return terms
 
     def __call__(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         terms = self.terms(w)
-        return terms.sum(dim=1) + self.entropy_weight * entropy(w), terms
+        loss = terms.sum(dim=1) + self.entropy_weight * entropy(w)
+        if self.guide is not None:
+            loss = loss + self.guide.penalty(w)
+        return loss, terms
 
 
 def optimize_composition(
@@ -95,14 +140,26 @@ def optimize_composition(
     *,
     seeds: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
+    members: Sequence[FlexibleMultiTaskModel] = (),
+    std_factors: Mapping[str, float] | None = None,
+    training_weights: np.ndarray | None = None,
 ) -> CompositionRun:
-    """Design recipes for ``config`` (its targets, constraints, steps, lr, random seed, polish fraction) by
-    descending on element fractions, from ``seeds`` (B, 94) atomic-fraction rows or ``config.seeds.n`` random
-    starts. Returns exact final recipes that satisfy every hard constraint."""
+    """Design recipes for ``config`` (its targets, constraints, steps, lr, random seed, polish fraction,
+    uncertainty scale) by descending on element fractions, from ``seeds`` (B, 94) atomic-fraction rows or
+    ``config.seeds.n`` random starts. Returns exact final recipes that satisfy every hard constraint but
+    ``max_distance``, which is steered toward (with ``training_weights`` (N, 94), the training compositions) and
+    verified by :func:`~fm_engine.inverse.design.run_design`. ``members``/``std_factors``: an ensemble's models
+    (``model`` is member 0) and calibration: the objective reads their mean and spread."""
     constraints = config.constraints
     seeds, n_rows = start_rows(config, seeds)
     steps, polish_fraction = config.steps, config.polish_fraction
-    objective = DesignObjective(model, config.targets, constraints.diversity_scale)
+    guide = None
+    if constraints.max_distance is not None and training_weights is not None and len(training_weights):
+        guide = DistanceGuide(training_weights, constraints.allowed_mask(), constraints.max_distance,
+                              constraints.max_elements)  # fmt: skip
+    objective = DesignObjective(model, config.targets, constraints.diversity_scale, members=members,
+                                std_factors=std_factors, uncertainty_scale=config.uncertainty_scale,
+                                guide=guide)  # fmt: skip
     symbols = element_symbols()
     index = element_index()
     n_elements = len(symbols)
@@ -153,7 +210,9 @@ def optimize_composition(
     steps_descent = steps - steps_polish
     tau_start = 25.0**constraints.annealing_scale
     trajectory: list[dict[str, list[float]]] = []
-    with evaluating(model):
+    with ExitStack() as stack:
+        for member in objective.models:
+            stack.enter_context(evaluating(member))
 
         def weights_from(logit_rows: torch.Tensor, tau: float) -> torch.Tensor:
             masked = torch.where(free_t, logit_rows, neg_inf)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from fm_engine.config import check_range
 from fm_engine.elements import element_index, element_symbols
 from fm_engine.field_docs import documented, with_field_docs
 
@@ -84,6 +85,13 @@ class DesignConstraints:
         help="How freely elements mix, in [0, 1]: (1 - diversity_scale) x the recipe's mixing entropy (nats) "
         "is added to the objective. 1 = no penalty (many-element mixtures are fine); 0 = full penalty, "
         "favouring recipes with few elements. Composition method only.",
+    )
+    max_distance: float | None = documented(
+        default=None,
+        help="Every recipe within this distance of the training compositions, in (0, 1]: the fraction of atoms "
+        "that differ from the nearest one (the distance_to_training column; 0.2 = at most 20 % of the atoms "
+        "differ). Steered toward during the descent (composition method) and verified on every final recipe; "
+        "null (0 on the form) = no limit.",
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,10 +200,19 @@ class DesignConstraints:
             raise ValueError(f"seed_blend must be in [0, 1], got {self.seed_blend}")
         if not 0.0 <= self.diversity_scale <= 1.0:
             raise ValueError(f"diversity_scale must be in [0, 1], got {self.diversity_scale}")
+        check_range("max_distance", self.max_distance, low=0.0, low_open=True, high=1.0)
 
     # ------------------------------------------------------------------ verification
-    def check_recipe(self, weights: np.ndarray, *, locked_amounts: Mapping[str, float] | None = None) -> list[str]:
-        """Every hard constraint checked on a final recipe; returns the violations (empty = satisfied)."""
+    def check_recipe(
+        self,
+        weights: np.ndarray,
+        *,
+        locked_amounts: Mapping[str, float] | None = None,
+        distance_to_training: float | None = None,
+    ) -> list[str]:
+        """Every hard constraint checked on a final recipe; returns the violations (empty = satisfied).
+        ``distance_to_training``: the recipe's distance to the nearest training composition (needed with
+        ``max_distance``)."""
         w = np.asarray(weights, dtype=np.float64)
         symbols = element_symbols()
         index = element_index()
@@ -218,4 +235,9 @@ class DesignConstraints:
         small = [f"{symbols[i]} {w[i]:.4f}" for i in present if w[i] < floor - 1e-9]
         if small:
             problems.append(f"below min_nonzero_weight {floor}: {', '.join(small)}")
+        if self.max_distance is not None:
+            if distance_to_training is None:
+                raise ValueError("max_distance: checking a recipe needs its distance to the training compositions")
+            if not distance_to_training <= float(self.max_distance) + 1e-9:
+                problems.append(f"distance to training {distance_to_training:.4f} > max_distance {self.max_distance:g}")
         return problems

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
-from fm_engine.applicability import distance_columns, nearest, training_domain
+from fm_engine.applicability import distance_columns, has_training_record, nearest, training_domain
 from fm_engine.cards import package_versions
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.columns import curve_column, probability_column
@@ -26,16 +27,20 @@ from fm_engine.field_docs import documented, with_field_docs
 from fm_engine.inverse.charge import charge_balance
 from fm_engine.inverse.composition import CompositionRun, DesignObjective, optimize_composition
 from fm_engine.inverse.constraints import DesignConstraints
+from fm_engine.inverse.descent import evaluating
 from fm_engine.inverse.latent import LatentRun, optimize_latent
 from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds
 from fm_engine.inverse.targets import Target
+from fm_engine.inverse.uncertainty import single_model_error
 from fm_engine.models import FlexibleMultiTaskModel
-from fm_engine.predict import predict_weights
+from fm_engine.predict import predict_checkpoint, predict_weights
 from fm_engine.tasks import TaskType
 from fm_engine.threads import configure_threads
 
 RESULTS_FORMAT = "fm_engine-design"
 MAX_DESIGN_STEPS = 100_000  # optimisation steps of one design run
+OPTIONAL_KEYS = (("", "uncertainty_scale"), ("constraints", "max_distance"))
+"""(section, key) of settings written to a config mapping only when not at their default (``""``: top level)."""
 DUPLICATE_DISTANCE = 0.01  # recipes closer than 1 at.% to a better one are marked as its duplicates
 
 
@@ -72,6 +77,13 @@ class DesignConfig:
         help="Composition method, in [0, 1): share of the steps spent polishing each recipe on its chosen "
         "elements, where every hard constraint holds exactly; 0 = no polish phase.",
     )
+    uncertainty_scale: float = documented(
+        default=0.0,
+        help="Ensemble checkpoints, >= 0: adds uncertainty_scale x each target's calibrated spread over the "
+        "members (in the target's units of spread) to its term, so 'high' optimises a lower confidence bound "
+        "(mean - scale x std), 'low' an upper one and value / range targets prefer recipes the members agree on. "
+        "0 = the members' mean only; 1 = one standard deviation. A single model has no spread: > 0 is refused.",
+    )
     record_trajectory: bool = documented(
         default=True, help="Keep each step's objective per start (results.json, the trajectory figure)."
     )
@@ -92,6 +104,9 @@ class DesignConfig:
         check_seed("random_seed", self.random_seed)
         check_range("ae_align_scale", self.ae_align_scale, low=0, high=1)
         check_range("polish_fraction", self.polish_fraction, low=0, high=1, high_open=True)
+        check_range("uncertainty_scale", self.uncertainty_scale, low=0)
+        if self.uncertainty_scale > 0 and self.method == "latent":
+            raise ValueError("uncertainty_scale: applies to the composition method only (method: latent)")
         # settings that contradict each other fail now, not after the seeds
         self.constraints.validate(has_seeds=self.seeds.source != "random")
 
@@ -111,6 +126,21 @@ class DesignConfig:
         data = asdict(self)
         data["targets"] = [t.to_dict() for t in self.targets]
         return data
+
+    def to_results_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` for results.json: keys added after the first results format (:data:`OPTIONAL_KEYS`)
+        are left out at their defaults, so a design that does not use them writes the results.json it wrote
+        before (``from_dict`` reads either)."""
+        data = self.to_dict()
+        for section, key in OPTIONAL_KEYS:
+            values = data[section] if section else data
+            if values[key] == _field_default(type(self.constraints) if section else type(self), key):
+                del values[key]
+        return data
+
+
+def _field_default(cls: type, key: str) -> Any:
+    return next(f.default for f in fields(cls) if f.name == key)
 
 
 @dataclass
@@ -143,7 +173,7 @@ class DesignResult:
                 "checkpoint_id": self.checkpoint_id,
                 "weights_sha256": self.weights_sha256,
             },  # fmt: skip
-            "config": self.config.to_dict(),
+            "config": self.config.to_results_dict(),
             "random_seed": self.config.random_seed,
             "seeds": None
             if self.seeds is None
@@ -189,34 +219,49 @@ def target_columns(model: FlexibleMultiTaskModel, target: Target) -> list[str]:
 
 def _target_columns(
     checkpoint: LoadedCheckpoint, targets: list[Target], weights: np.ndarray
-) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Per-target values in physical units for weight rows; returns (columns, units by column)."""
+) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, np.ndarray]]:
+    """Per-target values in physical units for weight rows (an ensemble: the members' mean); returns (columns,
+    units by column, calibrated standard deviations by column: empty for a single model)."""
     model = checkpoint.model
     grids = {t.task: [p[0] for p in t.points] for t in targets if t.points is not None}
-    predictions = predict_weights(model, weights, t_grids=grids)
+    predictions, spreads = predict_checkpoint(checkpoint, weights, t_grids=grids)
     columns: dict[str, np.ndarray] = {}
     units: dict[str, str] = {}
+    stds: dict[str, np.ndarray] = {}
     for target in targets:
         task = model.tasks[target.task]
         values = predictions[target.task]
+        spread = spreads[target.task] if spreads is not None else None
         names = target_columns(model, target)
         if task.type is TaskType.CLASSIFICATION:
             classes = task.classes or []
             chosen = [c if isinstance(c, int) else classes.index(str(c)) for c in target.classes or []]
             columns[names[0]], units[names[0]] = values[:, chosen].sum(axis=1), "probability"
+            if spread is not None:  # the spread of the summed probability, from the members themselves
+                members = [predict_weights(m, weights)[target.task][:, chosen].sum(axis=1) for m in checkpoint.models]
+                stds[names[0]] = np.std(np.stack(members), axis=0)
         elif task.type is TaskType.KERNEL_REGRESSION:
             for j, name in enumerate(names):
                 columns[name], units[name] = values[:, j], task.unit
+                if spread is not None:
+                    stds[name] = spread[:, j]
         else:
             columns[names[0]] = values if values.ndim == 1 else values.mean(axis=1)
             units[names[0]] = task.unit
-    return columns, units
+            if spread is not None:
+                stds[names[0]] = spread if spread.ndim == 1 else spread.mean(axis=1)
+    return columns, units, stds
 
 
-def objective_of(checkpoint: LoadedCheckpoint, targets: list[Target], weights: np.ndarray) -> np.ndarray:
-    objective = DesignObjective(checkpoint.model, targets, 1.0)
-    with torch.no_grad():
-        checkpoint.model.eval()
+def objective_of(
+    checkpoint: LoadedCheckpoint, targets: list[Target], weights: np.ndarray, *, uncertainty_scale: float = 0.0
+) -> np.ndarray:
+    """The targets' objective of weight rows (an ensemble: on the members' mean, plus ``uncertainty_scale`` times
+    the weighted calibrated spread)."""
+    objective = DesignObjective.of_checkpoint(checkpoint, targets, 1.0, uncertainty_scale=uncertainty_scale)
+    with torch.no_grad(), ExitStack() as stack:
+        for member in objective.models:
+            stack.enter_context(evaluating(member))
         return objective.terms(torch.as_tensor(weights, dtype=torch.float32)).sum(dim=1).double().numpy()
 
 
@@ -243,6 +288,13 @@ def run_design(
     start = time.perf_counter()
     configure_threads()  # torch threads and OpenMP waits (fm_engine.threads)
     model = checkpoint.model
+    if config.uncertainty_scale > 0 and not checkpoint.is_ensemble:
+        raise single_model_error(config.uncertainty_scale)
+    if config.constraints.max_distance is not None and not has_training_record(checkpoint):
+        raise ValueError(
+            "constraints.max_distance: this checkpoint records no training compositions (compositions.csv) to "
+            "measure the distance to; remove max_distance"
+        )
     if seeds is None:
         seeds, seed_labels = resolve_seeds(checkpoint, config)
     labels = seed_labels or [f"start {i + 1}" for i in range(len(seeds) if seeds is not None else config.seeds.n)]
@@ -252,7 +304,9 @@ def run_design(
         latent_objective = run.latent_objective
         locked: list[dict[str, float]] = [{} for _ in run.weights]
     else:
-        run = optimize_composition(model, config, seeds=seeds, progress=progress)
+        training_weights = training_domain(checkpoint).weights if config.constraints.max_distance else None
+        run = optimize_composition(model, config, seeds=seeds, progress=progress, members=checkpoint.members,
+                                   std_factors=checkpoint.std_factors, training_weights=training_weights)  # fmt: skip
         locked = run.locked
     recipes = run.weights
     table, units = build_table(checkpoint, config, recipes, seeds, labels, locked, latent_objective)
@@ -283,8 +337,8 @@ def build_table(
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """The ranked results table (index = original row order), re-scored from the recipes themselves."""
     symbols = element_symbols()
-    objective = objective_of(checkpoint, config.targets, recipes)
-    values, units = _target_columns(checkpoint, config.targets, recipes)
+    objective = objective_of(checkpoint, config.targets, recipes, uncertainty_scale=config.uncertainty_scale)
+    values, units, stds = _target_columns(checkpoint, config.targets, recipes)
     seed_values = _target_columns(checkpoint, config.targets, seeds)[0] if seeds is not None else {}
     nearest_names, distance = nearest_training(checkpoint, recipes)
     task_columns = distance_columns(
@@ -294,7 +348,8 @@ def build_table(
     rows = []
     for r, w in enumerate(recipes):
         fractions = weights_to_fractions(w)
-        violations = config.constraints.check_recipe(w, locked_amounts=locked[r])
+        violations = config.constraints.check_recipe(w, locked_amounts=locked[r],
+                                                     distance_to_training=float(distance[r]))  # fmt: skip
         row: dict[str, Any] = {
             "formula": format_formula(fractions),
             "atomic_percent": format_percent(fractions),
@@ -306,6 +361,8 @@ def build_table(
         for name, column in values.items():
             unit = units[name]
             row[f"{name} [{unit}]"] = float(column[r])
+            if name in stds:
+                row[f"{name}_std [{unit}]"] = float(stds[name][r])
             if name in seed_values:
                 row[f"{name} seed [{unit}]"] = float(seed_values[name][r])
                 row[f"{name} change [{unit}]"] = float(column[r] - seed_values[name][r])

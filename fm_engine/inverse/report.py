@@ -78,6 +78,11 @@ def summary_markdown(result: DesignResult, checkpoint: LoadedCheckpoint) -> str:
               f"- fixed amounts: {c.fixed_amounts or 'none'}", f"- min nonzero fraction: {c.min_nonzero_weight}",
               f"- element step scale: {c.element_step_scale}", f"- seed blend: {c.seed_blend}",
               f"- diversity scale: {c.diversity_scale}"]  # fmt: skip
+    if c.max_distance is not None:
+        lines.append(f"- max distance to the training compositions: {c.max_distance:g} (verified on every recipe)")
+    if config.uncertainty_scale > 0:
+        lines += ["", f"Uncertainty scale {config.uncertainty_scale:g}: each target's term includes "
+                  f"{config.uncertainty_scale:g} x the ensemble's calibrated spread (a confidence bound)."]  # fmt: skip
     ok = int(table["constraints_ok"].sum())
     lines += ["", f"**Hard constraints verified on the final recipes: {ok}/{len(table)} satisfy all.**", ""]
     if "extrapolated_for" in table.columns:
@@ -107,6 +112,9 @@ def summary_markdown(result: DesignResult, checkpoint: LoadedCheckpoint) -> str:
         "`distance_to_training` is the fraction of atoms that differ from the nearest training composition.",
         "",
     ]
+    if checkpoint.is_ensemble:
+        lines += [f"Values are the mean of the ensemble's {len(checkpoint.members)} members; `<column>_std` columns "
+                  "in recipes.csv hold their calibrated standard deviation, in the same unit.", ""]  # fmt: skip
     if result.seeds is not None:
         lines += [f"Elements in recipes but in no seed: {', '.join(new) if new else 'none'}.", ""]
     if "objective_latent" in table.columns:

@@ -95,10 +95,11 @@ def data_seeds(
         rng = np.random.default_rng(random_seed)
         chosen = rng.choice(len(weights), size=min(config.n, len(weights)), replace=False)
         return weights[chosen]
-    objective = DesignObjective(checkpoint.model, targets, 1.0)
+    objective = DesignObjective.of_checkpoint(checkpoint, targets, 1.0)
     scores = []
     with torch.no_grad():
-        checkpoint.model.eval()
+        for member in objective.models:
+            member.eval()
         for start in range(0, len(weights), 4096):
             w = torch.as_tensor(weights[start : start + 4096], dtype=torch.float32)
             scores.append(objective.terms(w).sum(dim=1).numpy())

@@ -21,7 +21,6 @@ from fm_engine.training.ensemble import member_folder
 from tests.conftest import ENSEMBLE_MEMBERS, tiny_config_dict
 from tests.regression.make_fixtures import fm_environment
 
-DESIGN = Path(__file__).parents[1] / "regression" / "fixtures" / "design_composition.yaml"
 FORMULAS = ["Al0.3CoCrFeNi", "Fe2O3", "NbMoTaW", "TiZrHfNb", "CoCrFeMnNi", "Xx3"]
 
 
@@ -190,18 +189,6 @@ def test_a_bad_ensemble_option_on_the_command_line(tiny_data, tmp_path):
     seeds = tiny_config_dict(tiny_data) | {"ensemble": {"members": 2, "seeds": [1]}}
     with pytest.raises(ValueError, match=r"ensemble\.seeds: expected one seed per member"):
         TrainConfig.from_dict(seeds)
-
-
-def test_design_on_an_ensemble_optimises_member_zero(tiny_ensemble, tiny_run):
-    """Until uncertainty-aware design (issue #17 item 4), a design on an ensemble is the design on member 0."""
-    from fm_engine.inverse.design import DesignConfig, run_design
-
-    config = DesignConfig.from_dict(yaml.safe_load(DESIGN.read_text(encoding="utf-8")))
-    on_ensemble = run_design(load_checkpoint(tiny_ensemble), config)
-    on_member = run_design(load_checkpoint(tiny_run), config)
-    assert on_ensemble.all_constraints_satisfied
-    numbers = [c for c in on_member.table.columns if pd.api.types.is_numeric_dtype(on_member.table[c])]
-    pd.testing.assert_frame_equal(on_ensemble.table[numbers], on_member.table[numbers])
 
 
 @pytest.mark.filterwarnings("ignore:model.encoder")  # the start's encoder shape is used (said by a warning)

@@ -30,6 +30,9 @@ def test_the_forms_own_spellings_become_the_configs():
     assert config.seeds.formulas == ["Fe2Ni", "CoCrFeNi"] and config.seeds.n == 2  # one start per formula
     untouched = design_config(TARGETS, form(), {"source": "data"}, {})
     assert untouched.constraints.max_elements is None  # 0 = no cap
+    assert untouched.constraints.max_distance is None and untouched.uncertainty_scale == 0  # 0 = no limit
+    bounded = design_config(TARGETS, form(max_distance=0.2), {"source": "data"}, {"uncertainty_scale": 1.5})
+    assert bounded.constraints.max_distance == 0.2 and bounded.uncertainty_scale == 1.5
     assert (
         untouched.to_dict()
         == DesignConfig(targets=TARGETS, constraints={"allowed_elements": "alloy_palette"}).to_dict()
