@@ -339,7 +339,9 @@ def build_table(
     symbols = element_symbols()
     objective = objective_of(checkpoint, config.targets, recipes, uncertainty_scale=config.uncertainty_scale)
     values, units, stds = _target_columns(checkpoint, config.targets, recipes)
-    seed_values = _target_columns(checkpoint, config.targets, seeds)[0] if seeds is not None else {}
+    seed_values, _, seed_stds = (
+        _target_columns(checkpoint, config.targets, seeds) if seeds is not None else ({}, {}, {})
+    )
     nearest_names, distance = nearest_training(checkpoint, recipes)
     task_columns = distance_columns(
         checkpoint, recipes, rows=np.arange(len(recipes)), n_rows=len(recipes),
@@ -365,6 +367,8 @@ def build_table(
                 row[f"{name}_std [{unit}]"] = float(stds[name][r])
             if name in seed_values:
                 row[f"{name} seed [{unit}]"] = float(seed_values[name][r])
+                if name in seed_stds:  # an ensemble: the seed's calibrated spread too
+                    row[f"{name} seed_std [{unit}]"] = float(seed_stds[name][r])
                 row[f"{name} change [{unit}]"] = float(column[r] - seed_values[name][r])
         row["constraints_ok"] = not violations
         row["constraint_check"] = "; ".join(violations) if violations else "all hard constraints hold"

@@ -43,15 +43,25 @@ def seed_vs_optimized(
     *,
     unit: str = "",
     target: float | Sequence[float] | None = None,
+    error_bars: bool = True,
     **layout: Any,
 ) -> go.Figure:
     """Seed value (x) vs designed value (y) of one target, both in ``unit`` (the table's columns
     ``<column> seed [<unit>]`` and ``<column> [<unit>]``), with the 1:1 line and the target line(s) (a value,
-    or the ends of a range, in ``unit``). ``layout``: passed to ``figure.update_layout``."""
+    or the ends of a range, in ``unit``). ``error_bars``: +/- 1 std on each axis where the table has the spread
+    columns ``<column> seed_std [<unit>]`` / ``<column>_std [<unit>]`` (an ensemble's design; a single model's
+    table has none, so no bars). ``layout``: passed to ``figure.update_layout``."""
     seed = table[f"{column} seed [{unit}]"]
     designed = table[f"{column} [{unit}]"]
-    low = float(min(seed.min(), designed.min()))
-    high = float(max(seed.max(), designed.max()))
+    errors: dict[str, dict[str, Any]] = {}
+    extent = [seed.to_numpy(dtype=float), designed.to_numpy(dtype=float)]
+    for axis, name, values in (("x", f"{column} seed_std [{unit}]", seed), ("y", f"{column}_std [{unit}]", designed)):
+        if error_bars and name in table.columns:
+            spread = table[name].to_numpy(dtype=float)
+            errors[f"error_{axis}"] = {"type": "data", "array": spread, "visible": True}
+            extent += [values.to_numpy(dtype=float) - spread, values.to_numpy(dtype=float) + spread]
+    low = float(np.nanmin(np.concatenate(extent)))
+    high = float(np.nanmax(np.concatenate(extent)))
     pad = 0.05 * (high - low or 1.0)
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=[low - pad, high + pad], y=[low - pad, high + pad], mode="lines",
@@ -61,7 +71,7 @@ def seed_vs_optimized(
                          annotation_text=f"target {value:g} {unit}".strip())  # fmt: skip
     figure.add_trace(
         go.Scatter(
-            x=seed, y=designed, mode="markers", name="recipes", marker={"size": 9},
+            x=seed, y=designed, mode="markers", name="recipes", marker={"size": 9}, **errors,
             text=table["formula"] + "<br>from " + table["seed"].astype(str),
             hovertemplate="%{text}<br>seed %{x:.4g} -> %{y:.4g}<extra></extra>",
         )

@@ -16,6 +16,7 @@ from fm_engine.checkpoints import load_checkpoint
 from fm_engine.columns import curve_column
 from fm_engine.inverse import DesignConfig, DesignConstraints, SeedConfig, Target, replay, run_design
 from fm_engine.inverse.design import objective_of
+from fm_engine.inverse.report import design_figures
 from fm_engine.predict import predict_checkpoint
 from tests.regression.make_fixtures import fm_environment
 
@@ -134,3 +135,37 @@ def test_the_summary_names_the_ensemble_and_the_new_settings(ensemble):
     text = summary_markdown(run_design(ensemble, dataclasses.replace(config, steps=6)), ensemble)
     assert "max distance to the training compositions: 0.3" in text
     assert "Uncertainty scale 1:" in text and "mean of the ensemble's 3 members" in text
+
+
+def seed_rows(result) -> np.ndarray:
+    """Each table row's seed composition (the table is ranked; its ``seed`` column names the seed)."""
+    assert len(set(result.seed_labels)) == len(result.seed_labels)
+    return result.seeds[[result.seed_labels.index(label) for label in result.table["seed"]]]
+
+
+def test_seed_values_carry_their_calibrated_std_on_an_ensemble_only(ensemble, tiny_run):
+    config = regression_fixture_design()
+    result = run_design(ensemble, config)
+    table = result.table
+    grid = [t for t, _ in config.targets[2].points]
+    means, stds = predict_checkpoint(ensemble, seed_rows(result), t_grids={"yield_strength": grid})
+    np.testing.assert_allclose(table["bulk_modulus seed [GPa]"], means["bulk_modulus"], rtol=1e-6)
+    np.testing.assert_allclose(table["bulk_modulus seed_std [GPa]"], stds["bulk_modulus"], rtol=1e-6)
+    for j, t in enumerate(grid):
+        name = curve_column("yield_strength", t)
+        np.testing.assert_allclose(table[f"{name} seed_std [MPa]"], stds["yield_strength"][:, j], rtol=1e-6)
+    bcc = ensemble.model.tasks["hea_phase"].classes.index("BCC")
+    np.testing.assert_allclose(table["P(hea_phase=BCC) seed_std [probability]"], stds["hea_phase"][:, bcc], rtol=1e-6)
+    assert (table["bulk_modulus seed_std [GPa]"] > 0).all()
+    assert "bulk_modulus seed_std [GPa]" in result.to_csv().splitlines()[0]
+    assert all("bulk_modulus seed_std [GPa]" in row for row in result.to_json_dict()["recipes"])
+    # the seed -> designed figure the Inverse design page shows: bars on both axes, one per recipe
+    figure = design_figures(result, ensemble)["seed_vs_designed_bulk_modulus"]
+    recipes = figure.data[1]
+    np.testing.assert_allclose(recipes.error_x.array, table["bulk_modulus seed_std [GPa]"])
+    np.testing.assert_allclose(recipes.error_y.array, table["bulk_modulus_std [GPa]"])
+    single = run_design(load_checkpoint(tiny_run), config)
+    assert "bulk_modulus seed [GPa]" in single.table.columns
+    assert not [c for c in single.table.columns if "seed_std" in c]  # absent, not zero
+    plain = design_figures(single, load_checkpoint(tiny_run))["seed_vs_designed_bulk_modulus"].data[1]
+    assert plain.error_x.array is None and plain.error_y.array is None

@@ -55,6 +55,20 @@ def test_seed_vs_optimized_plots_the_table_in_its_unit():
     assert sorted(shape.y0 for shape in ranged.layout.shapes) == [180.0, 220.0]
 
 
+def test_seed_vs_optimized_draws_the_spread_on_both_axes_when_the_table_has_it():
+    spread = RECIPES.assign(**{"bulk_modulus seed_std [GPa]": [5.0, 6.0, 7.0, 8.0],
+                               "bulk_modulus_std [GPa]": [30.0, 1.0, 2.0, 3.0]})  # fmt: skip
+    recipes = seed_vs_optimized(spread, "bulk_modulus", unit="GPa").data[1]
+    assert list(recipes.error_x.array) == list(spread["bulk_modulus seed_std [GPa]"])
+    assert list(recipes.error_y.array) == list(spread["bulk_modulus_std [GPa]"])
+    one_to_one = seed_vs_optimized(spread, "bulk_modulus", unit="GPa").data[0]
+    assert max(one_to_one.y) >= 200.0 + 30.0  # the bars fit in the 1:1 line's extent
+    off = seed_vs_optimized(spread, "bulk_modulus", unit="GPa", error_bars=False).data[1]
+    assert off.error_x.array is None and off.error_y.array is None
+    plain = seed_vs_optimized(RECIPES, "bulk_modulus", unit="GPa").data[1]  # a single model's table: no bars
+    assert plain.error_x.array is None and plain.error_y.array is None
+
+
 def brute_force_front(points: np.ndarray) -> set[int]:
     return {
         i
