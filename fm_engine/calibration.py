@@ -73,7 +73,8 @@ class SpreadScale:
 def fit_spread_scale(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[SpreadScale, int]:
     """The maximum-likelihood ``(a, b)`` (see the module docstring) of validation truths ``y``, ensemble means and
     members' standard deviations (any matching shapes, flattened; rows with a NaN skipped), and the number of values
-    it was fitted on. No values, or no error at all: ``SpreadScale()`` (a = 1, b = 0). Minimised with Nelder-Mead
+    it was fitted on (rows with ``std = 0`` count: the floor covers them). No values, no error at all, or no spread
+    at all (identical members: nothing to calibrate): ``SpreadScale()`` (a = 1, b = 0). Minimised with Nelder-Mead
     on ``log a, log b`` from the one-factor fit and a few floors; the one-factor fit (b = 0) and the floor alone
     (a = 0) are kept when no mixture beats them."""
     from scipy.optimize import minimize
@@ -81,9 +82,11 @@ def fit_spread_scale(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[
     y, mean, std = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (y, mean, std))
     used = np.isfinite(y) & np.isfinite(mean) & np.isfinite(std) & (std >= 0)
     n = int(used.sum())
+    if not n or not (std[used] > 0).any():
+        return SpreadScale(), 0
     residual2 = (y[used] - mean[used]) ** 2
-    scale = math.sqrt(float(residual2.mean())) if n else 0.0
-    if not n or not scale > 0 or not math.isfinite(scale):
+    scale = math.sqrt(float(residual2.mean()))
+    if not scale > 0 or not math.isfinite(scale):
         return SpreadScale(), n
     r2, s2 = residual2 / scale**2, (std[used] / scale) ** 2  # in units of the rms error: both parameters near 1
 

@@ -49,9 +49,11 @@ def test_the_factor_and_floor_are_the_maximum_likelihood_of_a_floored_spread():
     # the same data in other units: a unchanged, b in the new unit
     scaled, _ = fit_spread_scale(1000 * y, 1000 * mean, 1000 * std)
     assert scaled.a == pytest.approx(fit_std_factor(y, mean, std)[0], rel=1e-6) and scaled.b == 0
-    # zero spreads are used now (the floor covers them); no error at all, or no values: a = 1, b = 0
-    alone, n = fit_spread_scale(np.array([1.0, -1.0, 1.0]), np.zeros(3), np.zeros(3))
-    assert n == 3 and alone == SpreadScale(a=0.0, b=pytest.approx(1.0))
+    # zero spreads are used now (the floor covers them): errors that do not grow with the spread give the floor alone
+    alone, n = fit_spread_scale(np.array([1.0, -1.0, 1.0, -1.0]), np.zeros(4), np.array([0.0, 0.0, 1.0, 2.0]))
+    assert n == 4 and alone.a < 1e-3 and alone.b == pytest.approx(1.0, rel=1e-3)
+    # no spread at all (identical members), no error at all, or no values: a = 1, b = 0
+    assert fit_spread_scale(np.ones(3), np.zeros(3), np.zeros(3)) == (SpreadScale(), 0)
     assert fit_spread_scale(np.zeros(3), np.zeros(3), np.ones(3)) == (SpreadScale(), 3)
     assert fit_spread_scale(np.full(2, np.nan), np.zeros(2), np.ones(2)) == (SpreadScale(), 0)
 
