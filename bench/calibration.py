@@ -3,7 +3,7 @@
 What it measures
     Per regression / curve task, on the TEST split of an ensemble (``fm train --ensemble N``): the share of truths
     inside ``mean +/- 1 std`` and ``mean +/- 2 std`` with the members' raw standard deviation (before) and with the
-    calibrated one (after: times the task's factor, fitted on the validation split only, see
+    calibrated one (after: ``sqrt((a * std)^2 + b^2)``, a and b fitted on the validation split only, see
     :mod:`fm_engine.calibration`), and the Spearman rank correlation between ``|truth - mean|`` and ``std``. The
     figures are recomputed here from ``checkpoint.predict`` on the test compositions (scalar tasks) against the
     truths in the data files, and set beside the ones the training run wrote into the model card (every task,
@@ -17,8 +17,8 @@ What it measures
     ``--start-from`` (default ``scratch``: fine-tuning members from the foundation costs much more CPU time);
     ``--checkpoint PATH`` reports on an existing ensemble checkpoint or run instead of training (one case).
     Beside the product's calibration, two others fitted on the same validation split and scored on the same test
-    split (bench only, see :func:`alternatives`): one factor matched to the coverage at 11 levels, and a two-parameter
-    spread ``sqrt((a * std)^2 + b^2)`` by maximum likelihood.
+    split (bench only, see :func:`alternatives`): one factor by maximum likelihood (``b = 0``: the product's
+    calibration before the floor existed) and one factor matched to the coverage at 11 levels.
 
 Goal
     After calibration 68 % and 95 % of the test truths inside +/- 1 and 2 std, each within 5 points; a positive
@@ -42,7 +42,14 @@ import numpy as np
 import pandas as pd
 from _common import environment, print_environment, write_result
 
-from fm_engine.calibration import EXPECTED_LEVELS, coverage, error_spread_correlation, fit_std_factor, observed_coverage
+from fm_engine.calibration import (
+    EXPECTED_LEVELS,
+    SpreadScale,
+    coverage,
+    error_spread_correlation,
+    fit_std_factor,
+    observed_coverage,
+)
 from fm_engine.checkpoints import LoadedCheckpoint, load_checkpoint
 from fm_engine.compositions import canonical_key
 from fm_engine.config import read_config_file
@@ -98,7 +105,8 @@ def recomputed(checkpoint: LoadedCheckpoint, task: str) -> dict[str, float] | No
         return None
     predicted = checkpoint.predict(keys, distances=False)
     y, mean, std = labels.loc[keys].to_numpy(), predicted[task].to_numpy(), predicted[f"{task}_std"].to_numpy()
-    raw = std / checkpoint.std_factors.get(task, 1.0)
+    scale = checkpoint.spread_scales.get(task, SpreadScale())
+    raw = np.sqrt(np.maximum(std**2 - scale.b**2, 0)) / scale.a if scale.a > 0 else np.full_like(std, np.nan)
     return {"n": len(keys), "spearman": error_spread_correlation(y, mean, std),
             **{f"coverage_{k}_before": coverage(y, mean, raw, k) for k in (1, 2)},
             **{f"coverage_{k}_after": coverage(y, mean, std, k) for k in (1, 2)}}  # fmt: skip
@@ -106,10 +114,10 @@ def recomputed(checkpoint: LoadedCheckpoint, task: str) -> dict[str, float] | No
 
 def alternatives(run: Path) -> dict[str, dict[str, Any]]:
     """Other calibrations, fitted on the same validation split of a run folder and scored on its test split, to set
-    beside the product's one factor (maximum likelihood): ``coverage-matched``, the one factor whose validation
-    coverage is closest to the expected share over :data:`EXPECTED_LEVELS` (least squares), and ``two-parameter``,
-    ``sqrt((a * std)^2 + b^2)`` by maximum likelihood (a spread floor ``b`` in the task's unit). Not in the product."""
-    from scipy.optimize import minimize
+    beside the product's two-parameter spread ``sqrt((a * std)^2 + b^2)`` (maximum likelihood; its a and b read from
+    the checkpoint): ``one factor``, ``b = 0`` by maximum likelihood (the product before the floor existed), and
+    ``coverage-matched``, the one factor whose validation coverage is closest to the expected share over
+    :data:`EXPECTED_LEVELS` (least squares). Not in the product."""
 
     from fm_engine.training.ensemble import member_folder
     from fm_engine.training.evaluate import ensemble_outputs
@@ -130,19 +138,14 @@ def alternatives(run: Path) -> dict[str, dict[str, Any]]:
         misfit = [sum((c - level) ** 2 for c, level in zip(observed_coverage(y, mean, g * std), EXPECTED_LEVELS,
                                                              strict=True)) for g in grid]  # fmt: skip
         matched = float(grid[int(np.argmin(misfit))])
-        residual2 = (y - mean) ** 2
-
-        def nll(params: np.ndarray, residual2: np.ndarray = residual2, std: np.ndarray = std) -> float:
-            variance = (np.exp(params[0]) * std) ** 2 + np.exp(params[1]) ** 2
-            return float(np.sum(np.log(variance) + residual2 / variance))
-
-        start = [math.log(max(fit_std_factor(y, mean, std)[0], 1e-6)), math.log(float(np.sqrt(residual2.mean())) / 3)]
-        a, b = np.exp(minimize(nll, start, method="Nelder-Mead").x)
-        scaled = {"maximum likelihood (product)": checkpoint.std_factors[task] * tstd,
-                  "coverage-matched": matched * tstd, "two-parameter": np.sqrt((a * tstd) ** 2 + b**2)}  # fmt: skip
+        one = fit_std_factor(y, mean, std)[0]
+        scale = checkpoint.spread_scales[task]
+        scaled = {"two-parameter (product)": scale.apply(tstd), "one factor (before the floor)": one * tstd,
+                  "coverage-matched": matched * tstd}  # fmt: skip
         out[task] = {
             "coverage_matched_factor": matched,
-            "two_parameter": {"a": float(a), "b": float(b)},
+            "one_factor": one,
+            "two_parameter": {"a": scale.a, "b": scale.b},
             "test": {
                 name: {"coverage_1": coverage(ty, tmean, spread, 1), "coverage_2": coverage(ty, tmean, spread, 2)}
                 for name, spread in scaled.items()
@@ -158,8 +161,8 @@ def print_alternatives(result: dict[str, dict[str, Any]]) -> None:
                           for name, c in entry["test"].items())  # fmt: skip
         two = entry["two_parameter"]
         print(
-            f"  {task}: {shown} (coverage-matched factor {entry['coverage_matched_factor']:.3g}; "
-            f"two-parameter a {two['a']:.3g}, b {two['b']:.3g})"
+            f"  {task}: {shown} (two-parameter a {two['a']:.3g}, b {two['b']:.3g}; one factor "
+            f"{entry['one_factor']:.3g}; coverage-matched factor {entry['coverage_matched_factor']:.3g})"
         )
 
 
@@ -186,7 +189,7 @@ def report(checkpoint: LoadedCheckpoint) -> dict[str, Any]:
 
 def print_report(case: str, result: dict[str, Any]) -> None:
     print(f"\n{case}: {result['members']} members, {result.get('seconds', float('nan')):.0f} s training")
-    print(f"{'task':26s} {'factor':>8s} {'n test':>7s} {'1 std before':>12s} {'after':>7s} {'2 std before':>12s} "
+    print(f"{'task':26s} {'a':>8s} {'b':>8s} {'n test':>7s} {'1 std before':>12s} {'after':>7s} {'2 std before':>12s} "
           f"{'after':>7s} {'Spearman':>8s} {'goal':>5s}  ensemble / avg member")  # fmt: skip
     for name, task in result["tasks"].items():
         c = task["card"]
@@ -196,13 +199,15 @@ def print_report(case: str, result: dict[str, Any]) -> None:
 
         spearman = "n/a" if c["spearman"] is None else f"{c['spearman']:.3f}"
         accuracy = f"{task['metric']} {task['ensemble']:.4g} / {task['average_member']:.4g} {task['unit']}"
-        print(f"{name:26s} {c['factor']:8.3g} {c['n_test']:7d} {share(c['coverage_1_before']):>12s} "
+        print(f"{name:26s} {c['factor']:8.3g} {c.get('floor') or 0:8.3g} {c['n_test']:7d} "
+              f"{share(c['coverage_1_before']):>12s} "
               f"{share(c['coverage_1_after']):>7s} {share(c['coverage_2_before']):>12s} "
               f"{share(c['coverage_2_after']):>7s} {spearman:>8s} {'yes' if task['within_goal'] else 'no':>5s}  "
               f"{accuracy}")  # fmt: skip
         again = task["recomputed"]
         if again is not None:
-            print(f"{'  (from fm predict)':26s} {'':8s} {again['n']:7d} {share(again['coverage_1_before']):>12s} "
+            print(f"{'  (from fm predict)':26s} {'':8s} {'':8s} {again['n']:7d} "
+                  f"{share(again['coverage_1_before']):>12s} "
                   f"{share(again['coverage_1_after']):>7s} {share(again['coverage_2_before']):>12s} "
                   f"{share(again['coverage_2_after']):>7s} {again['spearman']:8.3f}")  # fmt: skip
 

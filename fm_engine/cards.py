@@ -344,14 +344,17 @@ class EnsembleRecord:
             del data["calibration"]
         return data
 
-    def markdown(self, ensemble: Mapping[str, Mapping[str, float]]) -> list[str]:
+    def markdown(
+        self, ensemble: Mapping[str, Mapping[str, float]], units: Mapping[str, str] | None = None
+    ) -> list[str]:
         """The card's ensemble section: what it is, and per task and metric the ensemble's test metric
-        (``ensemble``: task -> metric -> value) beside the average member's and the members' range."""
+        (``ensemble``: task -> metric -> value) beside the average member's and the members' range; the spread's
+        calibration (``units``: task -> unit)."""
         seconds = sum(self.member_seconds)
         lines = ["## Ensemble", "", f"{self.members} members (training seeds {', '.join(map(str, self.seeds))}) "
                  f"trained one after another on one split ({seconds:.1f} s together). Every prediction is the "
                  "members' mean (classification: the mean class probabilities) with the standard deviation over the "
-                 "members in `<column>_std` columns, in the same unit (times the task's calibration factor, below). "
+                 "members in `<column>_std` columns, in the same unit (calibrated per task, below). "
                  "The test metrics above are the ensemble mean's; beside them the average member's (each member "
                  "scored alone, then averaged):", "",
                  "| task | metric | ensemble | average member | members (min - max) |",
@@ -365,7 +368,7 @@ class EnsembleRecord:
                 values = [v for v in values if v is not None and math.isfinite(v)]
                 spread = f"{format_value(min(values))} - {format_value(max(values))}" if values else "n/a"
                 lines.append(f"| {task} | {key} | {format_value(value)} | {format_value(average)} | {spread} |")
-        return lines + [""] + calibration_markdown(self.calibration)
+        return lines + [""] + calibration_markdown(self.calibration, units)
 
 
 @dataclass
@@ -611,7 +614,9 @@ class ModelCard:
         sizes = f"{split.get('train')} train / {split.get('val')} val / {split.get('test')} test"
         lines += ["", f"Compositions: {sizes} ({seeds}).", ""]
         if self.ensemble is not None:
-            lines += self.ensemble.markdown({task.name: task.test_metrics for task in self.tasks})
+            lines += self.ensemble.markdown(
+                {task.name: task.test_metrics for task in self.tasks}, {task.name: task.unit for task in self.tasks}
+            )
         if self.start is not None:
             lines += self.start.markdown({task.name: task.test_metrics for task in self.tasks})
         if self.finetune is not None:

@@ -37,7 +37,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from fm_engine.calibration import UNCALIBRATED_NOTE
+from fm_engine.calibration import UNCALIBRATED_NOTE, SpreadScale
 from fm_engine.cards import CARD_FILE, CARD_MARKDOWN_FILE, CheckpointError, ModelCard, read_card
 from fm_engine.descriptors import Descriptor
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig
@@ -74,10 +74,16 @@ class LoadedCheckpoint:
     # An ensemble's members (``members[0]`` is ``model``, which carries the ensemble's decision thresholds);
     # empty for a single model. Predictions are the members' mean with their standard deviation.
     members: list[FlexibleMultiTaskModel] = field(default_factory=list)
-    # An ensemble's calibration: task -> the factor every ``_std`` of the task is multiplied by (fitted on the
-    # validation split, see :mod:`fm_engine.calibration`); tasks not listed (classification, or every task of an
-    # ensemble saved before calibration existed) keep factor 1.
+    # An ensemble's calibration (fitted on the validation split, see :mod:`fm_engine.calibration`): task -> factor a
+    # and task -> floor b (the task's unit) of every ``_std`` = sqrt((a * std)^2 + b^2); tasks not listed
+    # (classification, or every task of an ensemble saved before calibration existed) keep a = 1, b = 0.
     std_factors: dict[str, float] = field(default_factory=dict)
+    std_floors: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def spread_scales(self) -> dict[str, SpreadScale]:
+        """Task -> its calibration of the spread (tasks not listed: ``SpreadScale()``, a = 1, b = 0)."""
+        return {task: SpreadScale(a=a, b=self.std_floors.get(task, 0.0)) for task, a in self.std_factors.items()}
 
     @property
     def config(self) -> ModelConfig:
@@ -271,13 +277,13 @@ def save_checkpoint(
     card: ModelCard | None = None,
     compositions: pd.DataFrame | None = None,
     members: Sequence[FlexibleMultiTaskModel] = (),
-    std_factors: Mapping[str, float] | None = None,
+    std_factors: Mapping[str, float | SpreadScale] | None = None,
 ) -> Path:
     """Write the checkpoint directory atomically (temp dir, files fsynced, rename); returns its path.
 
     ``members``: an ensemble's other members (``model`` is member 0), written to ``members/1`` ...; the
-    ensemble's decision thresholds are ``model``'s; ``std_factors``: its calibration (task -> factor of the
-    spread, config.json key ``ensemble.std_factors``; see :mod:`fm_engine.calibration`).
+    ensemble's decision thresholds are ``model``'s; ``std_factors``: its calibration (task -> ``SpreadScale`` or a
+    factor a with b = 0; config.json key ``ensemble.std_factors``, task -> {a, b}; see :mod:`fm_engine.calibration`).
 
     Refuses (``CheckpointError``) weights or scalers that are not finite: such a checkpoint could only
     predict NaN. ``card`` is written as ``card.json`` and ``card.md`` with the new checkpoint's id and weights
@@ -293,8 +299,10 @@ def save_checkpoint(
         folders = [f"{MEMBERS_DIR}/{k}" for k in range(1, len(members) + 1)]
         extra = {"ensemble": {"members": len(members) + 1, "folders": folders}} if members else {}
         if members and std_factors is not None:
-            check_std_factors(std_factors, model, f"not saving {path}")
-            extra["ensemble"]["std_factors"] = {task: float(value) for task, value in std_factors.items()}
+            scales = {t: v if isinstance(v, SpreadScale) else SpreadScale(a=v) for t, v in std_factors.items()}
+            stored = {task: {"a": float(v.a), "b": float(v.b)} for task, v in scales.items()}
+            check_std_factors(stored, model, f"not saving {path}")
+            extra["ensemble"]["std_factors"] = stored
         _write_model(model, tmp, checkpoint_id=checkpoint_id, where=path, extra=extra)
         for k, (member, folder) in enumerate(zip(members, folders, strict=True), start=1):
             (tmp / folder).mkdir(parents=True)
@@ -370,6 +378,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         card = read_card(directory)
     except CheckpointError as error:  # the card only describes the model; an unreadable one is left out
         problem = str(error)
+    scales = stored_std_factors(directory, config, model) if len(members) > 1 else {}
     return LoadedCheckpoint(
         model=model,
         path=directory,
@@ -378,32 +387,52 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         card=card,
         card_problem=problem,
         members=members if len(members) > 1 else [],
-        std_factors=stored_std_factors(directory, config, model) if len(members) > 1 else {},
+        std_factors={task: scale.a for task, scale in scales.items()},
+        std_floors={task: scale.b for task, scale in scales.items() if scale.b > 0},
     )
 
 
 def stored_std_factors(
     directory: Path, config: Mapping[str, object], model: FlexibleMultiTaskModel
-) -> dict[str, float]:
-    """An ensemble checkpoint's ``ensemble.std_factors`` (none stored: {}, every factor 1)."""
+) -> dict[str, SpreadScale]:
+    """An ensemble checkpoint's ``ensemble.std_factors``: task -> {a, b}, or task -> a number (stored before the
+    floor existed: a = number, b = 0); none stored: {} (every task a = 1, b = 0)."""
     section = config.get("ensemble")
     factors = section.get("std_factors") if isinstance(section, Mapping) else None
     if factors is None:
         return {}
     if not isinstance(factors, Mapping):
-        raise CheckpointError(f"{directory}: {CONFIG_FILE} key ensemble.std_factors: expected task -> factor")
+        raise CheckpointError(f"{directory}: {CONFIG_FILE} key ensemble.std_factors: expected task -> {{a, b}}")
     check_std_factors(factors, model, str(directory))
-    return {str(task): float(value) for task, value in factors.items()}
+    return {
+        str(task): SpreadScale(a=float(value["a"]), b=float(value["b"])) if isinstance(value, Mapping)
+        else SpreadScale(a=float(value))
+        for task, value in factors.items()
+    }  # fmt: skip
 
 
 def check_std_factors(factors: Mapping[str, object], model: FlexibleMultiTaskModel, where: str) -> None:
-    """``CheckpointError`` unless every factor is a finite number > 0 of one of ``model``'s tasks."""
+    """``CheckpointError`` unless every entry is of one of ``model``'s tasks and is either a finite number > 0 (the
+    factor a of a checkpoint saved before the floor existed) or a mapping with exactly ``a`` and ``b``, finite
+    numbers >= 0, not both 0."""
+
+    def number(value: object) -> bool:
+        return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
     for task, value in factors.items():
         key = f"{CONFIG_FILE} key ensemble.std_factors.{task}"
         if task not in model.tasks:
             raise CheckpointError(f"{where}: {key}: no such task (tasks: {', '.join(model.tasks)})")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise CheckpointError(f"{where}: {key} is {value!r} (expected a finite number > 0)")
+        if isinstance(value, Mapping):
+            if set(value) != {"a", "b"}:
+                raise CheckpointError(f"{where}: {key} has keys {sorted(map(str, value))} (expected exactly a and b)")
+            for name in ("a", "b"):
+                if not number(value[name]) or value[name] < 0:
+                    raise CheckpointError(f"{where}: {key}.{name} is {value[name]!r} (expected a finite number >= 0)")
+            if value["a"] == 0 and value["b"] == 0:
+                raise CheckpointError(f"{where}: {key}: a and b are both 0 (expected a > 0 or b > 0)")
+        elif not number(value) or value <= 0:
+            raise CheckpointError(f"{where}: {key} is {value!r} (expected {{a, b}} or a finite number > 0)")
 
 
 def ensemble_folders(directory: Path, config: Mapping[str, object]) -> list[Path]:

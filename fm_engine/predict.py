@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from fm_engine.applicability import distance_column, distance_columns, training_domain
+from fm_engine.calibration import SpreadScale
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.columns import curve_column, std_column
 from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, ParsedBatch, find_composition_column, parse_many
@@ -73,19 +74,20 @@ def predict_members(
     *,
     t_grids: Mapping[str, Sequence[float]] | None = None,
     descriptor: Descriptor | None = None,
-    std_factors: Mapping[str, float] | None = None,
+    std_factors: Mapping[str, float | SpreadScale] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
     """:func:`predict_weights` of an ensemble's ``models``: per task the mean over the members of their physical
     outputs (each member's floored at the task's lower bound, as users see it; classification: the mean class
     probabilities) and the standard deviation over the members' RAW outputs (not floored: where every member sits
     at the bound the floored outputs agree exactly while the raw ones still say how unsure the members are;
-    population, ``ddof=0``; same unit) times the task's calibration factor ``std_factors[task]`` (default 1; a
-    checkpoint's :attr:`LoadedCheckpoint.std_factors`), both float64.
+    population, ``ddof=0``; same unit) calibrated with ``std_factors[task]`` (a ``SpreadScale``: ``sqrt((a * std)^2
+    + b^2)``, or a plain factor a; default a = 1, b = 0; a checkpoint's :attr:`LoadedCheckpoint.spread_scales`),
+    both float64.
     One model: its own outputs (exactly :func:`predict_weights`) and None (no spread)."""
     if len(models) == 1:
         return predict_weights(models[0], weights, t_grids=t_grids, descriptor=descriptor), None
     raw = [predict_weights(model, weights, t_grids=t_grids, descriptor=descriptor, floored=False) for model in models]
-    factors = std_factors or {}
+    scales = {t: v if isinstance(v, SpreadScale) else SpreadScale(a=v) for t, v in (std_factors or {}).items()}
     means: dict[str, np.ndarray] = {}
     stds: dict[str, np.ndarray] = {}
     for name in raw[0]:
@@ -93,7 +95,8 @@ def predict_members(
             model.apply_floor(name, torch.from_numpy(r[name])).numpy() for model, r in zip(models, raw, strict=True)
         ]
         means[name] = np.stack(floored).astype(np.float64).mean(axis=0)
-        stds[name] = np.stack([r[name] for r in raw]).astype(np.float64).std(axis=0) * factors.get(name, 1.0)
+        spread = np.stack([r[name] for r in raw]).astype(np.float64).std(axis=0)
+        stds[name] = scales.get(name, SpreadScale()).apply(spread)
     return means, stds
 
 
@@ -107,7 +110,7 @@ def predict_checkpoint(
     """:func:`predict_members` of a checkpoint's members with its calibration: the mean and the calibrated
     standard deviation (None for a single model) per task."""
     return predict_members(checkpoint.models, weights, t_grids=t_grids, descriptor=descriptor,
-                           std_factors=checkpoint.std_factors)  # fmt: skip
+                           std_factors=checkpoint.spread_scales)  # fmt: skip
 
 
 OUTPUT_PREFIX = "pred_"
@@ -284,8 +287,8 @@ def predict_frame(
     grid point; ``t`` in the task's ``t_unit``). An ensemble checkpoint (:attr:`LoadedCheckpoint.is_ensemble`)
     gives the members' mean in these columns (the predicted class from the mean probabilities and the ensemble's
     decision threshold) and, after each value column, ``<column>_std``: the standard deviation over the members
-    in the same unit times the task's calibration factor (see :func:`predict_checkpoint`); a single model has no
-    ``_std`` columns.
+    in the same unit, calibrated per task: sqrt((a * std)^2 + b^2) (see :func:`predict_checkpoint`); a single model
+    has no ``_std`` columns.
 
     Input columns are never overwritten: an output whose name the input already uses (``error``, a task
     name, ...) is written as ``pred_<name>``; ``result.attrs["fm_output_columns"]`` maps each output name

@@ -38,8 +38,8 @@ def test_rows_floored_in_every_member_keep_the_raw_spread(tiny_ensemble):
     assert np.ptp(np.stack(floored), axis=0).max() < 1e-4 * floor  # every member at the bound: floored std ~ 0
     mean, std = predict_checkpoint(checkpoint, weights)
     np.testing.assert_allclose(mean[TASK], floor, rtol=1e-6)
-    factor = checkpoint.std_factors[TASK]
-    expected = np.stack(raw).astype(np.float64).std(axis=0) * factor
+    scale = checkpoint.spread_scales[TASK]
+    expected = np.hypot(np.stack(raw).astype(np.float64).std(axis=0) * scale.a, scale.b)
     assert np.all(std[TASK] > 0)
     np.testing.assert_allclose(std[TASK], expected, rtol=1e-6)
 

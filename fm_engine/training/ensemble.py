@@ -18,9 +18,10 @@ keeps finished members, resumes the unfinished one from its ``last.ckpt`` and tr
 The ensemble's card scores the members' mean on the validation and test splits (one data module rebuilt from member
 0's records): a binary task's decision threshold is chosen on the validation split from the mean probabilities, and
 the card's ensemble section sets each member's own test metrics, and their average, beside the ensemble's. The
-spread of every regression and curve task is calibrated there too: one factor per task fitted on the validation split
-(:mod:`fm_engine.calibration`), stored in the checkpoint (``ensemble.std_factors``) and the card, with its test
-figures (coverage of mean +/- 1 and 2 std before and after, rank correlation of |error| and std).
+spread of every regression and curve task is calibrated there too: a factor a and a floor b per task
+(``sqrt((a * std)^2 + b^2)``) fitted on the validation split (:mod:`fm_engine.calibration`), stored in the
+checkpoint (``ensemble.std_factors``) and the card, with their test figures (coverage of mean +/- 1 and 2 std
+before and after, rank correlation of |error| and std).
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ def assemble_ensemble(
                          calibration=calibration)  # fmt: skip
     with_data = [name for name in lead.tasks if name in dm.masks]
     path = save_checkpoint(lead, run.checkpoint_path, card=card, compositions=training_compositions(dm, with_data),
-                           members=models[1:], std_factors={t: c.factor for t, c in calibration.items()})  # fmt: skip
+                           members=models[1:], std_factors={t: c.scale for t, c in calibration.items()})  # fmt: skip
     epochs = sum(int(c.card.training.epochs_run or 0) for c in checkpoints if c.card is not None)
     return path, test, epochs
 
@@ -204,14 +205,14 @@ def calibrate_spread(
     validation: tuple[StageOutputs, Mapping[str, np.ndarray], Mapping[str, np.ndarray]],
     test: tuple[StageOutputs, Mapping[str, np.ndarray], Mapping[str, np.ndarray]],
 ) -> dict[str, TaskCalibration]:
-    """Per task of ``tasks`` with validation rows, the spread's factor fitted on ``validation`` = (member 0's
+    """Per task of ``tasks`` with validation rows, the spread's (a, b) fitted on ``validation`` = (member 0's
     outputs with the truths, the ensemble means, the members' standard deviations) and its test figures from
-    ``test`` (the same on the test split); see :mod:`fm_engine.calibration`. The test split never changes a
-    factor."""
+    ``test`` (the same on the test split); see :mod:`fm_engine.calibration`. The test split never changes
+    them."""
     out: dict[str, TaskCalibration] = {}
     for name in tasks:
         if name not in validation[0].targets:
-            continue  # no validation rows (a head carried frozen): factor 1
+            continue  # no validation rows (a head carried frozen): a = 1, b = 0
         val = (validation[0].targets[name].numpy(), validation[1][name], validation[2][name])
         tested = (test[0].targets[name].numpy(), test[1][name], test[2][name]) if name in test[0].targets else None
         out[name] = calibrate_task(val, tested)

@@ -47,9 +47,10 @@ def test_an_ensembles_prediction_is_the_mean_of_its_members(tiny_ensemble):
     for column in values:
         stacked = np.stack([m[column].to_numpy(dtype=np.float64) for m in members])
         np.testing.assert_allclose(ensemble[column], stacked.mean(axis=0), rtol=1e-6, atol=1e-9, err_msg=column)
-        factor = checkpoint.std_factors.get(column.split("@")[0].split("_proba_")[0], 1.0)  # calibrated spread
-        np.testing.assert_allclose(ensemble[column + STD_SUFFIX], factor * stacked.std(axis=0), rtol=1e-5, atol=1e-6,
-                                   err_msg=column)  # fmt: skip
+        scale = checkpoint.spread_scales.get(column.split("@")[0].split("_proba_")[0])  # calibrated spread
+        a, b = (scale.a, scale.b) if scale is not None else (1.0, 0.0)
+        np.testing.assert_allclose(ensemble[column + STD_SUFFIX], np.hypot(a * stacked.std(axis=0), b), rtol=1e-5,
+                                   atol=1e-6, err_msg=column)  # fmt: skip
     good = ensemble["error"] == ""
     assert (ensemble.loc[good, "bulk_modulus" + STD_SUFFIX] > 0).all()  # members that differ in seed differ
     assert ensemble.loc[~good].filter(like=STD_SUFFIX).isna().all().all()  # a bad formula: no numbers at all

@@ -162,24 +162,28 @@ def calibration_text(card: ModelCard) -> str:
         return ""
     if not card.ensemble.calibration:
         return f"Not calibrated: {UNCALIBRATED_NOTE}."
-    return (f"**Calibration of the spread** ({card.ensemble.members} members): every `_std` is the members' standard "
-            "deviation times the task's factor, fitted on the validation split so that the errors divided by it have "
-            "unit spread. On the test split a calibrated spread holds about 68 % of the truths within ± 1 std and "
-            "95 % within ± 2 std; a positive Spearman correlation means a larger spread points at a larger error. "
+    return (f"**Calibration of the spread** ({card.ensemble.members} members): every `_std` is sqrt((a × std)² + b²): "
+            "the members' standard deviation times the task's factor a, with a floor b in the task's unit (a spread "
+            "no prediction goes below), both fitted on the validation split by maximum likelihood. On the test split "
+            "a calibrated spread holds about 68 % of the truths within ± 1 std and 95 % within ± 2 std; a positive "
+            "Spearman correlation means a larger spread points at a larger error. "
             "Classification tasks are not calibrated.")  # fmt: skip
 
 
 def calibration_table(card: ModelCard) -> pd.DataFrame:
-    """An ensemble's calibration per task: factor, test shares inside +/- 1 and 2 std before / after calibration (%),
-    Spearman rank correlation of |error| and std (empty for a single model or an uncalibrated ensemble)."""
+    """An ensemble's calibration per task: factor a, floor b (text with the task's unit), test shares inside +/- 1
+    and 2 std before / after calibration (%), Spearman rank correlation of |error| and std (empty for a single model
+    or an uncalibrated ensemble)."""
     record = card.ensemble.calibration if card.ensemble is not None else {}
+    units = {task.name: task.unit for task in card.tasks}
 
     def share(value: float) -> float:
         return round(100 * value, 1) if np.isfinite(value) else float("nan")
 
     rows = []
     for task, c in record.items():
-        rows.append({"task": task, "factor": float(f"{c.factor:.3g}"), "val n": c.n_val, "test n": c.n_test,
+        rows.append({"task": task, "factor": float(f"{c.factor:.3g}"),
+                     "floor": f"{c.floor:.3g} {units.get(task, '')}".rstrip(), "val n": c.n_val, "test n": c.n_test,
                      "±1 std before (%)": share(c.coverage_1_before), "±1 std after (%)": share(c.coverage_1_after),
                      "±2 std before (%)": share(c.coverage_2_before), "±2 std after (%)": share(c.coverage_2_after),
                      "Spearman(|error|, std)": round(c.spearman, 3) if np.isfinite(c.spearman) else None})  # fmt: skip

@@ -136,7 +136,7 @@ def uncertainty_caption(checkpoint: LoadedCheckpoint) -> str:
         return ""
     text = (f"**How to read the error bars and bands:** each value is the mean over the ensemble's "
             f"{len(checkpoint.members)} members, ± its calibrated standard deviation (the spread of the members' "
-            "predictions times a per-task factor fitted on the validation data). ")  # fmt: skip
+            "predictions times a per-task factor, with a floor; both fitted on the validation data). ")  # fmt: skip
     if checkpoint.calibration_note:
         return text + f"Not calibrated: {checkpoint.calibration_note}."
     record = checkpoint.card.ensemble.calibration if checkpoint.card and checkpoint.card.ensemble else {}
