@@ -15,6 +15,7 @@ from fm_engine.columns import curve_column, std_column
 from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, ParsedBatch, find_composition_column, parse_many
 from fm_engine.descriptors import Descriptor, check_weight_rows
 from fm_engine.models import FlexibleMultiTaskModel
+from fm_engine.models.model import members_mean_and_spread
 from fm_engine.tasks import TaskType
 
 DEFAULT_GRID_POINTS = 8
@@ -91,11 +92,7 @@ def predict_members(
     means: dict[str, np.ndarray] = {}
     stds: dict[str, np.ndarray] = {}
     for name in raw[0]:
-        floored = [
-            model.apply_floor(name, torch.from_numpy(r[name])).numpy() for model, r in zip(models, raw, strict=True)
-        ]
-        means[name] = np.stack(floored).astype(np.float64).mean(axis=0)
-        spread = np.stack([r[name] for r in raw]).astype(np.float64).std(axis=0)
+        means[name], spread = members_mean_and_spread(models, name, [torch.from_numpy(r[name]) for r in raw])
         stds[name] = scales.get(name, SpreadScale()).apply(spread)
     return means, stds
 

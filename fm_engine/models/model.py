@@ -151,6 +151,19 @@ def flatten_curves(
     return flat_t, index.to(flat_t.device), flat_y
 
 
+def members_mean_and_spread(
+    models: Sequence[FlexibleMultiTaskModel], name: str, raw: Sequence[torch.Tensor]
+) -> tuple[np.ndarray, np.ndarray]:
+    """An ensemble's prediction of task ``name`` from its members' raw physical outputs ``raw`` (one per member,
+    ``to_physical(..., floored=False)``): the mean of the members' floored outputs (what users get; classification:
+    the mean class probabilities) and the population standard deviation of the raw ones (not floored: where every
+    member sits at the bound the floored outputs agree exactly while the raw ones still say how unsure the members
+    are), both float64 and uncalibrated."""
+    floored = [model.apply_floor(name, r).detach().numpy() for model, r in zip(models, raw, strict=True)]
+    spread = np.stack([r.detach().numpy() for r in raw]).astype(np.float64).std(axis=0)
+    return np.stack(floored).astype(np.float64).mean(axis=0), spread
+
+
 class FlexibleMultiTaskModel(nn.Module):
     """Multi-task network: ``x -> encoder -> tanh -> {task head}``.
 

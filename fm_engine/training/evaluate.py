@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from fm_engine.data import CompositionDataModule
 from fm_engine.models import AUTOENCODER, FlexibleMultiTaskModel, flatten_curves
-from fm_engine.models.model import regression_loss
+from fm_engine.models.model import members_mean_and_spread, regression_loss
 from fm_engine.tasks import TaskType
 from fm_engine.thresholds import AUTO, ThresholdChoice, choose_threshold
 from fm_engine.training.metrics import metric_intervals, task_metrics
@@ -205,8 +205,8 @@ def ensemble_outputs(
     """Every member's raw outputs on ``stage`` (:func:`collect_outputs`) and, per task, the members' mean physical
     prediction (float64; each member's floored at the task's lower bound before averaging; classification: the
     mean class probabilities) and the standard deviation of their raw (not floored) physical outputs (``ddof=0``,
-    uncalibrated; as :func:`fm_engine.predict.predict_members`), rows in the order of the first member's outputs
-    (the same for every member: one data module)."""
+    uncalibrated; :func:`fm_engine.models.model.members_mean_and_spread`), rows in the order of the first member's
+    outputs (the same for every member: one data module)."""
     collected = [collect_outputs(model, dm, stage) for model in models]
     means: dict[str, np.ndarray] = {}
     stds: dict[str, np.ndarray] = {}
@@ -217,9 +217,7 @@ def ensemble_outputs(
         raw = [
             model.to_physical(name, c.outputs[name], floored=False) for model, c in zip(models, collected, strict=True)
         ]
-        floored = [model.apply_floor(name, r).numpy() for model, r in zip(models, raw, strict=True)]
-        means[name] = np.stack(floored).astype(np.float64).mean(axis=0)
-        stds[name] = np.stack([r.numpy() for r in raw]).astype(np.float64).std(axis=0)
+        means[name], stds[name] = members_mean_and_spread(models, name, raw)
     return collected, means, stds
 
 
