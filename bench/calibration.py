@@ -138,12 +138,14 @@ def alternatives(run: Path) -> dict[str, dict[str, Any]]:
         misfit = [sum((c - level) ** 2 for c, level in zip(observed_coverage(y, mean, g * std), EXPECTED_LEVELS,
                                                              strict=True)) for g in grid]  # fmt: skip
         matched = float(grid[int(np.argmin(misfit))])
+        pair = coverage_matched_pair(y, mean, std)
         one = fit_std_factor(y, mean, std)[0]
         scale = checkpoint.spread_scales[task]
         scaled = {"two-parameter (product)": scale.apply(tstd), "one factor (before the floor)": one * tstd,
-                  "coverage-matched": matched * tstd}  # fmt: skip
+                  "coverage-matched": matched * tstd, "coverage-matched a, b": pair.apply(tstd)}  # fmt: skip
         out[task] = {
             "coverage_matched_factor": matched,
+            "coverage_matched_pair": {"a": pair.a, "b": pair.b},
             "one_factor": one,
             "two_parameter": {"a": scale.a, "b": scale.b},
             "test": {
@@ -152,6 +154,22 @@ def alternatives(run: Path) -> dict[str, dict[str, Any]]:
             },  # fmt: skip
         }
     return out
+
+
+def coverage_matched_pair(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> SpreadScale:
+    """The (a, b) on a grid whose validation coverage at mean +/- 1 and 2 std is closest (least squares) to a normal
+    error's 68.3 % and 95.4 %. Bench only."""
+    rms = float(np.sqrt(np.nanmean((y - mean) ** 2)))
+    best, found = np.inf, SpreadScale()
+    for a in np.concatenate([[0.0], np.geomspace(0.05, 5000.0, 120)]):
+        for b in np.concatenate([[0.0], rms * np.geomspace(0.005, 3.0, 80)]):
+            if a == 0 and b == 0:
+                continue
+            spread = np.hypot(a * std, b)
+            misfit = (coverage(y, mean, spread, 1) - 0.6827) ** 2 + (coverage(y, mean, spread, 2) - 0.9545) ** 2
+            if misfit < best:
+                best, found = misfit, SpreadScale(a=float(a), b=float(b))
+    return found
 
 
 def print_alternatives(result: dict[str, dict[str, Any]]) -> None:

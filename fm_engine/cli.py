@@ -256,19 +256,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from fm_engine.checkpoints import load_checkpoint
     from fm_engine.training import TrainConfig
+    from fm_engine.training.ensemble import finetune_ensemble
     from fm_engine.training.trainer import FinetuneSpec, train
 
     out = check_output_dir(args.out, kind="run")
     if args.lr is not None:
         check_range("--lr", args.lr, low=0, low_open=True)
     checkpoint = load_checkpoint(args.checkpoint)
-    if checkpoint.is_ensemble:
-        members = len(checkpoint.members)
-        raise ValueError(
-            f"{checkpoint.path}: an ensemble checkpoint ({members} members); fm finetune retrains one model's heads "
-            "and cannot fine-tune an ensemble: fine-tune one member's run folder (<run>/members/member_<k>) or train "
-            "a new ensemble with fm train --ensemble N"
-        )
     if checkpoint.card is None or not checkpoint.card.config:
         raise ValueError(f"{checkpoint.path}: the model card holds no training config to rebuild the data from")
     # Recorded by whoever made the checkpoint: never unpickles, relative paths resolve against the checkpoint.
@@ -282,9 +276,14 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if set(tasks) & set(carried):
         raise ValueError(f"--tasks: {', '.join(sorted(set(tasks) & set(carried)))}: kept from the start checkpoint "
                          "without data in this run (no corpus replay), so it cannot be retrained here")  # fmt: skip
-    spec = FinetuneSpec(checkpoint.model, tasks, checkpoint.checkpoint_id, carried=carried)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    result = train(config, out, finetune=spec, progress_bar=not args.no_progress)
+    if checkpoint.is_ensemble:  # every member's heads, each with its own seed; one split; recalibrated
+        specs = [FinetuneSpec(m, tasks, checkpoint.checkpoint_id, carried=carried) for m in checkpoint.members]
+        before = {task.name: task.test_metrics for task in checkpoint.card.tasks}
+        result = finetune_ensemble(config, out, specs, before=before, progress_bar=not args.no_progress)
+    else:
+        spec = FinetuneSpec(checkpoint.model, tasks, checkpoint.checkpoint_id, carried=carried)
+        result = train(config, out, finetune=spec, progress_bar=not args.no_progress)
     if result.checkpoint is None:
         return EXIT_CANCELLED
     print((result.checkpoint / "card.md").read_text(encoding="utf-8"))

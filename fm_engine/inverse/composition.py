@@ -36,6 +36,7 @@ from fm_engine.inverse.uncertainty import DistanceGuide, ensemble_outputs, singl
 from fm_engine.models import FlexibleMultiTaskModel
 
 if TYPE_CHECKING:
+    from fm_engine.calibration import SpreadScale
     from fm_engine.checkpoints import LoadedCheckpoint
     from fm_engine.inverse.design import DesignConfig
 
@@ -74,7 +75,7 @@ class DesignObjective:
     """Model forward + objective for a batch of weight rows (models frozen, float32).
 
     ``members``: an ensemble's models (``model`` is member 0): the terms read the members' mean, plus
-    ``uncertainty_scale`` times each target's calibrated spread (``std_factors``; see
+    ``uncertainty_scale`` times each target's calibrated spread (``spread_scales``; see
     :mod:`fm_engine.inverse.uncertainty`). ``guide``: the pull toward the training compositions
     (``max_distance``), added to the loss (not to the terms)."""
 
@@ -85,7 +86,7 @@ class DesignObjective:
         diversity_scale: float,
         *,
         members: Sequence[FlexibleMultiTaskModel] = (),
-        std_factors: Mapping[str, float] | None = None,
+        spread_scales: Mapping[str, SpreadScale] | None = None,
         uncertainty_scale: float = 0.0,
         guide: DistanceGuide | None = None,
     ) -> None:
@@ -98,7 +99,7 @@ class DesignObjective:
         self.descriptors = [self.descriptor] + [Descriptor(m.config.descriptor) for m in self.models[1:]]
         self.entropy_weight = 1.0 - diversity_scale
         self.tasks = [p.target.task for p in self.prepared]
-        self.std_factors = dict(std_factors or {})
+        self.spread_scales = dict(spread_scales or {})
         self.uncertainty_scale = float(uncertainty_scale)
         self.guide = guide
 
@@ -108,7 +109,7 @@ class DesignObjective:
     ) -> DesignObjective:
         """The objective on a checkpoint's members (a single model: its own) with its calibration."""
         return cls(checkpoint.model, targets, diversity_scale, members=checkpoint.members,
-                   std_factors=checkpoint.std_factors, **options)  # fmt: skip
+                   spread_scales=checkpoint.spread_scales, **options)  # fmt: skip
 
     def terms(self, w: torch.Tensor) -> torch.Tensor:
         """(B, n_targets) weighted target terms (an ensemble: of the members' mean, plus the weighted spread)."""
@@ -123,7 +124,8 @@ class DesignObjective:
         means, stacks = ensemble_outputs(self.models, outputs, self.prepared)
         terms = target_terms(self.prepared, means, n)
         if self.uncertainty_scale > 0:
-            terms = terms + self.uncertainty_scale * spread_terms(self.prepared, stacks, n, self.std_factors)
+            spread = spread_terms(self.prepared, stacks, n, self.spread_scales, self.model)
+            terms = terms + self.uncertainty_scale * spread
         return terms
 
     def __call__(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,14 +143,14 @@ def optimize_composition(
     seeds: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     members: Sequence[FlexibleMultiTaskModel] = (),
-    std_factors: Mapping[str, float] | None = None,
+    spread_scales: Mapping[str, SpreadScale] | None = None,
     training_weights: np.ndarray | None = None,
 ) -> CompositionRun:
     """Design recipes for ``config`` (its targets, constraints, steps, lr, random seed, polish fraction,
     uncertainty scale) by descending on element fractions, from ``seeds`` (B, 94) atomic-fraction rows or
     ``config.seeds.n`` random starts. Returns exact final recipes that satisfy every hard constraint but
     ``max_distance``, which is steered toward (with ``training_weights`` (N, 94), the training compositions) and
-    verified by :func:`~fm_engine.inverse.design.run_design`. ``members``/``std_factors``: an ensemble's models
+    verified by :func:`~fm_engine.inverse.design.run_design`. ``members``/``spread_scales``: an ensemble's models
     (``model`` is member 0) and calibration: the objective reads their mean and spread."""
     constraints = config.constraints
     seeds, n_rows = start_rows(config, seeds)
@@ -158,7 +160,7 @@ def optimize_composition(
         guide = DistanceGuide(training_weights, constraints.allowed_mask(), constraints.max_distance,
                               constraints.max_elements)  # fmt: skip
     objective = DesignObjective(model, config.targets, constraints.diversity_scale, members=members,
-                                std_factors=std_factors, uncertainty_scale=config.uncertainty_scale,
+                                spread_scales=spread_scales, uncertainty_scale=config.uncertainty_scale,
                                 guide=guide)  # fmt: skip
     symbols = element_symbols()
     index = element_index()

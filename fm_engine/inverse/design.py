@@ -306,7 +306,8 @@ def run_design(
     else:
         training_weights = training_domain(checkpoint).weights if config.constraints.max_distance else None
         run = optimize_composition(model, config, seeds=seeds, progress=progress, members=checkpoint.members,
-                                   std_factors=checkpoint.std_factors, training_weights=training_weights)  # fmt: skip
+                                   spread_scales=checkpoint.spread_scales,
+                                   training_weights=training_weights)  # fmt: skip
         locked = run.locked
     recipes = run.weights
     table, units = build_table(checkpoint, config, recipes, seeds, labels, locked, latent_objective)

@@ -5,7 +5,9 @@ the training compositions that ``max_distance`` asks for.
 run share their scalers, so this is usually the identity) and averaged; classification averages the members'
 probabilities (the terms read ``log`` of the mean probabilities). *Spread.* The members' population standard
 deviation of the same quantity, in the target's own units of spread (normalised units: the task's training spread;
-probability for classes), times the checkpoint's calibration factor of the task (``ensemble.std_factors``).
+probability for classes), calibrated as every reported ``_std`` is: ``sqrt((a * std)^2 + b^2)`` with the task's factor
+``a`` and floor ``b`` (``ensemble.std_factors``; ``b`` brought into the same normalised units), so the term is the
+spread the results table shows, in the target's units of spread.
 *Distance.* ``0.5 * sum |w - w_train|`` to the nearest training composition (the applicability module's distance),
 computed on the allowed elements only: a training composition's mass outside them is a constant of its distance.
 """
@@ -17,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from fm_engine.calibration import SpreadScale
 from fm_engine.inverse.targets import _PreparedTarget
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.tasks import TaskType
@@ -78,19 +81,25 @@ def spread_terms(
     prepared: Sequence[_PreparedTarget],
     stacks: Mapping[str, torch.Tensor],
     n_rows: int,
-    std_factors: Mapping[str, float],
+    scales: Mapping[str, SpreadScale],
+    reference: FlexibleMultiTaskModel,
 ) -> torch.Tensor:
     """(n_rows, n_targets) each target's calibrated spread over the members, times the target's weight: regression
     the std of the value (mean over a vector's entries), curves the mean std over the target's points,
-    classification the std of the probability of the target's classes."""
+    classification the std of the probability of the target's classes. Regression and curve spreads are in
+    ``reference``'s (member 0's) normalised units, so a task's floor ``b`` (physical unit) is divided by the task's
+    training spread (the mean over a vector task's entries)."""
     terms = []
     for p in prepared:
-        stack = stacks[p.target.task]
+        task = p.target.task
+        stack = stacks[task]
         if p.kind in ("class_high", "class_low"):
             stack = stack[:, :, p.tensor].sum(dim=-1)  # type: ignore[index]
         spread = torch.sqrt(stack.var(dim=0, unbiased=False) + SPREAD_EPS)
-        spread = spread.reshape(n_rows, -1).mean(dim=1) * float(std_factors.get(p.target.task, 1.0))
-        terms.append(p.target.weight * spread)
+        scale = scales.get(task, SpreadScale())
+        floor = scale.b / float(np.mean(reference.config.scalers[task].std)) if scale.b > 0 else 0.0
+        spread = torch.sqrt((scale.a * spread) ** 2 + floor**2) if floor > 0 else scale.a * spread
+        terms.append(p.target.weight * spread.reshape(n_rows, -1).mean(dim=1))
     return torch.stack(terms, dim=1)
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import yaml
 
 from fm_engine.calibration import TaskCalibration, calibrate_task
-from fm_engine.cards import EnsembleRecord, decision_fields
+from fm_engine.cards import EnsembleRecord, FinetuneRecord, decision_fields
 from fm_engine.checkpoints import LoadedCheckpoint, load_checkpoint, save_checkpoint
 from fm_engine.config import read_config_file
 from fm_engine.run_lock import hold_run, is_rank_zero, own_identity
@@ -53,11 +53,13 @@ from fm_engine.training.evaluate import (
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from fm_engine.cards import ModelCard
     from fm_engine.models import FlexibleMultiTaskModel
     from fm_engine.thresholds import ThresholdChoice
     from fm_engine.training.evaluate import StageEvaluation, StageOutputs
-    from fm_engine.training.trainer import TrainResult
+    from fm_engine.training.trainer import FinetuneSpec, TrainResult
 
 MEMBERS_FOLDER = "members"  # run/members/member_<k>/: each member's run folder
 
@@ -133,8 +135,49 @@ def train_ensemble(
         return result
 
 
+def finetune_ensemble(
+    config: TrainConfig,
+    run_dir: str | Path,
+    finetunes: Sequence[FinetuneSpec],
+    *,
+    before: dict[str, dict[str, float]],
+    progress_bar: bool | None = None,
+) -> TrainResult:
+    """``fm finetune`` on an ensemble: retrain the named heads of every member (``finetunes[k]`` holds member k's
+    model, encoder frozen) with the member's own seed, on the ensemble's one split, into ``run_dir``'s member
+    folders; then score, calibrate and save the new ensemble as :func:`train_ensemble` does. The card's fine-tune
+    record sets ``before`` (the source ensemble's test metrics, task -> metric -> value) beside the new ensemble's.
+    No ``--resume``, as for one model."""
+    run = RunDirectory(run_dir)
+    if len(finetunes) != config.ensemble.members:
+        raise ValueError(f"ensemble.members: {config.ensemble.members}, but {len(finetunes)} members to fine-tune")
+    with hold_run(run.path):
+        check_ensemble(config)
+        if run.checkpoint_path.exists() or (run.path / MEMBERS_FOLDER).exists():
+            raise ValueError(f"{run.path} already holds a run; choose another --out")
+        run.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.config_path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        clock = WallClock()
+        run.update_status(state="running", **own_identity(), created_at=now_iso(), name=config.name, kind="finetune",
+                          members=config.ensemble.members, message="fine-tuning the ensemble's members")  # fmt: skip
+        try:
+            return _train_members(config, run, clock=clock, progress_bar=progress_bar, finetunes=finetunes,
+                                  before=before)  # fmt: skip
+        except BaseException as error:
+            state = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
+            run.update_status(state=state, finished_at=now_iso(), message=f"{type(error).__name__}: {error}",
+                              wall_time_s=round(clock.total(), 2))  # fmt: skip
+            raise
+
+
 def _train_members(
-    config: TrainConfig, run: RunDirectory, *, clock: WallClock, progress_bar: bool | None
+    config: TrainConfig,
+    run: RunDirectory,
+    *,
+    clock: WallClock,
+    progress_bar: bool | None,
+    finetunes: Sequence[FinetuneSpec] | None = None,
+    before: dict[str, dict[str, float]] | None = None,
 ) -> TrainResult:
     from fm_engine.training.trainer import TrainResult, train
 
@@ -149,13 +192,21 @@ def _train_members(
         if not again and folder.exists():
             shutil.rmtree(folder)  # a member stopped before its first saved epoch: start it again
         folder.parent.mkdir(parents=True, exist_ok=True)
-        result = train(None if again else member, folder, resume=again, progress_bar=progress_bar)
+        if finetunes is not None:
+            result = train(member, folder, finetune=finetunes[index], progress_bar=progress_bar)
+        else:
+            result = train(None if again else member, folder, resume=again, progress_bar=progress_bar)
         if result.state != "done":
             run.update_status(state="cancelled", finished_at=now_iso(), wall_time_s=round(clock.total(), 2),
                               message=f"cancelled during member {index + 1} of {len(configs)}")  # fmt: skip
             return TrainResult("cancelled", run.path, None, None, result.epochs, clock.total())
     run.update_status(message="scoring the ensemble", wall_time_s=round(clock.total(), 2))
-    checkpoint, test, epochs = assemble_ensemble(config, run, seconds=clock.total)
+    source = (
+        FinetuneRecord(finetunes[0].source_checkpoint_id, list(finetunes[0].tasks), "", before or {})
+        if finetunes
+        else None
+    )
+    checkpoint, test, epochs = assemble_ensemble(config, run, seconds=clock.total, finetune=source)
     seconds = clock.total()
     run.update_status(state="done", finished_at=now_iso(), eta_seconds=0, wall_time_s=round(seconds, 2),
                       message=f"done in {seconds:.0f} s; {len(configs)} members",
@@ -164,11 +215,12 @@ def _train_members(
 
 
 def assemble_ensemble(
-    config: TrainConfig, run: RunDirectory, *, seconds: Callable[[], float]
+    config: TrainConfig, run: RunDirectory, *, seconds: Callable[[], float], finetune: FinetuneRecord | None = None
 ) -> tuple[Path, StageEvaluation, int]:
     """Score the finished members of ``run`` together and save the ensemble checkpoint into ``run/checkpoint``;
     returns its path, the ensemble's test evaluation and the members' epochs together. ``seconds()``: the run's
-    wall time so far."""
+    wall time so far; ``finetune``: for members fine-tuned from an ensemble, its id, retrained heads and test metrics
+    (the card's record gets the new ensemble's test metrics as "after" and member 0's wording of what was frozen)."""
     from fm_engine.training.trainer import read_model_config, recorded_datamodule, training_compositions
 
     folders = [member_folder(run.path, k) for k in range(config.ensemble.members)]
@@ -188,6 +240,9 @@ def assemble_ensemble(
     card = ensemble_card(config, checkpoints, member_metrics, val=val.metrics, test=test.metrics,
                          intervals=test.intervals, thresholds=thresholds, lead=lead, seconds=seconds(),
                          calibration=calibration)  # fmt: skip
+    if finetune is not None:
+        frozen = card.finetune.frozen if card.finetune is not None else ""
+        card.finetune = dataclasses.replace(finetune, frozen=frozen, test_metrics_after=test.metrics)
     with_data = [name for name in lead.tasks if name in dm.masks]
     path = save_checkpoint(lead, run.checkpoint_path, card=card, compositions=training_compositions(dm, with_data),
                            members=models[1:], std_factors={t: c.scale for t, c in calibration.items()})  # fmt: skip

@@ -169,3 +169,24 @@ def test_seed_values_carry_their_calibrated_std_on_an_ensemble_only(ensemble, ti
     assert not [c for c in single.table.columns if "seed_std" in c]  # absent, not zero
     plain = design_figures(single, load_checkpoint(tiny_run))["seed_vs_designed_bulk_modulus"].data[1]
     assert plain.error_x.array is None and plain.error_y.array is None
+
+
+def test_the_uncertainty_term_is_the_reported_calibrated_spread_floor_included(ensemble):
+    """The optimiser's spread term is the table's ``_std`` (sqrt((a std)^2 + b^2), b included) in units of the
+    task's training spread, so the objective a user reads is the one optimised."""
+    floored = dataclasses.replace(ensemble, std_floors={"bulk_modulus": 7.5})  # b in GPa, as a fitted floor would be
+    recipes = run_design(ensemble, high_bulk(0.0)).recipes
+    targets = high_bulk(0.0).targets
+    extra = objective_of(floored, targets, recipes, uncertainty_scale=1.0) - objective_of(floored, targets, recipes)
+    _, stds = predict_checkpoint(floored, recipes)
+    sigma = float(np.mean(ensemble.model.config.scalers["bulk_modulus"].std))
+    np.testing.assert_allclose(extra, stds["bulk_modulus"] / sigma, rtol=1e-4)
+    assert (stds["bulk_modulus"] >= 7.5 - 1e-9).all()
+
+
+def test_a_latent_design_on_an_ensemble_is_rescored_by_the_whole_ensemble(ensemble):
+    config = DesignConfig.from_dict(yaml.safe_load(DESIGN.with_name("design_latent.yaml").read_text(encoding="utf-8")))
+    result = run_design(ensemble, config)
+    means, stds = predict_checkpoint(ensemble, result.recipes)
+    np.testing.assert_allclose(result.table["bulk_modulus [GPa]"], means["bulk_modulus"], rtol=1e-6)
+    np.testing.assert_allclose(result.table["bulk_modulus_std [GPa]"], stds["bulk_modulus"], rtol=1e-6)

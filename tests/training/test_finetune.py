@@ -56,17 +56,25 @@ def test_finetune_needs_a_task(tiny_run, tmp_path, tasks, capsys):
     assert "(none given)" in capsys.readouterr().err
 
 
-def test_finetune_refuses_an_ensemble_in_one_line(tiny_ensemble, tmp_path, capsys):
+def test_finetune_of_an_ensemble_retrains_every_members_head_and_recalibrates(tiny_ensemble, tmp_path, capsys):
     out = tmp_path / "tuned"
-    code = main(["finetune", "--checkpoint", str(tiny_ensemble), "--tasks", "bulk_modulus", "--out", str(out),
-                 "--no-progress"])  # fmt: skip
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: ")
-    assert "an ensemble checkpoint (3 members)" in err and "fm train --ensemble N" in err
-    assert not (out / "checkpoint").exists()
-    # one member's own run folder is an ordinary run: it fine-tunes
-    member = tiny_ensemble / "members" / "member_1"
-    assert main(["finetune", "--checkpoint", str(member), "--tasks", "bulk_modulus", "--out", str(out),
-                 "--max-epochs", "2", "--no-progress"]) == 0  # fmt: skip
-    assert not load_checkpoint(out).is_ensemble
+    assert main(["finetune", "--checkpoint", str(tiny_ensemble), "--tasks", "bulk_modulus", "--out", str(out),
+                 "--max-epochs", "3", "--lr", "0.01", "--no-progress"]) == 0  # fmt: skip
+    source, tuned = load_checkpoint(tiny_ensemble), load_checkpoint(out)
+    assert tuned.is_ensemble and len(tuned.members) == len(source.members) == 3
+    for old, new in zip(source.members, tuned.members, strict=True):  # each member from its own start
+        before, after = old.state_dict(), new.state_dict()
+        changed = {key for key in before if not torch.equal(before[key], after[key])}
+        assert changed and all(key.startswith("heads.bulk_modulus.") for key in changed)
+    seeds = [load_checkpoint(out / "members" / f"member_{k}").card.seed for k in range(3)]
+    assert seeds == source.card.ensemble.seeds  # the members' own seeds
+    assert tuned.card.ensemble.calibration["bulk_modulus"] is not None  # fitted again on the validation split
+    record = tuned.card.finetune
+    assert record.source_checkpoint_id == source.checkpoint_id and record.trained_heads == ["bulk_modulus"]
+    ensemble_before = {task.name: task.test_metrics for task in source.card.tasks}
+    assert record.test_metrics_before == ensemble_before  # the source ensemble's own figures
+    assert record.test_metrics_after == {task.name: task.test_metrics for task in tuned.card.tasks}
+    assert record.test_metrics_after["hea_phase"] == ensemble_before["hea_phase"]  # an untouched head scores the same
+    assert "## Fine-tuning" in capsys.readouterr().out
+    frame = tuned.predict(["Al0.3CoCrFeNi"], distances=False)
+    assert frame["bulk_modulus_std"].iloc[0] > 0
