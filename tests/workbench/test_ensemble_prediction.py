@@ -66,6 +66,7 @@ def test_a_table_on_an_ensemble_gets_error_bars_and_how_to_read_them(tiny_ensemb
     np.testing.assert_allclose(points.y, result.predicted["bulk_modulus"])
     caption = uncertainty_caption(checkpoint)
     assert f"{len(checkpoint.members)} members" in caption and "calibrated" in caption
+    assert "± 2 std as a 95 % interval" in caption  # the level the calibration is fitted for (README)
     record = checkpoint.card.ensemble.calibration["bulk_modulus"]
     assert f"bulk_modulus {100 * record.coverage_1_after:.0f} %" in caption
     single = load_checkpoint(tiny_run)

@@ -142,8 +142,11 @@ def uncertainty_caption(checkpoint: LoadedCheckpoint) -> str:
     record = checkpoint.card.ensemble.calibration if checkpoint.card and checkpoint.card.ensemble else {}
     shares = [f"{task} {100 * c.coverage_1_after:.0f} % / {100 * c.coverage_2_after:.0f} %"
               for task, c in record.items() if np.isfinite(c.coverage_1_after)]  # fmt: skip
-    text += "For a well-calibrated spread, about 68 % of true values lie within ± 1 std and 95 % within ± 2 std"
-    text += f"; on the test data: {', '.join(shares)}." if shares else "."
+    text += (
+        "Read value ± 2 std as a 95 % interval. ± 1 std is a conservative band: errors are heavier-tailed "
+        "than a normal distribution, so it usually holds more than 68 % of true values"
+    )
+    text += f" (within ± 1 / ± 2 std on the test data: {', '.join(shares)})." if shares else "."
     return text + " Class probabilities are averaged over the members without error bars."
 
 
