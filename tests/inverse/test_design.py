@@ -22,7 +22,6 @@ from fm_engine.inverse import (
     replay,
     run_design,
 )
-from fm_engine.inverse.charge import charge_balance
 from fm_engine.inverse.design import objective_of
 from fm_engine.inverse.report import summary_markdown
 from fm_engine.predict import predict_weights
@@ -198,12 +197,6 @@ def test_design_help_documents_every_key_with_the_dataclass_default(capsys):
             if field.name not in ("constraints", "seeds"):  # sections, documented by their fields
                 assert field_help(owner, field.name), f"{owner.__name__}.{field.name} has no help text"
                 assert field.name == "targets" or " ".join(field_help(owner, field.name).split()) in flat
-
-
-def test_charge_balance_is_advisory():
-    assert charge_balance({"Fe": 0.4, "O": 0.6}).startswith("balanced as Fe2O3")
-    assert charge_balance({"Fe": 0.5, "Ni": 0.5}) == "not applicable (intermetallic)"
-    assert charge_balance({"Na": 0.2, "Cl": 0.8}).startswith("no charge-neutral assignment")
 
 
 def test_latent_needs_the_autoencoder(checkpoint):
