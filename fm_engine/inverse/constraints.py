@@ -232,7 +232,7 @@ class DesignConstraints:
             if abs(w[index[symbol]] - float(amount)) > 1e-6:
                 problems.append(f"{symbol} is {w[index[symbol]]:.6f}, fixed at {float(amount):.6f}")
         floor = float(self.min_nonzero_weight)
-        small = [f"{symbols[i]} {w[i]:.4f}" for i in present if w[i] < floor - 1e-9]
+        small = [f"{symbols[i]} {w[i]:.4f}" for i in present if w[i] < floor - 1e-6]  # 1e-6: a reported recipe's grid
         if small:
             problems.append(f"below min_nonzero_weight {floor}: {', '.join(small)}")
         if self.max_distance is not None:
