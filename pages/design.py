@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from fm_engine.elements import element_symbols
-from fm_engine.inverse import DesignResult, element_presets
+from fm_engine.inverse import PRESET_DESCRIPTIONS, DesignResult, element_presets
 from workbench import design, state
 from workbench.components.design_targets import target_inputs
 from workbench.components.element_picker import element_picker
@@ -21,10 +21,10 @@ kept_setting = design.kept_setting  # the same for a DesignConfig setting: defau
 def constraint_inputs() -> dict[str, Any]:
     """The constraint widgets; returns their values under DesignConstraints' key names (checked later)."""
     presets = element_presets()
-    with st.expander(
-        f"Allowed elements ({len(st.session_state.get(design.ALLOWED, presets['all']))} selected)", expanded=True
-    ):
-        allowed = element_picker(design.ALLOWED, presets=presets, default=presets["all"])
+    with st.expander("Allowed elements", expanded=True):
+        allowed = element_picker(
+            design.ALLOWED, presets=presets, descriptions=PRESET_DESCRIPTIONS, default=presets["all"]
+        )
     left, middle, right = st.columns(3)
     with left:
         max_elements = kept_setting(st.number_input, "Max elements per recipe (0 = no cap)", "design_max_elements",
