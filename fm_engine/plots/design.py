@@ -99,8 +99,9 @@ def seed_vs_optimized(
     figure.add_trace(
         go.Scatter(
             x=seed, y=designed, mode="markers", name="recipes", marker={"size": 9}, **errors,
-            text=table["formula"] + "<br>from " + table["seed"].astype(str),
-            hovertemplate="%{text}<br>seed %{x:.4g} -> %{y:.4g}<extra></extra>",
+            text=table["formula"] + "<br>from " + table["seed"].astype(str) + "<br>seed "
+            + _value_text(table, f"{column} seed", unit) + " -> " + _value_text(table, column, unit),
+            hovertemplate="%{text}<extra></extra>",
         )
     )  # fmt: skip
     label = f"{column} ({unit})" if unit else column
@@ -108,6 +109,16 @@ def seed_vs_optimized(
                          yaxis_title=f"designed {label}", height=420)  # fmt: skip
     figure.update_layout(**layout)
     return figure
+
+
+def _value_text(table: pd.DataFrame, name: str, unit: str) -> pd.Series:
+    """``"212.4 ± 8.1 GPa"`` per row: the value column ``<name> [<unit>]`` and, where the table has it, the ensemble's
+    spread (``<column>_std [<unit>]``, ``<column> seed_std [<unit>]``); the value alone for a single model."""
+    spread_name = f"{name}_std [{unit}]"  # "<column>_std [unit]" or "<column> seed_std [unit]"
+    values = table[f"{name} [{unit}]"].map(lambda v: f"{v:.4g}")
+    if spread_name in table.columns:
+        values = values + table[spread_name].map(lambda v: f" ± {v:.2g}")
+    return values + (f" {unit}" if unit else "")
 
 
 def compare_runs(tables: Mapping[str, pd.DataFrame], columns: Sequence[str], **layout: Any) -> go.Figure:

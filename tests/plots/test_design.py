@@ -116,6 +116,20 @@ def test_seed_vs_optimized_draws_the_spread_on_both_axes_when_the_table_has_it()
     assert plain.error_x.array is None and plain.error_y.array is None
 
 
+def test_seed_vs_optimized_hover_gives_each_value_with_its_spread_and_unit():
+    """An ensemble's design: the hover text reads "seed 150 ± 5 GPa -> 200 ± 30 GPa" (#17 leftover)."""
+    spread = RECIPES.assign(**{"bulk_modulus seed_std [GPa]": [5.0, 6.0, 7.0, 8.0],
+                               "bulk_modulus_std [GPa]": [30.0, 1.0, 2.0, 3.0]})  # fmt: skip
+    recipes = seed_vs_optimized(spread, "bulk_modulus", unit="GPa").data[1]
+    for text, row in zip(recipes.text, spread.to_dict("records"), strict=True):
+        seed, designed = row["bulk_modulus seed [GPa]"], row["bulk_modulus [GPa]"]
+        seed_std, std = row["bulk_modulus seed_std [GPa]"], row["bulk_modulus_std [GPa]"]
+        assert f"seed {seed:.4g} ± {seed_std:.2g} GPa -> {designed:.4g} ± {std:.2g} GPa" in text
+        assert row["formula"] in text
+    plain = seed_vs_optimized(RECIPES, "bulk_modulus", unit="GPa").data[1]  # a single model: values and unit only
+    assert "seed 150 GPa -> 200 GPa" in plain.text[0] and "±" not in "".join(plain.text)
+
+
 def brute_force_front(points: np.ndarray) -> set[int]:
     return {
         i
