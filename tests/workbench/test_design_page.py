@@ -75,15 +75,23 @@ def test_contradictory_settings_show_the_conflict(workspace_with_model, amounts,
     assert state.DESIGN_RESULT not in at.session_state
 
 
-def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_model):
+def two_target_form(**session: object) -> AppTest:
+    """The Design page with ``session`` values set first, the alloy palette allowed and two targets: bulk modulus
+    250 GPa and the probability of the first phase class up (not run yet)."""
     at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
-    at.session_state[FIXED] = fixed(Al=0.1)
+    for key, value in session.items():
+        at.session_state[key] = value
     at.run()
     at.switch_page(DESIGN).run()
     at.button(key="fm_design_allowed__preset_alloy_palette").click().run()
     at.selectbox(key="design_goal_bulk_modulus").select("value").run()
     at.number_input(key="design_value_bulk_modulus").set_value(250.0)
     at.selectbox(key="design_goal_hea_phase").select("probability up")
+    return at
+
+
+def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_model):
+    at = two_target_form(**{FIXED: fixed(Al=0.1)})
     at.number_input(key="design_max_elements").set_value(4)
     at.slider(key="design_diversity").set_value(0.5)
     at.number_input(key="design_seed_n").set_value(4)
@@ -224,13 +232,7 @@ def test_form_defaults_and_help_are_the_design_configs(workspace_with_model):
 
 def test_every_result_and_figure_says_how_to_read_it(workspace_with_model):
     """The results table and each figure tab carry one "How to read this" line."""
-    at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
-    at.run()
-    at.switch_page(DESIGN).run()
-    at.button(key="fm_design_allowed__preset_alloy_palette").click().run()
-    at.selectbox(key="design_goal_bulk_modulus").select("value").run()
-    at.number_input(key="design_value_bulk_modulus").set_value(250.0)
-    at.selectbox(key="design_goal_hea_phase").select("probability up")
+    at = two_target_form()
     at.number_input(key="design_seed_n").set_value(3)
     at.number_input(key="design_steps").set_value(20)
     at.run()
