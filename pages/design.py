@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from fm_engine.elements import element_symbols
-from fm_engine.inverse import DesignResult, element_presets
+from fm_engine.inverse import PRESET_DESCRIPTIONS, DesignResult, element_presets
 from workbench import design, state
 from workbench.components.design_targets import target_inputs
 from workbench.components.element_picker import element_picker
@@ -21,10 +21,10 @@ kept_setting = design.kept_setting  # the same for a DesignConfig setting: defau
 def constraint_inputs() -> dict[str, Any]:
     """The constraint widgets; returns their values under DesignConstraints' key names (checked later)."""
     presets = element_presets()
-    with st.expander(
-        f"Allowed elements ({len(st.session_state.get(design.ALLOWED, presets['all']))} selected)", expanded=True
-    ):
-        allowed = element_picker(design.ALLOWED, presets=presets, default=presets["all"])
+    with st.expander("Allowed elements", expanded=True):
+        allowed = element_picker(
+            design.ALLOWED, presets=presets, descriptions=PRESET_DESCRIPTIONS, default=presets["all"]
+        )
     left, middle, right = st.columns(3)
     with left:
         max_elements = kept_setting(st.number_input, "Max elements per recipe (0 = no cap)", "design_max_elements",
@@ -102,6 +102,29 @@ def seed_and_run_inputs(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------- results
+HOW_TO_READ = {  # one line under the results table and under each figure tab, in a scientist's words
+    "table": "How to read this: one row per recipe, best first by objective (lower is better: the weighted sum of "
+    "the target terms in units of the training spread, e.g. a value target's squared miss, minus the value for "
+    "'high'). Values are the model's predictions for "
+    "the recipe exactly as written (x_<element>: atomic fractions summing to 1). distance_to_training is the share "
+    "of atoms that differ from the nearest training composition (0 = a known composition); extrapolated_for names "
+    "the targets whose test errors do not cover this recipe. charge_balance (advisory) says whether common "
+    "oxidation states can make an oxide, nitride or halide neutral; metals are 'not applicable'.",
+    "Element frequency": "How to read this: the number in a coloured cell is how many distinct recipes "
+    "(near-duplicates counted once) contain the element; light cells with 0 were allowed but no recipe uses them; "
+    "grey struck-through cells were not allowed. A red frame marks an element no seed contained.",
+    "Seed → designed": "How to read this: each point is a recipe; across, the property of the seed it started "
+    "from, up, the designed recipe's (same unit). The vertical distance to the dotted 1:1 line is what the design "
+    "changed; points on the dashed red line hit the target. Bars (ensembles): ± 1 standard deviation of the members.",
+    "Pareto": "How to read this: each point is a recipe placed by two of its target properties; the red line joins "
+    "the recipes no other recipe beats on both (the Pareto front). Moving along it trades one property for the "
+    "other; points behind it are beaten on both.",
+    "Trajectory": "How to read this: the objective and each of its terms against the optimisation step (lower is "
+    "better): the line is the mean over the starts, the band runs from the best to the worst start. A flat end "
+    "means the descent has settled.",
+}
+
+
 def show_results(result: DesignResult, checkpoint: Any) -> None:
     table = result.table
     counts = design.result_counts(table)
@@ -128,11 +151,7 @@ def show_results(result: DesignResult, checkpoint: Any) -> None:
     st.dataframe(shown, hide_index=True, column_config=design.result_columns(result), key="design_results_table")
     if note := design.stability_note(result, checkpoint):
         st.caption(note)
-    st.caption(
-        "Predicted values are the model's opinion, re-scored on each reported recipe in physical units; check "
-        "distance_to_training (novelty) and the model card's test errors before making anything. "
-        "charge_balance is advisory."
-    )
+    st.caption(HOW_TO_READ["table"])
 
     view = design.result_view(result, checkpoint)
     left, right, _ = st.columns([1, 1, 4])
@@ -145,8 +164,10 @@ def show_results(result: DesignResult, checkpoint: Any) -> None:
     if not tabs:
         st.info("Figures need the checkpoint these results were made with, which could not be loaded.")
         return
-    for tab, figures in zip(st.tabs(list(tabs)), tabs.values(), strict=True):
+    for tab, (name, figures) in zip(st.tabs(list(tabs)), tabs.items(), strict=True):
         with tab:
+            if name in HOW_TO_READ:
+                st.caption(HOW_TO_READ[name])
             if "element_heatmap" in figures and result.seeds is not None:
                 new = design.new_elements(result)
                 st.caption("Elements framed in red are absent from every seed: " + (", ".join(new) or "none"))

@@ -18,22 +18,36 @@ ALLOY_PALETTE = (
 ).split()
 TOXIC = ("Be", "Cd", "Hg", "Pb", "As", "Tl", "Se", "Te", "Po", "Sb")
 RADIOACTIVE = ("Tc", "Pm", "Po", "At", "Rn", "Fr", "Ra", "Ac", "Th", "Pa", "U", "Np", "Pu")
-# EU critical raw materials (2023 list, elements only): avoided by the "no_critical" preset.
+# EU critical raw materials (Critical Raw Materials Act 2024, Annex II, elements only): avoided by "no_critical".
 CRITICAL = (
-    "Sb As Ba Be Bi B Co Cu Ga Ge Hf Li Mg Mn Nb Ni P Sc Si Sr Ta Ti W V "
+    "Al Sb As Ba Be Bi B Co Cu Ga Ge Hf He Li Mg Mn Nb Ni P Sc Si Sr Ta Ti W V "
     "La Ce Pr Nd Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Y Pt Pd Ir Rh Ru Os"
 ).split()
 NOBLE_GASES = ("He", "Ne", "Ar", "Kr", "Xe", "Rn")
+NON_METALS = ("H", "C", "N", "O", "F", "P", "S", "Cl", "Se", "Br", "I", *NOBLE_GASES)  # gases, halogens, C, P, S, Se
+PRESET_DESCRIPTIONS = {
+    "all": "every element H-Pu, gases, halogens and radioactive elements included (for compounds: oxides, "
+    "nitrides, halides)",
+    "alloy_palette": "38 common alloying elements: metals, rare earths, B, Si, Ge (no gases, halogens or other "
+    "non-metals)",
+    "no_toxic_no_radioactive": "metals and metalloids for alloys, without toxic (Be, Cd, Hg, Pb, Tl, As, Sb, Te) or "
+    "radioactive elements (no gases, halogens or other non-metals)",
+    "no_critical": "no_toxic_no_radioactive without the EU critical raw materials (e.g. Al, Co, Ni, Ti, Nb, W, "
+    "rare earths, platinum metals): metals for alloys, no gases, halogens or other non-metals",
+}
+"""What each preset is for, in one line (the Design page's preset buttons, ``fm design --help``)."""
 
 
 def element_presets() -> dict[str, list[str]]:
-    """Named element palettes for ``allowed_elements``."""
+    """Named element palettes for ``allowed_elements`` (their meanings: :data:`PRESET_DESCRIPTIONS`)."""
     everything = list(element_symbols())
+    metals = [e for e in everything if e not in NON_METALS]  # metals and the metalloids B, Si, Ge, As, Sb, Te
+    safe = [e for e in metals if e not in TOXIC + RADIOACTIVE]
     return {
         "all": everything,
         "alloy_palette": list(ALLOY_PALETTE),
-        "no_toxic_no_radioactive": [e for e in everything if e not in TOXIC + RADIOACTIVE + NOBLE_GASES],
-        "no_critical": [e for e in everything if e not in set(CRITICAL) | set(TOXIC + RADIOACTIVE + NOBLE_GASES)],
+        "no_toxic_no_radioactive": safe,
+        "no_critical": [e for e in safe if e not in CRITICAL],
     }
 
 
@@ -46,8 +60,9 @@ class DesignConstraints:
 
     allowed_elements: list[str] | str = documented(
         default="all",
-        help="The elements a recipe may contain (a hard whitelist): a list of symbols or a preset: all, "
-        "alloy_palette, no_toxic_no_radioactive, no_critical.",
+        help="The elements a recipe may contain (a hard whitelist): a list of symbols or a preset: "
+        + "; ".join(f"{name} = {meaning}" for name, meaning in PRESET_DESCRIPTIONS.items())
+        + ".",
     )
     max_elements: int | None = documented(
         default=None,
@@ -232,7 +247,7 @@ class DesignConstraints:
             if abs(w[index[symbol]] - float(amount)) > 1e-6:
                 problems.append(f"{symbol} is {w[index[symbol]]:.6f}, fixed at {float(amount):.6f}")
         floor = float(self.min_nonzero_weight)
-        small = [f"{symbols[i]} {w[i]:.4f}" for i in present if w[i] < floor - 1e-9]
+        small = [f"{symbols[i]} {w[i]:.4f}" for i in present if w[i] < floor - 1e-6]  # 1e-6: a reported recipe's grid
         if small:
             problems.append(f"below min_nonzero_weight {floor}: {', '.join(small)}")
         if self.max_distance is not None:

@@ -29,6 +29,7 @@ from fm_engine.inverse.composition import CompositionRun, DesignObjective, optim
 from fm_engine.inverse.constraints import DesignConstraints
 from fm_engine.inverse.descent import evaluating
 from fm_engine.inverse.latent import LatentRun, optimize_latent
+from fm_engine.inverse.rounding import round_fractions, round_recipes
 from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds
 from fm_engine.inverse.targets import Target
 from fm_engine.inverse.uncertainty import single_model_error
@@ -309,7 +310,7 @@ def run_design(
                                    spread_scales=checkpoint.spread_scales,
                                    training_weights=training_weights)  # fmt: skip
         locked = run.locked
-    recipes = run.weights
+    recipes = round_recipes(run.weights)  # reported, re-scored and checked as written (sums to 1 at 1e-6)
     table, units = build_table(checkpoint, config, recipes, seeds, labels, locked, latent_objective)
     order = table.index.to_numpy()
     return DesignResult(
@@ -354,7 +355,7 @@ def build_table(
         violations = config.constraints.check_recipe(w, locked_amounts=locked[r],
                                                      distance_to_training=float(distance[r]))  # fmt: skip
         row: dict[str, Any] = {
-            "formula": format_formula(fractions),
+            "formula": format_formula(round_fractions(fractions)),  # its digits sum to 1 too
             "atomic_percent": format_percent(fractions),
             "n_elements": len(fractions),
             "objective": float(objective[r]),

@@ -12,27 +12,54 @@ from plotly.subplots import make_subplots
 
 from fm_engine.plots.ptable import ptable_heatmap
 
+REPORTED_DECIMALS = 3  # the formula's precision: recipes equal at it are one recipe when counted without a rule
+
+
+def distinct_recipes(table: pd.DataFrame) -> pd.DataFrame:
+    """The recipes of a design table counted once: those the design did not mark as a near-duplicate of a better
+    one (``duplicate_of_rank`` 0), else those distinct at the reported precision. The one place that decides what
+    counts as one recipe in the figures."""
+    if "duplicate_of_rank" in table.columns:
+        return table[table["duplicate_of_rank"] == 0]
+    columns = [c for c in table.columns if c.startswith("x_")]
+    return table[~table[columns].round(REPORTED_DECIMALS).duplicated()]
+
+
+def element_counts(table: pd.DataFrame) -> dict[str, int]:
+    """Number of distinct recipes (:func:`distinct_recipes`) containing each element (``x_<symbol>`` > 0)."""
+    distinct = distinct_recipes(table)
+    columns = [c for c in distinct.columns if c.startswith("x_")]
+    return {c[2:]: int((distinct[c] > 0).sum()) for c in columns if (distinct[c] > 0).any()}
+
 
 def element_frequency(table: pd.DataFrame) -> dict[str, float]:
-    """Share of recipes (0..1) containing each element (columns ``x_<symbol>``)."""
-    columns = [c for c in table.columns if c.startswith("x_")]
-    return {c[2:]: float((table[c] > 0).mean()) for c in columns if (table[c] > 0).any()}
+    """Share of the distinct recipes (0..1, :func:`distinct_recipes`) containing each element (``x_<symbol>``)."""
+    n = len(distinct_recipes(table))
+    return {symbol: count / n for symbol, count in element_counts(table).items()}
 
 
 def recipe_heatmap(
-    table: pd.DataFrame, seed_elements: Sequence[str] = (), *, title: str = "", **layout: Any
+    table: pd.DataFrame,
+    seed_elements: Sequence[str] = (),
+    *,
+    allowed: Sequence[str] | None = None,
+    title: str = "",
+    **layout: Any,
 ) -> go.Figure:
-    """Periodic table of how often each element appears in the designed recipes (% of recipes); elements
-    absent from every seed (``seed_elements``) framed. ``layout``: passed to ``figure.update_layout``."""
-    frequency = element_frequency(table)
-    new = [s for s in frequency if s not in set(seed_elements)] if seed_elements else []
+    """Periodic table of how many distinct recipes (:func:`distinct_recipes`) contain each element; elements absent
+    from every seed (``seed_elements``) framed. With ``allowed`` (the design's allowed elements), allowed elements no
+    recipe uses are drawn light with a 0 and the elements that were not allowed grey and struck through, with a
+    legend. ``layout``: passed to ``figure.update_layout``."""
+    counts = element_counts(table)
+    new = [s for s in counts if s not in set(seed_elements)] if seed_elements else []
     return ptable_heatmap(
-        {s: 100 * v for s, v in frequency.items()},
-        title=title or "Element frequency in designed recipes",
-        colorbar_title="% of recipes",
+        {symbol: float(count) for symbol, count in counts.items()},
+        title=title or f"Element frequency in the {len(distinct_recipes(table))} distinct recipes",
+        colorbar_title="distinct recipes",
         highlight=new,
         highlight_label="absent from every seed",
         value_format=".0f",
+        allowed=allowed,
         **layout,
     )
 
@@ -72,8 +99,9 @@ def seed_vs_optimized(
     figure.add_trace(
         go.Scatter(
             x=seed, y=designed, mode="markers", name="recipes", marker={"size": 9}, **errors,
-            text=table["formula"] + "<br>from " + table["seed"].astype(str),
-            hovertemplate="%{text}<br>seed %{x:.4g} -> %{y:.4g}<extra></extra>",
+            text=table["formula"] + "<br>from " + table["seed"].astype(str) + "<br>seed "
+            + _value_text(table, f"{column} seed", unit) + " -> " + _value_text(table, column, unit),
+            hovertemplate="%{text}<extra></extra>",
         )
     )  # fmt: skip
     label = f"{column} ({unit})" if unit else column
@@ -81,6 +109,16 @@ def seed_vs_optimized(
                          yaxis_title=f"designed {label}", height=420)  # fmt: skip
     figure.update_layout(**layout)
     return figure
+
+
+def _value_text(table: pd.DataFrame, name: str, unit: str) -> pd.Series:
+    """``"212.4 ± 8.1 GPa"`` per row: the value column ``<name> [<unit>]`` and, where the table has it, the ensemble's
+    spread (``<column>_std [<unit>]``, ``<column> seed_std [<unit>]``); the value alone for a single model."""
+    spread_name = f"{name}_std [{unit}]"  # "<column>_std [unit]" or "<column> seed_std [unit]"
+    values = table[f"{name} [{unit}]"].map(lambda v: f"{v:.4g}")
+    if spread_name in table.columns:
+        values = values + table[spread_name].map(lambda v: f" ± {v:.2g}")
+    return values + (f" {unit}" if unit else "")
 
 
 def compare_runs(tables: Mapping[str, pd.DataFrame], columns: Sequence[str], **layout: Any) -> go.Figure:

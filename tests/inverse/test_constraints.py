@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from fm_engine.compositions import to_weights
 from fm_engine.descriptors import DescriptorSpec
+from fm_engine.field_docs import field_help
 from fm_engine.inverse import DesignConfig, DesignConstraints, SeedConfig, Target, optimize_composition
 from fm_engine.inverse.constraints import ALLOY_PALETTE
 from fm_engine.models import EncoderConfig, FlexibleMultiTaskModel, ModelConfig, TargetScaler
@@ -129,3 +130,30 @@ def test_check_recipe_reports_each_violation():
     assert "not allowed: Cu" in text and "4 elements > max_elements 2" in text
     assert "Fe is 0.400000, fixed at 0.500000" in text and "below min_nonzero_weight 0.1: Cu" in text
     assert constraints.check_recipe(to_weights("Fe0.5Ni0.5")) == []
+
+
+GASES_HALOGENS_NON_METALS = {"H", "C", "N", "O", "F", "P", "S", "Cl", "Se", "Br", "I", "He", "Ne", "Ar", "Kr", "Xe"}
+
+
+def test_every_preset_says_what_it_is_for():
+    from fm_engine.inverse.constraints import PRESET_DESCRIPTIONS, element_presets
+
+    assert set(PRESET_DESCRIPTIONS) == set(element_presets())
+    assert all(len(meaning) > 20 for meaning in PRESET_DESCRIPTIONS.values())
+    help_text = " ".join(field_help(DesignConstraints, "allowed_elements").split())
+    for name, meaning in PRESET_DESCRIPTIONS.items():
+        assert f"{name} = {' '.join(meaning.split())}" in help_text
+
+
+@pytest.mark.parametrize("name", ["alloy_palette", "no_toxic_no_radioactive", "no_critical"])
+def test_metal_presets_hold_no_gases_halogens_or_other_non_metals(name):
+    """no_critical allowed H, C, N, O, F, Cl, Br, I; a preset for alloys holds metals (and B, Si, Ge)."""
+    from fm_engine.inverse.constraints import CRITICAL, PRESET_DESCRIPTIONS, RADIOACTIVE, TOXIC, element_presets
+
+    elements = set(element_presets()[name])
+    assert not elements & GASES_HALOGENS_NON_METALS
+    assert "no gases, halogens or other non-metals" in PRESET_DESCRIPTIONS[name]
+    if name != "alloy_palette":
+        assert not elements & set(TOXIC + RADIOACTIVE)
+    if name == "no_critical":
+        assert not elements & set(CRITICAL) and {"Fe", "Cr", "Mo", "Zr", "Sn"} <= elements

@@ -4,8 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fm_engine.elements import element_symbols
 from fm_engine.plots import (
     compare_runs,
+    distinct_recipes,
+    element_counts,
     element_frequency,
     pareto_front,
     recipe_heatmap,
@@ -13,6 +16,8 @@ from fm_engine.plots import (
     trajectory_figure,
 )
 from fm_engine.plots.ptable import element_position
+
+SYMBOLS = element_symbols()
 
 RECIPES = pd.DataFrame(
     {
@@ -33,13 +38,55 @@ def test_element_frequency_is_the_share_of_recipes_with_the_element():
     assert element_frequency(RECIPES) == {"Fe": 0.75, "Ni": 0.75, "Co": 0.25, "Cr": 0.25}
 
 
-def test_recipe_heatmap_in_percent_and_frames_elements_absent_from_seeds():
+def test_recipe_heatmap_counts_recipes_and_frames_elements_absent_from_seeds():
     figure = recipe_heatmap(RECIPES, seed_elements=["Fe", "Ni", "Co"])
     r, c = element_position(26)  # Fe
-    assert figure.data[1].z[r][c] == pytest.approx(75.0)
-    assert figure.data[1].colorbar.title.text == "% of recipes"
+    assert figure.data[1].z[r][c] == 3
+    assert figure.data[1].colorbar.title.text == "distinct recipes"
     r, c = element_position(24)  # Cr: in no seed
     assert [(s.x0 + 0.5, s.y0 + 0.5) for s in figure.layout.shapes] == [(c, r)]
+
+
+def cell_value(figure, symbol: str, trace: int = 1) -> float:
+    r, c = element_position(SYMBOLS.index(symbol) + 1)
+    return figure.data[trace].z[r][c]
+
+
+def test_near_duplicates_are_counted_once():
+    """12 recipes, 6 of them Ta0.9Al0.1 (near-duplicates of rank 1): Ta is in 1 + 1 distinct recipes, not 7."""
+    rows = [{"x_Ta": 0.9 + 0.001 * (i > 0), "x_Al": 0.1 - 0.001 * (i > 0), "x_W": 0.0, "duplicate_of_rank": int(i > 0)}
+            for i in range(6)]  # fmt: skip
+    rows += [{"x_Ta": 0.5, "x_Al": 0.1, "x_W": 0.4, "duplicate_of_rank": 0}]
+    table = pd.DataFrame(rows)
+    assert element_counts(table) == {"Ta": 2, "Al": 2, "W": 1}
+    figure = recipe_heatmap(table)
+    assert cell_value(figure, "Ta") == 2 and "2 distinct recipes" in figure.layout.title.text
+
+
+def test_without_a_duplicate_rule_recipes_equal_as_printed_are_one():
+    table = pd.DataFrame({"x_Fe": [0.5, 0.50004, 0.6], "x_Ni": [0.5, 0.49996, 0.4]})
+    assert len(distinct_recipes(table)) == 2
+    assert element_counts(table) == {"Fe": 2, "Ni": 2}
+
+
+def test_allowed_but_unused_elements_differ_from_forbidden_ones():
+    figure = recipe_heatmap(RECIPES, allowed=["Fe", "Ni", "Co", "Cr", "Cu", "Mo"])
+    unused = next(t for t in figure.data if t.name == "allowed, not used (0)" and t.type == "heatmap")
+    for symbol in ("Cu", "Mo"):  # allowed, in no recipe: a light tile with a 0
+        r, c = element_position(SYMBOLS.index(symbol) + 1)
+        assert unused.z[r][c] == 0 and unused.text[r][c] == f"{symbol}<br>0"
+    r, c = element_position(SYMBOLS.index("Fe") + 1)
+    assert np.isnan(unused.z[r][c])  # used: coloured by its count instead
+    excluded = next(t for t in figure.data if t.name == "not allowed")
+    struck = {(x, y) for x, y in zip(excluded.x, excluded.y, strict=True)}
+    for symbol in ("W", "O", "H"):
+        r, c = element_position(SYMBOLS.index(symbol) + 1)
+        assert (c, r) in struck
+    for symbol in ("Fe", "Cu", "Mo"):
+        r, c = element_position(SYMBOLS.index(symbol) + 1)
+        assert (c, r) not in struck
+    assert len(struck) == len(SYMBOLS) - 6
+    assert figure.layout.showlegend and {"not allowed", "allowed, not used (0)"} <= {t.name for t in figure.data}
 
 
 def test_seed_vs_optimized_plots_the_table_in_its_unit():
@@ -67,6 +114,20 @@ def test_seed_vs_optimized_draws_the_spread_on_both_axes_when_the_table_has_it()
     assert off.error_x.array is None and off.error_y.array is None
     plain = seed_vs_optimized(RECIPES, "bulk_modulus", unit="GPa").data[1]  # a single model's table: no bars
     assert plain.error_x.array is None and plain.error_y.array is None
+
+
+def test_seed_vs_optimized_hover_gives_each_value_with_its_spread_and_unit():
+    """An ensemble's design: the hover text reads "seed 150 ± 5 GPa -> 200 ± 30 GPa" (#17 leftover)."""
+    spread = RECIPES.assign(**{"bulk_modulus seed_std [GPa]": [5.0, 6.0, 7.0, 8.0],
+                               "bulk_modulus_std [GPa]": [30.0, 1.0, 2.0, 3.0]})  # fmt: skip
+    recipes = seed_vs_optimized(spread, "bulk_modulus", unit="GPa").data[1]
+    for text, row in zip(recipes.text, spread.to_dict("records"), strict=True):
+        seed, designed = row["bulk_modulus seed [GPa]"], row["bulk_modulus [GPa]"]
+        seed_std, std = row["bulk_modulus seed_std [GPa]"], row["bulk_modulus_std [GPa]"]
+        assert f"seed {seed:.4g} ± {seed_std:.2g} GPa -> {designed:.4g} ± {std:.2g} GPa" in text
+        assert row["formula"] in text
+    plain = seed_vs_optimized(RECIPES, "bulk_modulus", unit="GPa").data[1]  # a single model: values and unit only
+    assert "seed 150 GPa -> 200 GPa" in plain.text[0] and "±" not in "".join(plain.text)
 
 
 def brute_force_front(points: np.ndarray) -> set[int]:

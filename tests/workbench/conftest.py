@@ -37,11 +37,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_streamlit(env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run `streamlit run workbench/Home.py` on a free localhost port; yield its base URL, then stop it."""
+def running_streamlit(env: dict[str, str] | None = None, *, script: Path = HOME) -> Iterator[str]:
+    """Run `streamlit run workbench/Home.py` (or ``script``) on a free localhost port; yield its base URL, then
+    stop it."""
     port = free_port()
     command = [
-        sys.executable, "-m", "streamlit", "run", str(HOME), "--server.headless", "true",
+        sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false", "--server.enableAgentApi", "true",
     ]  # fmt: skip

@@ -75,15 +75,23 @@ def test_contradictory_settings_show_the_conflict(workspace_with_model, amounts,
     assert state.DESIGN_RESULT not in at.session_state
 
 
-def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_model):
+def two_target_form(**session: object) -> AppTest:
+    """The Design page with ``session`` values set first, the alloy palette allowed and two targets: bulk modulus
+    250 GPa and the probability of the first phase class up (not run yet)."""
     at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
-    at.session_state[FIXED] = fixed(Al=0.1)
+    for key, value in session.items():
+        at.session_state[key] = value
     at.run()
     at.switch_page(DESIGN).run()
     at.button(key="fm_design_allowed__preset_alloy_palette").click().run()
     at.selectbox(key="design_goal_bulk_modulus").select("value").run()
     at.number_input(key="design_value_bulk_modulus").set_value(250.0)
     at.selectbox(key="design_goal_hea_phase").select("probability up")
+    return at
+
+
+def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_model):
+    at = two_target_form(**{FIXED: fixed(Al=0.1)})
     at.number_input(key="design_max_elements").set_value(4)
     at.slider(key="design_diversity").set_value(0.5)
     at.number_input(key="design_seed_n").set_value(4)
@@ -220,3 +228,19 @@ def test_form_defaults_and_help_are_the_design_configs(workspace_with_model):
     built = at.session_state[state.DESIGN_CONFIG]
     target = DesignConfig(targets=[Target(task="bulk_modulus", direction="high")])  # the form's first goal
     assert built == target.to_dict()
+
+
+def test_every_result_and_figure_says_how_to_read_it(workspace_with_model):
+    """The results table and each figure tab carry one "How to read this" line."""
+    at = two_target_form()
+    at.number_input(key="design_seed_n").set_value(3)
+    at.number_input(key="design_steps").set_value(20)
+    at.run()
+    at.button(key="run_design").click().run()
+    assert not at.exception, at.exception
+    main_captions = [c.value for c in at.main.caption]
+    assert any(c.startswith("How to read this: one row per recipe") for c in main_captions)
+    tabs = {tab.label: [c.value for c in tab.caption] for tab in at.tabs}
+    assert {"Element frequency", "Seed → designed", "Pareto", "Trajectory"} <= set(tabs)
+    for label, captions in tabs.items():
+        assert sum(c.startswith("How to read this:") for c in captions) == 1, (label, captions)

@@ -54,13 +54,23 @@ def element_picker(
     key: str,
     *,
     presets: Mapping[str, Sequence[str]] | None = None,
+    descriptions: Mapping[str, str] | None = None,
     default: Sequence[str] = (),
     columns_gap: str = "xxsmall",
 ) -> list[str]:
-    """Render the picker; returns the selected symbols (table order). ``key`` holds the selection."""
+    """Render the picker; returns the selected symbols (table order). ``key`` holds the selection; ``descriptions``:
+    a one-line meaning per preset (its button's help).
+
+    The picker is a fragment: a click reruns the picker alone, not the page around it (which reads the selection
+    from ``st.session_state[key]`` on its next run, e.g. when the design is started)."""
     if key not in st.session_state:
         st.session_state[key] = ordered(default)
-    presets = dict(presets or {})
+    _picker(key, dict(presets or {}), dict(descriptions or {}), columns_gap)
+    return list(st.session_state[key])
+
+
+@st.fragment
+def _picker(key: str, presets: dict[str, Sequence[str]], descriptions: dict[str, str], columns_gap: str) -> None:
     error_key = f"{key}__error"
 
     def set_selection(symbols: Iterable[str]) -> None:
@@ -82,9 +92,10 @@ def element_picker(
     if presets:
         buttons = st.columns(len(presets) + 1, gap="small")
         for column, (name, symbols) in zip(buttons, presets.items(), strict=False):
+            meaning = f"{descriptions[name]} ({len(symbols)} elements)" if name in descriptions else None
             column.button(
                 name, key=f"{key}__preset_{name}", on_click=set_selection, args=(symbols,), width="stretch",
-                help=f"{len(symbols)} elements",
+                help=meaning or f"{len(symbols)} elements",
             )  # fmt: skip
         buttons[-1].button("clear", key=f"{key}__clear", on_click=set_selection, args=((),), width="stretch")
 
@@ -113,4 +124,3 @@ def element_picker(
             )  # fmt: skip
     chosen = list(st.session_state[key])
     st.caption(f"{len(chosen)} element(s) allowed: {' '.join(chosen) if chosen else 'none'}")
-    return chosen
