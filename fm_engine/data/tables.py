@@ -89,6 +89,22 @@ def read_table(path: str | Path, *, allow_pickle: bool = False) -> pd.DataFrame:
     return frame
 
 
+def non_numeric_cells(values: pd.Series, *, limit: int = 1000) -> tuple[int, list[int]]:
+    """Among the first ``limit`` non-missing cells of ``values``: (cells checked, positions in ``values`` of those
+    that are not numbers). A list cell of numbers (``[1, 2]``) counts as a number."""
+    present = np.flatnonzero(~values.isna().to_numpy())[:limit]
+    if pd.api.types.is_numeric_dtype(values):
+        return len(present), []
+    cells = values.tolist()
+    bad = []
+    for i in present:
+        try:
+            _as_float_array(cells[i])
+        except ValueError:
+            bad.append(int(i))
+    return len(present), bad
+
+
 def _literal(value: object) -> object:
     """Parse a list-valued CSV cell such as ``"[1.0, 2.5]"`` safely (no code execution)."""
     if isinstance(value, str):
@@ -139,6 +155,15 @@ def _majority_length(lengths: list[int]) -> int:
 
 
 UNUSED_COLUMNS = ["file", "row", "input", "reason"]
+
+
+class NoUsableRowsError(ValueError):
+    """No row of a task's data can be used; ``unused_rows`` lists each row with its reason (as
+    :meth:`TaskTable.unused_rows`)."""
+
+    def __init__(self, message: str, unused_rows: pd.DataFrame) -> None:
+        super().__init__(message)
+        self.unused_rows = unused_rows
 MISSING_TARGET = "missing target (empty cell or a no-value marker such as n/a, NA, -)"
 
 
@@ -403,8 +428,10 @@ def load_task_table(
     if len(bad_frame):
         warnings.warn(f"task '{task.name}': skipped {len(bad_frame)} bad row(s); see bad_rows", stacklevel=2)
     if not keys:
-        raise ValueError(
-            f"task '{task.name}': no usable rows ({len(bad_frame)} bad, {len(missing_rows)} without a target value)"
+        unused = pd.concat([part for part in (bad_frame, missing_rows) if len(part)] or [bad_frame], ignore_index=True)
+        raise NoUsableRowsError(
+            f"task '{task.name}': no usable rows ({len(bad_frame)} bad, {len(missing_rows)} without a target value)",
+            unused.sort_values(["file", "row"], kind="stable").reset_index(drop=True),
         )
     return TaskTable(
         task=task,

@@ -6,6 +6,7 @@ import pytest
 from tests.workbench.conftest import open_page
 from workbench.components import task_upload as page
 from workbench.components.uploads import read_csv_bytes
+from workbench.saved_uploads import add_upload
 
 UPLOADED_TASKS = "fm_uploaded_tasks"
 
@@ -69,13 +70,13 @@ def test_mapping_errors_are_messages_not_tracebacks(workspace):
     assert [b for b in at.button if b.key == "upload_add"]  # three classes: train / test / val
 
 
-def test_validate_mapping_functions():
+def test_validate_mapping_functions(workspace):
     all_bad = pd.DataFrame({"formula": ["Xx", "Qq2"], "y": [1.0, 2.0]})
     result = page.validate_mapping(
         all_bad, name="y", task_type="regression", composition_column="formula", target_column="y"
     )
     assert not result.ok and "no usable rows" in result.error
-    assert list(result.bad_rows["row"]) == [2, 3]
+    assert list(result.unused_rows["row"]) == [2, 3]
     curves = pd.DataFrame({"formula": ["Fe", "Fe", "Ni", "Ni"], "T": [300, 600, 300, 600], "cp": [1, 2, 3, 4]})
     result = page.validate_mapping(
         curves, name="cp", task_type="kernel_regression", composition_column="formula", target_column="cp",
@@ -83,8 +84,8 @@ def test_validate_mapping_functions():
     )  # fmt: skip
     assert result.ok and page.table_summary(result.table)["points"] == 4
     store = {}
-    assert not page.add_uploaded_task(store, UPLOADED_TASKS, result.spec, curves)
-    assert page.add_uploaded_task(store, UPLOADED_TASKS, result.spec, curves)
+    assert not add_upload(store, UPLOADED_TASKS, "cp", {"spec": result.spec.to_dict(), "frame": curves})
+    assert add_upload(store, UPLOADED_TASKS, "cp", {"spec": result.spec.to_dict(), "frame": curves})
     assert store[UPLOADED_TASKS]["cp"]["spec"]["t_column"] == "T"
 
 
