@@ -164,6 +164,8 @@ class NoUsableRowsError(ValueError):
     def __init__(self, message: str, unused_rows: pd.DataFrame) -> None:
         super().__init__(message)
         self.unused_rows = unused_rows
+
+
 MISSING_TARGET = "missing target (empty cell or a no-value marker such as n/a, NA, -)"
 
 
