@@ -13,19 +13,22 @@ from fm_engine.tasks import TaskType
 from workbench import state
 from workbench.components.task_upload import (
     NONE,
+    ROWS_NOTE,
     TASK_TYPES,
     UPLOAD,
     UPLOAD_ERROR,
     UPLOAD_SEEN,
-    add_uploaded_task,
     element_coverage,
+    numeric_columns,
+    suggest_target,
     suggest_task_name,
     table_summary,
     uploaded_tasks_table,
     validate_mapping,
 )
-from workbench.components.uploads import guess_column, read_csv_bytes
+from workbench.components.uploads import guess_column, read_upload
 from workbench.paths import ROOT, page
+from workbench.saved_uploads import PROBLEMS, add_upload, drop_upload, uploaded_tasks
 
 
 def _bundled() -> None:
@@ -69,7 +72,8 @@ def _mapping(upload: dict[str, Any]) -> None:
 
     frame: pd.DataFrame = upload["frame"]
     columns = list(frame.columns)
-    st.markdown(f"**{upload['name']}**: {len(frame):,} rows, columns {', '.join(columns)}")
+    read_as = f" (read as: {upload['read_as']})" if upload.get("read_as") else ""
+    st.markdown(f"**{upload['name']}**{read_as}: {len(frame):,} rows, columns {', '.join(columns)}")
     st.dataframe(frame.head(200), hide_index=True, height=240, key="upload_preview")
 
     st.markdown("##### Map columns to a task")
@@ -79,11 +83,13 @@ def _mapping(upload: dict[str, Any]) -> None:
     unit = c.text_input("Unit of the target", value="", key="upload_unit", help="e.g. GPa; leave empty for classes")
     composition = a.selectbox("Composition column", columns, index=guess_column(columns), key="upload_composition")
     others = [col for col in columns if col != composition] or columns
+    numeric = ", ".join(c for c in numeric_columns(frame) if c in others) or "none"
     target = b.selectbox(
         "Target column",
         others,
-        index=guess_column(others, ("target", "value", "y", name.strip().lower()), exclude=("split",)),
+        index=suggest_target(frame, others, task_type=task_type, task_name=name),
         key="upload_target",
+        help=f"Numeric columns of this file: {numeric}. Regression and curves need numbers; classes may be text.",
     )
     optional = [NONE, *columns]
     split = c.selectbox(
@@ -114,48 +120,70 @@ def _mapping(upload: dict[str, Any]) -> None:
         st.error(f"This mapping cannot be used: {result.error}")
     for note in result.notes:
         st.warning(note)
-    if len(result.bad_rows):
-        st.warning(f"{len(result.bad_rows)} bad row(s) will be skipped (row = line in the file, header = 1):")
-        st.dataframe(result.bad_rows, hide_index=True, key="upload_bad_rows")
+    if len(result.unused_rows) or result.ok:
+        st.markdown(f"**{result.rows_line()}**")
+    if len(result.unused_rows):
+        st.caption(f"Rows not used, with the reason ({ROWS_NOTE}):")
+        st.dataframe(result.unused_rows, hide_index=True, key="upload_unused_rows")
+        st.download_button(
+            "Download the rows not used (CSV)",
+            result.unused_rows.to_csv(index=False).encode("utf-8"),
+            file_name=f"{suggest_task_name(name)}_rows_not_used.csv",
+            mime="text/csv",
+            key="upload_unused_download",
+        )
     if not result.ok:
         return
     summary = table_summary(result.table)
     st.success("Valid: " + "; ".join(f"{k}: {v}" for k, v in summary.items()))
-    existing = state.get(state.UPLOADED_TASKS) or {}
+    existing = uploaded_tasks(st.session_state, state.UPLOADED_TASKS)
 
     bundled = {t.name for d in bundled_datasets() for t in d.tasks}
     if result.spec.name in bundled:
         st.warning(f"A bundled task is also called '{result.spec.name}': pick another name to train both together.")
     label = "Replace task" if result.spec.name in existing else "Add task"
     if st.button(label, type="primary", key="upload_add"):
-        replaced = add_uploaded_task(st.session_state, state.UPLOADED_TASKS, result.spec, frame)
-        st.success(f"{'Replaced' if replaced else 'Added'} task '{result.spec.name}': pick it on the Train page.")
+        entry = {
+            "spec": result.spec.to_dict(),
+            "frame": frame,
+            "source": upload["name"],
+            "read_as": upload.get("read_as", ""),
+        }
+        replaced = add_upload(st.session_state, state.UPLOADED_TASKS, result.spec.name, entry)
+        st.success(
+            f"{'Replaced' if replaced else 'Added'} task '{result.spec.name}', saved in your workspace: "
+            "pick it on the Train page."
+        )
+
+
+def _read(file_name: str, data: bytes) -> None:
+    frame, message, found = read_upload(data)
+    if frame is None:
+        state.put(UPLOAD_ERROR, f"{file_name}: {message}")
+        state.put(UPLOAD, None)
+    else:
+        state.put(UPLOAD_ERROR, None)
+        state.put(UPLOAD, {"name": file_name, "frame": frame, "read_as": found.describe()})
 
 
 def _upload() -> None:
 
     st.header("Upload your own data")
     st.caption(
-        "A CSV with a composition column and a target column (long format for curves: one row per point). "
-        "Map the columns to a task, check the bad rows, and add the task: the Train page can then use it."
+        "A CSV with a composition column and a target column (long format for curves: one row per point): "
+        "comma-, semicolon- or tab-separated, decimal point or comma, UTF-8 or Windows (cp1252) text. "
+        "Map the columns to a task, check the rows not used, and add the task: it is saved in your workspace "
+        "and the Train page can use it."
     )
     uploaded = st.file_uploader("CSV file", type=["csv", "txt"], key="data_upload_file")
     if uploaded is not None and state.get(UPLOAD_SEEN) != uploaded.file_id:  # a new file: read it once
         state.put(UPLOAD_SEEN, uploaded.file_id)
-        frame, message = read_csv_bytes(uploaded.getvalue())
-        if frame is None:
-            state.put(UPLOAD_ERROR, f"{uploaded.name}: {message}")
-            state.put(UPLOAD, None)
-        else:
-            state.put(UPLOAD_ERROR, None)
-            state.put(UPLOAD, {"name": uploaded.name, "frame": frame})
+        _read(uploaded.name, uploaded.getvalue())
     if state.get(UPLOAD_ERROR):
         st.error(state.get(UPLOAD_ERROR))
     example = ROOT / "samples" / "expt_gap.csv"
     if example.exists() and st.button("Or load an example: samples/expt_gap.csv (experimental band gaps)"):
-        frame, _ = read_csv_bytes(example.read_bytes())
-        state.put(UPLOAD_ERROR, None)
-        state.put(UPLOAD, {"name": example.name, "frame": frame})
+        _read(example.name, example.read_bytes())
     current = state.get(UPLOAD)
     if current is not None:
         _mapping(current)
@@ -163,16 +191,18 @@ def _upload() -> None:
             state.put(UPLOAD, None)
             st.rerun()
 
-    tasks = state.get(state.UPLOADED_TASKS) or {}
+    tasks = uploaded_tasks(st.session_state, state.UPLOADED_TASKS)
     st.subheader("Your uploaded tasks")
+    for problem in state.get(PROBLEMS) or []:
+        st.warning(problem)
     if not tasks:
-        st.caption("None yet in this session.")
+        st.caption("None yet: tasks you add are saved in your workspace and listed here.")
         return
     st.dataframe(uploaded_tasks_table(tasks), hide_index=True, key="uploaded_tasks")
     left, right = st.columns([2, 1])
     remove = left.selectbox("Task", list(tasks), key="uploaded_remove_choice", label_visibility="collapsed")
-    if right.button("Remove task", key="uploaded_remove"):
-        state.put(state.UPLOADED_TASKS, {k: v for k, v in tasks.items() if k != remove})
+    if right.button("Remove task", key="uploaded_remove", help="Removes it from this list and from your workspace"):
+        drop_upload(st.session_state, state.UPLOADED_TASKS, remove)
         st.rerun()
     st.page_link(page("train.py"), label="Train a model with these tasks", icon=":material/model_training:")
 

@@ -39,6 +39,7 @@ from workbench.components.train_form import (
 from workbench.components.uploads import write_uploaded_tasks
 from workbench.resources import foundation_checkpoint
 from workbench.runs import list_runs, start_rehearsal, start_training
+from workbench.saved_uploads import uploaded_tasks
 
 ENCODER_KEY = "train_encoder"
 PRESET_KEY = "train_size_preset"
@@ -94,7 +95,7 @@ class TaskOptions:
 
 
 def task_options() -> TaskOptions:
-    uploaded = state.get(state.UPLOADED_TASKS) or {}
+    uploaded = uploaded_tasks(st.session_state, state.UPLOADED_TASKS)  # restores saved uploads after a reload
     return TaskOptions(bundled_choices(bundled_datasets()), uploaded_choices(uploaded), uploaded)
 
 

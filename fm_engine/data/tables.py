@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import gzip
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,14 +12,11 @@ import numpy as np
 import pandas as pd
 
 from fm_engine.compositions import parse_many
+from fm_engine.data.csv_format import MISSING_MARKERS, read_csv_data  # noqa: F401 - MISSING_MARKERS: its old home
 from fm_engine.tasks import TaskSpec, TaskType
 
 SPLIT_LABELS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val"}
 SPLIT_LABELS |= {"test": "test", "testing": "test"}
-
-MISSING_MARKERS = ("", "#N/A", "#N/A N/A", "#NA", "<NA>", "N/A", "NA", "NULL", "None", "n/a", "null")
-"""CSV cells that mean "no value" (pandas' defaults without the spellings of NaN): a row whose target is
-missing is left out of that task; a target cell that says ``nan`` or ``inf`` is a bad row."""
 
 MAX_MAGNITUDE = 1e18
 """Largest accepted absolute target or ``t`` value. Targets are stored as 32-bit floats and squared in
@@ -63,7 +61,8 @@ def read_table(path: str | Path, *, allow_pickle: bool = False) -> pd.DataFrame:
     suffixes = "".join(path.suffixes).lower()
     try:
         if suffixes.endswith((".csv", ".csv.gz", ".txt")):
-            frame = pd.read_csv(path, keep_default_na=False, na_values=list(MISSING_MARKERS))
+            data = gzip.decompress(path.read_bytes()) if suffixes.endswith(".gz") else path.read_bytes()
+            frame, _ = read_csv_data(data, source=path.name, guess_encoding=False)
         elif suffixes.endswith(".parquet"):
             frame = pd.read_parquet(path)
         elif pickled:
@@ -88,6 +87,22 @@ def read_table(path: str | Path, *, allow_pickle: bool = False) -> pd.DataFrame:
     if frame.empty:
         raise ValueError(f"{path.name}: the table has no rows")
     return frame
+
+
+def non_numeric_cells(values: pd.Series, *, limit: int = 1000) -> tuple[int, list[int]]:
+    """Among the first ``limit`` non-missing cells of ``values``: (cells checked, positions in ``values`` of those
+    that are not numbers). A list cell of numbers (``[1, 2]``) counts as a number."""
+    present = np.flatnonzero(~values.isna().to_numpy())[:limit]
+    if pd.api.types.is_numeric_dtype(values):
+        return len(present), []
+    cells = values.tolist()
+    bad = []
+    for i in present:
+        try:
+            _as_float_array(cells[i])
+        except ValueError:
+            bad.append(int(i))
+    return len(present), bad
 
 
 def _literal(value: object) -> object:
@@ -139,6 +154,21 @@ def _majority_length(lengths: list[int]) -> int:
     return max(counts, key=lambda length: counts[length])
 
 
+UNUSED_COLUMNS = ["file", "row", "input", "reason"]
+
+
+class NoUsableRowsError(ValueError):
+    """No row of a task's data can be used; ``unused_rows`` lists each row with its reason (as
+    :meth:`TaskTable.unused_rows`)."""
+
+    def __init__(self, message: str, unused_rows: pd.DataFrame) -> None:
+        super().__init__(message)
+        self.unused_rows = unused_rows
+
+
+MISSING_TARGET = "missing target (empty cell or a no-value marker such as n/a, NA, -)"
+
+
 @dataclass
 class TaskTable:
     """One task's labelled compositions, unique by canonical key.
@@ -146,8 +176,9 @@ class TaskTable:
     ``values``: regression (n,) or (n, d) float64 in the file's unit; classification (n,) int64 class
     indices; kernel regression: a list of (n_points,) arrays with matching ``t`` arrays, sorted by ``t``.
     ``split``: per-key label from the file's split column (``None`` where absent).
-    ``bad_rows``: rows that were skipped, with ``file``, ``row`` (1-based line in the file, header = 1),
-    ``input`` and ``reason``.
+    ``bad_rows``: rows that were skipped, with ``file``, ``row`` (1-based row in the file, header = 1),
+    ``input`` and ``reason``. ``missing_rows`` (no target value) and ``duplicate_rows`` (a composition seen in an
+    earlier row, whose value was kept) are not used either; :meth:`unused_rows` lists all three.
     """
 
     task: TaskSpec
@@ -157,11 +188,21 @@ class TaskTable:
     t: list[np.ndarray] | None = None
     split: list[str | None] = field(default_factory=list)
     classes: list[str] | None = None
-    bad_rows: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["file", "row", "input", "reason"]))
+    bad_rows: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNUSED_COLUMNS))
     n_duplicates: int = 0
+    missing_rows: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNUSED_COLUMNS))
+    duplicate_rows: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNUSED_COLUMNS))
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def unused_rows(self) -> pd.DataFrame:
+        """Every row of the file(s) that is not used, ordered by file and row: bad rows, rows without a target
+        and duplicates (columns ``file``, ``row``, ``input``, ``reason``)."""
+        parts = [part for part in (self.bad_rows, self.missing_rows, self.duplicate_rows) if len(part)]
+        if not parts:
+            return pd.DataFrame(columns=UNUSED_COLUMNS)
+        return pd.concat(parts, ignore_index=True).sort_values(["file", "row"], kind="stable").reset_index(drop=True)
 
 
 def _gather_frames(
@@ -235,8 +276,18 @@ def load_task_table(
 
     target = data[task.data_column]
     has_target = ~target.isna()
+    missing = [(MISSING_TARGET, ~has_target)]
     if task.t_column:
+        missing.append((f"missing t value (column '{task.t_column}')", has_target & data[task.t_column].isna()))
         has_target &= ~data[task.t_column].isna()
+    missing_rows = pd.DataFrame(
+        [
+            {"file": f, "row": int(r), "input": c, "reason": reason}
+            for reason, mask in missing
+            for f, r, c in data.loc[mask.to_numpy(), ["_file", "_row", task.composition_column]].itertuples(index=False)
+        ],
+        columns=UNUSED_COLUMNS,
+    )
     data = data[has_target.to_numpy()].reset_index(drop=True)
 
     parsed = parse_many(data[task.composition_column].tolist())
@@ -318,6 +369,7 @@ def load_task_table(
     values: list[object] = []
     splits: list[str | None] = []
     n_duplicates = 0
+    duplicate_rows = pd.DataFrame(columns=UNUSED_COLUMNS)
     first_row: dict[str, int] = {}
     if task.type is TaskType.KERNEL_REGRESSION:
         # Long format (one row per point) and list cells both become one curve per composition.
@@ -342,8 +394,18 @@ def load_task_table(
     else:
         # first occurrence of each key among the good rows, in row order (no per-row Python objects)
         good_rows = np.flatnonzero(good)
-        first = good_rows[~pd.Series(row_keys, dtype=object).iloc[good_rows].duplicated().to_numpy()]
+        repeated = pd.Series(row_keys, dtype=object).iloc[good_rows].duplicated().to_numpy()
+        first = good_rows[~repeated]
         n_duplicates = len(good_rows) - len(first)
+        kept = {row_keys[i]: int(i) for i in first}
+        duplicate_rows = pd.DataFrame(
+            [
+                {"file": files[i], "row": int(lines[i]), "input": inputs[i], "reason": _duplicate_reason(
+                    row_keys[i], files[kept[row_keys[i]]], int(lines[kept[row_keys[i]]]), same_file=files[i])}
+                for i in good_rows[repeated]
+            ],
+            columns=UNUSED_COLUMNS,
+        )  # fmt: skip
         keys = [row_keys[i] for i in first]
         splits = [_split_label(split_cells[i]) for i in first] if split_column else [None] * len(first)
         if task.type is TaskType.CLASSIFICATION:
@@ -364,11 +426,15 @@ def load_task_table(
                 stacklevel=2,
             )
 
-    bad_frame = pd.DataFrame(bad, columns=["file", "row", "input", "reason"])
+    bad_frame = pd.DataFrame(bad, columns=UNUSED_COLUMNS)
     if len(bad_frame):
         warnings.warn(f"task '{task.name}': skipped {len(bad_frame)} bad row(s); see bad_rows", stacklevel=2)
     if not keys:
-        raise ValueError(f"task '{task.name}': no usable rows (all {len(bad_frame)} rows were bad or empty)")
+        unused = pd.concat([part for part in (bad_frame, missing_rows) if len(part)] or [bad_frame], ignore_index=True)
+        raise NoUsableRowsError(
+            f"task '{task.name}': no usable rows ({len(bad_frame)} bad, {len(missing_rows)} without a target value)",
+            unused.sort_values(["file", "row"], kind="stable").reset_index(drop=True),
+        )
     return TaskTable(
         task=task,
         keys=keys,
@@ -379,7 +445,14 @@ def load_task_table(
         classes=classes,
         bad_rows=bad_frame,
         n_duplicates=n_duplicates,
+        missing_rows=missing_rows,
+        duplicate_rows=duplicate_rows,
     )
+
+
+def _duplicate_reason(key: str, kept_file: str, kept_row: int, *, same_file: str) -> str:
+    where = f"row {kept_row}" if kept_file == same_file else f"row {kept_row} of {kept_file}"
+    return f"duplicate composition ({key}): the value of {where} is used"
 
 
 def _is_index(value: object) -> bool:

@@ -113,3 +113,25 @@ def test_task_spec_validation():
         TaskSpec(name="a", task_masking_ratio=1.5)
     spec = TaskSpec.from_dict({"name": "gap", "type": "Regression", "data_files": "gaps.csv"})
     assert spec.data_files == ["gaps.csv"] and spec.data_column == "gap"
+
+
+def test_a_semicolon_task_file_with_decimal_commas_reads_as_fm_train_reads_it(tmp_path):
+    (tmp_path / "gap.csv").write_bytes("Formula;Eg (eV)\nFe2O3;2,1\nNaCl;8,5\n".encode("utf-8-sig"))
+    task = TaskSpec(name="gap", data_files=["gap.csv"], composition_column="Formula", data_column="Eg (eV)")
+    table = load_task_table(task, base_dir=tmp_path)
+    np.testing.assert_allclose(table.values, [2.1, 8.5])
+
+
+def test_every_unused_row_is_listed_with_its_reason(tmp_path):
+    write(tmp_path, "y.csv", "formula,y\nFe2O3,1\nNiO,\nXx,2\nCoO,n/a\nFe4O6,3\nAl,-\nAl,NA\nAl,4\nCuO,soft\n")
+    with pytest.warns(UserWarning):
+        table = load_task_table(
+            TaskSpec(name="y", data_files=["y.csv"], composition_column="formula"), base_dir=tmp_path
+        )
+    unused = table.unused_rows()
+    assert list(unused["row"]) == [3, 4, 5, 6, 7, 8, 10]
+    reasons = dict(zip(unused["row"], unused["reason"], strict=True))
+    assert all(reasons[row].startswith("missing target") for row in (3, 5, 7, 8))
+    assert "unknown element 'Xx'" in reasons[4] and "not a number" in reasons[10]
+    assert reasons[6] == "duplicate composition (Fe0.4O0.6): the value of row 2 is used"
+    assert len(table) + len(unused) == 9  # every row of the file is used or listed

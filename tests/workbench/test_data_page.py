@@ -5,7 +5,8 @@ import pytest
 
 from tests.workbench.conftest import open_page
 from workbench.components import task_upload as page
-from workbench.components.uploads import read_csv_bytes
+from workbench.components.uploads import read_csv_bytes, read_upload
+from workbench.saved_uploads import add_upload
 
 UPLOADED_TASKS = "fm_uploaded_tasks"
 
@@ -69,13 +70,13 @@ def test_mapping_errors_are_messages_not_tracebacks(workspace):
     assert [b for b in at.button if b.key == "upload_add"]  # three classes: train / test / val
 
 
-def test_validate_mapping_functions():
+def test_validate_mapping_functions(workspace):
     all_bad = pd.DataFrame({"formula": ["Xx", "Qq2"], "y": [1.0, 2.0]})
     result = page.validate_mapping(
         all_bad, name="y", task_type="regression", composition_column="formula", target_column="y"
     )
     assert not result.ok and "no usable rows" in result.error
-    assert list(result.bad_rows["row"]) == [2, 3]
+    assert list(result.unused_rows["row"]) == [2, 3]
     curves = pd.DataFrame({"formula": ["Fe", "Fe", "Ni", "Ni"], "T": [300, 600, 300, 600], "cp": [1, 2, 3, 4]})
     result = page.validate_mapping(
         curves, name="cp", task_type="kernel_regression", composition_column="formula", target_column="cp",
@@ -83,8 +84,8 @@ def test_validate_mapping_functions():
     )  # fmt: skip
     assert result.ok and page.table_summary(result.table)["points"] == 4
     store = {}
-    assert not page.add_uploaded_task(store, UPLOADED_TASKS, result.spec, curves)
-    assert page.add_uploaded_task(store, UPLOADED_TASKS, result.spec, curves)
+    assert not add_upload(store, UPLOADED_TASKS, "cp", {"spec": result.spec.to_dict(), "frame": curves})
+    assert add_upload(store, UPLOADED_TASKS, "cp", {"spec": result.spec.to_dict(), "frame": curves})
     assert store[UPLOADED_TASKS]["cp"]["spec"]["t_column"] == "T"
 
 
@@ -97,3 +98,77 @@ def test_bad_uploads_give_a_message(data, expected):
     assert frame is None and expected in message
     frame, message = read_csv_bytes(b"formula,y\nFe2O3,1\n")
     assert message == "" and list(frame.columns) == ["formula", "y"]
+
+
+SEMICOLON_CP1252 = (
+    "sample_id;Formula;Eg (eV);T (°C)\n"
+    "S-001;Fe2O3;2,1;25\n"
+    "S-002;NaCl;;25\n"  # row 3: empty target
+    "S-003;Xx2O3;3,0;25\n"  # row 4: bad formula
+    "S-004;TiO2;n/a;25\n"  # row 5
+    "S-005;SiO2;NA;25\n"  # row 6
+    "S-006;MgO;-;25\n"  # row 7
+    "S-007;Fe4O6;2,3;25\n"  # row 8: the same composition as row 2
+    "S-008;Al2O3;8,8;25\n"
+).encode("cp1252")
+
+
+def upload_session(data: bytes, name: str = "gaps.csv") -> dict:
+    frame, message, found = read_upload(data)
+    assert message == ""
+    return {"name": name, "frame": frame, "read_as": found.describe()}
+
+
+def test_a_semicolon_decimal_comma_upload_is_read_and_every_unused_row_listed(workspace):
+    at = open_page("data", fm_data_upload=upload_session(SEMICOLON_CP1252))
+    assert any("read as: semicolon-separated, decimal comma, cp1252" in m.value for m in at.markdown)
+    assert at.selectbox(key="upload_composition").value == "Formula"
+    assert at.selectbox(key="upload_target").value == "Eg (eV)"  # numeric, not sample_id (the first column)
+    assert any("2 of 8 rows used; 6 not used" in m.value for m in at.markdown)
+    unused = next(frame.value for frame in at.dataframe if "reason" in frame.value.columns)
+    assert list(unused["row"]) == [3, 4, 5, 6, 7, 8]
+    assert "unknown element 'Xx'" in unused["reason"].iloc[1]
+    assert all(unused["reason"].iloc[i].startswith("missing target") for i in (0, 2, 3, 4))
+    assert unused["reason"].iloc[5] == "duplicate composition (Fe0.4O0.6): the value of row 2 is used"
+    assert [b for b in at.get("download_button") if "rows not used" in b.proto.label]
+    assert any("compositions: 2" in s.value for s in at.success)
+
+
+def test_a_non_numeric_target_says_so_with_an_example(workspace):
+    at = open_page("data", fm_data_upload=upload_session(SEMICOLON_CP1252))
+    at.selectbox(key="upload_target").select("sample_id").run()
+    assert not at.exception
+    (error,) = at.error
+    assert "'sample_id' is not numeric: row 2 holds 'S-001'" in error.value
+    assert "no usable rows" not in error.value
+    assert not [b for b in at.button if b.key == "upload_add"]
+
+
+def test_numeric_ids_are_never_suggested_as_the_target():
+    frame = pd.DataFrame({"No": [1, 2], "formula": ["Fe", "Ni"], "label": ["a", "b"], "hardness": [5.0, 6.0]})
+    columns = ["No", "label", "hardness"]
+    assert columns[page.suggest_target(frame, columns, task_type="regression")] == "hardness"
+    assert columns[page.suggest_target(frame, columns, task_type="classification")] == "label"
+
+
+def test_an_added_task_is_saved_and_restored_in_a_new_session_then_removed(workspace):
+    at = open_page("data", fm_data_upload=upload_session(SEMICOLON_CP1252))
+    at.text_input(key="upload_task_name").set_value("gap").run()
+    at.text_input(key="upload_unit").set_value("eV").run()
+    at.button(key="upload_add").click().run()
+    assert not at.exception and "saved in your workspace" in at.success[-1].value
+    (folder,) = (workspace / "saved_uploads").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["table.csv", "task.json"]
+
+    later = open_page("train")  # a reload: a new session on the same workspace
+    assert later.checkbox(key="train_upload_gap").label == "gap (eV)"
+    restored = later.session_state[UPLOADED_TASKS]["gap"]
+    assert restored["spec"]["data_column"] == "Eg (eV)" and restored["frame"]["Eg (eV)"].iloc[0] == 2.1
+    assert restored["frame"]["T (°C)"].tolist() == [25] * 8
+
+    again = open_page("data")
+    listed = next(frame.value for frame in again.dataframe if "target column" in frame.value.columns)
+    assert list(listed["task"]) == ["gap"]
+    again.button(key="uploaded_remove").click().run()
+    assert not (workspace / "saved_uploads" / folder.name).exists()
+    assert not open_page("train").session_state[UPLOADED_TASKS]

@@ -4,7 +4,6 @@ uploaded tasks' tables to the workspace for a training run."""
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,29 +11,33 @@ from typing import Any
 import pandas as pd
 
 from fm_engine.compositions import COMPOSITION_COLUMN_NAMES
-from fm_engine.data.tables import MISSING_MARKERS
+from fm_engine.data.csv_format import CsvFormat, read_csv_data
 from fm_engine.safe_io import atomic_write_bytes
 from workbench.components.train_form import safe_file_name
 
 EMPTY = "The file is empty: upload a CSV with a header row and one composition per row."
 
 
+SOURCE = "upload"  # the name the engine's messages start with; cut off, the page names the file itself
+
+
+def read_upload(data: bytes) -> tuple[pd.DataFrame | None, str, CsvFormat | None]:
+    """Read an uploaded CSV whatever its delimiter, decimal mark and encoding (``fm_engine.data.csv_format``);
+    returns (table, "", how it was read) or (None, a message saying what is wrong, None)."""
+    if not data or not data.strip():
+        return None, EMPTY, None
+    try:
+        frame, found = read_csv_data(data, source=SOURCE)
+    except ValueError as error:
+        message = str(error).removeprefix(f"{SOURCE}: ")
+        return None, message[:1].upper() + message[1:], None
+    return frame, "", found
+
+
 def read_csv_bytes(data: bytes) -> tuple[pd.DataFrame | None, str]:
     """Read an uploaded CSV; returns (table, "") or (None, a message saying what is wrong)."""
-    if not data or not data.strip():
-        return None, EMPTY
-    try:
-        frame = pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=list(MISSING_MARKERS))
-    except pd.errors.EmptyDataError:
-        return None, EMPTY
-    except pd.errors.ParserError as error:
-        return None, f"Malformed CSV: {str(error).strip()}"
-    except (UnicodeDecodeError, ValueError) as error:
-        return None, f"The file cannot be read as CSV: {error}"
-    if frame.empty:
-        return None, "The CSV has a header but no rows."
-    frame.columns = [str(c) for c in frame.columns]
-    return frame, ""
+    frame, message, _ = read_upload(data)
+    return frame, message
 
 
 def guess_column(
