@@ -96,7 +96,8 @@ def summary_markdown(result: DesignResult, checkpoint: LoadedCheckpoint) -> str:
     lines += [
         "## Best recipes",
         "",
-        f"{n_unique} distinct recipes (recipes within 1 at.% of a better one are not repeated).",
+        result.shortfall
+        or f"{n_unique} distinct recipes, as asked (two recipes are the same when at most 1 % of their atoms differ).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),

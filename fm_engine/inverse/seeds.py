@@ -71,8 +71,11 @@ def data_seeds(
     constraints: DesignConstraints,
     *,
     random_seed: int = 0,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Seed weight rows from the training compositions, preferring those made only of allowed elements."""
+    """Seed weight rows from the training compositions, preferring those made only of allowed elements.
+    ``exclude``: weight rows already used (a design's earlier starts): compositions of their element systems are
+    not drawn again. Returns fewer than ``config.n`` rows (maybe none) when the compositions run out."""
     pool = checkpoint.compositions()
     if config.split != "all":
         pool = pool[pool["split"] == config.split]
@@ -91,6 +94,11 @@ def data_seeds(
         weights = weights / weights.sum(axis=1, keepdims=True)
     if len(weights) == 0:
         raise ValueError("no training composition contains any allowed element; use random seeds")
+    if exclude is not None and len(exclude):
+        used = {frozenset(np.flatnonzero(row > 0)) for row in exclude if np.isfinite(row).all()}
+        weights = weights[[frozenset(np.flatnonzero(row > 0)) not in used for row in weights]]
+        if len(weights) == 0:
+            return weights
     if config.strategy == "random":
         rng = np.random.default_rng(random_seed)
         chosen = rng.choice(len(weights), size=min(config.n, len(weights)), replace=False)
