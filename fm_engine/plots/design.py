@@ -118,12 +118,14 @@ def trajectory_figure(trajectory: Sequence[Mapping[str, Sequence[float]]], **lay
     titles = [f"{k} (the sum of the terms below)" if k == "objective" and len(keys) > 2 else k for k in keys]
     figure = make_subplots(rows=len(keys), cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.06)
     for i, key in enumerate(keys, start=1):
-        values = np.array([record[key] for record in trajectory])
+        rows = len(trajectory[0][key])  # a term a point lacks (the latent's alignment at the recipes) is not drawn
+        values = np.array([record.get(key, [np.nan] * rows) for record in trajectory], dtype=float)
+        mean = np.array([row.mean() if np.isfinite(row).all() else np.nan for row in values])
         figure.add_trace(go.Scatter(x=steps + steps[::-1], y=list(values.max(1)) + list(values.min(1))[::-1],
                                     fill="toself", line={"width": 0}, opacity=0.2, showlegend=False,
                                     hoverinfo="skip"), row=i, col=1)  # fmt: skip
-        figure.add_trace(go.Scatter(x=steps, y=values.mean(1), name=key, mode="lines"), row=i, col=1)
-        last = go.Scatter(x=steps[-1:], y=values.mean(1)[-1:], mode="markers", name="reported recipes",
+        figure.add_trace(go.Scatter(x=steps, y=mean, name=key, mode="lines"), row=i, col=1)
+        last = go.Scatter(x=steps[-1:], y=mean[-1:], mode="markers", name="reported recipes",
                           marker={"size": 8, "symbol": "diamond"},
                           hovertemplate="reported recipes: %{y:.4g}<extra></extra>")  # fmt: skip
         figure.add_trace(last, row=i, col=1)

@@ -25,7 +25,7 @@ from fm_engine.inverse import (
 )
 from fm_engine.inverse.charge import charge_balance
 from fm_engine.inverse.design import objective_of
-from fm_engine.inverse.report import summary_markdown
+from fm_engine.inverse.report import design_figures, summary_markdown
 from fm_engine.predict import predict_weights
 
 SEEDS = ["NbMoTaW", "CoCrFeNi", "Al0.5CoCrCuFeNi", "HfNbTaTiZr", "TiZrV", "FeNi"]
@@ -300,6 +300,7 @@ def test_the_trajectory_shows_every_term_and_ends_at_the_tables_objective(checkp
     assert trajectory[-1]["step"] == [float(config.steps)]  # the last point: the reported recipes themselves
     np.testing.assert_allclose(trajectory[-1]["objective"], table["objective"], rtol=1e-6, atol=1e-9)
     assert len(trajectory[0]["objective"]) == len(table)  # one line per reported recipe
+    assert "trajectory" in design_figures(result, checkpoint)  # the figure draws every term (latent: a jump)
     if method == "composition":  # the descent's last step is the reported recipe (the polish keeps constraints)
         np.testing.assert_allclose(trajectory[-2]["objective"], table["objective"], atol=0.05)
 

@@ -117,6 +117,9 @@ def test_trajectory_has_a_panel_per_term_and_names_the_units():
     titles = [a.text for a in figure.layout.annotations]
     assert titles == ["objective (the sum of the terms below)", "bulk_modulus", "diversity (x mixing entropy)"]
     assert "the table's objective units" in figure.layout.title.text
+    latent = trajectory[:1] + [{"step": [2], "objective": [1.2], "bulk_modulus": [1.2]}]  # no alignment at the recipe
+    alignment = trajectory_figure(latent).data[-2]
+    assert alignment.y[0] == 0.5 and np.isnan(alignment.y[1])
 
 
 @pytest.mark.parametrize(
