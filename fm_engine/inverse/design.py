@@ -41,9 +41,11 @@ RESULTS_FORMAT = "fm_engine-design"
 MAX_DESIGN_STEPS = 100_000  # optimisation steps of one design run
 OPTIONAL_KEYS = (("", "uncertainty_scale"), ("constraints", "max_distance"), ("", "restarts"))
 """(section, key) of settings written to a config mapping only when not at their default (``""``: top level)."""
-DISTINCT_DISTANCE = 0.01
-"""Two recipes are the same recipe when at most 1 % of their atoms differ (``0.5 * sum |w_a - w_b| <= 0.01``:
-moving 1 at.% from one element to another): closer than a recipe is weighed out and reported."""
+DISTINCT_DISTANCE = 0.02
+"""Two recipes are the same recipe when at most 2 % of their atoms differ (``0.5 * sum |w_a - w_b| <= 0.02``:
+moving 2 at.% from one element to another, the default floor ``min_nonzero_weight``): a difference below the
+model's resolution and within what a recipe is weighed out to."""
+SAME_RECIPE = f"two recipes are the same when at most {DISTINCT_DISTANCE:.0%} of their atoms differ"
 MAX_RESTARTS = 20  # further rounds of starts of one design run
 
 
@@ -90,10 +92,10 @@ class DesignConfig:
     restarts: int = documented(
         default=3,
         help=f"Up to this many further rounds of starts, 0 to {MAX_RESTARTS}, while the recipes found are fewer "
-        "distinct ones than asked (seeds.n, or one per formula); two recipes are the same when at most 1 % of "
-        "their atoms differ. Each round starts twice as many as are missing: data seeds of element systems not "
-        "used yet (seeds.source data), else random starts. 0 = one round (fewer distinct recipes may be "
-        "returned). When the constraints allow fewer, the results say how many were found.",
+        f"distinct ones than asked (seeds.n, or one per formula); {SAME_RECIPE}. Each round starts twice as "
+        "many as are missing: data seeds of element systems not used yet (seeds.source data), else random starts. "
+        "0 = one round (fewer distinct recipes may be returned). When the constraints allow fewer, the results say "
+        "how many were found.",
     )
     record_trajectory: bool = documented(
         default=True, help="Keep each step's objective per start (results.json, the trajectory figure)."
@@ -186,7 +188,7 @@ class DesignResult:
         return (
             f"Found {found} distinct recipes of {self.n_asked} asked, from {self.n_starts} starts "
             f"({restarts} restart round{'s' if restarts != 1 else ''} allowed): the targets and constraints lead "
-            "the starts to the same few recipes (two recipes are the same when at most 1 % of their atoms differ). "
+            f"the starts to the same few recipes ({SAME_RECIPE}). "
             "For more, widen the constraints (more allowed elements, a higher max_elements, fewer fixed amounts, a "
             "larger max_distance), raise diversity_scale toward 1, or allow more restarts."
         )

@@ -24,7 +24,7 @@ from fm_engine.inverse import (
     run_design,
 )
 from fm_engine.inverse.charge import charge_balance
-from fm_engine.inverse.design import objective_of
+from fm_engine.inverse.design import DISTINCT_DISTANCE, objective_of
 from fm_engine.inverse.report import design_figures, summary_markdown
 from fm_engine.predict import predict_weights
 
@@ -238,12 +238,12 @@ def test_asking_for_n_recipes_gives_n_distinct_ones(checkpoint):
     result = run_design(checkpoint, converging_design())
     table = result.table
     assert len(table) == 8 and result.shortfall == ""
-    assert pairwise_distances(result.recipes).min() > 0.01  # no two are the same recipe (1 % of atoms)
+    assert pairwise_distances(result.recipes).min() > DISTINCT_DISTANCE  # no two are the same recipe (2 % of atoms)
     assert table["formula"].is_unique and (table["duplicate_of_rank"] == 0).all()
     assert result.all_constraints_satisfied
     assert json.loads(result.to_json())["distinct"] == {"asked": 8, "found": 8, "starts": result.n_starts}
     one_round = run_design(checkpoint, converging_design(restarts=0))  # the same starts, no restarts: fewer
-    assert len(one_round.table) < 8 and pairwise_distances(one_round.recipes).min() > 0.01
+    assert len(one_round.table) < 8 and pairwise_distances(one_round.recipes).min() > DISTINCT_DISTANCE
 
 
 def test_fewer_distinct_recipes_than_asked_are_reported_plainly(checkpoint, tmp_path, capsys):
