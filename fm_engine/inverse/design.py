@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +30,7 @@ from fm_engine.inverse.composition import design_objective, optimize_composition
 from fm_engine.inverse.constraints import DesignConstraints
 from fm_engine.inverse.descent import evaluating, trajectory_point
 from fm_engine.inverse.latent import optimize_latent
-from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds
+from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds, random_seeds
 from fm_engine.inverse.targets import Target
 from fm_engine.inverse.uncertainty import single_model_error
 from fm_engine.models import FlexibleMultiTaskModel
@@ -41,11 +42,11 @@ RESULTS_FORMAT = "fm_engine-design"
 MAX_DESIGN_STEPS = 100_000  # optimisation steps of one design run
 OPTIONAL_KEYS = (("", "uncertainty_scale"), ("constraints", "max_distance"), ("", "restarts"))
 """(section, key) of settings written to a config mapping only when not at their default (``""``: top level)."""
-DISTINCT_DISTANCE = 0.02
+DISTINCT_DISTANCE = 0.05
 """Two recipes are the same recipe when at most 2 % of their atoms differ (``0.5 * sum |w_a - w_b| <= 0.02``:
 moving 2 at.% from one element to another, the default floor ``min_nonzero_weight``): a difference below the
 model's resolution and within what a recipe is weighed out to."""
-SAME_RECIPE = f"two recipes are the same when at most {DISTINCT_DISTANCE:.0%} of their atoms differ"
+SAME_RECIPE = f"two recipes are the same when at most {100 * DISTINCT_DISTANCE:g} % of their atoms differ"
 MAX_RESTARTS = 20  # further rounds of starts of one design run
 
 
@@ -92,8 +93,8 @@ class DesignConfig:
     restarts: int = documented(
         default=3,
         help=f"Up to this many further rounds of starts, 0 to {MAX_RESTARTS}, while the recipes found are fewer "
-        f"distinct ones than asked (seeds.n, or one per formula); {SAME_RECIPE}. Each round starts twice as "
-        "many as are missing: data seeds of element systems not used yet (seeds.source data), else random starts. "
+        f"distinct ones than asked (seeds.n, or one per formula); {SAME_RECIPE}. Each round starts as many random "
+        "seeds as asked, each of its own random element system (random_seed + the round). "
         "0 = one round (fewer distinct recipes may be returned). When the constraints allow fewer, the results say "
         "how many were found.",
     )
@@ -315,14 +316,14 @@ def same_recipe(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(0.5 * np.abs(a - b).sum() <= DISTINCT_DISTANCE)
 
 
-def distinct_order(recipes: np.ndarray, objective: np.ndarray) -> list[int]:
-    """Row indices of the distinct recipes, best (lowest) objective first: of recipes that are the same recipe
-    (:data:`DISTINCT_DISTANCE`) only the best is kept."""
-    kept: list[int] = []
+def distinct_order(recipes: np.ndarray, objective: np.ndarray, kept: Sequence[int] = ()) -> list[int]:
+    """Row indices of distinct recipes: ``kept`` (rows already chosen), then the other rows, best (lowest)
+    objective first, each unless it is the same recipe (:data:`DISTINCT_DISTANCE`) as one chosen before it."""
+    chosen = list(kept)
     for i in np.argsort(objective, kind="stable"):
-        if not any(same_recipe(recipes[i], recipes[j]) for j in kept):
-            kept.append(int(i))
-    return kept
+        if i not in chosen and not any(same_recipe(recipes[i], recipes[j]) for j in chosen):
+            chosen.append(int(i))
+    return chosen
 
 
 def resolve_seeds(checkpoint: LoadedCheckpoint, config: DesignConfig) -> tuple[np.ndarray | None, list[str]]:
@@ -382,24 +383,14 @@ def _optimise(
     return _Starts(run.weights, run.seeds, labels, run.locked, run.trajectory, None)
 
 
-def _restart(
-    checkpoint: LoadedCheckpoint, config: DesignConfig, used: np.ndarray | None, n: int, round_: int, progress: Any
-) -> _Starts | None:
-    """A further round of ``n`` starts: data seeds of element systems not used yet (``seeds.source`` data), else
-    random starts (random seed ``random_seed + round_``); ``None`` when no further start can be made (elements
-    locked at their seed amount need seeds)."""
-    if config.seeds.source == "data":
-        seed_config = replace(config.seeds, n=n)
-        rows = data_seeds(checkpoint, seed_config, config.targets, config.constraints,
-                          random_seed=config.random_seed + round_, exclude=used)  # fmt: skip
-        if len(rows):
-            labels = [format_formula(weights_to_fractions(w)) for w in rows]
-            return _optimise(checkpoint, config, rows, labels, progress)
-    try:
-        random = replace(config, seeds=SeedConfig(source="random", n=n), random_seed=config.random_seed + round_)
-    except ValueError:
+def _restart(checkpoint: LoadedCheckpoint, config: DesignConfig, n: int, round_: int, progress: Any) -> _Starts | None:
+    """A further round of ``n`` starts from random seeds, each of its own random element system (random seed
+    ``random_seed + round_``): they reach systems the first seeds do not. ``None`` when elements are locked at
+    their seed amount (``element_step_scale`` 0): a random seed has no amount of theirs to keep."""
+    if config.constraints.locked_elements():
         return None
-    return _optimise(checkpoint, random, None, [f"random restart {round_}.{i + 1}" for i in range(n)], progress)
+    seeds = random_seeds(config.constraints, n, random_seed=config.random_seed + round_)
+    return _optimise(checkpoint, config, seeds, [f"random seed {round_}.{i + 1}" for i in range(n)], progress)
 
 
 def run_design(
@@ -438,12 +429,13 @@ def run_design(
     for round_ in range(1, config.restarts + 1):
         if len(chosen) >= asked:
             break
-        more = _restart(checkpoint, config, starts.seeds, 2 * (asked - len(chosen)), round_, round_progress(round_))
+        n = max(asked, 2 * (asked - len(chosen)))
+        more = _restart(checkpoint, config, n, round_, round_progress(round_))
         if more is None:
             break
-        starts = starts + more
+        starts = starts + more  # the recipes of earlier rounds stay; the new ones fill in what is missing
         terms = objective_terms(checkpoint, config, starts.recipes)
-        chosen = distinct_order(starts.recipes, sum(terms.values()))
+        chosen = distinct_order(starts.recipes, sum(terms.values()), kept=chosen[:asked])
     n_starts = len(starts.recipes)
     starts = starts.take(chosen[:asked])
     terms = {name: values[chosen[:asked]] for name, values in terms.items()}

@@ -13,6 +13,7 @@ import torch
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import parse_many
 from fm_engine.config import check_range
+from fm_engine.elements import element_index
 from fm_engine.field_docs import documented, with_field_docs
 from fm_engine.inverse.composition import DesignObjective
 from fm_engine.inverse.constraints import DesignConstraints
@@ -71,11 +72,8 @@ def data_seeds(
     constraints: DesignConstraints,
     *,
     random_seed: int = 0,
-    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Seed weight rows from the training compositions, preferring those made only of allowed elements.
-    ``exclude``: weight rows already used (a design's earlier starts): compositions of their element systems are
-    not drawn again. Returns fewer than ``config.n`` rows (maybe none) when the compositions run out."""
+    """Seed weight rows from the training compositions, preferring those made only of allowed elements."""
     pool = checkpoint.compositions()
     if config.split != "all":
         pool = pool[pool["split"] == config.split]
@@ -94,11 +92,6 @@ def data_seeds(
         weights = weights / weights.sum(axis=1, keepdims=True)
     if len(weights) == 0:
         raise ValueError("no training composition contains any allowed element; use random seeds")
-    if exclude is not None and len(exclude):
-        used = {frozenset(np.flatnonzero(row > 0)) for row in exclude if np.isfinite(row).all()}
-        weights = weights[[frozenset(np.flatnonzero(row > 0)) not in used for row in weights]]
-        if len(weights) == 0:
-            return weights
     if config.strategy == "random":
         rng = np.random.default_rng(random_seed)
         chosen = rng.choice(len(weights), size=min(config.n, len(weights)), replace=False)
@@ -122,3 +115,20 @@ def data_seeds(
         if len(chosen) == config.n:
             break
     return weights[chosen]
+
+
+def random_seeds(constraints: DesignConstraints, n: int, *, random_seed: int = 0, size: int = 4) -> np.ndarray:
+    """``n`` random seed rows, each of its own random element system: ``max_elements`` (else ``size``) allowed
+    elements, the fixed ones among them, in random amounts (a flat Dirichlet). Starts from such seeds reach
+    element systems the data seeds and the near-even random starts do not."""
+    rng = np.random.default_rng(random_seed)
+    index = element_index()
+    allowed = np.flatnonzero(constraints.allowed_mask())
+    fixed = [index[s] for s in constraints.fixed_amounts]
+    others = np.setdiff1d(allowed, fixed)
+    k = min(max((constraints.max_elements or size) - len(fixed), 1), len(others))
+    rows = np.zeros((n, len(index)))
+    for row in rows:
+        chosen = rng.choice(others, size=k, replace=False)
+        row[chosen] = rng.dirichlet(np.ones(k))
+    return rows
