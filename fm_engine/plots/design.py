@@ -38,7 +38,7 @@ def recipe_heatmap(
 
 
 PROJECTED_SEEDS = (
-    "Each seed is first moved onto the constraints (fixed amounts set, disallowed elements removed, at most "
+    "Each seed is first moved onto the constraints (fixed amounts set, disallowed elements removed,<br>at most "
     "max_elements kept, none below the floor) and scored as that recipe: both axes are recipes that obey them."
 )
 
@@ -85,7 +85,7 @@ def seed_vs_optimized(
     label = f"{column} ({unit})" if unit else column
     figure.update_layout(title=f"{column}: seed -> designed<br><sup>{PROJECTED_SEEDS}</sup>",
                          xaxis_title=f"seed {label}, projected onto the constraints",
-                         yaxis_title=f"designed {label}", height=440)  # fmt: skip
+                         yaxis_title=f"designed {label}", height=460, margin={"t": 100})  # fmt: skip
     figure.update_layout(**layout)
     return figure
 
