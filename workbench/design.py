@@ -38,6 +38,15 @@ VIEW = "fm_design_view"  # figures and download bytes of the stored result
 FIXED_TEXT, FIXED_TEXT_ERROR = "design_fixed_text", "design_fixed_text_error"
 LAST_CONFIG = Path("design") / "last_config.json"  # in the workspace: the last design config run from the page
 
+OBJECTIVE_HELP = (
+    "What each recipe minimises, lower is better: the sum of each target's weighted term (in units of the target's "
+    "training spread) plus the uncertainty, diversity (mixing entropy) and distance-to-training terms the settings "
+    "add; the Trajectory tab shows each term, ending at this value."
+)
+SEED_PROJECTED_HELP = (
+    "The seed moved onto the constraints (fixed amounts set, disallowed elements removed, at most max_elements "
+    "kept, none below the floor): the seed columns score this recipe, so seed -> designed compares like with like."
+)
 GOALS_REGRESSION = ["none", "value", "high", "low", "range"]
 GOALS_CLASSIFICATION = ["none", "probability up", "probability down"]
 GOALS_CURVE = ["none", "curve points"]
@@ -396,7 +405,8 @@ def result_columns(result: DesignResult) -> dict[str, Any]:
         "distance_to_training": st.column_config.NumberColumn(
             "distance_to_training", format="%.3f", help="fraction of atoms differing from the nearest training recipe"
         ),
-        "objective": st.column_config.NumberColumn("objective", format="%.4g", help="lower is better"),
+        "objective": st.column_config.NumberColumn("objective", format="%.4g", help=OBJECTIVE_HELP),
+        "seed_projected": st.column_config.TextColumn("seed_projected", help=SEED_PROJECTED_HELP),
         "extrapolated_for": st.column_config.TextColumn(
             "extrapolated_for",
             help="target tasks for which this recipe is further from the training data than "
