@@ -172,3 +172,19 @@ def test_seed_values_carry_their_calibrated_std_on_an_ensemble_only(ensemble, ti
     assert not [c for c in single.table.columns if "seed_std" in c]  # absent, not zero
     plain = design_figures(single, load_checkpoint(tiny_run))["seed_vs_designed_bulk_modulus"].data[1]
     assert plain.error_x.array is None and plain.error_y.array is None
+
+
+def test_the_trajectory_shows_the_uncertainty_and_distance_terms_and_ends_at_the_table(ensemble):
+    """Issue 18: every term of the objective is shown, in the table's units, ending at the table's objective."""
+    from fm_engine.inverse.composition import DISTANCE_TERM, UNCERTAINTY_TERM
+
+    result = run_design(ensemble, dataclasses.replace(high_bulk(1.0, max_distance=0.3), steps=20))
+    first, last = result.trajectory[0], result.trajectory[-1]
+    assert {"bulk_modulus", UNCERTAINTY_TERM, DISTANCE_TERM} <= set(first)
+    np.testing.assert_allclose(last["objective"], result.table["objective"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        last["objective"],
+        np.sum([last[k] for k in ("bulk_modulus", UNCERTAINTY_TERM, DISTANCE_TERM)], axis=0),
+        rtol=1e-6,
+    )
+    assert (np.array(last[UNCERTAINTY_TERM]) > 0).all()  # 1 x the members' spread, in the objective's units
