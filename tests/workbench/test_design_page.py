@@ -76,23 +76,29 @@ def test_contradictory_settings_show_the_conflict(workspace_with_model, amounts,
     assert state.DESIGN_RESULT not in at.session_state
 
 
+def design_alloys(at: AppTest, *, phase_goal: str, n: int, steps: int) -> None:
+    """Fill the form (alloy palette, bulk modulus 250 GPa, hea_phase BCC/FCC ``phase_goal``, at most 4 elements,
+    diversity 0.5, ``n`` seeds, ``steps``; Al fixed by the caller's session) and run the design."""
+    at.button(key="fm_design_allowed__preset_alloy_palette").click().run()
+    at.selectbox(key="design_goal_bulk_modulus").select("value").run()
+    at.number_input(key="design_value_bulk_modulus").set_value(250.0)
+    at.selectbox(key="design_goal_hea_phase").select(phase_goal)
+    at.number_input(key="design_max_elements").set_value(4)
+    at.slider(key="design_diversity").set_value(0.5)
+    at.number_input(key="design_seed_n").set_value(n)
+    at.number_input(key="design_steps").set_value(steps)
+    at.run()
+    at.button(key="run_design").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
 def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_model):
     at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
     at.session_state[FIXED] = fixed(Al=0.1)
     at.run()
     at.switch_page(DESIGN).run()
-    at.button(key="fm_design_allowed__preset_alloy_palette").click().run()
-    at.selectbox(key="design_goal_bulk_modulus").select("value").run()
-    at.number_input(key="design_value_bulk_modulus").set_value(250.0)
-    at.selectbox(key="design_goal_hea_phase").select("probability up")
-    at.number_input(key="design_max_elements").set_value(4)
-    at.slider(key="design_diversity").set_value(0.5)
-    at.number_input(key="design_seed_n").set_value(4)
-    at.number_input(key="design_steps").set_value(40)
-    at.run()
-    at.button(key="run_design").click().run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
+    design_alloys(at, phase_goal="probability up", n=4, steps=40)
 
     table = next(frame.value for frame in at.dataframe if "constraints_ok" in frame.value.columns)
     assert len(table) >= 1 and table["constraints_ok"].all()
@@ -231,17 +237,7 @@ def test_the_last_design_settings_are_restored_after_a_reload(workspace_with_mod
     at.run()
     at.switch_page(DESIGN).run()
     assert at.button(key="design_restore_last").disabled  # nothing saved yet
-    at.button(key="fm_design_allowed__preset_alloy_palette").click().run()
-    at.selectbox(key="design_goal_bulk_modulus").select("value").run()
-    at.number_input(key="design_value_bulk_modulus").set_value(250.0)
-    at.selectbox(key="design_goal_hea_phase").select("probability down")
-    at.number_input(key="design_max_elements").set_value(4)
-    at.slider(key="design_diversity").set_value(0.5)
-    at.number_input(key="design_seed_n").set_value(3)
-    at.number_input(key="design_steps").set_value(20)
-    at.run()
-    at.button(key="run_design").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    design_alloys(at, phase_goal="probability down", n=3, steps=20)
     submitted = at.session_state[state.DESIGN_CONFIG]
     saved = workspace_with_model.parents[1] / "design" / "last_config.json"
     assert json.loads(saved.read_text(encoding="utf-8")) == submitted
