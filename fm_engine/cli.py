@@ -446,6 +446,8 @@ def _cmd_design(args: argparse.Namespace) -> int:
     out = write_design(result, checkpoint, args.out)
     ok = int(result.table["constraints_ok"].sum())
     print(f"wrote {out}: {len(result.table)} recipes ({ok} satisfy every hard constraint) in {result.seconds:.2f} s")
+    if result.shortfall:
+        print(result.shortfall)
     shown = result.table[["rank", "formula", "objective"] + [f"{n} [{u}]" for n, u in result.units.items()]]
     print(shown.head(10).to_string(index=False))
     return 0

@@ -8,7 +8,8 @@ import streamlit as st
 
 from fm_engine.elements import element_symbols
 from fm_engine.inverse import PRESET_DESCRIPTIONS, DesignResult, element_presets
-from workbench import design, state
+from fm_engine.inverse.design import MAX_RESTARTS
+from workbench import design, design_settings, state
 from workbench.components.design_targets import target_inputs
 from workbench.components.element_picker import element_picker
 from workbench.resources import active_checkpoint_or_explain, is_foundation
@@ -98,6 +99,10 @@ def seed_and_run_inputs(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             st.number_input, "Uncertainty scale (ensembles: x std)", "design_uncertainty_scale", "uncertainty_scale",
             min_value=0.0, step=0.5,
         ))  # fmt: skip
+        settings["restarts"] = int(kept_setting(
+            st.number_input, "Restart rounds (for distinct recipes)", "design_restarts", "restarts", min_value=0,
+            max_value=MAX_RESTARTS, step=1,
+        ))  # fmt: skip
     return seeds, settings
 
 
@@ -127,16 +132,18 @@ HOW_TO_READ = {  # one line under the results table and under each figure tab, i
 
 def show_results(result: DesignResult, checkpoint: Any) -> None:
     table = result.table
-    counts = design.result_counts(table)
+    counts = design.result_counts(result)
     st.header("Results")
     a, b, c, d = st.columns(4)
     a.metric("Recipes", counts["recipes"])
-    b.metric("Distinct", counts["distinct"])
+    b.metric("Distinct recipes", f"{counts['distinct']} of {counts['asked']} asked")
     c.metric("Satisfy every hard constraint", f"{counts['ok']}/{counts['recipes']}")
     d.metric("Run time", f"{result.seconds:.1f} s")
     if checkpoint is not None:
         st.caption("Targets: " + "; ".join(f"{t.describe(checkpoint.model)} (weight {t.weight:g})"
                                           for t in result.config.targets))  # fmt: skip
+    if result.shortfall:
+        st.warning(result.shortfall)
     if counts["ok"] < counts["recipes"]:
         st.warning(f"{counts['recipes'] - counts['ok']} recipe(s) violate a hard constraint: see the "
                    "constraint_check column.")  # fmt: skip
@@ -146,9 +153,7 @@ def show_results(result: DesignResult, checkpoint: Any) -> None:
             "compositions (column extrapolated_for): the model card's test errors do not cover their values."
         )
 
-    hide = st.checkbox("Hide near-duplicates (within 1 at.% of a better recipe)", value=True, key="design_hide_dups")
-    shown = table[table["duplicate_of_rank"] == 0] if hide else table
-    st.dataframe(shown, hide_index=True, column_config=design.result_columns(result), key="design_results_table")
+    st.dataframe(table, hide_index=True, column_config=design.result_columns(result), key="design_results_table")
     if note := design.stability_note(result, checkpoint):
         st.caption(note)
     st.caption(HOW_TO_READ["table"])
@@ -187,6 +192,7 @@ def main() -> None:
     checkpoint = active[1]
     model = checkpoint.model
 
+    design_settings.restore_controls(model)
     st.subheader("Targets")
     st.caption("Values are in each task's physical unit; terms are compared in units of the training spread.")
     targets = target_inputs(checkpoint, foundation=is_foundation(checkpoint.path))

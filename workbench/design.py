@@ -7,6 +7,7 @@ import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,8 +21,10 @@ from fm_engine.inverse import DesignConfig, DesignResult, SeedConfig, Target, el
 from fm_engine.inverse.report import design_figures, seed_elements
 from fm_engine.inverse.seeds import SPLITS
 from fm_engine.models import FlexibleMultiTaskModel
+from fm_engine.safe_io import atomic_write_json
 from fm_engine.tasks import TaskType
 from fm_engine.training.config import START_FOUNDATION
+from fm_engine.workspace import workspace_dir
 from workbench import state
 from workbench.components.kept import KeptForm
 from workbench.components.predictions import metric_caption
@@ -33,7 +36,17 @@ ALLOWED = "fm_design_allowed"  # the element picker's selection
 RUN_ERROR = "fm_design_error"  # the last validation / run error message
 VIEW = "fm_design_view"  # figures and download bytes of the stored result
 FIXED_TEXT, FIXED_TEXT_ERROR = "design_fixed_text", "design_fixed_text_error"
+LAST_CONFIG = Path("design") / "last_config.json"  # in the workspace: the last design config run from the page
 
+OBJECTIVE_HELP = (
+    "What each recipe minimises, lower is better: the sum of each target's weighted term (in units of the target's "
+    "training spread) plus the uncertainty, diversity (mixing entropy) and distance-to-training terms the settings "
+    "add; the Trajectory tab shows each term, ending at this value."
+)
+SEED_PROJECTED_HELP = (
+    "The seed moved onto the constraints (fixed amounts set, disallowed elements removed, at most max_elements "
+    "kept, none below the floor): the seed columns score this recipe, so seed -> designed compares like with like."
+)
 GOALS_REGRESSION = ["none", "value", "high", "low", "range"]
 GOALS_CLASSIFICATION = ["none", "probability up", "probability down"]
 GOALS_CURVE = ["none", "curve points"]
@@ -334,6 +347,19 @@ def start_run(checkpoint: LoadedCheckpoint, config: DesignConfig) -> None:
     state.put(state.DESIGN_RESULT, result)
     state.put(state.DESIGN_CONFIG, config.to_dict())
     st.session_state.pop(VIEW, None)
+    save_last_config(config)
+
+
+def last_config_path() -> Path:
+    return workspace_dir() / LAST_CONFIG
+
+
+def save_last_config(config: DesignConfig) -> Path:
+    """Write ``config`` as the workspace's last design settings (JSON, atomically): the form can be restored from
+    it after a reload or a closed tab (:mod:`workbench.design_settings`)."""
+    path = last_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_json(path, config.to_dict(), sort_keys=False)
 
 
 # ---------------------------------------------------------------------- the results
@@ -362,11 +388,13 @@ def result_view(result: DesignResult, checkpoint: LoadedCheckpoint | None) -> di
     return view
 
 
-def result_counts(table: pd.DataFrame) -> dict[str, int]:
-    """Recipes, distinct recipes, recipes satisfying every hard constraint and extrapolated recipes."""
+def result_counts(result: DesignResult) -> dict[str, int]:
+    """Recipes, distinct recipes, distinct recipes asked for, recipes satisfying every hard constraint and
+    extrapolated recipes."""
+    table = result.table
     far = int((table["extrapolated_for"] != "").sum()) if "extrapolated_for" in table.columns else 0
     return {"recipes": len(table), "distinct": int((table["duplicate_of_rank"] == 0).sum()),
-            "ok": int(table["constraints_ok"].sum()), "far": far}  # fmt: skip
+            "asked": result.n_asked or len(table), "ok": int(table["constraints_ok"].sum()), "far": far}  # fmt: skip
 
 
 def result_columns(result: DesignResult) -> dict[str, Any]:
@@ -377,7 +405,8 @@ def result_columns(result: DesignResult) -> dict[str, Any]:
         "distance_to_training": st.column_config.NumberColumn(
             "distance_to_training", format="%.3f", help="fraction of atoms differing from the nearest training recipe"
         ),
-        "objective": st.column_config.NumberColumn("objective", format="%.4g", help="lower is better"),
+        "objective": st.column_config.NumberColumn("objective", format="%.4g", help=OBJECTIVE_HELP),
+        "seed_projected": st.column_config.TextColumn("seed_projected", help=SEED_PROJECTED_HELP),
         "extrapolated_for": st.column_config.TextColumn(
             "extrapolated_for",
             help="target tasks for which this recipe is further from the training data than "

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 TRACE = 1e-3  # free fractions below this (0.1 at.%) are dropped from final recipes when there is no floor
 TAU_END = 0.01
+# Names of the objective's terms besides the targets' (each target's term is named by its task).
+UNCERTAINTY_TERM = "uncertainty (x spread)"
+DIVERSITY_TERM = "diversity (x mixing entropy)"
+DISTANCE_TERM = "distance to training (penalty)"
 
 
 @dataclass
@@ -113,6 +117,12 @@ class DesignObjective:
 
     def terms(self, w: torch.Tensor) -> torch.Tensor:
         """(B, n_targets) weighted target terms (an ensemble: of the members' mean, plus the weighted spread)."""
+        targets, spread = self.split_terms(w)
+        return targets if spread is None else targets + self.uncertainty_scale * spread
+
+    def split_terms(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, n_targets) weighted target terms of the members' mean and (B, n_targets) their weighted calibrated
+        spreads (``None`` without an uncertainty scale)."""
         n = len(w)
         points = curve_points(self.prepared, n)
         outputs = [
@@ -120,20 +130,53 @@ class DesignObjective:
             for model, descriptor in zip(self.models, self.descriptors, strict=True)
         ]
         if len(self.models) == 1:
-            return target_terms(self.prepared, outputs[0], n)
+            return target_terms(self.prepared, outputs[0], n), None
         means, stacks = ensemble_outputs(self.models, outputs, self.prepared)
         terms = target_terms(self.prepared, means, n)
         if self.uncertainty_scale > 0:
-            spread = spread_terms(self.prepared, stacks, n, self.spread_scales, self.model)
-            terms = terms + self.uncertainty_scale * spread
-        return terms
+            return terms, spread_terms(self.prepared, stacks, n, self.spread_scales, self.model)
+        return terms, None
 
-    def __call__(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        terms = self.terms(w)
-        loss = terms.sum(dim=1) + self.entropy_weight * entropy(w)
+    def __call__(self, w: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(B,) the objective each row minimises and its terms by name (each (B,), summing to it): one per target
+        (its task), then the uncertainty, diversity and distance terms where they apply; all in the objective's
+        units (normalised: 1 = one training standard deviation of a target)."""
+        targets, spread = self.split_terms(w)
+        terms = targets if spread is None else targets + self.uncertainty_scale * spread
+        loss = terms.sum(dim=1)
+        parts = {task: targets[:, j] for j, task in enumerate(self.tasks)}
+        if spread is not None:
+            parts[UNCERTAINTY_TERM] = self.uncertainty_scale * spread.sum(dim=1)
+        if self.entropy_weight > 0:
+            parts[DIVERSITY_TERM] = self.entropy_weight * entropy(w)
+            loss = loss + parts[DIVERSITY_TERM]
         if self.guide is not None:
-            loss = loss + self.guide.penalty(w)
-        return loss, terms
+            parts[DISTANCE_TERM] = self.guide.penalty(w)
+            loss = loss + parts[DISTANCE_TERM]
+        return loss, parts
+
+
+def design_objective(
+    model: FlexibleMultiTaskModel,
+    config: DesignConfig,
+    *,
+    members: Sequence[FlexibleMultiTaskModel] = (),
+    spread_scales: Mapping[str, SpreadScale] | None = None,
+    training_weights: np.ndarray | None = None,
+) -> DesignObjective:
+    """The objective a design run minimises and reports, from its config: the targets, the uncertainty scale, the
+    diversity (mixing entropy) term and the pull toward the training compositions (``max_distance`` with
+    ``training_weights``); the latent method's recipes are scored on their targets only (it does not use the
+    diversity and distance terms)."""
+    constraints = config.constraints
+    composition = config.method == "composition"
+    guide = None
+    if composition and constraints.max_distance is not None and training_weights is not None and len(training_weights):
+        guide = DistanceGuide(training_weights, constraints.allowed_mask(), constraints.max_distance,
+                              constraints.max_elements)  # fmt: skip
+    return DesignObjective(model, config.targets, constraints.diversity_scale if composition else 1.0,
+                           members=members, spread_scales=spread_scales, uncertainty_scale=config.uncertainty_scale,
+                           guide=guide)  # fmt: skip
 
 
 def optimize_composition(
@@ -155,13 +198,8 @@ def optimize_composition(
     constraints = config.constraints
     seeds, n_rows = start_rows(config, seeds)
     steps, polish_fraction = config.steps, config.polish_fraction
-    guide = None
-    if constraints.max_distance is not None and training_weights is not None and len(training_weights):
-        guide = DistanceGuide(training_weights, constraints.allowed_mask(), constraints.max_distance,
-                              constraints.max_elements)  # fmt: skip
-    objective = DesignObjective(model, config.targets, constraints.diversity_scale, members=members,
-                                spread_scales=spread_scales, uncertainty_scale=config.uncertainty_scale,
-                                guide=guide)  # fmt: skip
+    objective = design_objective(model, config, members=members, spread_scales=spread_scales,
+                                 training_weights=training_weights)  # fmt: skip
     symbols = element_symbols()
     index = element_index()
     n_elements = len(symbols)
@@ -235,7 +273,7 @@ def optimize_composition(
             _scaled_step(optimizer, logits, scales, free_t)
             schedule.step()
             if config.record_trajectory:
-                trajectory.append(trajectory_point(step, loss_rows, terms, objective.tasks))
+                trajectory.append(trajectory_point(step, terms))
             if progress is not None:
                 progress(step + 1, steps)
 
@@ -261,7 +299,7 @@ def optimize_composition(
             _scaled_step(optimizer, phi, scales, support_t)
             schedule.step()
             if config.record_trajectory:
-                trajectory.append(trajectory_point(steps_descent + step, loss_rows, terms, objective.tasks))
+                trajectory.append(trajectory_point(steps_descent + step, terms))
             if progress is not None:
                 progress(steps_descent + step + 1, steps)
 
@@ -344,3 +382,37 @@ def _exact_recipes(
             amounts = amounts * (free_mass[row] / amounts.sum())
         recipes[row, idx] = amounts
     return recipes
+
+
+def project_onto_constraints(rows: np.ndarray, constraints: DesignConstraints) -> np.ndarray:
+    """Each row of atomic fractions (e.g. a seed) moved onto the hard constraints the way a recipe is adjusted by
+    hand: the fixed amounts set, elements outside ``allowed_elements`` removed, the rest rescaled in proportion to
+    fill what the fixed amounts leave, only the largest ``max_elements`` kept and none below
+    ``min_nonzero_weight`` (the smallest dropped until the rest, rescaled, reach it). Elements locked by
+    ``element_step_scale`` 0 keep the row's own amount. A row with nothing of the allowed elements becomes an even
+    mixture of them (the first ``max_elements`` by atomic number). Rows of NaN (no seed) stay NaN."""
+    index = element_index()
+    rows = np.asarray(rows, dtype=np.float64)
+    allowed = constraints.allowed_mask()
+    floor = float(constraints.min_nonzero_weight)
+    locked = _locked_mask(constraints, 1)[0]
+    projected = np.full_like(rows, np.nan)
+    for r, row in enumerate(rows):
+        if not np.isfinite(row).all() or not row.sum() > 0:
+            continue
+        row = row / row.sum()
+        recipe = np.where(locked, row, 0.0)
+        for symbol, amount in constraints.fixed_amounts.items():
+            recipe[index[symbol]] = float(amount)
+        free = allowed & (recipe == 0) & ~locked
+        mass = 1.0 - recipe.sum()
+        amounts = np.where(free, row, 0.0)
+        if not amounts.sum() > 0:
+            amounts = free.astype(np.float64)
+        cap = constraints.max_elements - int((recipe > 0).sum()) if constraints.max_elements is not None else None
+        kept = [i for i in np.argsort(-amounts, kind="stable") if amounts[i] > 0][:cap]
+        while len(kept) > 1 and amounts[kept[-1]] * mass / amounts[kept].sum() < floor - 1e-12:
+            kept.pop()  # the smallest cannot reach the floor: dropped, the others rescaled
+        recipe[kept] = amounts[kept] * mass / amounts[kept].sum()
+        projected[r] = recipe
+    return projected

@@ -79,9 +79,11 @@ class DesignConstraints:
         help="{symbol: atomic fraction in (0, 1)}, exact in every final recipe, e.g. {Al: 0.1} = 10 at.% Al.",
     )
     min_nonzero_weight: float = documented(
-        default=0.0,
-        help="The smallest atomic fraction an element present in a recipe may have, in [0, 1) (0.05 = 5 at.%); "
-        "0 = no floor (trace amounts are still dropped).",
+        default=0.02,
+        help="The smallest atomic fraction an element present in a recipe may have, in [0, 1) (0.02 = 2 at.%, "
+        "the default: an element is either really in the recipe or absent, no trace amounts such as Cr0.005 that "
+        "are below what a recipe is weighed out to and what the model was trained on). Lower it (0.01 = 1 at.%) "
+        "to allow dopant-level amounts; 0 = no floor (amounts under 0.1 at.% are still dropped).",
     )
     element_step_scale: float | dict[str, float] = documented(
         default=1.0,

@@ -3,7 +3,7 @@ without writing to it, gradients on the design variables only, and the trajector
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -55,11 +55,11 @@ def set_gradient(loss: torch.Tensor, parameter: torch.Tensor) -> None:
     (parameter.grad,) = torch.autograd.grad(loss, [parameter])
 
 
-def trajectory_point(
-    step: int, loss_rows: torch.Tensor, terms: torch.Tensor, tasks: list[str]
-) -> dict[str, list[float]]:
-    """One step of a run's trajectory: the step, each row's objective and each target's term per row."""
-    record = {"step": [float(step)], "objective": loss_rows.detach().tolist()}
-    for j, task in enumerate(tasks):
-        record[task] = terms[:, j].detach().tolist()
+def trajectory_point(step: int, terms: Mapping[str, torch.Tensor | np.ndarray]) -> dict[str, list[float]]:
+    """One step of a run's trajectory: the step, each row's objective (the sum of its terms: what the row
+    minimises) and each term per row, by name (a target's term by its task)."""
+    values = {name: torch.as_tensor(term).detach().double() for name, term in terms.items()}
+    record = {"step": [float(step)], "objective": torch.stack(list(values.values())).sum(dim=0).tolist()}
+    for name, term in values.items():
+        record[name] = term.tolist()
     return record

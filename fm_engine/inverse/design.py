@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
@@ -25,12 +26,12 @@ from fm_engine.config import check_range, check_seed, from_mapping
 from fm_engine.elements import element_index, element_symbols
 from fm_engine.field_docs import documented, with_field_docs
 from fm_engine.inverse.charge import charge_balance
-from fm_engine.inverse.composition import CompositionRun, DesignObjective, optimize_composition
+from fm_engine.inverse.composition import design_objective, optimize_composition, project_onto_constraints
 from fm_engine.inverse.constraints import DesignConstraints
-from fm_engine.inverse.descent import evaluating
-from fm_engine.inverse.latent import LatentRun, optimize_latent
+from fm_engine.inverse.descent import evaluating, trajectory_point
+from fm_engine.inverse.latent import optimize_latent
 from fm_engine.inverse.rounding import round_fractions, round_recipes
-from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds
+from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds, random_seeds
 from fm_engine.inverse.targets import Target
 from fm_engine.inverse.uncertainty import single_model_error
 from fm_engine.models import FlexibleMultiTaskModel
@@ -40,9 +41,14 @@ from fm_engine.threads import configure_threads
 
 RESULTS_FORMAT = "fm_engine-design"
 MAX_DESIGN_STEPS = 100_000  # optimisation steps of one design run
-OPTIONAL_KEYS = (("", "uncertainty_scale"), ("constraints", "max_distance"))
+OPTIONAL_KEYS = (("", "uncertainty_scale"), ("constraints", "max_distance"), ("", "restarts"))
 """(section, key) of settings written to a config mapping only when not at their default (``""``: top level)."""
-DUPLICATE_DISTANCE = 0.01  # recipes closer than 1 at.% to a better one are marked as its duplicates
+DISTINCT_DISTANCE = 0.05
+"""Two recipes are the same recipe when at most 2 % of their atoms differ (``0.5 * sum |w_a - w_b| <= 0.02``:
+moving 2 at.% from one element to another, the default floor ``min_nonzero_weight``): a difference below the
+model's resolution and within what a recipe is weighed out to."""
+SAME_RECIPE = f"two recipes are the same when at most {100 * DISTINCT_DISTANCE:g} % of their atoms differ"
+MAX_RESTARTS = 20  # further rounds of starts of one design run
 
 
 @with_field_docs
@@ -85,6 +91,14 @@ class DesignConfig:
         "(mean - scale x std), 'low' an upper one and value / range targets prefer recipes the members agree on. "
         "0 = the members' mean only; 1 = one standard deviation. A single model has no spread: > 0 is refused.",
     )
+    restarts: int = documented(
+        default=3,
+        help=f"Up to this many further rounds of starts, 0 to {MAX_RESTARTS}, while the recipes found are fewer "
+        f"distinct ones than asked (seeds.n, or one per formula); {SAME_RECIPE}. Each round starts as many random "
+        "seeds as asked, each of its own random element system (random_seed + the round). "
+        "0 = one round (fewer distinct recipes may be returned). When the constraints allow fewer, the results say "
+        "how many were found.",
+    )
     record_trajectory: bool = documented(
         default=True, help="Keep each step's objective per start (results.json, the trajectory figure)."
     )
@@ -106,6 +120,7 @@ class DesignConfig:
         check_range("ae_align_scale", self.ae_align_scale, low=0, high=1)
         check_range("polish_fraction", self.polish_fraction, low=0, high=1, high_open=True)
         check_range("uncertainty_scale", self.uncertainty_scale, low=0)
+        check_range("restarts", self.restarts, low=0, high=MAX_RESTARTS)
         if self.uncertainty_scale > 0 and self.method == "latent":
             raise ValueError("uncertainty_scale: applies to the composition method only (method: latent)")
         # settings that contradict each other fail now, not after the seeds
@@ -157,10 +172,28 @@ class DesignResult:
     seconds: float
     trajectory: list[dict[str, list[float]]] = field(default_factory=list)
     units: dict[str, str] = field(default_factory=dict)
+    n_asked: int = 0  # distinct recipes asked for (seeds.n, or one per formula)
+    n_starts: int = 0  # starts optimised, restarts included
 
     @property
     def all_constraints_satisfied(self) -> bool:
         return bool(self.table["constraints_ok"].all())
+
+    @property
+    def shortfall(self) -> str:
+        """'' when the table holds the distinct recipes asked for, else a plain sentence saying how many were found
+        and what to widen."""
+        found = len(self.table)
+        if found >= self.n_asked:
+            return ""
+        restarts = self.config.restarts
+        return (
+            f"Found {found} distinct recipes of {self.n_asked} asked, from {self.n_starts} starts "
+            f"({restarts} restart round{'s' if restarts != 1 else ''} allowed): the targets and constraints lead "
+            f"the starts to the same few recipes ({SAME_RECIPE}). "
+            "For more, widen the constraints (more allowed elements, a higher max_elements, fewer fixed amounts, a "
+            "larger max_distance), raise diversity_scale toward 1, or allow more restarts."
+        )
 
     def to_json_dict(self) -> dict[str, Any]:
         symbols = element_symbols()
@@ -184,6 +217,7 @@ class DesignResult:
             ],  # fmt: skip
             "units": self.units,
             "seconds": round(self.seconds, 3),
+            "distinct": {"asked": self.n_asked, "found": len(self.table), "starts": self.n_starts},
             "recipes": json.loads(self.table.to_json(orient="records")),
             "trajectory": self.trajectory,
         }
@@ -258,12 +292,39 @@ def objective_of(
     checkpoint: LoadedCheckpoint, targets: list[Target], weights: np.ndarray, *, uncertainty_scale: float = 0.0
 ) -> np.ndarray:
     """The targets' objective of weight rows (an ensemble: on the members' mean, plus ``uncertainty_scale`` times
-    the weighted calibrated spread)."""
-    objective = DesignObjective.of_checkpoint(checkpoint, targets, 1.0, uncertainty_scale=uncertainty_scale)
+    the weighted calibrated spread), without a run's diversity and distance terms (:func:`objective_terms`)."""
+    config = DesignConfig(targets=list(targets), uncertainty_scale=uncertainty_scale)
+    return sum(objective_terms(checkpoint, config, weights).values())  # type: ignore[return-value]
+
+
+def objective_terms(checkpoint: LoadedCheckpoint, config: DesignConfig, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """The terms of the objective a design with ``config`` minimises, on weight rows (float64 (B,) each, by name:
+    one per target, then uncertainty, diversity and distance where they apply); the objective is their sum.
+    The same objective the optimiser descends on, so a run's trajectory ends at the table's objective."""
+    training = training_domain(checkpoint).weights if config.constraints.max_distance is not None else None
+    objective = design_objective(checkpoint.model, config, members=checkpoint.members,
+                                 spread_scales=checkpoint.spread_scales, training_weights=training)  # fmt: skip
     with torch.no_grad(), ExitStack() as stack:
         for member in objective.models:
             stack.enter_context(evaluating(member))
-        return objective.terms(torch.as_tensor(weights, dtype=torch.float32)).sum(dim=1).double().numpy()
+        _, terms = objective(torch.as_tensor(weights, dtype=torch.float32))
+    return {name: term.double().numpy() for name, term in terms.items()}
+
+
+def same_recipe(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two recipes (atomic-fraction rows) are the same recipe: at most :data:`DISTINCT_DISTANCE` of
+    their atoms differ."""
+    return bool(0.5 * np.abs(a - b).sum() <= DISTINCT_DISTANCE)
+
+
+def distinct_order(recipes: np.ndarray, objective: np.ndarray, kept: Sequence[int] = ()) -> list[int]:
+    """Row indices of distinct recipes: ``kept`` (rows already chosen), then the other rows, best (lowest)
+    objective first, each unless it is the same recipe (:data:`DISTINCT_DISTANCE`) as one chosen before it."""
+    chosen = list(kept)
+    for i in np.argsort(objective, kind="stable"):
+        if i not in chosen and not any(same_recipe(recipes[i], recipes[j]) for j in chosen):
+            chosen.append(int(i))
+    return chosen
 
 
 def resolve_seeds(checkpoint: LoadedCheckpoint, config: DesignConfig) -> tuple[np.ndarray | None, list[str]]:
@@ -277,6 +338,63 @@ def resolve_seeds(checkpoint: LoadedCheckpoint, config: DesignConfig) -> tuple[n
 
 
 # ---------------------------------------------------------------------- the run
+@dataclass
+class _Starts:
+    """The starts of a design run so far and what each became (rows in start order)."""
+
+    recipes: np.ndarray  # (B, 94) final recipes
+    seeds: np.ndarray | None  # (B, 94) seed rows, NaN for a random start; None: no start had a seed
+    labels: list[str]
+    locked: list[dict[str, float]]
+    trajectory: list[dict[str, list[float]]]
+    latent_objective: np.ndarray | None
+
+    def __add__(self, other: _Starts) -> _Starts:
+        def seed_rows(starts: _Starts) -> np.ndarray:
+            return starts.seeds if starts.seeds is not None else np.full(starts.recipes.shape, np.nan)
+
+        seeds = None if self.seeds is None and other.seeds is None else np.vstack([seed_rows(self), seed_rows(other)])
+        steps = [{key: mine[key] if key == "step" else mine[key] + theirs[key] for key in mine}
+                 for mine, theirs in zip(self.trajectory, other.trajectory, strict=True)]  # fmt: skip
+        latent = None if self.latent_objective is None else np.concatenate([self.latent_objective,
+                                                                             other.latent_objective])  # fmt: skip
+        return _Starts(np.vstack([self.recipes, other.recipes]), seeds, self.labels + other.labels,
+                       self.locked + other.locked, steps, latent)  # fmt: skip
+
+    def take(self, rows: list[int]) -> _Starts:
+        """The starts ``rows``, in that order (the trajectory's rows too)."""
+        trajectory = [{key: values if key == "step" else [values[i] for i in rows] for key, values in point.items()}
+                      for point in self.trajectory]  # fmt: skip
+        return _Starts(self.recipes[rows], None if self.seeds is None else self.seeds[rows],
+                       [self.labels[i] for i in rows], [self.locked[i] for i in rows], trajectory,
+                       None if self.latent_objective is None else self.latent_objective[rows])  # fmt: skip
+
+
+def _optimise(
+    checkpoint: LoadedCheckpoint, config: DesignConfig, seeds: np.ndarray | None, labels: list[str], progress: Any
+) -> _Starts:
+    """One round of starts (``seeds``, else ``config.seeds.n`` random starts), optimised."""
+    if config.method == "latent":
+        latent = optimize_latent(checkpoint.model, config, seeds=seeds, progress=progress)
+        return _Starts(round_recipes(latent.weights), latent.seeds, labels, [{} for _ in latent.weights],
+                       latent.trajectory, latent.latent_objective)  # fmt: skip
+    training_weights = training_domain(checkpoint).weights if config.constraints.max_distance else None
+    run = optimize_composition(checkpoint.model, config, seeds=seeds, progress=progress, members=checkpoint.members,
+                               spread_scales=checkpoint.spread_scales, training_weights=training_weights)  # fmt: skip
+    # reported, re-scored and checked as written: each recipe sums to 1 at 1e-6 (fm_engine.inverse.rounding)
+    return _Starts(round_recipes(run.weights), run.seeds, labels, run.locked, run.trajectory, None)
+
+
+def _restart(checkpoint: LoadedCheckpoint, config: DesignConfig, n: int, round_: int, progress: Any) -> _Starts | None:
+    """A further round of ``n`` starts from random seeds, each of its own random element system (random seed
+    ``random_seed + round_``): they reach systems the first seeds do not. ``None`` when elements are locked at
+    their seed amount (``element_step_scale`` 0): a random seed has no amount of theirs to keep."""
+    if config.constraints.locked_elements():
+        return None
+    seeds = random_seeds(config.constraints, n, random_seed=config.random_seed + round_)
+    return _optimise(checkpoint, config, seeds, [f"random seed {round_}.{i + 1}" for i in range(n)], progress)
+
+
 def run_design(
     checkpoint: LoadedCheckpoint,
     config: DesignConfig,
@@ -285,10 +403,11 @@ def run_design(
     seed_labels: list[str] | None = None,
     progress: Any = None,
 ) -> DesignResult:
-    """Run a design. ``seeds``/``seed_labels`` override the config's seed selection (used by replay)."""
+    """Run a design: the asked number of *distinct* recipes (``seeds.n``, or one per seed), ranked, with further
+    rounds of starts (``restarts``) while the starts give fewer. ``seeds``/``seed_labels`` override the config's
+    seed selection (used by replay)."""
     start = time.perf_counter()
     configure_threads()  # torch threads and OpenMP waits (fm_engine.threads)
-    model = checkpoint.model
     if config.uncertainty_scale > 0 and not checkpoint.is_ensemble:
         raise single_model_error(config.uncertainty_scale)
     if config.constraints.max_distance is not None and not has_training_record(checkpoint):
@@ -298,34 +417,68 @@ def run_design(
         )
     if seeds is None:
         seeds, seed_labels = resolve_seeds(checkpoint, config)
-    labels = seed_labels or [f"start {i + 1}" for i in range(len(seeds) if seeds is not None else config.seeds.n)]
-    latent_objective = None
-    if config.method == "latent":
-        run: CompositionRun | LatentRun = optimize_latent(model, config, seeds=seeds, progress=progress)
-        latent_objective = run.latent_objective
-        locked: list[dict[str, float]] = [{} for _ in run.weights]
-    else:
-        training_weights = training_domain(checkpoint).weights if config.constraints.max_distance else None
-        run = optimize_composition(model, config, seeds=seeds, progress=progress, members=checkpoint.members,
-                                   spread_scales=checkpoint.spread_scales,
-                                   training_weights=training_weights)  # fmt: skip
-        locked = run.locked
-    recipes = round_recipes(run.weights)  # reported, re-scored and checked as written (sums to 1 at 1e-6)
-    table, units = build_table(checkpoint, config, recipes, seeds, labels, locked, latent_objective)
+    asked = len(seeds) if seeds is not None and config.seeds.source == "formulas" else config.seeds.n
+    labels = seed_labels or [f"start {i + 1}" for i in range(len(seeds) if seeds is not None else asked)]
+
+    def round_progress(round_: int) -> Any:
+        if progress is None:
+            return None
+        return lambda done, total: progress(round_ * config.steps + done, (round_ + 1) * config.steps)
+
+    starts = _optimise(checkpoint, config, seeds, labels, round_progress(0))
+    terms = objective_terms(checkpoint, config, starts.recipes)
+    chosen = distinct_order(starts.recipes, sum(terms.values()))
+    for round_ in range(1, config.restarts + 1):
+        if len(chosen) >= asked:
+            break
+        n = max(asked, 2 * (asked - len(chosen)))
+        more = _restart(checkpoint, config, n, round_, round_progress(round_))
+        if more is None:
+            break
+        starts = starts + more  # the recipes of earlier rounds stay; the new ones fill in what is missing
+        terms = objective_terms(checkpoint, config, starts.recipes)
+        chosen = distinct_order(starts.recipes, sum(terms.values()), kept=chosen[:asked])
+    n_starts = len(starts.recipes)
+    starts = starts.take(chosen[:asked])
+    terms = {name: values[chosen[:asked]] for name, values in terms.items()}
+    if config.record_trajectory:  # the last point: the reported recipes themselves, as the table scores them
+        starts.trajectory.append(trajectory_point(config.steps, terms))
+    table, units = build_table(checkpoint, config, starts.recipes, starts.seeds, starts.labels, starts.locked,
+                               starts.latent_objective, terms=terms)  # fmt: skip
     order = table.index.to_numpy()
     return DesignResult(
         config=config,
         table=table.reset_index(drop=True),
-        recipes=recipes[order],
+        recipes=starts.recipes[order],
         seeds=seeds,
         seed_labels=labels,
         checkpoint_id=checkpoint.checkpoint_id,
         weights_sha256=checkpoint.weights_sha256,
         checkpoint_path=str(checkpoint.path),
         seconds=time.perf_counter() - start,
-        trajectory=run.trajectory,
+        trajectory=starts.take(list(order)).trajectory if config.record_trajectory else [],
         units=units,
+        n_asked=asked,
+        n_starts=n_starts,
     )
+
+
+def _seed_columns(
+    checkpoint: LoadedCheckpoint, targets: list[Target], seeds: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """:func:`_target_columns` (values and spreads) of seed rows, NaN for rows of NaN (a random start)."""
+    rows = np.flatnonzero(np.isfinite(seeds).all(axis=1))
+    if len(rows) == 0:
+        return {}, {}
+    values, _, stds = _target_columns(checkpoint, targets, seeds[rows])
+
+    def spread(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        full = {name: np.full(len(seeds), np.nan) for name in columns}
+        for name, column in columns.items():
+            full[name][rows] = column
+        return full
+
+    return spread(values), spread(stds)
 
 
 def build_table(
@@ -336,14 +489,20 @@ def build_table(
     labels: list[str],
     locked: list[dict[str, float]],
     latent_objective: np.ndarray | None = None,
+    *,
+    terms: dict[str, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The ranked results table (index = original row order), re-scored from the recipes themselves."""
+    """The ranked results table (index = original row order), re-scored from the recipes themselves: ``objective``
+    is the sum of the objective's ``terms`` on each recipe (computed when not given). The seed columns score each
+    seed *projected onto the constraints* (:func:`~fm_engine.inverse.composition.project_onto_constraints`), so
+    seed -> designed compares recipes that both satisfy them."""
     symbols = element_symbols()
-    objective = objective_of(checkpoint, config.targets, recipes, uncertainty_scale=config.uncertainty_scale)
+    if terms is None:
+        terms = objective_terms(checkpoint, config, recipes)
+    objective = sum(terms.values())
     values, units, stds = _target_columns(checkpoint, config.targets, recipes)
-    seed_values, _, seed_stds = (
-        _target_columns(checkpoint, config.targets, seeds) if seeds is not None else ({}, {}, {})
-    )
+    projected = project_onto_constraints(seeds, config.constraints) if seeds is not None else None
+    seed_values, seed_stds = _seed_columns(checkpoint, config.targets, projected) if projected is not None else ({}, {})
     nearest_names, distance = nearest_training(checkpoint, recipes)
     task_columns = distance_columns(
         checkpoint, recipes, rows=np.arange(len(recipes)), n_rows=len(recipes),
@@ -375,6 +534,9 @@ def build_table(
         row["constraints_ok"] = not violations
         row["constraint_check"] = "; ".join(violations) if violations else "all hard constraints hold"
         row["seed"] = labels[r] if r < len(labels) else ""
+        if projected is not None:  # the seed as scored in the seed columns: moved onto the constraints
+            finite = bool(np.isfinite(projected[r]).all())
+            row["seed_projected"] = format_formula(weights_to_fractions(projected[r])) if finite else ""
         row["nearest_training"] = nearest_names[r]
         row["distance_to_training"] = float(distance[r])
         for column, values_r in task_columns.items():
@@ -389,13 +551,11 @@ def build_table(
     table = table[[c for c in table.columns if not c.startswith("x_")] + element_columns]
     table = table.sort_values("objective", kind="stable")
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    # Recipes within DUPLICATE_DISTANCE of a better-ranked one (fraction of atoms that differ) repeat it.
+    # Recipes that are the same recipe as a better-ranked one (DISTINCT_DISTANCE) repeat it (none after run_design).
     ranked = recipes[table.index.to_numpy()]
     duplicates = []
     for i, recipe in enumerate(ranked):
-        earlier = [
-            j for j in range(i) if duplicates[j] == 0 and 0.5 * np.abs(ranked[j] - recipe).sum() <= DUPLICATE_DISTANCE
-        ]
+        earlier = [j for j in range(i) if duplicates[j] == 0 and same_recipe(ranked[j], recipe)]
         duplicates.append(int(table["rank"].iloc[earlier[0]]) if earlier else 0)
     table.insert(table.columns.get_loc("n_elements") + 1, "duplicate_of_rank", duplicates)
     return table, units

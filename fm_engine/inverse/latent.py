@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 SUM_PENALTY = 10.0  # weight of the sum-to-(free mass) row in the least-squares system
 RECOVERY_TRACE = 0.01  # recovered fractions below 1 at.% are dropped (NNLS spreads mass thinly)
+ALIGNMENT_TERM = "autoencoder alignment"  # the trajectory's name of the pull toward the autoencoder's manifold
 
 
 @dataclass
@@ -87,7 +88,8 @@ def optimize_latent(
             set_gradient(loss_rows.sum(), h)
             optimizer.step()
             if config.record_trajectory:
-                trajectory.append(trajectory_point(step, loss_rows, terms, tasks))
+                parts = {task: terms[:, j] for j, task in enumerate(tasks)}
+                trajectory.append(trajectory_point(step, {**parts, ALIGNMENT_TERM: ae_align_scale * align}))
             if progress is not None:
                 progress(step + 1, steps)
         with torch.no_grad():

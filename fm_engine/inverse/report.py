@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.elements import element_symbols
-from fm_engine.inverse.design import DesignResult, target_columns
+from fm_engine.inverse.design import SAME_RECIPE, DesignResult, target_columns
 from fm_engine.plots import pareto_front, recipe_heatmap, seed_vs_optimized, trajectory_figure
 from fm_engine.plots.files import write_figure_html
 from fm_engine.safe_io import atomic_write_text
@@ -97,7 +97,7 @@ def summary_markdown(result: DesignResult, checkpoint: LoadedCheckpoint) -> str:
     lines += [
         "## Best recipes",
         "",
-        f"{n_unique} distinct recipes (recipes within 1 at.% of a better one are not repeated).",
+        result.shortfall or f"{n_unique} distinct recipes, as asked ({SAME_RECIPE}).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),

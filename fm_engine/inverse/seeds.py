@@ -13,6 +13,7 @@ import torch
 from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import parse_many
 from fm_engine.config import check_range
+from fm_engine.elements import element_index
 from fm_engine.field_docs import documented, with_field_docs
 from fm_engine.inverse.composition import DesignObjective
 from fm_engine.inverse.constraints import DesignConstraints
@@ -114,3 +115,20 @@ def data_seeds(
         if len(chosen) == config.n:
             break
     return weights[chosen]
+
+
+def random_seeds(constraints: DesignConstraints, n: int, *, random_seed: int = 0, size: int = 4) -> np.ndarray:
+    """``n`` random seed rows, each of its own random element system: ``max_elements`` (else ``size``) allowed
+    elements, the fixed ones among them, in random amounts (a flat Dirichlet). Starts from such seeds reach
+    element systems the data seeds and the near-even random starts do not."""
+    rng = np.random.default_rng(random_seed)
+    index = element_index()
+    allowed = np.flatnonzero(constraints.allowed_mask())
+    fixed = [index[s] for s in constraints.fixed_amounts]
+    others = np.setdiff1d(allowed, fixed)
+    k = min(max((constraints.max_elements or size) - len(fixed), 1), len(others))
+    rows = np.zeros((n, len(index)))
+    for row in rows:
+        chosen = rng.choice(others, size=k, replace=False)
+        row[chosen] = rng.dirichlet(np.ones(k))
+    return rows

@@ -64,6 +64,12 @@ def recipe_heatmap(
     )
 
 
+PROJECTED_SEEDS = (
+    "Each seed is first moved onto the constraints (fixed amounts set, disallowed elements removed,<br>at most "
+    "max_elements kept, none below the floor) and scored as that recipe: both axes are recipes that obey them."
+)
+
+
 def seed_vs_optimized(
     table: pd.DataFrame,
     column: str,
@@ -105,8 +111,9 @@ def seed_vs_optimized(
         )
     )  # fmt: skip
     label = f"{column} ({unit})" if unit else column
-    figure.update_layout(title=f"{column}: seed -> designed", xaxis_title=f"seed {label}",
-                         yaxis_title=f"designed {label}", height=420)  # fmt: skip
+    figure.update_layout(title=f"{column}: seed -> designed<br><sup>{PROJECTED_SEEDS}</sup>",
+                         xaxis_title=f"seed {label}, projected onto the constraints",
+                         yaxis_title=f"designed {label}", height=460, margin={"t": 100})  # fmt: skip
     figure.update_layout(**layout)
     return figure
 
@@ -137,20 +144,31 @@ def compare_runs(tables: Mapping[str, pd.DataFrame], columns: Sequence[str], **l
 
 
 def trajectory_figure(trajectory: Sequence[Mapping[str, Sequence[float]]], **layout: Any) -> go.Figure:
-    """Objective and each target's term (normalised units) vs optimisation step: mean over the recipes with
-    a min-max band, one panel per term. ``layout``: passed to ``figure.update_layout``."""
+    """The objective and each of its terms (each target's, and the uncertainty, diversity, distance or autoencoder
+    terms a run has) vs optimisation step: mean over the recipes with a min-max band, one panel per term. All are
+    in the units of the design table's objective (normalised: 1 = one training standard deviation of a target);
+    the objective is the sum of the terms; the last point (marked) is the reported recipes as the table scores
+    them. ``layout``: passed to ``figure.update_layout``."""
     if not trajectory:
         raise ValueError("no trajectory recorded (set record_trajectory: true)")
     steps = [record["step"][0] for record in trajectory]
     keys = [k for k in trajectory[0] if k != "step"]
-    figure = make_subplots(rows=len(keys), cols=1, shared_xaxes=True, subplot_titles=keys, vertical_spacing=0.06)
+    titles = [f"{k} (the sum of the terms below)" if k == "objective" and len(keys) > 2 else k for k in keys]
+    figure = make_subplots(rows=len(keys), cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.06)
     for i, key in enumerate(keys, start=1):
-        values = np.array([record[key] for record in trajectory])
+        rows = len(trajectory[0][key])  # a term a point lacks (the latent's alignment at the recipes) is not drawn
+        values = np.array([record.get(key, [np.nan] * rows) for record in trajectory], dtype=float)
+        mean = np.array([row.mean() if np.isfinite(row).all() else np.nan for row in values])
         figure.add_trace(go.Scatter(x=steps + steps[::-1], y=list(values.max(1)) + list(values.min(1))[::-1],
                                     fill="toself", line={"width": 0}, opacity=0.2, showlegend=False,
                                     hoverinfo="skip"), row=i, col=1)  # fmt: skip
-        figure.add_trace(go.Scatter(x=steps, y=values.mean(1), name=key, mode="lines"), row=i, col=1)
-    figure.update_layout(title="Objective terms vs step (lower is better; normalised units)",
+        figure.add_trace(go.Scatter(x=steps, y=mean, name=key, mode="lines"), row=i, col=1)
+        last = go.Scatter(x=steps[-1:], y=mean[-1:], mode="markers", name="reported recipes",
+                          marker={"size": 8, "symbol": "diamond"},
+                          hovertemplate="reported recipes: %{y:.4g}<extra></extra>")  # fmt: skip
+        figure.add_trace(last, row=i, col=1)
+    figure.update_layout(title="Objective and its terms vs step (lower is better; the table's objective units: "
+                         "1 = one training standard deviation of a target)",
                          height=220 * len(keys) + 80, showlegend=False)  # fmt: skip
     figure.update_xaxes(title_text="step", row=len(keys), col=1)
     figure.update_layout(**layout)

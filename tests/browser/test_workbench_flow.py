@@ -8,11 +8,13 @@ import json
 import re
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
 from fm_engine.inverse import element_presets
+from fm_engine.inverse.design import DISTINCT_DISTANCE
 from fm_engine.training import RunDirectory
 from tests.browser.conftest import CEILING_MS, CEILING_S, screenshot, wait_for_app, wait_for_run
 
@@ -62,12 +64,13 @@ def test_design_with_constraints_and_downloads(app_with_demo, page, tmp_path):
     for _ in range(10):
         slider.press("ArrowLeft")
     wait_for_app(page)
-    set_number(page, "Number of seeds / starts", "6")
+    set_number(page, "Number of seeds / starts", "12")  # issue 18: 12 asked gave 5 distinct (6 x Ta0.9Al0.1)
     set_number(page, "Steps", "80")
     screenshot(page, "design_form")
     page.get_by_role("button", name="Run design").click()
     expect(page.get_by_role("button", name="Download CSV")).to_be_visible(timeout=CEILING_MS)
     wait_for_app(page)
+    expect(page.get_by_text("12 of 12 asked")).to_be_visible()  # the "Distinct recipes" metric
     expect(page.get_by_text("Element frequency").first).to_be_visible()
     expect(page.locator("[data-testid='stPlotlyChart']:visible").first).to_be_visible(timeout=CEILING_MS)
     screenshot(page, "design_results")
@@ -86,7 +89,11 @@ def test_design_with_constraints_and_downloads(app_with_demo, page, tmp_path):
 
     recipes = pd.read_csv(csv_path)
     results = json.loads(json_path.read_text())
-    assert len(recipes) == 6 and recipes["constraints_ok"].all()
+    assert len(recipes) == 12 and recipes["constraints_ok"].all()
+    x = recipes[[c for c in recipes.columns if c.startswith("x_")]].to_numpy()
+    i, j = np.triu_indices(len(x), k=1)
+    assert (0.5 * np.abs(x[i] - x[j]).sum(axis=1) > DISTINCT_DISTANCE).all()  # 12 distinct recipes
+    assert results["distinct"]["asked"] == results["distinct"]["found"] == 12
     assert results["config"]["constraints"]["max_elements"] == 4
     assert results["config"]["constraints"]["fixed_amounts"] == {"Al": 0.1}
     assert results["config"]["constraints"]["diversity_scale"] == pytest.approx(0.5)
@@ -96,6 +103,20 @@ def test_design_with_constraints_and_downloads(app_with_demo, page, tmp_path):
         assert set(fractions) <= allowed and len(fractions) <= 4
         assert fractions["Al"] == pytest.approx(0.1)
         assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-6)
+    assert not page.get_by_test_id("stException").count()
+
+    # a reload (or a closed tab) empties the form; the last design's settings come back with one click
+    page.reload()
+    wait_for_app(page)
+    expect(page.get_by_label("Steps", exact=True)).to_have_value("300")
+    page.get_by_text("Restore design settings").click()
+    page.get_by_role("button", name="Restore the last design settings").click()
+    wait_for_app(page)
+    expect(page.get_by_text("Restored the design settings")).to_be_visible()
+    expect(page.get_by_label("Steps", exact=True)).to_have_value("80")
+    expect(page.get_by_label("Number of seeds / starts", exact=True)).to_have_value("12")
+    expect(page.get_by_label("Max elements per recipe (0 = no cap)", exact=True)).to_have_value("4")
+    screenshot(page, "design_restored")
     assert not page.get_by_test_id("stException").count()
 
 

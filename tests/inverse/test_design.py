@@ -14,7 +14,7 @@ import yaml
 from fm_engine.applicability import nearest, training_domain
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.cli import main
-from fm_engine.compositions import to_weights
+from fm_engine.compositions import format_formula, to_weights, weights_to_fractions
 from fm_engine.elements import element_index
 from fm_engine.field_docs import field_help
 from fm_engine.inverse import (
@@ -26,8 +26,8 @@ from fm_engine.inverse import (
     replay,
     run_design,
 )
-from fm_engine.inverse.design import objective_of
-from fm_engine.inverse.report import summary_markdown
+from fm_engine.inverse.design import DISTINCT_DISTANCE, objective_of
+from fm_engine.inverse.report import design_figures, summary_markdown
 from fm_engine.predict import predict_weights
 
 SEEDS = ["NbMoTaW", "CoCrFeNi", "Al0.5CoCrCuFeNi", "HfNbTaTiZr", "TiZrV", "FeNi"]
@@ -237,3 +237,101 @@ def test_latent_needs_the_autoencoder(checkpoint):
                                                 seeds={"source": "random", "n": 2}))  # fmt: skip
     finally:
         model.autoencoder = autoencoder
+
+
+# ---------------------------------------------------------------------- issue 18: designs that explain themselves
+def converging_design(**settings: object) -> DesignConfig:
+    """High bulk modulus with 10 at.% Al fixed and at most 4 elements: many data seeds end at the same X0.9Al0.1."""
+    constraints = DesignConstraints(allowed_elements="alloy_palette", max_elements=4, fixed_amounts={"Al": 0.1},
+                                    diversity_scale=0.5)  # fmt: skip
+    return DesignConfig(targets=[Target(task="bulk_modulus", direction="high")], constraints=constraints,
+                        seeds=SeedConfig(n=8), steps=60, **settings)  # fmt: skip
+
+
+def pairwise_distances(recipes: np.ndarray) -> np.ndarray:
+    """The fraction of atoms that differ between each pair of recipes (upper triangle)."""
+    i, j = np.triu_indices(len(recipes), k=1)
+    return 0.5 * np.abs(recipes[i] - recipes[j]).sum(axis=1)
+
+
+def test_asking_for_n_recipes_gives_n_distinct_ones(checkpoint):
+    result = run_design(checkpoint, converging_design())
+    table = result.table
+    assert len(table) == 8 and result.shortfall == ""
+    assert pairwise_distances(result.recipes).min() > DISTINCT_DISTANCE  # no two are the same recipe (2 % of atoms)
+    assert table["formula"].is_unique and (table["duplicate_of_rank"] == 0).all()
+    assert result.all_constraints_satisfied
+    assert json.loads(result.to_json())["distinct"] == {"asked": 8, "found": 8, "starts": result.n_starts}
+    one_round = run_design(checkpoint, converging_design(restarts=0))  # the same starts, no restarts: fewer
+    assert len(one_round.table) < 8 and pairwise_distances(one_round.recipes).min() > DISTINCT_DISTANCE
+
+
+def test_fewer_distinct_recipes_than_asked_are_reported_plainly(checkpoint, tmp_path, capsys):
+    constraints = DesignConstraints(allowed_elements=["Ti", "Al"], fixed_amounts={"Al": 0.1})
+    config = DesignConfig(targets=[Target(task="bulk_modulus", direction="high")], seeds=SeedConfig(n=4), steps=20,
+                          constraints=constraints)  # fmt: skip
+    result = run_design(checkpoint, config)
+    assert list(result.table["formula"]) == ["Ti0.900Al0.100"]  # the only recipe these constraints allow
+    assert result.shortfall.startswith("Found 1 distinct recipes of 4 asked")
+    assert "widen the constraints" in result.shortfall
+    path = tmp_path / "design.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()), encoding="utf-8")
+    assert main(["design", "--checkpoint", str(checkpoint.path), "--config", str(path), "--out",
+                 str(tmp_path / "out"), "--no-progress"]) == 0  # fmt: skip
+    assert "Found 1 distinct recipes of 4 asked" in capsys.readouterr().out
+    assert "Found 1 distinct recipes of 4 asked" in (tmp_path / "out" / "SUMMARY.md").read_text(encoding="utf-8")
+
+
+def test_seed_columns_score_each_seed_projected_onto_the_constraints(checkpoint):
+    from fm_engine.inverse.composition import project_onto_constraints  # new in issue 18
+
+    constraints = DesignConstraints(allowed_elements="alloy_palette", max_elements=3, fixed_amounts={"Al": 0.1})
+    config = DesignConfig(targets=[Target(task="bulk_modulus", direction="high")], constraints=constraints,
+                          seeds={"source": "formulas", "formulas": ["NbMoTaW", "CoCrFeNi", "FeNi"]}, steps=20,
+                          restarts=0)  # fmt: skip
+    result = run_design(checkpoint, config)
+    table = result.table
+    seeds = seed_weights()[[SEEDS.index(label) for label in table["seed"]]]
+    projected = project_onto_constraints(seeds, constraints)
+    for row in projected:  # a seed as shown obeys every hard constraint: fixed Al, allowed, at most 3, the floor
+        assert constraints.check_recipe(row) == []
+    np.testing.assert_allclose(projected[:, element_index()["Al"]], 0.1)
+    predicted = predict_weights(checkpoint.model, projected)["bulk_modulus"]
+    np.testing.assert_allclose(table["bulk_modulus seed [GPa]"], predicted, rtol=1e-5)
+    np.testing.assert_allclose(table["bulk_modulus change [GPa]"],
+                               table["bulk_modulus [GPa]"] - table["bulk_modulus seed [GPa]"], rtol=1e-6)  # fmt: skip
+    assert list(table["seed_projected"]) == [format_formula(weights_to_fractions(w)) for w in projected]
+    # FeNi keeps its proportions, scaled to the 90 at.% the fixed Al leaves
+    assert format_formula(weights_to_fractions(project_onto_constraints(to_weights("FeNi")[None], constraints)[0])) \
+        == "Fe0.450Ni0.450Al0.100"  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["composition", "latent"])
+def test_the_trajectory_shows_every_term_and_ends_at_the_tables_objective(checkpoint, method):
+    config = converging_design(method=method)
+    result = run_design(checkpoint, config)
+    trajectory, table = result.trajectory, result.table
+    hidden = "diversity (x mixing entropy)" if method == "composition" else "autoencoder alignment"
+    for point in trajectory[:-1]:
+        assert hidden in point and "bulk_modulus" in point
+    for point in trajectory:  # the objective is the sum of the terms shown, at every step
+        terms = [values for key, values in point.items() if key not in ("step", "objective")]
+        np.testing.assert_allclose(point["objective"], np.sum(terms, axis=0), rtol=1e-5, atol=1e-6)
+    assert trajectory[-1]["step"] == [float(config.steps)]  # the last point: the reported recipes themselves
+    np.testing.assert_allclose(trajectory[-1]["objective"], table["objective"], rtol=1e-6, atol=1e-9)
+    assert len(trajectory[0]["objective"]) == len(table)  # one line per reported recipe
+    assert "trajectory" in design_figures(result, checkpoint)  # the figure draws every term (latent: a jump)
+    if method == "composition":  # the descent's last step is the reported recipe (the polish keeps constraints)
+        np.testing.assert_allclose(trajectory[-2]["objective"], table["objective"], atol=0.05)
+
+
+def test_the_default_floor_leaves_no_trace_amounts(checkpoint):
+    floor = DesignConstraints().min_nonzero_weight
+    assert 0.01 <= floor <= 0.02  # 1-2 at.%: the smallest amount a recipe is weighed out to
+    config = DesignConfig(targets=[Target(task="bulk_modulus", value=200.0), Target(task="hea_phase", classes=["BCC"])],
+                          seeds={"source": "random", "n": 6}, steps=60)  # fmt: skip
+    result = run_design(checkpoint, config)
+    x = result.table[[c for c in result.table.columns if c.startswith("x_")]].to_numpy()
+    assert (x[x > 0] >= floor - 1e-9).all() and result.all_constraints_satisfied
+    np.testing.assert_allclose(result.table["objective"], objective_of(checkpoint, config.targets, result.recipes),
+                               rtol=1e-5)  # re-scored on the floored recipes  # fmt: skip

@@ -15,6 +15,7 @@ import yaml
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.columns import curve_column
 from fm_engine.inverse import DesignConfig, DesignConstraints, SeedConfig, Target, replay, run_design
+from fm_engine.inverse.composition import project_onto_constraints
 from fm_engine.inverse.design import objective_of
 from fm_engine.inverse.report import design_figures
 from fm_engine.predict import predict_checkpoint
@@ -138,13 +139,15 @@ def test_the_summary_names_the_ensemble_and_the_new_settings(ensemble):
 
 
 def seed_rows(result) -> np.ndarray:
-    """Each table row's seed composition (the table is ranked; its ``seed`` column names the seed)."""
+    """Each table row's seed composition projected onto the constraints, as the seed columns score it (the table is
+    ranked; its ``seed`` column names the seed)."""
     assert len(set(result.seed_labels)) == len(result.seed_labels)
-    return result.seeds[[result.seed_labels.index(label) for label in result.table["seed"]]]
+    seeds = result.seeds[[result.seed_labels.index(label) for label in result.table["seed"]]]
+    return project_onto_constraints(seeds, result.config.constraints)
 
 
 def test_seed_values_carry_their_calibrated_std_on_an_ensemble_only(ensemble, tiny_run):
-    config = regression_fixture_design()
+    config = dataclasses.replace(regression_fixture_design(), restarts=0)  # every row from one of the first seeds
     result = run_design(ensemble, config)
     table = result.table
     grid = [t for t, _ in config.targets[2].points]
@@ -190,3 +193,19 @@ def test_a_latent_design_on_an_ensemble_is_rescored_by_the_whole_ensemble(ensemb
     means, stds = predict_checkpoint(ensemble, result.recipes)
     np.testing.assert_allclose(result.table["bulk_modulus [GPa]"], means["bulk_modulus"], rtol=1e-6)
     np.testing.assert_allclose(result.table["bulk_modulus_std [GPa]"], stds["bulk_modulus"], rtol=1e-6)
+
+
+def test_the_trajectory_shows_the_uncertainty_and_distance_terms_and_ends_at_the_table(ensemble):
+    """Issue 18: every term of the objective is shown, in the table's units, ending at the table's objective."""
+    from fm_engine.inverse.composition import DISTANCE_TERM, UNCERTAINTY_TERM
+
+    result = run_design(ensemble, dataclasses.replace(high_bulk(1.0, max_distance=0.3), steps=20))
+    first, last = result.trajectory[0], result.trajectory[-1]
+    assert {"bulk_modulus", UNCERTAINTY_TERM, DISTANCE_TERM} <= set(first)
+    np.testing.assert_allclose(last["objective"], result.table["objective"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        last["objective"],
+        np.sum([last[k] for k in ("bulk_modulus", UNCERTAINTY_TERM, DISTANCE_TERM)], axis=0),
+        rtol=1e-6,
+    )
+    assert (np.array(last[UNCERTAINTY_TERM]) > 0).all()  # 1 x the members' spread, in the objective's units

@@ -94,7 +94,8 @@ def test_seed_vs_optimized_plots_the_table_in_its_unit():
     recipes = figure.data[1]
     assert list(recipes.x) == list(RECIPES["bulk_modulus seed [GPa]"])
     assert list(recipes.y) == list(RECIPES["bulk_modulus [GPa]"])
-    assert figure.layout.xaxis.title.text == "seed bulk_modulus (GPa)"
+    assert figure.layout.xaxis.title.text == "seed bulk_modulus (GPa), projected onto the constraints"
+    assert "moved onto the constraints" in figure.layout.title.text  # the caption says how seeds are scored
     assert figure.layout.yaxis.title.text == "designed bulk_modulus (GPa)"
     assert [shape.y0 for shape in figure.layout.shapes] == [200.0]
     assert "target 200 GPa" in figure.layout.annotations[0].text
@@ -161,12 +162,25 @@ def test_compare_runs_shows_mean_and_spread_per_run():
 
 def test_trajectory_band_spans_the_rows_and_the_line_is_their_mean():
     trajectory = [{"step": [s, s], "objective": [1.0 / (s + 1), 3.0 / (s + 1)]} for s in (0, 10, 20)]
-    band, line = trajectory_figure(trajectory).data
+    band, line, last = trajectory_figure(trajectory).data
     assert list(line.x) == [0, 10, 20]
     assert list(line.y) == pytest.approx([2.0, 2.0 / 11, 2.0 / 21])
+    assert list(last.x) == [20] and list(last.y) == pytest.approx([2.0 / 21])  # the reported recipes, marked
     assert max(band.y) == 3.0 and min(band.y) == pytest.approx(1.0 / 21)
     with pytest.raises(ValueError, match="record_trajectory"):
         trajectory_figure([])
+
+
+def test_trajectory_has_a_panel_per_term_and_names_the_units():
+    trajectory = [{"step": [s], "objective": [1.5], "bulk_modulus": [1.0], "diversity (x mixing entropy)": [0.5]}
+                  for s in (0, 1)]  # fmt: skip
+    figure = trajectory_figure(trajectory)
+    titles = [a.text for a in figure.layout.annotations]
+    assert titles == ["objective (the sum of the terms below)", "bulk_modulus", "diversity (x mixing entropy)"]
+    assert "the table's objective units" in figure.layout.title.text
+    latent = trajectory[:1] + [{"step": [2], "objective": [1.2], "bulk_modulus": [1.2]}]  # no alignment at the recipe
+    alignment = trajectory_figure(latent).data[-2]
+    assert alignment.y[0] == 0.5 and np.isnan(alignment.y[1])
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ def test_a_design_never_changes_the_shared_model(checkpoint, settings):
     before = model_state(checkpoint)
     seen: list[dict[str, Any]] = []
     run_design(checkpoint, config(*settings), progress=lambda done, total: seen.append(model_state(checkpoint)))
-    assert len(seen) == 30
+    assert seen and len(seen) % 30 == 0  # every step of every round of starts (restarts for distinct recipes)
     changed = [i for i, state in enumerate(seen) if state != before]
     assert not changed, f"the shared model changed at step {changed[0] + 1}: {seen[changed[0]]} != {before}"
     assert model_state(checkpoint) == before

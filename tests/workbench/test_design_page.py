@@ -1,4 +1,5 @@
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -75,31 +76,29 @@ def test_contradictory_settings_show_the_conflict(workspace_with_model, amounts,
     assert state.DESIGN_RESULT not in at.session_state
 
 
-def two_target_form(**session: object) -> AppTest:
-    """The Design page with ``session`` values set first, the alloy palette allowed and two targets: bulk modulus
-    250 GPa and the probability of the first phase class up (not run yet)."""
-    at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
-    for key, value in session.items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page(DESIGN).run()
+def design_alloys(at: AppTest, *, phase_goal: str, n: int, steps: int) -> None:
+    """Fill the form (alloy palette, bulk modulus 250 GPa, hea_phase BCC/FCC ``phase_goal``, at most 4 elements,
+    diversity 0.5, ``n`` seeds, ``steps``; Al fixed by the caller's session) and run the design."""
     at.button(key="fm_design_allowed__preset_alloy_palette").click().run()
     at.selectbox(key="design_goal_bulk_modulus").select("value").run()
     at.number_input(key="design_value_bulk_modulus").set_value(250.0)
-    at.selectbox(key="design_goal_hea_phase").select("probability up")
-    return at
-
-
-def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_model):
-    at = two_target_form(**{FIXED: fixed(Al=0.1)})
+    at.selectbox(key="design_goal_hea_phase").select(phase_goal)
     at.number_input(key="design_max_elements").set_value(4)
     at.slider(key="design_diversity").set_value(0.5)
-    at.number_input(key="design_seed_n").set_value(4)
-    at.number_input(key="design_steps").set_value(40)
+    at.number_input(key="design_seed_n").set_value(n)
+    at.number_input(key="design_steps").set_value(steps)
     at.run()
     at.button(key="run_design").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
+
+
+def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_model):
+    at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
+    at.session_state[FIXED] = fixed(Al=0.1)
+    at.run()
+    at.switch_page(DESIGN).run()
+    design_alloys(at, phase_goal="probability up", n=4, steps=40)
 
     table = next(frame.value for frame in at.dataframe if "constraints_ok" in frame.value.columns)
     assert len(table) >= 1 and table["constraints_ok"].all()
@@ -232,15 +231,60 @@ def test_form_defaults_and_help_are_the_design_configs(workspace_with_model):
 
 def test_every_result_and_figure_says_how_to_read_it(workspace_with_model):
     """The results table and each figure tab carry one "How to read this" line."""
-    at = two_target_form()
-    at.number_input(key="design_seed_n").set_value(3)
-    at.number_input(key="design_steps").set_value(20)
-    at.run()
-    at.button(key="run_design").click().run()
-    assert not at.exception, at.exception
+    at = design_page()
+    design_alloys(at, phase_goal="probability up", n=3, steps=20)
     main_captions = [c.value for c in at.main.caption]
     assert any(c.startswith("How to read this: one row per recipe") for c in main_captions)
     tabs = {tab.label: [c.value for c in tab.caption] for tab in at.tabs}
     assert {"Element frequency", "Seed → designed", "Pareto", "Trajectory"} <= set(tabs)
     for label, captions in tabs.items():
         assert sum(c.startswith("How to read this:") for c in captions) == 1, (label, captions)
+
+
+def test_the_last_design_settings_are_restored_after_a_reload(workspace_with_model):
+    """Issue 18: a filled-in design form vanished on reload. The last run's settings are saved in the workspace
+    and a fresh session (a reload, a closed tab) puts them back with one click."""
+    at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
+    at.session_state[FIXED] = fixed(Al=0.1)
+    at.run()
+    at.switch_page(DESIGN).run()
+    assert at.button(key="design_restore_last").disabled  # nothing saved yet
+    design_alloys(at, phase_goal="probability down", n=3, steps=20)
+    submitted = at.session_state[state.DESIGN_CONFIG]
+    saved = workspace_with_model.parents[1] / "design" / "last_config.json"
+    assert json.loads(saved.read_text(encoding="utf-8")) == submitted
+
+    fresh = design_page()  # a new session: the form is back at its defaults
+    assert fresh.selectbox(key="design_goal_bulk_modulus").value == "high"
+    fresh.button(key="design_restore_last").click().run()
+    assert not fresh.exception, fresh.exception
+    assert any("Restored the design settings" in s.value for s in fresh.success)
+    assert fresh.selectbox(key="design_goal_bulk_modulus").value == "value"
+    assert fresh.number_input(key="design_value_bulk_modulus").value == 250.0
+    assert fresh.selectbox(key="design_goal_hea_phase").value == "probability down"
+    assert fresh.slider(key="design_diversity").value == 0.5
+    assert (fresh.number_input(key="design_max_elements").value, fresh.number_input(key="design_steps").value) == (
+        4,
+        20,
+    )
+    fresh.button(key="run_design").click().run()  # the restored form submits the same design
+    assert not fresh.exception and not fresh.error, [e.value for e in fresh.error]
+    assert fresh.session_state[state.DESIGN_CONFIG] == submitted
+
+
+def test_fewer_distinct_recipes_than_asked_are_said_plainly(workspace_with_model):
+    """Issue 18: 12 recipes asked, 5 distinct. Only distinct recipes are listed, and when the constraints allow
+    fewer than asked the page says how many were found and what to widen."""
+    at = AppTest.from_file(str(HOME), default_timeout=CEILING_S)
+    at.session_state[FIXED] = fixed(Al=0.1)
+    at.session_state["fm_design_allowed"] = ["Al", "Ti"]
+    at.run()
+    at.switch_page(DESIGN).run()
+    at.number_input(key="design_seed_n").set_value(4)
+    at.number_input(key="design_steps").set_value(20).run()
+    at.button(key="run_design").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = next(frame.value for frame in at.dataframe if "constraints_ok" in frame.value.columns)
+    assert list(table["formula"]) == ["Ti0.900Al0.100"]
+    assert any(w.value.startswith("Found 1 distinct recipes of 4 asked") for w in at.warning)
+    assert next(m for m in at.metric if m.label == "Distinct recipes").value == "1 of 4 asked"

@@ -60,8 +60,10 @@ class KeptForm:
         share the server), and sends that value back with the next click: with the minimum as own default, the
         sliders silently ran designs at 0.00. Now what the browser falls back to is always the current value."""
         store = st.session_state.setdefault(self.values_key, {})
-        if key in st.session_state.get(self.assigned_key, ()):  # set by assign() this run: no own default this once
+        assigned = key in st.session_state.get(self.assigned_key, ())
+        if assigned:
             st.session_state[self.assigned_key].discard(key)
+        if assigned and key in st.session_state:  # set by assign() this run: no own default this once
             value = factory(label, key=key, **({"options": options} if options is not None else {}), **kwargs)
             store[key] = value
             return value
@@ -85,8 +87,10 @@ class KeptForm:
     def assign(self, key: str, value: Any) -> None:
         """Set a kept widget's value from a callback (e.g. a preset button): through the Session State API, so
         the browser shows it; the widget is then drawn once without its own default (Streamlit warns when a
-        widget gets both)."""
+        widget gets both). The value is kept too, for a widget not drawn on the next run (Streamlit may drop the
+        Session State value of a widget it does not draw)."""
         st.session_state[key] = value
+        st.session_state.setdefault(self.values_key, {})[key] = value
         st.session_state.setdefault(self.assigned_key, set()).add(key)
 
     def table(self, name: str, default: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
