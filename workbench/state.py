@@ -7,7 +7,8 @@ from typing import Any
 
 import streamlit as st
 
-ACTIVE_CHECKPOINT = "fm_active_checkpoint"  # str path of the chosen run folder
+ACTIVE_CHECKPOINT = "fm_active_checkpoint"  # str path of the active model's folder (set by the sidebar)
+CHOSEN_MODEL = "fm_chosen_model"  # the user's explicit sidebar choice (workbench.active_model.token); "": none
 DESIGN_RESULT = "fm_design_result"  # the last DesignResult of this session
 DESIGN_CONFIG = "fm_design_config"  # the last submitted DesignConfig (as a dict)
 UPLOADED_TASKS = "fm_uploaded_tasks"  # {task name: {"spec": TaskSpec dict, "frame": DataFrame}}
