@@ -18,12 +18,11 @@ from workbench.components.train_form import (
     SCHEDULES,
     FormValues,
     TaskChoice,
-    runs_table,
     schedule_label,
     schedule_note,
     start_from_value,
 )
-from workbench.components.train_tabs import finetune_tab, finished_notes, rehearsal_tab
+from workbench.components.train_tabs import finetune_tab, finished_notes, past_runs_table, rehearsal_tab
 from workbench.live import live_run
 from workbench.runs import list_runs
 from workbench.train import (
@@ -240,16 +239,5 @@ else:
         "Show in the monitor", names, index=None, placeholder="Choose a run", key=PICK_KEY, on_change=pick_run,
         help="Finished runs with a checkpoint also appear in the sidebar's checkpoint picker.",
     )  # fmt: skip
-    st.dataframe(
-        runs_table(runs),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "best val loss (normalised)": st.column_config.NumberColumn(
-                format="%.4f", help="Lowest validation loss (sum over tasks, in normalised units; lower is better)."
-            ),
-            "started": st.column_config.TextColumn(help="Local time of this server."),
-            "epochs": st.column_config.TextColumn(help="Epochs done / the run's upper limit."),
-        },
-    )
+    past_runs_table(live=any(run.state in ("queued", "running") for run in runs))
 st.caption(f"Runs live in `{workspace_dir() / 'runs'}`.")

@@ -17,7 +17,7 @@ import streamlit as st
 from fm_engine.datasets import bundled_datasets
 from fm_engine.training import TrainConfig
 from fm_engine.training.rehearsal import RehearsalConfig
-from fm_engine.workspace import workspace_dir
+from fm_engine.workspace import runs_dir, workspace_dir
 from workbench import state
 from workbench.components.train_form import (
     MLP_PRESETS,
@@ -138,7 +138,7 @@ def launch(start: Callable[[], Path], what: str) -> list[str]:
         run_dir = start()
     except (OSError, ValueError) as error:
         return [f"Could not start the {what} process: {error}"]
-    state.put(state.WATCHED_RUN, str(run_dir))
+    state.watch(run_dir)
     st.toast(f"{what.capitalize()} started: {run_dir.name}", icon=":material/model_training:")
     return []
 
@@ -150,12 +150,15 @@ def show_problems(what: str, problems: list[str]) -> None:
 
 
 def watched_run() -> Path | None:
-    """The run this session watches; otherwise the newest queued or running run of the workspace."""
-    watched = state.get(state.WATCHED_RUN)
-    if watched and (Path(watched) / "status.json").exists():
-        return Path(watched)
-    active = [run for run in list_runs() if run.state in ("queued", "running")]
-    return active[0].path if active else None
+    """The run this session follows until it ends: the one it started or picked (also after a reload: it is kept
+    in the page address); otherwise the newest queued or running run of the workspace, followed from then on."""
+    run_dir = state.watched(runs_dir())
+    if run_dir is None:
+        active = [run for run in list_runs() if run.state in ("queued", "running")]
+        run_dir = active[0].path if active else None
+    if run_dir is not None:
+        state.watch(run_dir)  # (again: a page switch empties the address)
+    return run_dir
 
 
 def pick_run() -> None:
@@ -163,4 +166,4 @@ def pick_run() -> None:
     name = st.session_state.get(PICK_KEY)
     runs = {run.name: run.path for run in list_runs()}
     if name in runs:
-        state.put(state.WATCHED_RUN, str(runs[name]))
+        state.watch(runs[name])

@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from fm_engine.training.run_files import RunDirectory
+from workbench import state
 from workbench.components.cards import read_card
 from workbench.components.monitor import finetune_comparison
 from workbench.components.train_form import (
@@ -19,6 +20,7 @@ from workbench.components.train_form import (
     RehearsalValues,
     card_learning_rate,
     card_task_choices,
+    runs_table,
     validate_finetune,
 )
 from workbench.paths import page
@@ -173,11 +175,10 @@ def finished_notes(current: Path) -> None:
     kind = info.status.get("kind")
     if info.state == "done" and info.has_checkpoint:
         what = "The final model of this rehearsal" if kind == "rehearsal" else f"**{info.name}**"
-        st.success(
-            f"{what} is ready: pick **{info.name}** as the active checkpoint in the sidebar to predict or design "
-            "with it.",
-            icon=":material/check_circle:",
-        )
+        how = f"pick **{info.name}** as the active checkpoint in the sidebar to predict or design with it"
+        if state.active_checkpoint() == current:
+            how = "it is now the active model (sidebar): Predict and Inverse design use it"
+        st.success(f"{what} is ready: {how}.", icon=":material/check_circle:")
         links = st.columns([1, 1, 1, 1, 2])
         links[0].page_link(page("predict.py"), label="Predict", icon=":material/query_stats:")
         links[1].page_link(page("design.py"), label="Inverse design", icon=":material/tune:")
@@ -201,3 +202,26 @@ def finished_notes(current: Path) -> None:
         with st.expander("Configuration of this run (config.yaml)"):
             st.code(config_file.read_text(encoding="utf-8"), language="yaml")
             st.caption(f"Run folder: `{current}`. Repeat it with `fm train --config config.yaml --out NEW_FOLDER`.")
+
+
+def past_runs_table(*, live: bool) -> None:
+    """The table of the workspace's runs (state, epochs, best loss), read again every 2 s while ``live`` (a run is
+    queued or running), so it agrees with the live monitor."""
+
+    @st.fragment(run_every=2.0 if live else None)
+    def _table() -> None:
+        st.dataframe(
+            runs_table(list_runs()),
+            hide_index=True,
+            width="stretch",
+            key="train_past_runs",
+            column_config={
+                "best val loss (normalised)": st.column_config.NumberColumn(
+                    format="%.4f", help="Lowest validation loss (sum over tasks, in normalised units; lower is better)."
+                ),
+                "started": st.column_config.TextColumn(help="Local time of this server."),
+                "epochs": st.column_config.TextColumn(help="Epochs done / the run's upper limit."),
+            },
+        )
+
+    _table()
