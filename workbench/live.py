@@ -21,7 +21,7 @@ from workbench.components.monitor import (
     schedule_text,
     task_metrics,
 )
-from workbench.runs import cancel, run_info, submitted_config
+from workbench.runs import cancel, resumable, resume, run_info, submitted_config
 
 STATE_ICONS = {
     "queued": ":material/hourglass_empty:",
@@ -91,8 +91,22 @@ def _fraction(status: dict) -> float:
     return min((status.get("epoch") or 0) / total, 1.0) if total else 0.0
 
 
+def _resume_button(run_dir: Path, *, key: str) -> None:
+    """A cancelled or stopped run goes on from its last saved epoch in its own folder (a new process)."""
+    help_text = "Continue from the last saved epoch, with the run's own settings, in the same run folder."
+    if st.button("Resume run", key=f"{key}_resume", icon=":material/play_arrow:", help=help_text):
+        try:
+            resume(run_dir)
+        except (OSError, ValueError) as error:
+            st.error(f"Cannot resume: {error}")
+            return
+        st.toast(f"Resuming {run_dir.name}", icon=":material/play_arrow:")
+        st.rerun()  # a full rerun: the monitor ticks again
+
+
 def render_run(run_dir: Path, *, key: str, allow_cancel: bool = True) -> str:
-    """Status, progress, ETA, growing loss and metric curves, and a cancel button; returns the state.
+    """Status, progress, ETA, growing loss and metric curves, and (``allow_cancel``) a cancel button while it runs
+    or a resume button once it was cancelled or stopped with its training state saved; returns the state.
 
     A rehearsal (``kind: rehearsal`` in status.json) shows its steps and the current step's curves."""
     info = run_info(run_dir)
@@ -112,6 +126,8 @@ def render_run(run_dir: Path, *, key: str, allow_cancel: bool = True) -> str:
         st.warning(f"The run {status.get('message')}")  # "stopped unexpectedly (...); resume with: ..."
     elif info.state == "failed":
         st.error(f"The run failed: {status.get('message') or 'see train.log in its folder'}")
+    if allow_cancel and resumable(info):
+        _resume_button(info.path, key=key)
     if rehearsal:
         _rehearsal(run_dir, status, info.state, key=key)
     elif ensemble:
