@@ -56,3 +56,15 @@ def test_a_reload_mid_run_follows_the_same_run_until_it_is_ready(workspace: Path
     assert f"{run_dir.name}: done" in monitor_headline(reloaded)
     ready = "\n".join(s.value for s in reloaded.success)
     assert f"**{run_dir.name}** is ready" in ready and "now the active model" in ready, ready
+
+
+def test_a_refused_run_says_the_monitor_still_shows_the_earlier_run(workspace_with_model: Path):
+    at = open_page("train", **{WATCHED_RUN: str(workspace_with_model)})
+    next(b for b in at.button if b.label == "Start training").click().run()  # no task ticked: refused
+    refused = "\n".join(e.value for e in at.error)
+    assert "Select at least one task" in refused
+    assert (
+        f"Nothing was started: the live monitor below still shows the earlier run **{workspace_with_model.name}**"
+        in (refused)
+    )
+    assert f"{workspace_with_model.name}: done" in monitor_headline(at)
