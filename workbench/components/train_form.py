@@ -325,6 +325,65 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
     return config
 
 
+def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    part = config.get(name)
+    return part if isinstance(part, Mapping) else {}
+
+
+def form_values(config: Mapping[str, Any], *, uploaded: Sequence[str] = ()) -> tuple[FormValues, list[str]]:
+    """The Train form's values that :func:`build_config` turns into ``config`` (a training-config dict: the one a
+    run was started with, or its recorded ``config.yaml``), and notes on what the form cannot take back (a task
+    from a file that is not among this session's ``uploaded`` task names). Settings the config leaves out keep the
+    form's starting values; a schedule with every setting given is "set by hand"."""
+    start, notes = FormValues(), []
+    values: dict[str, Any] = {"name": str(config.get("name") or start.name), "bundled": [], "uploaded": []}
+    classification = []
+    for entry in config.get("tasks") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        name = str(entry.get("bundled") or entry.get("name") or "")
+        if entry.get("bundled"):
+            values["bundled"].append(name)
+        elif name in uploaded:
+            values["uploaded"].append(name)
+        else:
+            notes.append(f"task {name or '?'} (from {', '.join(map(str, entry.get('data_files') or [])) or 'a file'})"
+                         " is not on the form: upload its CSV on the Data page and tick it")  # fmt: skip
+            continue
+        if "class_weights" in entry or "decision_threshold" in entry or entry.get("type") == "classification":
+            classification.append(entry)
+    model = _section(config, "model")
+    encoder = _section(model, "encoder")
+    values["encoder"] = str(encoder.get("type") or start.encoder)
+    if encoder.get("hidden_dims"):
+        values["hidden_dims"] = dims_text(encoder["hidden_dims"])
+    for key in ("d_model", "num_layers", "nhead", "dropout"):
+        if encoder.get(key) is not None:
+            values[key] = encoder[key]
+    if _section(model, "autoencoder").get("enabled") is not None:
+        values["autoencoder"] = bool(model["autoencoder"]["enabled"])
+    if model.get("loss_balancer") is not None:
+        values["loss_balancer"] = bool(model["loss_balancer"])
+    if classification:
+        values["balanced_classes"] = any(entry.get("class_weights") == "balanced" for entry in classification)
+        values["threshold_on_validation"] = not any(entry.get("decision_threshold") == HALF for entry in classification)
+    trainer, data = _section(config, "trainer"), _section(config, "data")
+    schedule = {key: _section(config, section).get(key) for section, key in SCHEDULE_KEYS}
+    values["schedule"] = SCHEDULE_HAND if all(value is not None for value in schedule.values()) else SCHEDULE_AUTO
+    values |= {key: value for key, value in schedule.items() if value is not None}
+    if data.get("test_ratio") is not None:
+        values["test_ratio"] = float(data["test_ratio"])
+    if _section(config, "optimizer").get("lr") is not None:
+        values["lr"] = float(config["optimizer"]["lr"])
+    if "ema_decay" in trainer:
+        values["weight_averaging"] = trainer["ema_decay"] is not None
+    if config.get("seed") is not None:
+        values["seed"] = int(config["seed"])
+    values["start_from"] = str(config.get("start_from") or start.start_from)
+    values["ensemble_members"] = int(_section(config, "ensemble").get("members") or 1)
+    return FormValues(**values), notes
+
+
 def local_time(iso: str | None) -> str:
     """``2025-01-02T10:00:00+00:00`` -> ``2025-01-02 11:00`` in the server's local time."""
     if not iso:
