@@ -22,7 +22,7 @@ from workbench.components.train_form import (
     schedule_note,
     start_from_value,
 )
-from workbench.components.train_tabs import finetune_tab, finished_notes, past_runs_table, rehearsal_tab
+from workbench.components.train_tabs import finetune_tab, finished_notes, past_runs_table, rehearsal_tab, scaling_tab
 from workbench.live import live_run
 from workbench.runs import list_runs
 from workbench.train import (
@@ -58,9 +58,9 @@ st.caption(
 )
 options = task_options()
 
-tab_train, tab_finetune, tab_rehearsal = st.tabs(
+tab_train, tab_finetune, tab_rehearsal, tab_scaling = st.tabs(
     [":material/model_training: New training run", ":material/tune: Fine-tune heads",
-     ":material/low_priority: Continual rehearsal"]
+     ":material/low_priority: Continual rehearsal", ":material/show_chart: Scaling with data"]
 )  # fmt: skip
 with tab_train:
     top = st.columns([1, 1, 2])
@@ -219,6 +219,8 @@ with tab_finetune:
     finetune_tab()
 with tab_rehearsal:
     rehearsal_tab(options)
+with tab_scaling:
+    scaling_tab(options)
 
 st.subheader("Live monitor")
 runs = list_runs()

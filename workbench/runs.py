@@ -226,6 +226,21 @@ def start_rehearsal(config: dict[str, Any], name: str) -> Path:
     return run_dir
 
 
+def start_scaling(config: dict[str, Any], task: str, ratios: list[float], name: str) -> Path:
+    """Start ``fm scaling`` (one run per keep-ratio of ``task``'s training data, each on ``config``, a
+    training-config dict) in a new folder; returns it. Its status.json (``kind: scaling``) names the ratio in
+    training."""
+    run_dir = new_run_dir(name)
+    run_dir.mkdir(parents=True)
+    config_file = submitted_config_path(run_dir)
+    atomic_write_text(config_file, yaml.safe_dump(without_pickle_opt_in(config), sort_keys=False))
+    RunDirectory(run_dir).update_status(state="queued", name=name, message="starting", created_at=_now(),
+                                        kind="scaling", task=task, step=0, n_steps=len(ratios))  # fmt: skip
+    args = ["scaling", "--config", str(config_file), "--task", task, "--ratios", ",".join(f"{r:g}" for r in ratios)]
+    _launch([*args, "--out", str(run_dir), "--no-progress"], run_dir)
+    return run_dir
+
+
 def demo_state() -> str | None:
     """The state of the workspace's demo run (queued, running, done, failed, cancelled), None if never started."""
     run_dir = demo_run_dir()

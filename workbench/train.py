@@ -31,22 +31,26 @@ from workbench.components.train_form import (
     TRANSFORMER_PRESETS,
     FormValues,
     RehearsalValues,
+    ScalingValues,
     TaskChoice,
     build_config,
     build_rehearsal_config,
+    build_scaling_config,
     bundled_choices,
     dims_text,
     form_values,
+    parse_ratios,
     run_kind,
     start_choices,
     start_note,
     uploaded_choices,
     validate,
     validate_rehearsal,
+    validate_scaling,
 )
 from workbench.components.uploads import write_uploaded_tasks
 from workbench.resources import foundation_checkpoint
-from workbench.runs import list_runs, start_rehearsal, start_training, submitted_config
+from workbench.runs import list_runs, start_rehearsal, start_scaling, start_training, submitted_config
 
 ENCODER_KEY = "train_encoder"
 PRESET_KEY = "train_size_preset"
@@ -56,6 +60,7 @@ SIZE_PRESETS = [*MLP_PRESETS, "custom"]
 PRESET_INDEX = SIZE_PRESETS.index(SIZE_PRESET)  # the preset the Train form starts with
 FORM = FormValues()  # the Train form's starting values
 REHEARSAL = RehearsalValues()  # the rehearsal form's starting values
+SCALING = ScalingValues()  # the scaling-study form's starting values
 
 
 def encoder_label(encoder: str) -> str:
@@ -180,6 +185,20 @@ def submit_rehearsal(values: RehearsalValues, options: TaskOptions) -> list[str]
     except (ValueError, TypeError, KeyError) as error:
         return [f"The configuration is not valid: {error}"]
     return launch(lambda: start_rehearsal(config, values.name.strip()), "rehearsal")
+
+
+def submit_scaling(values: ScalingValues, options: TaskOptions) -> list[str]:
+    """Validate and check the scaling study's config, start it; returns the problems (empty on success)."""
+    errors = validate_scaling(values)
+    if errors:
+        return errors
+    try:
+        config = build_scaling_config(values, options.classification)
+        TrainConfig.from_dict(config)  # the engine's own validation
+    except (ValueError, TypeError, KeyError) as error:
+        return [f"The configuration is not valid: {error}"]
+    ratios = parse_ratios(values.ratios)
+    return launch(lambda: start_scaling(config, values.task or "", ratios, values.name.strip()), "scaling study")
 
 
 def launch(start: Callable[[], Path], what: str) -> list[str]:

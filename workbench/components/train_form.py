@@ -394,7 +394,7 @@ def local_time(iso: str | None) -> str:
         return str(iso)
 
 
-RUN_KINDS = {"finetune": "fine-tune", "rehearsal": "rehearsal"}
+RUN_KINDS = {"finetune": "fine-tune", "rehearsal": "rehearsal", "scaling": "scaling study"}
 
 
 def run_kind(status: Mapping[str, Any]) -> str:
@@ -407,8 +407,9 @@ def progress_text(status: Mapping[str, Any]) -> str:
     total = status.get("max_epochs")
     epoch = status.get("epoch", 0) or 0
     epochs = f"{epoch} / {total}" if total else str(epoch)
-    if status.get("kind") == "rehearsal":
-        steps = f"step {status.get('step') or 0} / {status.get('n_steps') or '?'}"
+    if status.get("kind") in ("rehearsal", "scaling"):
+        what = "ratio" if status.get("kind") == "scaling" else "step"
+        steps = f"{what} {status.get('step') or 0} / {status.get('n_steps') or '?'}"
         return steps if status.get("state") in ("done", "failed", "cancelled") else f"{steps}, epoch {epochs}"
     return epochs
 
@@ -530,3 +531,67 @@ def build_rehearsal_config(values: RehearsalValues, classification: Sequence[str
         "replay_ratio": float(values.replay_ratio),
         **{key: config[key] for key in ("model", "data", "optimizer", "trainer")},
     }
+
+
+# ----------------------------------------------------------------------------------------------- scaling study
+SCALING_RATIOS = "1, 0.5, 0.25"  # the scaling form's starting keep-ratios
+
+
+@dataclass
+class ScalingValues:
+    """What the scaling-study form holds: the task whose training data is thinned, the keep-ratios (text), tasks
+    trained alongside with all their data, and the training settings of every run (defaults: the form's starting
+    values, as the rehearsal form's)."""
+
+    name: str = "scaling"
+    task: str | None = None
+    others: list[str] = field(default_factory=list)
+    ratios: str = SCALING_RATIOS
+    preset: str = REHEARSAL_PRESET
+    max_epochs: int = REHEARSAL_TRAINER.max_epochs
+    patience: int = REHEARSAL_TRAINER.patience
+    batch_size: int = FORM_DATA.batch_size
+    lr: float = OptimizerSection.lr
+    seed: int = TrainConfig.seed
+
+
+def parse_ratios(text: str) -> list[float]:
+    """``"1, 0.5, 0.25"`` -> ``[1.0, 0.5, 0.25]`` (fractions of the task's training compositions kept, each in
+    (0, 1]); raises ValueError with a readable message."""
+    parts = [p for p in re.split(r"[\s,;]+", text.strip()) if p]
+    try:
+        ratios = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"Keep-ratios: '{text}' is not a list of numbers (write e.g. 1, 0.5, 0.25).") from None
+    if not ratios or any(not 0 < r <= 1 for r in ratios):
+        raise ValueError("Keep-ratios: give one or more fractions above 0 and at most 1, e.g. 1, 0.5, 0.25.")
+    return sorted(set(ratios), reverse=True)
+
+
+def validate_scaling(values: ScalingValues) -> list[str]:
+    errors = []
+    if not values.name.strip():
+        errors.append("Give the scaling study a name.")
+    if not values.task:
+        errors.append("Choose the task whose training data is thinned.")
+    try:
+        parse_ratios(values.ratios)
+    except ValueError as error:
+        errors.append(str(error))
+    if values.max_epochs < 1:
+        errors.append("Train for at least 1 epoch per run.")
+    if values.preset not in MLP_PRESETS:
+        errors.append(f"Unknown size preset '{values.preset}' (small, medium or large).")
+    return errors
+
+
+def build_scaling_config(values: ScalingValues, classification: Sequence[str] = ()) -> dict[str, Any]:
+    """The training-config dict every run of a scaling study uses (``fm scaling --config``): the thinned task
+    first, then the others, with the schedule set by hand."""
+    tasks = [values.task or "", *[t for t in values.others if t != values.task]]
+    form = FormValues(
+        name=values.name, bundled=tasks, **encoder_values("mlp", values.preset), schedule=SCHEDULE_HAND,
+        max_epochs=values.max_epochs, patience=values.patience, batch_size=values.batch_size, lr=values.lr,
+        seed=values.seed,
+    )  # fmt: skip
+    return build_config(form, classification=classification)
