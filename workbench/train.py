@@ -175,30 +175,40 @@ def submit_training(values: FormValues, options: TaskOptions) -> list[str]:
     return launch(lambda: start_training(config, values.name.strip()), "training")
 
 
-def submit_rehearsal(values: RehearsalValues, options: TaskOptions) -> list[str]:
-    errors = validate_rehearsal(values)
+def _checked_launch(
+    errors: list[str],
+    build: Callable[[], dict[str, Any]],
+    engine: Any,
+    start: Callable[[dict[str, Any]], Path],
+    what: str,
+) -> list[str]:
+    """The form's ``errors``, else the config ``build`` makes checked by the ``engine`` config class's
+    ``from_dict``, else :func:`launch` of ``start(config)``; returns the problems (empty on success)."""
     if errors:
         return errors
     try:
-        config = build_rehearsal_config(values, options.classification)
-        RehearsalConfig.from_dict(config)  # the engine's own validation
+        config = build()
+        engine.from_dict(config)  # the engine's own validation
     except (ValueError, TypeError, KeyError) as error:
         return [f"The configuration is not valid: {error}"]
-    return launch(lambda: start_rehearsal(config, values.name.strip()), "rehearsal")
+    return launch(lambda: start(config), what)
+
+
+def submit_rehearsal(values: RehearsalValues, options: TaskOptions) -> list[str]:
+    return _checked_launch(
+        validate_rehearsal(values), lambda: build_rehearsal_config(values, options.classification), RehearsalConfig,
+        lambda config: start_rehearsal(config, values.name.strip()), "rehearsal",
+    )  # fmt: skip
 
 
 def submit_scaling(values: ScalingValues, options: TaskOptions) -> list[str]:
-    """Validate and check the scaling study's config, start it; returns the problems (empty on success)."""
+    """Validate and check the scaling study's config (every run's training config), start it."""
     errors = validate_scaling(values)
-    if errors:
-        return errors
-    try:
-        config = build_scaling_config(values, options.classification)
-        TrainConfig.from_dict(config)  # the engine's own validation
-    except (ValueError, TypeError, KeyError) as error:
-        return [f"The configuration is not valid: {error}"]
-    ratios = parse_ratios(values.ratios)
-    return launch(lambda: start_scaling(config, values.task or "", ratios, values.name.strip()), "scaling study")
+    return _checked_launch(
+        errors, lambda: build_scaling_config(values, options.classification), TrainConfig,
+        lambda config: start_scaling(config, values.task or "", parse_ratios(values.ratios), values.name.strip()),
+        "scaling study",
+    )  # fmt: skip
 
 
 def launch(start: Callable[[], Path], what: str) -> list[str]:
