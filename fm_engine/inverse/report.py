@@ -28,8 +28,7 @@ def seed_elements(result: DesignResult) -> list[str]:
 def design_figures(result: DesignResult, checkpoint: LoadedCheckpoint) -> dict[str, go.Figure]:
     """The standard figures of a run, by file stem."""
     table = result.table
-    allowed = result.config.constraints.allowed()
-    figures = {"element_heatmap": recipe_heatmap(table, seed_elements(result), allowed=allowed)}
+    figures = {"element_heatmap": recipe_heatmap(table, seed_elements(result))}
     value_columns = [name for name in result.units if f"{name} [{result.units[name]}]" in table.columns]
     for target in result.config.targets:
         task = checkpoint.model.tasks[target.task]

@@ -4,8 +4,6 @@ from fm_engine.plots.calibration import calibration_figure
 from fm_engine.plots.datasets import task_data_figure
 from fm_engine.plots.design import (
     compare_runs,
-    distinct_recipes,
-    element_counts,
     element_frequency,
     pareto_front,
     recipe_heatmap,
@@ -22,8 +20,6 @@ __all__ = [
     "calibration_figure",
     "class_probabilities",
     "compare_runs",
-    "distinct_recipes",
-    "element_counts",
     "element_frequency",
     "element_position",
     "forgetting_figure",

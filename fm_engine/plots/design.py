@@ -12,54 +12,27 @@ from plotly.subplots import make_subplots
 
 from fm_engine.plots.ptable import ptable_heatmap
 
-REPORTED_DECIMALS = 3  # the formula's precision: recipes equal at it are one recipe when counted without a rule
-
-
-def distinct_recipes(table: pd.DataFrame) -> pd.DataFrame:
-    """The recipes of a design table counted once: those the design did not mark as a near-duplicate of a better
-    one (``duplicate_of_rank`` 0), else those distinct at the reported precision. The one place that decides what
-    counts as one recipe in the figures."""
-    if "duplicate_of_rank" in table.columns:
-        return table[table["duplicate_of_rank"] == 0]
-    columns = [c for c in table.columns if c.startswith("x_")]
-    return table[~table[columns].round(REPORTED_DECIMALS).duplicated()]
-
-
-def element_counts(table: pd.DataFrame) -> dict[str, int]:
-    """Number of distinct recipes (:func:`distinct_recipes`) containing each element (``x_<symbol>`` > 0)."""
-    distinct = distinct_recipes(table)
-    columns = [c for c in distinct.columns if c.startswith("x_")]
-    return {c[2:]: int((distinct[c] > 0).sum()) for c in columns if (distinct[c] > 0).any()}
-
 
 def element_frequency(table: pd.DataFrame) -> dict[str, float]:
-    """Share of the distinct recipes (0..1, :func:`distinct_recipes`) containing each element (``x_<symbol>``)."""
-    n = len(distinct_recipes(table))
-    return {symbol: count / n for symbol, count in element_counts(table).items()}
+    """Share of recipes (0..1) containing each element (columns ``x_<symbol>``)."""
+    columns = [c for c in table.columns if c.startswith("x_")]
+    return {c[2:]: float((table[c] > 0).mean()) for c in columns if (table[c] > 0).any()}
 
 
 def recipe_heatmap(
-    table: pd.DataFrame,
-    seed_elements: Sequence[str] = (),
-    *,
-    allowed: Sequence[str] | None = None,
-    title: str = "",
-    **layout: Any,
+    table: pd.DataFrame, seed_elements: Sequence[str] = (), *, title: str = "", **layout: Any
 ) -> go.Figure:
-    """Periodic table of how many distinct recipes (:func:`distinct_recipes`) contain each element; elements absent
-    from every seed (``seed_elements``) framed. With ``allowed`` (the design's allowed elements), allowed elements no
-    recipe uses are drawn light with a 0 and the elements that were not allowed grey and struck through, with a
-    legend. ``layout``: passed to ``figure.update_layout``."""
-    counts = element_counts(table)
-    new = [s for s in counts if s not in set(seed_elements)] if seed_elements else []
+    """Periodic table of how often each element appears in the designed recipes (% of recipes); elements
+    absent from every seed (``seed_elements``) framed. ``layout``: passed to ``figure.update_layout``."""
+    frequency = element_frequency(table)
+    new = [s for s in frequency if s not in set(seed_elements)] if seed_elements else []
     return ptable_heatmap(
-        {symbol: float(count) for symbol, count in counts.items()},
-        title=title or f"Element frequency in the {len(distinct_recipes(table))} distinct recipes",
-        colorbar_title="distinct recipes",
+        {s: 100 * v for s, v in frequency.items()},
+        title=title or "Element frequency in designed recipes",
+        colorbar_title="% of recipes",
         highlight=new,
         highlight_label="absent from every seed",
         value_format=".0f",
-        allowed=allowed,
         **layout,
     )
 

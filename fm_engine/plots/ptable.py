@@ -40,18 +40,12 @@ def ptable_heatmap(
     highlight_label: str = "",
     value_format: str = ".2g",
     colorscale: str = "Viridis",
-    allowed: Iterable[str] | None = None,
-    allowed_label: str = "allowed, not used (0)",
-    excluded_label: str = "not allowed",
     **layout: Any,
 ) -> go.Figure:
     """A heatmap over the periodic table (H..Pu) of ``values`` (symbol -> value, in the unit that
     ``colorbar_title`` names; shown with ``value_format``). Elements missing from ``values`` are grey;
     ``highlight`` elements get a red frame (e.g. elements a design introduced that no seed contained).
-
-    ``allowed`` (e.g. a design's allowed elements) splits the elements without a value in two, with a legend: those
-    in ``allowed`` are drawn in a light colour with a 0 (``allowed_label``), the others grey and struck through
-    (``excluded_label``). ``layout``: passed to ``figure.update_layout`` last (e.g. ``height=600``)."""
+    ``layout``: passed to ``figure.update_layout`` last (e.g. ``height=600``)."""
     rows, cols = 10, 18
     z = np.full((rows, cols), np.nan)
     text = np.full((rows, cols), "", dtype=object)
@@ -80,8 +74,6 @@ def ptable_heatmap(
             colorbar={"title": {"text": colorbar_title}}, xgap=2, ygap=2, textfont={"size": 10},
         )
     )  # fmt: skip
-    if allowed is not None:
-        _allowed_and_excluded(figure, z, positions, set(allowed), allowed_label, excluded_label)
     highlighted = [s for s in highlight if s in positions]
     for symbol in highlighted:
         r, c = positions[symbol]
@@ -101,43 +93,3 @@ def ptable_heatmap(
     )
     figure.update_layout(**layout)
     return figure
-
-
-ALLOWED_COLOUR = "#dbe9f6"  # light blue: could have been used
-EXCLUDED_COLOUR = "#bdbdbd"  # grey, struck through: could not
-
-
-def _allowed_and_excluded(
-    figure: go.Figure, z: np.ndarray, positions: dict[str, tuple[int, int]], allowed: set[str],
-    allowed_label: str, excluded_label: str,
-) -> None:  # fmt: skip
-    """Over the grey tiles of elements without a value: allowed ones light with a 0, the others struck through;
-    one legend entry each."""
-    unused = np.full(z.shape, np.nan)
-    text = np.full(z.shape, "", dtype=object)
-    hover = np.full(z.shape, "", dtype=object)
-    excluded_x, excluded_y, excluded_hover = [], [], []
-    for symbol, (r, c) in positions.items():
-        if not np.isnan(z[r, c]):
-            continue
-        if symbol in allowed:
-            unused[r, c], text[r, c], hover[r, c] = 0.0, f"{symbol}<br>0", f"{symbol}: 0 ({allowed_label})"
-        else:
-            excluded_x.append(c)
-            excluded_y.append(r)
-            excluded_hover.append(f"{symbol}: {excluded_label}")
-    figure.add_trace(
-        go.Heatmap(z=unused, text=text, texttemplate="%{text}", hovertext=hover, hoverinfo="text", showscale=False,
-                   colorscale=[[0, ALLOWED_COLOUR], [1, ALLOWED_COLOUR]], xgap=2, ygap=2, textfont={"size": 10},
-                   name=allowed_label)
-    )  # fmt: skip
-    figure.add_trace(
-        go.Scatter(x=excluded_x, y=excluded_y, mode="markers", name=excluded_label, hovertext=excluded_hover,
-                   hoverinfo="text", marker={"symbol": "line-ne", "size": 22, "line": {"color": "#8c8c8c", "width": 1},
-                                             "color": EXCLUDED_COLOUR})
-    )  # fmt: skip
-    swatch = {"symbol": "square", "size": 14, "color": ALLOWED_COLOUR, "line": {"color": "#8c8c8c", "width": 1}}
-    figure.add_trace(
-        go.Scatter(x=[None], y=[None], mode="markers", name=allowed_label, hoverinfo="skip", marker=swatch)
-    )
-    figure.update_layout(showlegend=True, legend={"orientation": "h", "x": 0, "y": 0, "yanchor": "top"})
