@@ -223,9 +223,17 @@ def launch(start: Callable[[], Path], what: str) -> list[str]:
 
 
 def show_problems(what: str, problems: list[str]) -> None:
-    """The problems that kept a form from starting its run, as one error box."""
-    if problems:
-        st.error(f"Cannot start {what}:\n\n" + "\n".join(f"- {p}" for p in problems), icon=":material/error:")
+    """The problems that kept a form from starting its run, as one error box that says so when the live monitor
+    below still shows an earlier run (its results are not the refused run's)."""
+    if not problems:
+        return
+    earlier = watched_run()
+    note = (
+        ""
+        if earlier is None
+        else f"\n\nNothing was started: the live monitor below still shows the earlier run **{earlier.name}**."
+    )
+    st.error(f"Cannot start {what}:\n\n" + "\n".join(f"- {p}" for p in problems) + note, icon=":material/error:")
 
 
 def restorable_run() -> Path | None:
