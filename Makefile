@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# Settings (no first-run e-mail prompt, no usage statistics): .streamlit/config.toml, read from this folder.
 run: $(STAMP)
 	$(VENV)/bin/streamlit run workbench/Home.py
 

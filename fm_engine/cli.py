@@ -304,6 +304,9 @@ def _cmd_scaling(args: argparse.Namespace) -> int:
     check_output_dir(args.out, kind="scaling")
     signal.signal(signal.SIGTERM, _on_sigterm)
     table = run_scaling(config, args.task, ratios, args.out, progress_bar=not args.no_progress)
+    if table.empty:
+        print("cancelled; the finished ratios' runs are kept in --out", file=sys.stderr)
+        return EXIT_CANCELLED
     print(table.to_string(index=False))
     print(f"wrote {Path(args.out) / 'scaling.csv'} and scaling.html")
     return 0

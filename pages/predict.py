@@ -137,7 +137,7 @@ def _batch(checkpoint: LoadedCheckpoint) -> None:
 st.title("Predict")
 if (active := active_checkpoint_or_explain()) is not None:
     path, checkpoint = active
-    st.caption(f"Model: **{path.name}** (choose another in the sidebar). Every value is in the task's unit.")
+    st.caption("Every value is in the task's unit.")
     with st.expander("Tasks and units"):
         st.dataframe(units_table(checkpoint), hide_index=True)
     _single_formula(checkpoint)

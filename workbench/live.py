@@ -21,7 +21,7 @@ from workbench.components.monitor import (
     schedule_text,
     task_metrics,
 )
-from workbench.runs import cancel, run_info, submitted_config
+from workbench.runs import cancel, resumable, resume, run_info, submitted_config
 
 STATE_ICONS = {
     "queued": ":material/hourglass_empty:",
@@ -78,6 +78,20 @@ def _rehearsal(run_dir: Path, status: dict, state: str, *, key: str) -> None:
         _charts(step_dir, key=key)
 
 
+def _scaling(run_dir: Path, status: dict, state: str, *, key: str) -> None:
+    """A scaling study: which keep-ratio trains (its epoch progress) and the current ratio's run curves."""
+    total, step = int(status.get("n_steps") or 0), int(status.get("step") or 0)
+    current = status.get("current_run")
+    step_dir = run_dir / current if current else None
+    step_status = RunDirectory(step_dir).checked_status() if step_dir is not None and step_dir.is_dir() else {}
+    if state in ("queued", "running"):
+        done = (max(step - 1, 0) + _fraction(step_status)) / total if total else 0.0
+        st.progress(min(done, 1.0), text=f"ratio {step} / {total or '?'}: {eta_text(step_status or status)}")
+    if step_dir is not None and step_dir.is_dir():
+        st.markdown(f"**Current run** (`{current}`)")
+        _charts(step_dir, key=key)
+
+
 def _ensemble_progress(run_dir: Path, status: dict) -> None:
     """The whole ensemble's progress, labelled ``member k of N: epoch e / E`` (the member in training)."""
     folder = member_folder(run_dir, int(status.get("member") or 0))
@@ -91,29 +105,47 @@ def _fraction(status: dict) -> float:
     return min((status.get("epoch") or 0) / total, 1.0) if total else 0.0
 
 
+def _resume_button(run_dir: Path, *, key: str) -> None:
+    """A cancelled or stopped run goes on from its last saved epoch in its own folder (a new process)."""
+    help_text = "Continue from the last saved epoch, with the run's own settings, in the same run folder."
+    if st.button("Resume run", key=f"{key}_resume", icon=":material/play_arrow:", help=help_text):
+        try:
+            resume(run_dir)
+        except (OSError, ValueError) as error:
+            st.error(f"Cannot resume: {error}")
+            return
+        st.toast(f"Resuming {run_dir.name}", icon=":material/play_arrow:")
+        st.rerun()  # a full rerun: the monitor ticks again
+
+
 def render_run(run_dir: Path, *, key: str, allow_cancel: bool = True) -> str:
-    """Status, progress, ETA, growing loss and metric curves, and a cancel button; returns the state.
+    """Status, progress, ETA, growing loss and metric curves, and (``allow_cancel``) a cancel button while it runs
+    or a resume button once it was cancelled or stopped with its training state saved; returns the state.
 
     A rehearsal (``kind: rehearsal`` in status.json) shows its steps and the current step's curves."""
     info = run_info(run_dir)
     status = info.status
-    rehearsal = status.get("kind") == "rehearsal"
+    rehearsal, scaling = status.get("kind") == "rehearsal", status.get("kind") == "scaling"
     st.markdown(f"**{STATE_ICONS.get(info.state, '')} {info.name}: {info.state}**: {status.get('message', '')}")
     ensemble = not rehearsal and ensemble_members(status) > 1
     if info.state in ("queued", "running"):
         if ensemble:
             _ensemble_progress(run_dir, status)
-        elif not rehearsal:
+        elif not rehearsal and not scaling:
             st.progress(_fraction(status), text=eta_text(status))
-        label = "Cancel rehearsal" if rehearsal else "Cancel run"
+        label = "Cancel rehearsal" if rehearsal else "Cancel scaling study" if scaling else "Cancel run"
         if allow_cancel and st.button(label, key=f"{key}_cancel", type="secondary") and cancel(run_dir):
             st.toast("Cancelling: the run saves its state and stops.")
     elif info.state == "failed" and status.get("stopped_unexpectedly"):
         st.warning(f"The run {status.get('message')}")  # "stopped unexpectedly (...); resume with: ..."
     elif info.state == "failed":
         st.error(f"The run failed: {status.get('message') or 'see train.log in its folder'}")
+    if allow_cancel and resumable(info):
+        _resume_button(info.path, key=key)
     if rehearsal:
         _rehearsal(run_dir, status, info.state, key=key)
+    elif scaling:
+        _scaling(run_dir, status, info.state, key=key)
     elif ensemble:
         if info.state not in ("queued", "running"):
             st.caption(f"Ensemble of {ensemble_headline(status)}; the curves are the last trained member's.")

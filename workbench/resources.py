@@ -30,8 +30,10 @@ def get_checkpoint(path: str | Path) -> LoadedCheckpoint:
 
 
 def active_checkpoint_or_explain() -> tuple[Path, LoadedCheckpoint] | None:
-    """The sidebar's active checkpoint and its folder; or None after telling the user why there is none."""
+    """The sidebar's active checkpoint and its folder, after one line saying which model it is
+    (:func:`workbench.active_model.show_model_line`); or None after telling the user why there is none."""
     from workbench import state
+    from workbench.active_model import show_model_line
     from workbench.paths import page
 
     path = state.active_checkpoint()
@@ -39,6 +41,7 @@ def active_checkpoint_or_explain() -> tuple[Path, LoadedCheckpoint] | None:
         st.info("No trained model yet. Train the demo model on the Overview page (a few minutes), then come back.")
         st.page_link(page("overview.py"), label="Overview: train the demo model", icon=":material/home:")
         return None
+    show_model_line(path)
     try:
         return path, get_checkpoint(path)
     except CheckpointError as error:
@@ -47,8 +50,11 @@ def active_checkpoint_or_explain() -> tuple[Path, LoadedCheckpoint] | None:
 
 
 def workspace_checkpoints() -> dict[str, Path]:
-    """Finished runs of the workspace that hold a checkpoint: label -> run folder (newest first)."""
-    return {run.name: run.path for run in list_runs() if run.has_checkpoint}
+    """Finished runs of the workspace that hold a checkpoint: label -> run folder, the most recently *finished*
+    first (the default active model; not the most recently started run)."""
+    runs = [run for run in list_runs() if run.has_checkpoint]
+    runs.sort(key=lambda run: run.status.get("finished_at") or run.status.get("created_at") or "", reverse=True)
+    return {run.name: run.path for run in runs}
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -76,7 +82,7 @@ def is_foundation(path: str | Path | None) -> bool:
 
 
 def available_checkpoints() -> dict[str, Path]:
-    """Every checkpoint the pickers offer: the workspace's finished runs (newest first), then the installed
+    """Every checkpoint the pickers offer: the workspace's finished runs (newest finished first), then the installed
     foundation (read-only; it is not in the workspace); label -> folder."""
     checkpoints = workspace_checkpoints()
     foundation = foundation_checkpoint()

@@ -30,6 +30,8 @@ import yaml
 from fm_engine.run_lock import lock_state, process_matches, process_start
 from fm_engine.safe_io import atomic_write_text
 from fm_engine.threads import thread_environment
+from fm_engine.training.ensemble import is_ensemble_run
+from fm_engine.training.rehearsal import REHEARSAL_FILE
 from fm_engine.training.run_files import ACTIVE_STATES, RunDirectory
 from fm_engine.workspace import demo_run_dir, runs_dir
 
@@ -89,9 +91,12 @@ def run_info(path: Path) -> RunInfo:
     state = status.get("state", "queued")
     if state in ACTIVE_STATES:
         gone = run.process_gone(status)
-        if gone is None:  # not locked yet: the process the workbench launched is still starting, or died
+        if gone is not False:  # not locked (yet): the process the workbench launched may still be starting
             pid, start = _launcher(path)
-            gone = bool(pid) and not _alive(pid, start)
+            if pid and _alive(pid, start):
+                gone = False  # e.g. resuming: the lock file of the earlier process is there, free, until it locks
+            elif gone is None:
+                gone = bool(pid)
         if gone:
             reason = last_error(path)
             status = run.stopped_status(status, reason)
@@ -221,6 +226,21 @@ def start_rehearsal(config: dict[str, Any], name: str) -> Path:
     return run_dir
 
 
+def start_scaling(config: dict[str, Any], task: str, ratios: list[float], name: str) -> Path:
+    """Start ``fm scaling`` (one run per keep-ratio of ``task``'s training data, each on ``config``, a
+    training-config dict) in a new folder; returns it. Its status.json (``kind: scaling``) names the ratio in
+    training."""
+    run_dir = new_run_dir(name)
+    run_dir.mkdir(parents=True)
+    config_file = submitted_config_path(run_dir)
+    atomic_write_text(config_file, yaml.safe_dump(without_pickle_opt_in(config), sort_keys=False))
+    RunDirectory(run_dir).update_status(state="queued", name=name, message="starting", created_at=_now(),
+                                        kind="scaling", task=task, step=0, n_steps=len(ratios))  # fmt: skip
+    args = ["scaling", "--config", str(config_file), "--task", task, "--ratios", ",".join(f"{r:g}" for r in ratios)]
+    _launch([*args, "--out", str(run_dir), "--no-progress"], run_dir)
+    return run_dir
+
+
 def demo_state() -> str | None:
     """The state of the workspace's demo run (queued, running, done, failed, cancelled), None if never started."""
     run_dir = demo_run_dir()
@@ -246,6 +266,31 @@ def start_demo() -> Path:
     RunDirectory(run_dir).update_status(state="queued", name="demo", message="starting", created_at=_now())
     _launch(["demo", "--out", str(run_dir), "--no-progress"], run_dir)
     return run_dir
+
+
+def resumable(info: RunInfo) -> bool:
+    """True for a run that can go on where it stopped: cancelled, or stopped unexpectedly (its process killed, the
+    machine restarted), with its training state saved (``last.ckpt``; an ensemble's members; a rehearsal's steps).
+    A fine-tune or a run that failed with an error is started again instead."""
+    status = info.status
+    stopped = info.state == "cancelled" or (info.state == "failed" and bool(status.get("stopped_unexpectedly")))
+    if not stopped or status.get("kind") == "finetune":
+        return False
+    if status.get("kind") == "rehearsal":
+        return (info.path / REHEARSAL_FILE).is_file()
+    return RunDirectory(info.path).resume_path.exists() or is_ensemble_run(None, info.path, resume=True)
+
+
+def resume(run_dir: Path) -> Path:
+    """Continue a :func:`resumable` run in its own folder (``fm train --out RUN --resume``; a rehearsal: ``fm
+    rehearsal --out RUN --resume``) as a new process; the run's own recorded config is used. Returns the folder."""
+    info = run_info(Path(run_dir))
+    if not resumable(info):
+        raise ValueError(f"{info.name} cannot be resumed ({info.state}, no saved training state): start it again")
+    command = "rehearsal" if info.status.get("kind") == "rehearsal" else "train"
+    RunDirectory(info.path).update_status(state="queued", message="resuming", finished_at=None)
+    _launch([command, "--out", str(info.path), "--resume", "--no-progress"], info.path)
+    return info.path
 
 
 def _run_process(run_dir: Path) -> int | None:

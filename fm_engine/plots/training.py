@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.colors import DEFAULT_PLOTLY_COLORS as DEFAULT_COLORS
 from plotly.subplots import make_subplots
 
 
@@ -19,24 +20,39 @@ def _series(epochs: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], l
     return [r["epoch"] + 1 for r in kept], [r[key] for r in kept]
 
 
+LEGEND_PER_ROW = 4  # legend entries per row of the loss figure's legend (below the plot)
+LEGEND_ROW_PX = 24  # height of one legend row, px
+
+
 def loss_figure(records: Sequence[Mapping[str, Any]], tasks: Sequence[str], **layout: Any) -> go.Figure:
     """Training (solid) and validation (dashed) loss vs epoch (1-based), the total and one pair per task
     in ``tasks``; losses are in normalised units (the total is the weighted sum), log y axis.
 
+    The legend has one entry per task (a click hides both its curves), in rows below the plot; the figure grows by
+    :data:`LEGEND_ROW_PX` px per row, so no entry is clipped however many tasks a run has.
     ``layout``: passed to ``figure.update_layout`` (e.g. ``height=500``, ``title=...``).
     """
     epochs = _epoch_records(records)
     figure = go.Figure()
-    for task in ["loss", *tasks]:
+    names = ["loss", *tasks]
+    for i, task in enumerate(names):
         train_key = f"train/{task}" if task != "loss" else "train/loss"
         val_key = f"val/{task}/loss" if task != "loss" else "val/loss"
-        x, y = _series(epochs, train_key)
-        figure.add_trace(go.Scatter(x=x, y=y, name=f"{task} train", mode="lines", legendgroup=task))
-        xv, yv = _series(epochs, val_key)
-        figure.add_trace(go.Scatter(x=xv, y=yv, name=f"{task} val", mode="lines", line={"dash": "dash"},
-                                    legendgroup=task))  # fmt: skip
-    figure.update_layout(title="Loss per task (normalised units; total = weighted sum)", xaxis_title="epoch",
-                         yaxis_title="loss", yaxis_type="log", height=380)  # fmt: skip
+        label, color = ("total" if task == "loss" else task), DEFAULT_COLORS[i % len(DEFAULT_COLORS)]
+        for key, dash, what in ((train_key, None, "train"), (val_key, "dash", "validation")):
+            x, y = _series(epochs, key)
+            figure.add_trace(go.Scatter(
+                x=x, y=y, name=label if dash is None else f"{label} val", mode="lines", legendgroup=task,
+                line={"dash": dash, "color": color}, showlegend=dash is None,
+                hovertemplate=f"{label} {what}: %{{y:.4g}}<extra></extra>",
+            ))  # fmt: skip
+    rows = -(-len(names) // LEGEND_PER_ROW)
+    figure.update_layout(
+        title="Loss per task (normalised units; total = weighted sum)", xaxis_title="epoch", yaxis_title="loss",
+        yaxis_type="log", height=360 + LEGEND_ROW_PX * rows, hovermode="x unified",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0,
+                "title": {"text": "solid: training, dashed: validation  "}},
+    )  # fmt: skip
     figure.update_layout(**layout)
     return figure
 

@@ -26,7 +26,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 
-from fm_engine.cards import METRIC_LABELS, ModelCard, read_card
+from fm_engine.cards import CARD_FILE, CARD_MARKDOWN_FILE, METRIC_LABELS, ModelCard, read_card
 from fm_engine.checkpoints import copy_checkpoint, load_checkpoint
 from fm_engine.config import check_keys, check_value, known_keys_only, naming_file, read_config_file
 from fm_engine.data import CompositionDataModule
@@ -399,10 +399,23 @@ def _write_tables(config: RehearsalConfig, out: Path, metrics: pd.DataFrame) -> 
     return forgetting
 
 
+def _whole_training_time(checkpoint: Path, steps: list[dict[str, Any]]) -> None:
+    """The final checkpoint's card (a copy of the last step's) with the training time of every step together
+    (``training.wall_time_s``, s), not only the last step's."""
+    card = read_card(checkpoint)
+    seconds = [step.get("seconds") for step in steps]
+    if card is None or any(not isinstance(value, int | float) for value in seconds):
+        return
+    card.training.wall_time_s = round(float(sum(seconds)), 2)
+    atomic_write_json(checkpoint / CARD_FILE, card.to_mapping(), sort_keys=False)
+    atomic_write_text(checkpoint / CARD_MARKDOWN_FILE, card.render_markdown())
+
+
 def _finish(config: RehearsalConfig, out: Path, steps: list[dict[str, Any]], metrics: pd.DataFrame) -> RehearsalResult:
     top = RunDirectory(out)
     forgetting = _write_tables(config, out, metrics)
     copy_checkpoint(out / steps[-1]["run_dir"] / "checkpoint", out / "checkpoint")
+    _whole_training_time(out / "checkpoint", steps)
     design_dir = None
     if config.design is not None:
         from fm_engine.inverse import run_design

@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 from fm_engine.inverse import element_presets
 from fm_engine.inverse.design import DISTINCT_DISTANCE
 from fm_engine.training import RunDirectory
+from fm_engine.training.run_files import now_iso
 from tests.browser.conftest import CEILING_MS, CEILING_S, screenshot, wait_for_app, wait_for_run
 
 
@@ -178,4 +179,49 @@ def test_predict_csv_with_a_bad_row(app_with_demo, page, tmp_path):
     expect(page.get_by_role("heading", name="Compare two checkpoints")).to_be_visible(timeout=CEILING_MS)
     expect(page.get_by_text("demo").first).to_be_attached()  # the demo run is listed (a table cell)
     screenshot(page, "checkpoints")
+    assert not page.get_by_test_id("stException").count()
+
+
+def test_a_run_is_followed_across_a_reload_then_cancelled_resumed_and_ready(app, page):
+    """The issue's flows: the Past runs table follows the run live; a reload mid-run follows the same run (not a
+    newer one of the workspace); a cancelled run resumes from the page and finishes with its "ready" message."""
+    url, workspace = app
+    page.goto(url + "/train")
+    wait_for_app(page)
+    page.get_by_text(re.compile(r"^hea_phase \(classes")).click()
+    set_number(page, "Hidden layer widths (neurons per layer)", "16")
+    page.get_by_text("set by hand", exact=True).click()
+    set_number(page, "Epochs, by hand (passes over the data)", "200")
+    set_number(page, "Patience, by hand (epochs)", "200")
+    page.get_by_role("button", name="Start training").click()
+    wait_for_app(page)
+    run = next(p for p in (workspace / "runs").iterdir() if p.is_dir())
+    expect(page.get_by_text(re.compile(r"epoch [1-9]\d* / 200")).first).to_be_visible(timeout=CEILING_MS)
+    table = page.get_by_test_id("stDataFrame")  # Past runs, read again while the run trains (no reload)
+    expect(table.get_by_text(re.compile(r"^[1-9]\d* / 200$")).first).to_be_attached(timeout=CEILING_MS)
+    expect(table.get_by_text("running", exact=True).first).to_be_attached()
+
+    other = RunDirectory(workspace / "runs" / "zz-someone-elses")  # a newer run of the workspace, queued
+    other.update_status(state="queued", name="zz-someone-elses", message="starting", created_at=now_iso())
+    assert f"run={run.name}" in page.url
+    page.reload()
+    wait_for_app(page)
+    expect(page.get_by_text(f"{run.name}: running")).to_be_visible(timeout=CEILING_MS)
+    expect(page.get_by_text("zz-someone-elses: queued")).to_have_count(0)
+    screenshot(page, "train_reloaded_mid_run")
+
+    page.get_by_role("button", name="Cancel run").click()
+    assert wait_for_run(run)["state"] == "cancelled"
+    expect(page.get_by_role("button", name="Resume run")).to_be_visible(timeout=CEILING_MS)
+    stopped = RunDirectory(run).read_status()["epoch"]
+    assert stopped < 200
+    page.get_by_role("button", name="Resume run").click()
+    expect(page.get_by_text(f"{run.name}: running").or_(page.get_by_text(f"{run.name}: queued"))).to_be_visible(
+        timeout=CEILING_MS
+    )
+    status = wait_for_run(run)
+    assert status["state"] == "done" and status["epoch"] == 200 and status["segments"] == 2, status
+    expect(page.get_by_text(f"{run.name} is ready")).to_be_visible(timeout=CEILING_MS)
+    expect(page.get_by_text("now the active model")).to_be_visible()
+    screenshot(page, "train_resumed_ready")
     assert not page.get_by_test_id("stException").count()

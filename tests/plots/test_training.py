@@ -17,15 +17,29 @@ def test_loss_figure_has_a_train_and_a_validation_curve_per_task_by_1_based_epoc
     figure = loss_figure(RECORDS, ["bulk"])
     curves = {trace.name: (list(trace.x), list(trace.y)) for trace in figure.data}
     assert curves == {
-        "loss train": ([1, 2], [2.0, 1.0]),
-        "loss val": ([1, 2], [2.5, 1.5]),
-        "bulk train": ([1, 2], [1.5, 0.7]),
+        "total": ([1, 2], [2.0, 1.0]),
+        "total val": ([1, 2], [2.5, 1.5]),
+        "bulk": ([1, 2], [1.5, 0.7]),
         "bulk val": ([1, 2], [1.8, 0.9]),
     }
     assert [t.line.dash for t in figure.data] == [None, "dash", None, "dash"]
+    assert figure.data[2].line.color == figure.data[3].line.color != figure.data[0].line.color
     assert figure.layout.xaxis.title.text == "epoch"
     assert figure.layout.yaxis.type == "log"
     assert "normalised units" in figure.layout.title.text
+
+
+def test_the_loss_legend_has_one_entry_per_task_below_the_plot_and_grows_with_the_tasks():
+    """Not clipped: a demo-sized run (8 tasks and the autoencoder) puts its legend in rows under the plot."""
+    tasks = [f"task_{i}" for i in range(9)]
+    figure = loss_figure(RECORDS, tasks)
+    shown = [t.name for t in figure.data if t.showlegend is not False]
+    assert shown == ["total", *tasks]  # one entry per task; its dashed validation curve shares it
+    assert {t.legendgroup for t in figure.data if t.name.endswith(" val")} == {"loss", *tasks}
+    legend = figure.layout.legend
+    assert legend.orientation == "h" and legend.y < 0 and legend.yanchor == "top"
+    assert "dashed: validation" in legend.title.text
+    assert figure.layout.height > loss_figure(RECORDS, ["bulk"]).layout.height
 
 
 def test_metric_figure_has_one_panel_per_task_with_its_unit_and_skips_missing_epochs():

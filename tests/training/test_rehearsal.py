@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fm_engine.cards import format_value, read_card
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.cli import main
 from fm_engine.training.rehearsal import RehearsalConfig, run_rehearsal
@@ -41,6 +42,16 @@ def test_every_step_leaves_a_loadable_checkpoint_and_predictions(rehearsals):
     status = json.loads((result.out / "status.json").read_text())
     assert status["kind"] == "rehearsal" and status["state"] == "done"
     assert [s["state"] for s in status["steps"]] == ["done"] * 3
+
+
+def test_the_final_cards_training_time_is_every_steps_together(rehearsals):
+    out = rehearsals[0.5].out
+    steps = [read_card(out / step / "checkpoint").training.wall_time_s for step in STEPS]
+    card = read_card(out / "checkpoint")
+    assert card.training.wall_time_s == pytest.approx(sum(steps), abs=0.02)
+    assert card.training.wall_time_s > steps[-1]
+    assert f"- wall time s: {format_value(card.training.wall_time_s)}" in (out / "checkpoint" / "card.md").read_text()
+    assert load_checkpoint(out).model  # the rewritten card still loads
 
 
 def test_one_split_for_every_step(rehearsals):

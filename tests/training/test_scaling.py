@@ -25,6 +25,10 @@ def test_scaling_runs_one_model_per_ratio(tiny_data, tmp_path, capsys):
     assert (other["metric"] == "error").all()
     assert json.loads((out / "scaling.json").read_text())["task"] == "bulk_modulus"
     assert (out / "scaling.html").exists() and (out / "ratio_0.25" / "checkpoint").exists()
+    status = json.loads((out / "status.json").read_text())  # what the workbench's monitor follows
+    assert (status["kind"], status["state"], status["n_steps"], status["current_run"]) == ("scaling", "done", 2,
+                                                                                          "ratio_0.25")  # fmt: skip
+    assert status["finished_at"] >= status["created_at"]
 
 
 def test_scaling_names_an_unknown_task(tiny_data, tmp_path, capsys):

@@ -9,12 +9,25 @@ from fm_engine.cards import METRIC_LABELS, ModelCard
 from workbench.components.train_form import SCHEDULE_AUTO, SCHEDULE_HAND, SCHEDULE_KEYS, SCHEDULES
 
 
+def duration_text(seconds: float) -> str:
+    """A remaining time in words, rounded as a person would say it: ``about 40 s``, ``about 12 min``,
+    ``about 2 h 18 min`` (never a clock-like ``137:46``)."""
+    seconds = max(float(seconds), 0.0)
+    if seconds < 60:
+        return f"about {max(round(seconds / 5) * 5, 5)} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h {minutes} min" if minutes else f"about {hours} h"
+
+
 def eta_text(status: dict[str, Any]) -> str:
-    """``epoch 12 / 60, ETA 0:41`` (the ETA is an upper bound: early stopping may end sooner)."""
+    """``epoch 12 / 60, at most about 2 h 18 min left`` (an upper bound: early stopping may end sooner)."""
     epoch = status.get("epoch", 0)
     total = status.get("max_epochs") or "?"
     eta = status.get("eta_seconds")
-    shown = f", at most {int(eta) // 60}:{int(eta) % 60:02d} left" if isinstance(eta, int | float) and eta else ""
+    shown = f", at most {duration_text(eta)} left" if isinstance(eta, int | float) and eta else ""
     return f"epoch {epoch} / {total}{shown}"
 
 

@@ -325,6 +325,65 @@ def build_config(values: FormValues, uploaded_files: Mapping[str, tuple[dict[str
     return config
 
 
+def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    part = config.get(name)
+    return part if isinstance(part, Mapping) else {}
+
+
+def form_values(config: Mapping[str, Any], *, uploaded: Sequence[str] = ()) -> tuple[FormValues, list[str]]:
+    """The Train form's values that :func:`build_config` turns into ``config`` (a training-config dict: the one a
+    run was started with, or its recorded ``config.yaml``), and notes on what the form cannot take back (a task
+    from a file that is not among this session's ``uploaded`` task names). Settings the config leaves out keep the
+    form's starting values; a schedule with every setting given is "set by hand"."""
+    start, notes = FormValues(), []
+    values: dict[str, Any] = {"name": str(config.get("name") or start.name), "bundled": [], "uploaded": []}
+    classification = []
+    for entry in config.get("tasks") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        name = str(entry.get("bundled") or entry.get("name") or "")
+        if entry.get("bundled"):
+            values["bundled"].append(name)
+        elif name in uploaded:
+            values["uploaded"].append(name)
+        else:
+            notes.append(f"task {name or '?'} (from {', '.join(map(str, entry.get('data_files') or [])) or 'a file'})"
+                         " is not on the form: upload its CSV on the Data page and tick it")  # fmt: skip
+            continue
+        if "class_weights" in entry or "decision_threshold" in entry or entry.get("type") == "classification":
+            classification.append(entry)
+    model = _section(config, "model")
+    encoder = _section(model, "encoder")
+    values["encoder"] = str(encoder.get("type") or start.encoder)
+    if encoder.get("hidden_dims"):
+        values["hidden_dims"] = dims_text(encoder["hidden_dims"])
+    for key in ("d_model", "num_layers", "nhead", "dropout"):
+        if encoder.get(key) is not None:
+            values[key] = encoder[key]
+    if _section(model, "autoencoder").get("enabled") is not None:
+        values["autoencoder"] = bool(model["autoencoder"]["enabled"])
+    if model.get("loss_balancer") is not None:
+        values["loss_balancer"] = bool(model["loss_balancer"])
+    if classification:
+        values["balanced_classes"] = any(entry.get("class_weights") == "balanced" for entry in classification)
+        values["threshold_on_validation"] = not any(entry.get("decision_threshold") == HALF for entry in classification)
+    trainer, data = _section(config, "trainer"), _section(config, "data")
+    schedule = {key: _section(config, section).get(key) for section, key in SCHEDULE_KEYS}
+    values["schedule"] = SCHEDULE_HAND if all(value is not None for value in schedule.values()) else SCHEDULE_AUTO
+    values |= {key: value for key, value in schedule.items() if value is not None}
+    if data.get("test_ratio") is not None:
+        values["test_ratio"] = float(data["test_ratio"])
+    if _section(config, "optimizer").get("lr") is not None:
+        values["lr"] = float(config["optimizer"]["lr"])
+    if "ema_decay" in trainer:
+        values["weight_averaging"] = trainer["ema_decay"] is not None
+    if config.get("seed") is not None:
+        values["seed"] = int(config["seed"])
+    values["start_from"] = str(config.get("start_from") or start.start_from)
+    values["ensemble_members"] = int(_section(config, "ensemble").get("members") or 1)
+    return FormValues(**values), notes
+
+
 def local_time(iso: str | None) -> str:
     """``2025-01-02T10:00:00+00:00`` -> ``2025-01-02 11:00`` in the server's local time."""
     if not iso:
@@ -335,7 +394,7 @@ def local_time(iso: str | None) -> str:
         return str(iso)
 
 
-RUN_KINDS = {"finetune": "fine-tune", "rehearsal": "rehearsal"}
+RUN_KINDS = {"finetune": "fine-tune", "rehearsal": "rehearsal", "scaling": "scaling study"}
 
 
 def run_kind(status: Mapping[str, Any]) -> str:
@@ -348,8 +407,9 @@ def progress_text(status: Mapping[str, Any]) -> str:
     total = status.get("max_epochs")
     epoch = status.get("epoch", 0) or 0
     epochs = f"{epoch} / {total}" if total else str(epoch)
-    if status.get("kind") == "rehearsal":
-        steps = f"step {status.get('step') or 0} / {status.get('n_steps') or '?'}"
+    if status.get("kind") in ("rehearsal", "scaling"):
+        what = "ratio" if status.get("kind") == "scaling" else "step"
+        steps = f"{what} {status.get('step') or 0} / {status.get('n_steps') or '?'}"
         return steps if status.get("state") in ("done", "failed", "cancelled") else f"{steps}, epoch {epochs}"
     return epochs
 
@@ -471,3 +531,67 @@ def build_rehearsal_config(values: RehearsalValues, classification: Sequence[str
         "replay_ratio": float(values.replay_ratio),
         **{key: config[key] for key in ("model", "data", "optimizer", "trainer")},
     }
+
+
+# ----------------------------------------------------------------------------------------------- scaling study
+SCALING_RATIOS = "1, 0.5, 0.25"  # the scaling form's starting keep-ratios
+
+
+@dataclass
+class ScalingValues:
+    """What the scaling-study form holds: the task whose training data is thinned, the keep-ratios (text), tasks
+    trained alongside with all their data, and the training settings of every run (defaults: the form's starting
+    values, as the rehearsal form's)."""
+
+    name: str = "scaling"
+    task: str | None = None
+    others: list[str] = field(default_factory=list)
+    ratios: str = SCALING_RATIOS
+    preset: str = REHEARSAL_PRESET
+    max_epochs: int = REHEARSAL_TRAINER.max_epochs
+    patience: int = REHEARSAL_TRAINER.patience
+    batch_size: int = FORM_DATA.batch_size
+    lr: float = OptimizerSection.lr
+    seed: int = TrainConfig.seed
+
+
+def parse_ratios(text: str) -> list[float]:
+    """``"1, 0.5, 0.25"`` -> ``[1.0, 0.5, 0.25]`` (fractions of the task's training compositions kept, each in
+    (0, 1]); raises ValueError with a readable message."""
+    parts = [p for p in re.split(r"[\s,;]+", text.strip()) if p]
+    try:
+        ratios = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"Keep-ratios: '{text}' is not a list of numbers (write e.g. 1, 0.5, 0.25).") from None
+    if not ratios or any(not 0 < r <= 1 for r in ratios):
+        raise ValueError("Keep-ratios: give one or more fractions above 0 and at most 1, e.g. 1, 0.5, 0.25.")
+    return sorted(set(ratios), reverse=True)
+
+
+def validate_scaling(values: ScalingValues) -> list[str]:
+    errors = []
+    if not values.name.strip():
+        errors.append("Give the scaling study a name.")
+    if not values.task:
+        errors.append("Choose the task whose training data is thinned.")
+    try:
+        parse_ratios(values.ratios)
+    except ValueError as error:
+        errors.append(str(error))
+    if values.max_epochs < 1:
+        errors.append("Train for at least 1 epoch per run.")
+    if values.preset not in MLP_PRESETS:
+        errors.append(f"Unknown size preset '{values.preset}' (small, medium or large).")
+    return errors
+
+
+def build_scaling_config(values: ScalingValues, classification: Sequence[str] = ()) -> dict[str, Any]:
+    """The training-config dict every run of a scaling study uses (``fm scaling --config``): the thinned task
+    first, then the others, with the schedule set by hand."""
+    tasks = [values.task or "", *[t for t in values.others if t != values.task]]
+    form = FormValues(
+        name=values.name, bundled=tasks, **encoder_values("mlp", values.preset), schedule=SCHEDULE_HAND,
+        max_epochs=values.max_epochs, patience=values.patience, batch_size=values.batch_size, lr=values.lr,
+        seed=values.seed,
+    )  # fmt: skip
+    return build_config(form, classification=classification)

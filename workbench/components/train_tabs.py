@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from fm_engine.training.run_files import RunDirectory
+from workbench import state
 from workbench.components.cards import read_card
 from workbench.components.monitor import finetune_comparison
 from workbench.components.train_form import (
@@ -17,13 +18,25 @@ from workbench.components.train_form import (
     LEARNING_RATES,
     MLP_PRESETS,
     RehearsalValues,
+    ScalingValues,
     card_learning_rate,
     card_task_choices,
+    runs_table,
     validate_finetune,
 )
 from workbench.paths import page
 from workbench.runs import list_runs, run_info, start_finetune
-from workbench.train import ENCODERS, REHEARSAL, TaskOptions, encoder_label, launch, show_problems, submit_rehearsal
+from workbench.train import (
+    ENCODERS,
+    REHEARSAL,
+    SCALING,
+    TaskOptions,
+    encoder_label,
+    launch,
+    show_problems,
+    submit_rehearsal,
+    submit_scaling,
+)
 
 
 def finetune_tab() -> None:
@@ -167,23 +180,71 @@ def rehearsal_tab(options: TaskOptions) -> None:
         show_problems("this rehearsal", submit_rehearsal(values, options))
 
 
+def scaling_tab(options: TaskOptions) -> None:
+    st.markdown(
+        "**Scaling with data**: the same model is trained several times, each time on a fraction (the *keep-ratio*) "
+        "of one task's training compositions, so you see how its error falls with more data and whether measuring "
+        "more is worth it. Other tasks you add keep all their data. Validation and test compositions never change. "
+        "Results: page *Rehearsal & scaling*."
+    )
+    labels = options.labels
+    with st.form("scaling_form", border=False, enter_to_submit=False):
+        head = st.columns([2, 1])
+        name = head[0].text_input("Study name", value=SCALING.name, max_chars=60, key="scaling_name",
+                                  help="A short label; the folder is <name>-<date>-<time>.")  # fmt: skip
+        seed = head[1].number_input("Random seed (split, weights)", min_value=0, max_value=2**31 - 1,
+                                    value=SCALING.seed, step=1, key="scaling_seed")  # fmt: skip
+        cols = st.columns([1, 1, 2])
+        task = cols[0].selectbox(
+            "Task whose data is thinned", list(labels), index=None, format_func=lambda t: labels.get(t, t),
+            key="scaling_task", placeholder="Choose a task",
+        )  # fmt: skip
+        ratios = cols[1].text_input(
+            "Keep-ratios (fractions of its training data)", value=SCALING.ratios, key="scaling_ratios",
+            help="One run per ratio, e.g. 1, 0.5, 0.25: all, half and a quarter of the task's training compositions.",
+        )  # fmt: skip
+        others = cols[2].multiselect(
+            "Other tasks, trained alongside with all their data (optional)", list(labels),
+            format_func=lambda t: labels.get(t, t), key="scaling_others",
+        )  # fmt: skip
+        cols = st.columns(5)
+        preset = cols[0].selectbox("Encoder size (MLP)", list(MLP_PRESETS), key="scaling_preset",
+                                   index=list(MLP_PRESETS).index(SCALING.preset))  # fmt: skip
+        max_epochs = cols[1].number_input("Epochs per run", min_value=1, max_value=2000, value=SCALING.max_epochs,
+                                          step=5, key="scaling_epochs")  # fmt: skip
+        patience = cols[2].number_input("Patience (epochs)", min_value=1, max_value=500, value=SCALING.patience,
+                                        step=1, key="scaling_patience")  # fmt: skip
+        batch_size = cols[3].select_slider("Batch size", BATCH_SIZES, value=SCALING.batch_size, key="scaling_batch")
+        lr = cols[4].select_slider("Learning rate", LEARNING_RATES, value=SCALING.lr, key="scaling_lr",
+                                   format_func=lambda v: f"{v:g}")  # fmt: skip
+        submitted = st.form_submit_button("Start scaling study", type="primary", icon=":material/play_arrow:")
+    if submitted:
+        values = ScalingValues(
+            name=name, task=task, others=list(others), ratios=ratios, preset=preset, max_epochs=int(max_epochs),
+            patience=int(patience), batch_size=int(batch_size), lr=float(lr), seed=int(seed),
+        )  # fmt: skip
+        show_problems("this scaling study", submit_scaling(values, options))
+
+
 def finished_notes(current: Path) -> None:
     """Below the monitor: what a finished run is good for, its before/after metrics, its configuration."""
     info = run_info(current)
     kind = info.status.get("kind")
     if info.state == "done" and info.has_checkpoint:
         what = "The final model of this rehearsal" if kind == "rehearsal" else f"**{info.name}**"
-        st.success(
-            f"{what} is ready: pick **{info.name}** as the active checkpoint in the sidebar to predict or design "
-            "with it.",
-            icon=":material/check_circle:",
-        )
+        how = f"pick **{info.name}** as the active checkpoint in the sidebar to predict or design with it"
+        if state.active_checkpoint() == current:
+            how = "it is now the active model (sidebar): Predict and Inverse design use it"
+        st.success(f"{what} is ready: {how}.", icon=":material/check_circle:")
         links = st.columns([1, 1, 1, 1, 2])
         links[0].page_link(page("predict.py"), label="Predict", icon=":material/query_stats:")
         links[1].page_link(page("design.py"), label="Inverse design", icon=":material/tune:")
         links[2].page_link(page("checkpoints.py"), label="Model card", icon=":material/inventory_2:")
         if kind == "rehearsal":
             links[3].page_link(page("studies.py"), label="Forgetting plot", icon=":material/timeline:")
+    if info.state == "done" and kind == "scaling":
+        st.success(f"The scaling study **{info.name}** is done.", icon=":material/check_circle:")
+        st.page_link(page("studies.py"), label="Its error-vs-data plot", icon=":material/timeline:")
     if info.state == "done":
         rows = finetune_comparison(read_card(current)[0])
         if rows:
@@ -201,3 +262,26 @@ def finished_notes(current: Path) -> None:
         with st.expander("Configuration of this run (config.yaml)"):
             st.code(config_file.read_text(encoding="utf-8"), language="yaml")
             st.caption(f"Run folder: `{current}`. Repeat it with `fm train --config config.yaml --out NEW_FOLDER`.")
+
+
+def past_runs_table(*, live: bool) -> None:
+    """The table of the workspace's runs (state, epochs, best loss), read again every 2 s while ``live`` (a run is
+    queued or running), so it agrees with the live monitor."""
+
+    @st.fragment(run_every=2.0 if live else None)
+    def _table() -> None:
+        st.dataframe(
+            runs_table(list_runs()),
+            hide_index=True,
+            width="stretch",
+            key="train_past_runs",
+            column_config={
+                "best val loss (normalised)": st.column_config.NumberColumn(
+                    format="%.4f", help="Lowest validation loss (sum over tasks, in normalised units; lower is better)."
+                ),
+                "started": st.column_config.TextColumn(help="Local time of this server."),
+                "epochs": st.column_config.TextColumn(help="Epochs done / the run's upper limit."),
+            },
+        )
+
+    _table()
