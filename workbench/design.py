@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fm_engine.checkpoints import LoadedCheckpoint
+from fm_engine.columns import VARIANT_SUFFIXES, split_unit, with_unit
 from fm_engine.elements import element_symbols
 from fm_engine.field_docs import field_help
 from fm_engine.inverse import DesignConfig, DesignResult, SeedConfig, Target, element_presets, run_design
@@ -210,7 +211,7 @@ def stability_note(result: DesignResult, checkpoint: LoadedCheckpoint | None) ->
     for target in result.config.targets:
         if stability_preset(checkpoint.model, target.task) is not None:
             caption = metric_caption(checkpoint, target.task)
-            column = f"{target.task} [{result.units.get(target.task, '')}]"
+            column = with_unit(target.task, result.units.get(target.task, ""))
             parts.append(column + (f": {caption}" if caption else ""))
     if not parts:
         return ""
@@ -371,7 +372,7 @@ def result_counts(table: pd.DataFrame) -> dict[str, int]:
 
 def result_columns(result: DesignResult) -> dict[str, Any]:
     """The results table's column formats and help texts."""
-    value_columns = {f"{n} [{u}]" for n, u in result.units.items()}
+    value_columns = {with_unit(n, u) for n, u in result.units.items()}
     config: dict[str, Any] = {
         "constraints_ok": st.column_config.CheckboxColumn("constraints_ok"),
         "distance_to_training": st.column_config.NumberColumn(
@@ -387,7 +388,7 @@ def result_columns(result: DesignResult) -> dict[str, Any]:
     for column in result.table.columns:
         if column.startswith("x_") or column.endswith("_distance_to_training"):
             config[column] = st.column_config.NumberColumn(column, format="%.3f")
-        elif column in value_columns or any(part in column for part in (" seed [", " change [", "_std [")):
+        elif column in value_columns or any(split_unit(column)[0].endswith(suffix) for suffix in VARIANT_SUFFIXES):
             config[column] = st.column_config.NumberColumn(column, format="%.4g")
     return config
 

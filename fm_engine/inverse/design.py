@@ -19,7 +19,7 @@ import torch
 from fm_engine.applicability import distance_columns, has_training_record, nearest, training_domain
 from fm_engine.cards import package_versions
 from fm_engine.checkpoints import LoadedCheckpoint
-from fm_engine.columns import curve_column, probability_column
+from fm_engine.columns import change_column, curve_column, probability_column, seed_column, std_column, with_unit
 from fm_engine.compositions import format_formula, format_percent, weights_to_fractions
 from fm_engine.config import check_range, check_seed, from_mapping
 from fm_engine.elements import element_index, element_symbols
@@ -213,7 +213,7 @@ def target_columns(model: FlexibleMultiTaskModel, target: Target) -> list[str]:
         chosen = [names[c] if isinstance(c, int) else str(c) for c in target.classes or []]
         return [probability_column(target.task, chosen)]
     if task.type is TaskType.KERNEL_REGRESSION:
-        return [curve_column(target.task, t) for t, _ in target.points or []]
+        return [curve_column(target.task, t, task.t_unit) for t, _ in target.points or []]
     return [target.task]
 
 
@@ -361,15 +361,15 @@ def build_table(
         if latent_objective is not None:
             row["objective_latent"] = float(latent_objective[r])
         for name, column in values.items():
-            unit = units[name]
-            row[f"{name} [{unit}]"] = float(column[r])
+            header = with_unit(name, units[name])
+            row[header] = float(column[r])
             if name in stds:
-                row[f"{name}_std [{unit}]"] = float(stds[name][r])
+                row[std_column(header)] = float(stds[name][r])
             if name in seed_values:
-                row[f"{name} seed [{unit}]"] = float(seed_values[name][r])
+                row[seed_column(header)] = float(seed_values[name][r])
                 if name in seed_stds:  # an ensemble: the seed's calibrated spread too
-                    row[f"{name} seed_std [{unit}]"] = float(seed_stds[name][r])
-                row[f"{name} change [{unit}]"] = float(column[r] - seed_values[name][r])
+                    row[std_column(seed_column(header))] = float(seed_stds[name][r])
+                row[change_column(header)] = float(column[r] - seed_values[name][r])
         row["constraints_ok"] = not violations
         row["constraint_check"] = "; ".join(violations) if violations else "all hard constraints hold"
         row["seed"] = labels[r] if r < len(labels) else ""
