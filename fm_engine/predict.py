@@ -263,7 +263,10 @@ def impossible_flags(
     :func:`impossible_text` (``""``: none; a missing value is never flagged)."""
     n_rows = len(next(iter(values.values()))) if values else 0
     flags = np.full(n_rows, "", dtype=object)
-    for name, minimum in physical_minima(model).items():
+    minima = physical_minima(model)
+    for name in task_columns:
+        if (minimum := minima.get(name)) is None:
+            continue
         below = np.zeros(n_rows, dtype=bool)
         for column in task_columns[name]:
             below |= np.asarray(values[column], dtype=np.float64) < minimum  # NaN: False

@@ -11,6 +11,7 @@ from fm_engine.inverse import DesignResult, element_presets
 from workbench import design, state
 from workbench.components.design_targets import target_inputs
 from workbench.components.element_picker import element_picker
+from workbench.components.predictions import batch_impossible_warning
 from workbench.resources import active_checkpoint_or_explain, is_foundation
 
 kept = design.FORM.widget  # a widget whose value survives page switches
@@ -119,9 +120,11 @@ def show_results(result: DesignResult, checkpoint: Any) -> None:
                    "constraint_check column.")  # fmt: skip
     if counts["far"]:
         st.warning(
-            f"{counts['far']} recipe(s) lie further from a target task's training compositions than any of its test "
-            "compositions (column extrapolated_for): the model card's test errors do not cover their values."
+            f"{counts['far']} recipe(s) lie as far from a target task's training compositions as its furthest test "
+            "composition, or further (column extrapolated_for): the model card's test errors do not cover their values."
         )
+    if impossible := batch_impossible_warning(table):
+        st.warning(impossible)
 
     hide = st.checkbox("Hide near-duplicates (within 1 at.% of a better recipe)", value=True, key="design_hide_dups")
     shown = table[table["duplicate_of_rank"] == 0] if hide else table

@@ -21,6 +21,7 @@ from fm_engine.inverse import DesignConfig, DesignResult, SeedConfig, Target, el
 from fm_engine.inverse.report import design_figures, seed_elements
 from fm_engine.inverse.seeds import SPLITS
 from fm_engine.models import FlexibleMultiTaskModel
+from fm_engine.predict import IMPOSSIBLE_COLUMN, IMPOSSIBLE_MEANING
 from fm_engine.tasks import TaskType
 from fm_engine.training.config import START_FOUNDATION
 from workbench import state
@@ -379,10 +380,13 @@ def result_columns(result: DesignResult) -> dict[str, Any]:
             "distance_to_training", format="%.3f", help="fraction of atoms differing from the nearest training recipe"
         ),
         "objective": st.column_config.NumberColumn("objective", format="%.4g", help="lower is better"),
+        IMPOSSIBLE_COLUMN: st.column_config.TextColumn(
+            IMPOSSIBLE_COLUMN, help=f"target tasks predicted below their physical minimum: {IMPOSSIBLE_MEANING}"
+        ),
         "extrapolated_for": st.column_config.TextColumn(
             "extrapolated_for",
-            help="target tasks for which this recipe is further from the training data than "
-            "any test composition of the task",
+            help="target tasks for which this recipe is as far from the training data as the task's furthest "
+            "test composition, or further",
         ),
     }
     for column in result.table.columns:

@@ -33,7 +33,7 @@ from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds
 from fm_engine.inverse.targets import Target
 from fm_engine.inverse.uncertainty import single_model_error
 from fm_engine.models import FlexibleMultiTaskModel
-from fm_engine.predict import predict_checkpoint, predict_weights
+from fm_engine.predict import IMPOSSIBLE_COLUMN, impossible_flags, predict_checkpoint, predict_weights
 from fm_engine.tasks import TaskType
 from fm_engine.threads import configure_threads
 
@@ -342,6 +342,8 @@ def build_table(
     seed_values, _, seed_stds = (
         _target_columns(checkpoint, config.targets, seeds) if seeds is not None else ({}, {}, {})
     )
+    by_task = {t.task: target_columns(checkpoint.model, t) for t in config.targets}
+    impossible = impossible_flags(checkpoint.model, by_task, values)  # values below a physical minimum
     nearest_names, distance = nearest_training(checkpoint, recipes)
     task_columns = distance_columns(
         checkpoint, recipes, rows=np.arange(len(recipes)), n_rows=len(recipes),
@@ -370,6 +372,7 @@ def build_table(
                 if name in seed_stds:  # an ensemble: the seed's calibrated spread too
                     row[std_column(seed_column(header))] = float(seed_stds[name][r])
                 row[change_column(header)] = float(column[r] - seed_values[name][r])
+        row[IMPOSSIBLE_COLUMN] = impossible[r]
         row["constraints_ok"] = not violations
         row["constraint_check"] = "; ".join(violations) if violations else "all hard constraints hold"
         row["seed"] = labels[r] if r < len(labels) else ""

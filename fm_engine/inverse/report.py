@@ -88,8 +88,8 @@ def summary_markdown(result: DesignResult, checkpoint: LoadedCheckpoint) -> str:
     lines += ["", f"**Hard constraints verified on the final recipes: {ok}/{len(table)} satisfy all.**", ""]
     if "extrapolated_for" in table.columns:
         n_far = int((table["extrapolated_for"] != "").sum())
-        lines += [f"**Extrapolation: {n_far}/{len(table)} recipes lie further from a target task's training "
-                  "compositions than any of its test compositions (column `extrapolated_for`); the test "
+        lines += [f"**Extrapolation: {n_far}/{len(table)} recipes lie as far from a target task's training "
+                  "compositions as its furthest test composition, or further (column `extrapolated_for`); the test "
                   "errors do not cover their predicted values.**", ""]  # fmt: skip
     value_columns = [with_unit(n, u) for n, u in result.units.items() if with_unit(n, u) in table.columns]
     head = ["rank", "formula", *value_columns, "objective", "distance_to_training"]
