@@ -45,8 +45,10 @@ def table(tmp_path: Path) -> Path:
     ("existing", "renamed"),
     [
         (["error"], {"error": "pred_error"}),
-        (["bulk_modulus"], {"bulk_modulus": "pred_bulk_modulus"}),
-        (["hea_phase_proba_BCC"], {"hea_phase_proba_BCC": "pred_hea_phase_proba_BCC"}),
+        (["bulk_modulus [GPa]"], {"bulk_modulus [GPa]": "pred_bulk_modulus [GPa]"}),
+        (["hea_phase_proba_BCC [probability]"],
+         {"hea_phase_proba_BCC [probability]": "pred_hea_phase_proba_BCC [probability]"}),
+        (["below_physical_minimum"], {"below_physical_minimum": "pred_below_physical_minimum"}),
         (["hea_phase_distance_to_training"], {"hea_phase_distance_to_training": "pred_hea_phase_distance_to_training"}),
         (["extrapolated_for"], {"extrapolated_for": "pred_extrapolated_for"}),
         (["error", "pred_error"], {"error": "pred_pred_error"}),
@@ -252,7 +254,7 @@ def test_streaming_matches_the_python_api(tiny_run, tmp_path):
     assert run(tiny_run, source, tmp_path / "out.csv", "--chunk-size", "5") == 0
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
     direct = predict_frame(load_checkpoint(tiny_run), frame.replace({"composition": {"": None}}))
-    for column in ("bulk_modulus", "hea_phase_proba_BCC", "yield_strength_distance_to_training"):
+    for column in ("bulk_modulus [GPa]", "hea_phase_proba_BCC [probability]", "yield_strength_distance_to_training"):
         expected = direct[column].to_numpy(dtype=float)
         got = pd.to_numeric(out[column], errors="coerce").to_numpy(dtype=float)
         np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
@@ -268,7 +270,7 @@ def test_parquet_input_streams_by_row_groups(tiny_run, tmp_path):
     assert run(tiny_run, tmp_path / "in.csv", tmp_path / "c.csv") == 0
     from_parquet = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     from_csv = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
-    assert from_parquet["bulk_modulus"].tolist() == from_csv["bulk_modulus"].tolist()
+    assert from_parquet["bulk_modulus [GPa]"].tolist() == from_csv["bulk_modulus [GPa]"].tolist()
     assert from_parquet["error"].tolist() == from_csv["error"].tolist()
     values = pd.read_csv(tmp_path / "p.csv")["value"]
     np.testing.assert_array_equal(values.to_numpy(), frame["value"].to_numpy())  # exact, not %.6g

@@ -90,7 +90,7 @@ def test_csv_batch_lists_bad_rows_and_predicts_the_rest(checkpoint):
     assert "unknown element 'Xx'" in result.bad_rows["reason"].iloc[0]
     assert "empty" in result.bad_rows["reason"].iloc[1]
     assert list(result.predicted["id"]) == [1, 4]
-    assert result.predicted["bulk_modulus"].notna().all()
+    assert result.predicted["bulk_modulus [GPa]"].notna().all()
     assert set(result.predicted["hea_phase"]) <= {"BCC", "FCC", "HCP", "multiphase"}
     assert any(c.startswith("yield_strength@") for c in result.predictions.columns)
     assert result.predicted["yield_strength_distance_to_training"].between(0, 1).all()
@@ -98,7 +98,7 @@ def test_csv_batch_lists_bad_rows_and_predicts_the_rest(checkpoint):
     assert len(downloaded) == 4 and "error" in downloaded.columns
     # the composition column is guessed when not given; a custom t grid is used
     guessed = page.predict_csv(checkpoint, data, t_grids={"yield_strength": page.parse_t_grid("300, 900")})
-    assert {"yield_strength@300", "yield_strength@900"} <= set(guessed.predictions.columns)
+    assert {"yield_strength@300K [MPa]", "yield_strength@900K [MPa]"} <= set(guessed.predictions.columns)
 
 
 def test_an_input_column_named_error_is_kept_and_bad_rows_come_from_pred_error(checkpoint):
