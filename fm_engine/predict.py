@@ -328,14 +328,16 @@ def predict_frame(
     ``extrapolated_for``, the tasks for which the row lies beyond every test composition; one
     ``distance_to_training`` (any task's compositions) for checkpoints without the per-task record.
 
-    Columns: ``<task>`` (regression, in the task's unit; vector tasks ``<task>_<i>``), ``<task>`` class
-    label (a binary task's decision threshold applied, see :mod:`fm_engine.thresholds`) +
-    ``<task>_proba_<class>`` (classification), ``<task>@<t>`` (sequence tasks, one column per
-    grid point; ``t`` in the task's ``t_unit``). An ensemble checkpoint (:attr:`LoadedCheckpoint.is_ensemble`)
-    gives the members' mean in these columns (the predicted class from the mean probabilities and the ensemble's
-    decision threshold) and, after each value column, ``<column>_std``: the standard deviation over the members
-    in the same unit, calibrated per task: sqrt((a * std)^2 + b^2) (see :func:`predict_checkpoint`); a single model
-    has no ``_std`` columns.
+    Columns, each value column naming its unit (:mod:`fm_engine.columns`): ``<task> [<unit>]`` (regression;
+    vector tasks ``<task>_<i> [<unit>]``), ``<task>`` class label (a binary task's decision threshold applied, see
+    :mod:`fm_engine.thresholds`) + ``<task>_proba_<class> [probability]`` (classification),
+    ``<task>@<t><t_unit> [<unit>]`` (sequence tasks, one column per grid point, e.g. ``yield_strength@1073K [MPa]``).
+    An ensemble checkpoint (:attr:`LoadedCheckpoint.is_ensemble`) gives the members' mean in these columns (the
+    predicted class from the mean probabilities and the ensemble's decision threshold) and, after each value column,
+    ``<quantity>_std [<unit>]``: the standard deviation over the members in the same unit, calibrated per task:
+    sqrt((a * std)^2 + b^2) (see :func:`predict_checkpoint`); a single model has no ``_std`` columns.
+    ``below_physical_minimum``: the tasks whose value (any curve point) lies below the task's physical minimum
+    (:func:`physical_minima`), e.g. ``bulk_modulus < 0 GPa``; ``""`` for none.
 
     Input columns are never overwritten: an output whose name the input already uses (``error``, a task
     name, ...) is written as ``pred_<name>``; ``result.attrs["fm_output_columns"]`` maps each output name

@@ -206,7 +206,7 @@ def nearest_training(checkpoint: LoadedCheckpoint, recipes: np.ndarray) -> tuple
 
 def target_columns(model: FlexibleMultiTaskModel, target: Target) -> list[str]:
     """The names of ``target``'s value columns in a design table (before the `` [unit]`` suffix): the task,
-    ``P(<task>=<classes>)`` (classification) or ``<task>@<t>`` per curve point (:mod:`fm_engine.columns`)."""
+    ``P(<task>=<classes>)`` (classification) or ``<task>@<t><t_unit>`` per curve point (:mod:`fm_engine.columns`)."""
     task = model.tasks[target.task]
     if task.type is TaskType.CLASSIFICATION:
         names = task.classes or []
