@@ -92,7 +92,7 @@ def test_the_checkpoints_page_shows_the_foundation_card_read_only(workspace_with
     at.selectbox(key="card_choice").select(LABEL).run()
     assert not at.exception and not at.error
     assert any("read-only" in c.value for c in at.caption)
-    tasks = next(f.value for f in at.dataframe if {"task", "unit"} <= set(f.value.columns)).set_index("task")
+    tasks = next(f.value for f in at.dataframe if {"task", "unit", "t unit"} <= set(f.value.columns)).set_index("task")
     assert tasks.loc["oqmd_formation_energy", "unit"] == "eV/atom"
     assert at.selectbox(key="delete_choice").options == ["tiny"]  # the foundation cannot be deleted
     with pytest.raises(ValueError, match="not a run folder of this workspace"):

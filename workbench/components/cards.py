@@ -18,7 +18,6 @@ from fm_engine.cards import (
     ModelCard,
     TaskCard,
     format_interval,
-    format_metric,
 )
 from fm_engine.cards import (
     read_card as read_checkpoint_card,
@@ -85,25 +84,6 @@ def task_unit(task: TaskCard) -> str:
     return ""
 
 
-def format_metrics(
-    metrics: dict[str, float] | None, unit: str = "", intervals: dict[str, list[float]] | None = None
-) -> str:
-    """``MAE 9.967 [9.13, 10.9] GPa, ...``: each metric with, when the card has them, its 95 % bootstrap
-    interval, and its unit."""
-    if not metrics:
-        return ""
-    intervals = intervals or {}
-    parts = []
-    for name, value in metrics.items():
-        if name == "n" or value is None:
-            continue
-        text = f"{METRIC_LABELS.get(name, name)} {format_metric(value, intervals.get(name))}"
-        if name in LOWER_IS_BETTER and unit and not unit.startswith("classes"):
-            text += f" {unit}"
-        parts.append(text)
-    return ", ".join(parts)
-
-
 def split_text(sizes: dict[str, int]) -> str:
     """``380/48/48``: compositions per split (train / val / test), ``-`` where unknown."""
     return "/".join(str(sizes.get(k, "-")) for k in SPLITS)
@@ -154,17 +134,13 @@ def tasks_table(card: ModelCard) -> pd.DataFrame:
 
 
 def metrics_table(card: ModelCard) -> pd.DataFrame:
-    """Per task: its test metrics with their 95 % intervals and units (one text cell), the number of test
-    compositions: three columns, so the metrics are read without scrolling right."""
-    rows = []
-    for task in card.tasks:
-        test = task.test_metrics
-        rows.append({
-            "task": task.name,
-            "test metrics [95 % CI]": format_metrics(test, task_unit(task), task.test_metrics_ci95),
-            "test n": int(test["n"]) if test.get("n") is not None else None,
-        })  # fmt: skip
-    return pd.DataFrame(rows, columns=["task", "test metrics [95 % CI]", "test n"])
+    """One row per task and test metric: its value, 95 % bootstrap interval and unit (the number of test
+    compositions is the metric ``test n``): five narrow columns, read without scrolling right."""
+    long = metrics_long(card)
+    return pd.DataFrame({
+        "task": long["task"], "metric": long["metric"], "value": long["value"],
+        "95 % CI": long.apply(_interval_text, axis=1), "unit": long["unit"],
+    })  # fmt: skip
 
 
 def sources_table(card: ModelCard) -> pd.DataFrame:
