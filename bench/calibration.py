@@ -51,6 +51,7 @@ from fm_engine.calibration import (
     observed_coverage,
 )
 from fm_engine.checkpoints import LoadedCheckpoint, load_checkpoint
+from fm_engine.columns import std_column, with_unit
 from fm_engine.compositions import canonical_key
 from fm_engine.config import read_config_file
 from fm_engine.tasks import TaskType
@@ -104,7 +105,8 @@ def recomputed(checkpoint: LoadedCheckpoint, task: str) -> dict[str, float] | No
     if not keys:
         return None
     predicted = checkpoint.predict(keys, distances=False)
-    y, mean, std = labels.loc[keys].to_numpy(), predicted[task].to_numpy(), predicted[f"{task}_std"].to_numpy()
+    column = with_unit(task, checkpoint.model.tasks[task].unit)  # bulk_modulus [GPa]
+    y, mean, std = labels.loc[keys].to_numpy(), predicted[column].to_numpy(), predicted[std_column(column)].to_numpy()
     scale = checkpoint.spread_scales.get(task, SpreadScale())
     raw = np.sqrt(np.maximum(std**2 - scale.b**2, 0)) / scale.a if scale.a > 0 else np.full_like(std, np.nan)
     return {"n": len(keys), "spearman": error_spread_correlation(y, mean, std),

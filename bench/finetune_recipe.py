@@ -55,6 +55,7 @@ from matbench_composition import (
     user_task,
 )
 
+from fm_engine.columns import class_probability_column, with_unit
 from fm_engine.foundation.build import default_wheel_path
 from fm_engine.safe_io import atomic_write_json, file_sha256
 from fm_engine.tasks import TaskType
@@ -185,9 +186,11 @@ def run_unit(task: MatbenchTask, data: MatbenchData, fold: int, name: str, seed:
     y = data.frame["target"].to_numpy(dtype=float)[scoring]
     predicted = checkpoint.predict(formulas, distances=False)
     if task.type is TaskType.REGRESSION:
-        score = regression_metrics(y, predicted[task.name].to_numpy(dtype=float))
+        column = with_unit(task.name, checkpoint.model.tasks[task.name].unit)
+        score = regression_metrics(y, predicted[column].to_numpy(dtype=float))
     else:
-        proba = np.stack([predicted[f"{task.name}_proba_{c}"].to_numpy(dtype=float) for c in ("0", "1")], axis=1)
+        columns = [class_probability_column(task.name, c) for c in ("0", "1")]
+        proba = np.stack([predicted[c].to_numpy(dtype=float) for c in columns], axis=1)
         score = classification_metrics(y.astype(int), proba)
         score["leaderboard_roc_auc"] = classification_metrics(y.astype(int), np.eye(2)[proba.argmax(axis=1)])["roc_auc"]
     card = checkpoint.card

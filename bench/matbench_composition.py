@@ -76,6 +76,7 @@ import pandas as pd
 from _common import RESULTS_DIR, OtherLoad, environment, print_environment, write_result
 from _forest import class_probabilities, composition_statistics, make_forest
 
+from fm_engine.columns import class_probability_column, with_unit
 from fm_engine.compositions import canonical_key, parse_many
 from fm_engine.foundation.build import default_wheel_path
 from fm_engine.safe_io import atomic_write_json, file_sha256
@@ -393,12 +394,13 @@ def run_network(unit: Unit, data: MatbenchData) -> dict[str, Any]:
         raise RuntimeError(f"{unit.task.name}: cannot predict {table['error'][table['error'] != ''].iloc[0]}")
     labels: dict[str, Any] = {}
     if unit.task.type is TaskType.REGRESSION:
-        predicted: list[Any] = table[unit.task.name].astype(float).tolist()
+        column = with_unit(unit.task.name, checkpoint.model.tasks[unit.task.name].unit)
+        predicted: list[Any] = table[column].astype(float).tolist()
     else:
         classes = checkpoint.model.tasks[unit.task.name].classes or []
         proba = np.zeros((len(table), len(classes)))
         for name in classes:
-            proba[:, int(name)] = table[f"{unit.task.name}_proba_{name}"].to_numpy(dtype=float)
+            proba[:, int(name)] = table[class_probability_column(unit.task.name, name)].to_numpy(dtype=float)
         predicted = proba.tolist()
         # the model's predicted classes, as a user gets them (its decision threshold, chosen on validation rows)
         labels = {"labels": [int(name) for name in table[unit.task.name]],

@@ -49,6 +49,7 @@ from _common import environment, print_environment, write_result
 from sklearn.ensemble import RandomForestRegressor
 
 from fm_engine.checkpoints import load_checkpoint
+from fm_engine.columns import with_unit
 from fm_engine.compositions import parse_many
 from fm_engine.datasets import bundled_task
 from fm_engine.descriptors import Descriptor, DescriptorSpec
@@ -179,7 +180,8 @@ def scalar_trial(size: int, seed: int, pool: pd.DataFrame, test: pd.DataFrame, s
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
         loaded, result = train_ours(spec, subset, Path(work), start_from)
-        ours = loaded.predict(list(test["composition"]), distances=False)[column].to_numpy(dtype=float)
+        predicted = with_unit(spec["name"], spec.get("unit"))  # the task's value column: <task> [<unit>]
+        ours = loaded.predict(list(test["composition"]), distances=False)[predicted].to_numpy(dtype=float)
         ours_seconds = time.perf_counter() - start
         settings = recorded_settings(Path(work) / "run", loaded)
     start = time.perf_counter()

@@ -4,7 +4,9 @@ The distance between two compositions is ``0.5 * sum |w_a - w_b|`` over atomic f
 of atoms that differ (0 = identical, 1 = no element in common). A task's *training domain* is the set of
 training-split compositions labelled for that task; its ``tested_up_to`` is the largest distance of a
 test composition from it, i.e. how far from the training data the task's test metrics were measured.
-A prediction further away than that is an extrapolation the model card's errors do not cover.
+A prediction as far away as that or further is an extrapolation the model card's errors do not cover: at the
+furthest test composition's distance the test error rests on that one composition (and at 1, no element in
+common, on none the model could relate), so the boundary itself counts as beyond (:func:`is_beyond_tested`).
 
 A checkpoint without ``compositions.csv`` (copied without it, or written by hand) has no recorded
 training data: predictions and designs still come out, without distance columns, and one warning says why.
@@ -603,9 +605,17 @@ def distance_column(task: str | None) -> str:
     return f"{task}_distance_to_training" if task else "distance_to_training"
 
 
+BOUNDARY_TOLERANCE = 1e-6
+"""Distances are float32: a distance within this of ``tested_up_to`` is at it, one within this of 0 is a training
+composition."""
+
+
 def is_beyond_tested(distance: float | np.ndarray, tested_up_to: float) -> bool | np.ndarray:
-    """True where ``distance`` exceeds ``tested_up_to`` (float32 distances: a 1e-6 tolerance)."""
-    return np.asarray(distance) > tested_up_to + 1e-6
+    """True where ``distance`` reaches ``tested_up_to`` (equal counts: the furthest test composition is the edge of
+    what the test error covers, not inside it) and the composition is not a training one (distance > 0); never
+    without test compositions (``tested_up_to`` NaN). Float32 distances: a :data:`BOUNDARY_TOLERANCE`."""
+    distance = np.asarray(distance)
+    return (distance >= tested_up_to - BOUNDARY_TOLERANCE) & (distance > BOUNDARY_TOLERANCE)
 
 
 def distance_columns(
@@ -618,10 +628,10 @@ def distance_columns(
 ) -> dict[str, np.ndarray]:
     """Table columns for weight rows placed at ``rows`` of a table of ``n_rows`` (other rows NaN / ""):
     ``<task>_distance_to_training`` for each of ``tasks`` (default: every task; one search per distinct
-    training set) and ``extrapolated_for`` (comma-separated tasks for which the row lies beyond every
-    test composition of the task). Checkpoints without the per-task record get one
-    ``distance_to_training`` column and no ``extrapolated_for``; checkpoints without compositions.csv no
-    columns at all (and one warning)."""
+    training set) and ``extrapolated_for`` (comma-separated tasks for which the row lies as far from the task's
+    training compositions as its furthest test composition, or further: :func:`is_beyond_tested`). Checkpoints
+    without the per-task record get one ``distance_to_training`` column and no ``extrapolated_for``; checkpoints
+    without compositions.csv no columns at all (and one warning)."""
     record = training_set(checkpoint)
     if record is None:
         return {}

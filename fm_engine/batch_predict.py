@@ -28,6 +28,7 @@ from fm_engine.checkpoints import LoadedCheckpoint
 from fm_engine.compositions import ParsedBatch, parse_many
 from fm_engine.output_dirs import check_writable
 from fm_engine.predict import (
+    IMPOSSIBLE_COLUMN,
     CompositionColumnError,
     composition_column_of,
     output_columns,
@@ -55,6 +56,7 @@ class PredictFileResult:
     error_column: str  # "error", or "pred_error" when the input has an "error" column
     renamed: dict[str, str] = field(default_factory=dict)  # output name -> prefixed column name
     beyond_tested: dict[str, tuple[int, float]] = field(default_factory=dict)  # task -> (rows, tested_up_to)
+    n_impossible: int = 0  # rows with a value below its task's physical minimum (column ``below_physical_minimum``)
     seconds: float = 0.0
 
 
@@ -269,7 +271,7 @@ def _predict_chunks(
     from tqdm import tqdm
 
     labelled = {name for name, task in checkpoint.model.tasks.items() if task.type is TaskType.CLASSIFICATION}
-    n_rows = n_bad = 0
+    n_rows = n_bad = n_impossible = 0
     flagged: dict[str, int] = {}
     predictions = prediction_columns(checkpoint.model, grids, spread=checkpoint.is_ensemble)
     float32_columns = [names[c] for task, cs in predictions.items() for c in cs[(task in labelled) :]]
@@ -288,6 +290,7 @@ def _predict_chunks(
             writer.write(result)
             n_rows += len(result)
             n_bad += int((result[names["error"]] != "").sum())
+            n_impossible += int((result[names[IMPOSSIBLE_COLUMN]] != "").sum())
             if "extrapolated_for" in names:
                 tasks = result[names["extrapolated_for"]].astype(str).str.split(", ").explode()
                 for task, count in tasks[tasks != ""].value_counts().items():
@@ -308,5 +311,6 @@ def _predict_chunks(
         error_column=names["error"],
         renamed={name: column for name, column in names.items() if name != column},
         beyond_tested=beyond,
+        n_impossible=n_impossible,
         seconds=time.perf_counter() - started,
     )

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fm_engine.columns import with_unit
 from fm_engine.config import check_range, one_line
 from fm_engine.output_dirs import check_output_dir, contents, is_run_dir
 
@@ -359,7 +360,13 @@ def _parse_t_grids(values: Sequence[str] | None) -> tuple[list[float] | None, di
 def _cmd_predict(args: argparse.Namespace) -> int:
     from fm_engine.batch_predict import check_paths, predict_file
     from fm_engine.checkpoints import load_checkpoint
-    from fm_engine.predict import CompositionColumnError, resolve_t_grids, units_table
+    from fm_engine.predict import (
+        IMPOSSIBLE_COLUMN,
+        IMPOSSIBLE_MEANING,
+        CompositionColumnError,
+        resolve_t_grids,
+        units_table,
+    )
     from fm_engine.tasks import TaskType
 
     if args.chunk_size < 1:
@@ -389,8 +396,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
           f"'{result.error_column}' column) in {result.seconds:.1f} s")  # fmt: skip
     for task, (n_rows, tested_up_to) in result.beyond_tested.items():
         rows = "1 row is" if n_rows == 1 else f"{n_rows} rows are"
-        print(f"warning: {task}: {rows} further from the task's training compositions than any of its test "
-              f"compositions (distance > {tested_up_to:.2f}); the test error does not cover these values")  # fmt: skip
+        print(f"warning: {task}: {rows} as far from the task's training compositions as its furthest test "
+              f"composition or further (distance >= {tested_up_to:.2f}); the test error does not cover these "
+              "values")  # fmt: skip
+    if result.n_impossible:
+        rows = "1 row has" if result.n_impossible == 1 else f"{result.n_impossible} rows have"
+        print(f"warning: {rows} a physically impossible value (column '{IMPOSSIBLE_COLUMN}'): {IMPOSSIBLE_MEANING}")
     print("units:")
     print(units_table(checkpoint).to_string(index=False))
     return 0
@@ -451,7 +462,7 @@ def _cmd_design(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {len(result.table)} recipes ({ok} satisfy every hard constraint) in {result.seconds:.2f} s")
     if result.shortfall:
         print(result.shortfall)
-    shown = result.table[["rank", "formula", "objective"] + [f"{n} [{u}]" for n, u in result.units.items()]]
+    shown = result.table[["rank", "formula", "objective"] + [with_unit(n, u) for n, u in result.units.items()]]
     print(shown.head(10).to_string(index=False))
     return 0
 

@@ -56,3 +56,22 @@ def fit_lower_bound(setting: float | str, values: np.ndarray) -> tuple[float | N
     floor = float(values.min())
     share = float(np.mean(values == floor))
     return (floor, round(share, 4)) if share >= FLOOR_SHARE else (None, None)
+
+
+NON_NEGATIVE_UNITS = frozenset({"GPa", "MPa", "kPa", "Pa", "K", "W/(m K)", "W/mK", "J/(mol K)", "J/(mol-atom K)",
+                                "Å^3/atom", "g/cm^3"})  # fmt: skip
+"""Units of quantities that are never negative (a modulus, a strength, an absolute temperature, a conductivity, a
+heat capacity, a volume, a density); a logarithm's unit (``log10(GPa)``) is not among them."""
+NON_NEGATIVE_NAMES = ("band_gap", "energy_above_hull")
+"""Parts of task names whose quantity is never negative although its unit (eV, eV/atom) can be."""
+
+
+def physical_minimum(*, name: str, unit: str, bound: float | None) -> float | None:
+    """The value below which a prediction of task ``name`` (in ``unit``) is physically impossible: the task's lower
+    bound ``bound`` when it has one, else 0 for a quantity that is never negative (its unit in
+    :data:`NON_NEGATIVE_UNITS` or its name containing one of :data:`NON_NEGATIVE_NAMES`), else None (no minimum)."""
+    if bound is not None:
+        return float(bound)
+    if (unit or "").strip() in NON_NEGATIVE_UNITS or any(part in name for part in NON_NEGATIVE_NAMES):
+        return 0.0
+    return None

@@ -11,12 +11,13 @@ import torch
 from fm_engine.applicability import distance_column, distance_columns, training_domain
 from fm_engine.calibration import SpreadScale
 from fm_engine.checkpoints import LoadedCheckpoint
-from fm_engine.columns import curve_column, std_column
+from fm_engine.columns import class_probability_column, curve_column, std_column, with_unit
 from fm_engine.compositions import COMPOSITION_COLUMN_NAMES, ParsedBatch, find_composition_column, parse_many
 from fm_engine.descriptors import Descriptor, check_weight_rows
+from fm_engine.floors import physical_minimum
 from fm_engine.models import FlexibleMultiTaskModel
 from fm_engine.models.model import members_mean_and_spread
-from fm_engine.tasks import TaskType
+from fm_engine.tasks import TaskSpec, TaskType
 
 DEFAULT_GRID_POINTS = 8
 
@@ -139,7 +140,7 @@ def check_t_grid(model: FlexibleMultiTaskModel, task: str, values: Sequence[floa
             raise ValueError(
                 f"t grid of task '{task}': {value:g}{unit} is outside the physical range [{low:g}, {high:g}]{unit}"
             )
-    names = [curve_column(task, t) for t in grid]
+    names = [curve_column(task, t, t_unit) for t in grid]
     repeated = sorted({f"{t:g}" for t, name in zip(grid, names, strict=True) if names.count(name) > 1})
     if repeated:
         raise ValueError(f"t grid of task '{task}': {', '.join(repeated)} given twice (each value is one column)")
@@ -216,18 +217,67 @@ def is_label_column(model: FlexibleMultiTaskModel, task: str, index: int) -> boo
 
 
 def value_columns(model: FlexibleMultiTaskModel, grids: Mapping[str, np.ndarray]) -> dict[str, list[str]]:
-    """Per task, the names of its value columns: the predicted class, class probabilities, values, curve points."""
+    """Per task, the names of its value columns, each with its unit (:mod:`fm_engine.columns`): the predicted class,
+    class probabilities, values, curve points."""
     columns: dict[str, list[str]] = {}
     for name, task in model.tasks.items():
         if task.type is TaskType.CLASSIFICATION:
-            columns[name] = [name] + [f"{name}_proba_{label}" for label in task.classes or []]
+            columns[name] = [name] + [class_probability_column(name, label) for label in task.classes or []]
         elif task.type is TaskType.KERNEL_REGRESSION:
-            columns[name] = [curve_column(name, t) for t in grids[name]]
+            columns[name] = [with_unit(curve_column(name, t, task.t_unit), task.unit) for t in grids[name]]
         elif model.config.scalers[name].output_dim > 1:
-            columns[name] = [f"{name}_{i}" for i in range(model.config.scalers[name].output_dim)]
+            columns[name] = [with_unit(f"{name}_{i}", task.unit) for i in range(model.config.scalers[name].output_dim)]
         else:
-            columns[name] = [name]
+            columns[name] = [with_unit(name, task.unit)]
     return columns
+
+
+IMPOSSIBLE_COLUMN = "below_physical_minimum"
+"""The output column naming, per row, the tasks predicted below their physical minimum (see :func:`physical_minima`)."""
+IMPOSSIBLE_MEANING = (
+    "the model predicts a value the quantity cannot take (below the task's lower bound, or negative for a quantity "
+    "that is never negative, such as a band gap, a modulus or a yield strength): read it as 'at or near the minimum', "
+    "and as a sign that the model is unsure here."
+)
+
+
+def physical_minima(model: FlexibleMultiTaskModel) -> dict[str, float]:
+    """Per regression / sequence task with one, the value below which a prediction is physically impossible
+    (:func:`fm_engine.floors.physical_minimum`: the task's lower bound, or 0 for a never-negative quantity)."""
+    minima = {}
+    for name, task in model.tasks.items():
+        if task.type is TaskType.CLASSIFICATION:
+            continue
+        scaler = model.config.scalers.get(name)
+        minimum = physical_minimum(name=name, unit=task.unit, bound=scaler.floor if scaler is not None else None)
+        if minimum is not None:
+            minima[name] = minimum
+    return minima
+
+
+def impossible_flags(
+    model: FlexibleMultiTaskModel, task_columns: Mapping[str, Sequence[str]], values: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """Per row of ``values`` (column -> array, the columns of :func:`value_columns` ``task_columns``), the tasks
+    predicted below their physical minimum (any of their value columns), as ``"; "``-joined
+    :func:`impossible_text` (``""``: none; a missing value is never flagged)."""
+    n_rows = len(next(iter(values.values()))) if values else 0
+    flags = np.full(n_rows, "", dtype=object)
+    minima = physical_minima(model)
+    for name in task_columns:
+        if (minimum := minima.get(name)) is None:
+            continue
+        below = np.zeros(n_rows, dtype=bool)
+        for column in task_columns[name]:
+            below |= np.asarray(values[column], dtype=np.float64) < minimum  # NaN: False
+        text = impossible_text(model.tasks[name], minimum)
+        flags[below] = np.where(flags[below] == "", text, flags[below] + "; " + text)
+    return flags
+
+
+def impossible_text(task: TaskSpec, minimum: float) -> str:
+    """``yield_strength < 0 MPa``: how a task predicted below its physical minimum is named in a table."""
+    return f"{task.name} < {minimum:g} {task.unit}".rstrip()
 
 
 def output_columns(
@@ -241,7 +291,7 @@ def output_columns(
         names += list(dict.fromkeys(distance_column(domain.task) for domain in domains))
         if any(domain.task is not None for domain in domains):
             names.append("extrapolated_for")
-    return names + ["error"]
+    return names + [IMPOSSIBLE_COLUMN, "error"]
 
 
 def rename_collisions(input_columns: Sequence[object], outputs: Sequence[str]) -> dict[str, str]:
@@ -278,14 +328,16 @@ def predict_frame(
     ``extrapolated_for``, the tasks for which the row lies beyond every test composition; one
     ``distance_to_training`` (any task's compositions) for checkpoints without the per-task record.
 
-    Columns: ``<task>`` (regression, in the task's unit; vector tasks ``<task>_<i>``), ``<task>`` class
-    label (a binary task's decision threshold applied, see :mod:`fm_engine.thresholds`) +
-    ``<task>_proba_<class>`` (classification), ``<task>@<t>`` (sequence tasks, one column per
-    grid point; ``t`` in the task's ``t_unit``). An ensemble checkpoint (:attr:`LoadedCheckpoint.is_ensemble`)
-    gives the members' mean in these columns (the predicted class from the mean probabilities and the ensemble's
-    decision threshold) and, after each value column, ``<column>_std``: the standard deviation over the members
-    in the same unit, calibrated per task: sqrt((a * std)^2 + b^2) (see :func:`predict_checkpoint`); a single model
-    has no ``_std`` columns.
+    Columns, each value column naming its unit (:mod:`fm_engine.columns`): ``<task> [<unit>]`` (regression;
+    vector tasks ``<task>_<i> [<unit>]``), ``<task>`` class label (a binary task's decision threshold applied, see
+    :mod:`fm_engine.thresholds`) + ``<task>_proba_<class> [probability]`` (classification),
+    ``<task>@<t><t_unit> [<unit>]`` (sequence tasks, one column per grid point, e.g. ``yield_strength@1073K [MPa]``).
+    An ensemble checkpoint (:attr:`LoadedCheckpoint.is_ensemble`) gives the members' mean in these columns (the
+    predicted class from the mean probabilities and the ensemble's decision threshold) and, after each value column,
+    ``<quantity>_std [<unit>]``: the standard deviation over the members in the same unit, calibrated per task:
+    sqrt((a * std)^2 + b^2) (see :func:`predict_checkpoint`); a single model has no ``_std`` columns.
+    ``below_physical_minimum``: the tasks whose value (any curve point) lies below the task's physical minimum
+    (:func:`physical_minima`), e.g. ``bulk_modulus < 0 GPa``; ``""`` for none.
 
     Input columns are never overwritten: an output whose name the input already uses (``error``, a task
     name, ...) is written as ``pred_<name>``; ``result.attrs["fm_output_columns"]`` maps each output name
@@ -358,6 +410,7 @@ def predict_frame(
         if distance_values is None:
             distance_values = distance_columns(checkpoint, parsed.weights, rows=parsed.rows, n_rows=n)
         values.update(distance_values)
+    values[IMPOSSIBLE_COLUMN] = impossible_flags(model, task_columns, values)
     values["error"] = errors
     out = pd.concat([frame, pd.DataFrame({names[c]: v for c, v in values.items()}, index=frame.index)], axis=1)
     out.attrs[OUTPUT_COLUMNS_ATTR] = names

@@ -10,11 +10,14 @@ import streamlit as st
 from fm_engine.workspace import runs_dir
 from workbench import state
 from workbench.components.cards import (
+    HOW_TO_READ,
     calibration_plot,
     calibration_table,
     calibration_text,
     compare_cards,
     compare_summary,
+    compare_verdict,
+    metrics_table,
     overview_table,
     read_card,
     read_card_md,
@@ -64,10 +67,14 @@ def _card_view(name: str, path: Path) -> None:
         f"`{checkpoint.weights_sha256[:16]}...`"
     )
     st.markdown(
-        "**Tasks, units and test metrics** (MAE / RMSE in the task's unit; sequence tasks pool curve points; "
+        "**Test metrics** (MAE / RMSE in the task's unit; sequence tasks pool curve points; "
         "[low, high]: 95 % bootstrap interval over the test compositions)"
     )
+    st.dataframe(metrics_table(card), hide_index=True, key=f"card_metrics_{name}")
+    st.caption(HOW_TO_READ["metrics"])
+    st.markdown("**Tasks, units and data**")
     st.dataframe(tasks_table(card), hide_index=True, key=f"card_tasks_{name}")
+    st.caption(HOW_TO_READ["tasks"])
     sources = sources_table(card)
     if len(sources):
         st.markdown("**Data sources**")
@@ -83,8 +90,10 @@ def _card_view(name: str, path: Path) -> None:
         st.markdown(text)
         if card.ensemble is not None and card.ensemble.calibration:
             st.dataframe(calibration_table(card), hide_index=True, key=f"card_calibration_{name}")
+            st.caption(HOW_TO_READ["calibration_table"])
         if (figure := calibration_plot(card)) is not None:
             st.plotly_chart(figure, width="stretch", key=f"card_calibration_plot_{name}")
+            st.caption(HOW_TO_READ["calibration_plot"])
     markdown = read_card_md(path)
     if markdown:
         with st.expander("card.md (as written next to the weights)"):
@@ -115,11 +124,14 @@ def _compare(checkpoints: dict[str, Path]) -> None:
             st.error(f"{name}: {problem}")
     if card_a is None or card_b is None:
         return
+    compared = compare_cards(card_a, card_b, name_a, name_b)
+    st.markdown(compare_verdict(compared, name_a, name_b))
     st.markdown(
         "**Test metrics per task** (better: lower MAE / RMSE, higher R2, accuracy, macro-F1, ROC-AUC; "
         "similar: each value lies inside the other's 95 % interval)"
     )
-    st.dataframe(compare_cards(card_a, card_b, name_a, name_b), hide_index=True, key="compare_metrics")
+    st.dataframe(compared, hide_index=True, key="compare_metrics")
+    st.caption(HOW_TO_READ["compare"])
     st.markdown("**Set-up**")
     st.dataframe(compare_summary(card_a, card_b, name_a, name_b), hide_index=True, key="compare_setup")
 

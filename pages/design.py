@@ -12,6 +12,7 @@ from fm_engine.inverse.design import MAX_RESTARTS
 from workbench import design, design_settings, state
 from workbench.components.design_targets import target_inputs
 from workbench.components.element_picker import element_picker
+from workbench.components.predictions import batch_impossible_warning
 from workbench.resources import active_checkpoint_or_explain, is_foundation
 
 kept = design.FORM.widget  # a widget whose value survives page switches
@@ -149,9 +150,11 @@ def show_results(result: DesignResult, checkpoint: Any) -> None:
                    "constraint_check column.")  # fmt: skip
     if counts["far"]:
         st.warning(
-            f"{counts['far']} recipe(s) lie further from a target task's training compositions than any of its test "
-            "compositions (column extrapolated_for): the model card's test errors do not cover their values."
+            f"{counts['far']} recipe(s) lie as far from a target task's training compositions as its furthest test "
+            "composition, or further (column extrapolated_for): the model card's test errors do not cover their values."
         )
+    if impossible := batch_impossible_warning(table):
+        st.warning(impossible)
 
     st.dataframe(table, hide_index=True, column_config=design.result_columns(result), key="design_results_table")
     if note := design.stability_note(result, checkpoint):

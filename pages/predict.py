@@ -6,18 +6,22 @@ import streamlit as st
 
 from fm_engine.applicability import beyond_tested
 from fm_engine.checkpoints import LoadedCheckpoint
-from fm_engine.predict import default_t_grid, units_table
+from fm_engine.predict import IMPOSSIBLE_COLUMN, IMPOSSIBLE_MEANING, default_t_grid, units_table
 from fm_engine.tasks import TaskType
 from workbench.components.predictions import (
+    HOW_TO_READ,
     batch_extrapolation_warning,
+    batch_impossible_warning,
     curve_figure,
     error_bar_figures,
     extrapolation_warning,
+    impossible_warning,
     metric_caption,
     parse_t_grid,
     predict_formula,
     predict_table,
     probability_figure,
+    table_columns,
     uncertainty_caption,
 )
 from workbench.components.uploads import guess_column, read_csv_bytes
@@ -46,6 +50,8 @@ def _single_formula(checkpoint: LoadedCheckpoint) -> None:
     far = [p for p in result.tasks if p.extrapolated]
     if far:
         st.warning(extrapolation_warning(far))
+    if impossible := impossible_warning(result.tasks):
+        st.warning(impossible)
     scalar = [p for p in result.tasks if p.task.type is TaskType.REGRESSION]
     if scalar:
         columns = st.columns(min(len(scalar), 4))
@@ -54,6 +60,7 @@ def _single_formula(checkpoint: LoadedCheckpoint) -> None:
             label = f"{task.name} ({task.unit})" if task.unit else task.name
             caption = metric_caption(checkpoint, task.name) or None
             columns[i % len(columns)].metric(label, prediction.value_text, help=caption)
+        st.caption(HOW_TO_READ["values"])
     for prediction in result.tasks:
         task = prediction.task
         if task.type is TaskType.CLASSIFICATION:
@@ -61,11 +68,11 @@ def _single_formula(checkpoint: LoadedCheckpoint) -> None:
             st.metric(f"{task.name} (predicted class)", prediction.label, help=metric_caption(checkpoint, task.name))
             st.caption(f"P({prediction.label}) = {p:.3f}")
             st.plotly_chart(probability_figure(prediction), width="stretch", key=f"predict_proba_{task.name}")
+            st.caption(HOW_TO_READ["probabilities"])
         elif task.type is TaskType.KERNEL_REGRESSION:
             st.plotly_chart(curve_figure(prediction), width="stretch", key=f"predict_curve_{task.name}")
             caption = metric_caption(checkpoint, task.name)
-            if caption:
-                st.caption(f"{task.name}: {caption} over curve points.")
+            st.caption(HOW_TO_READ["curve"] + (f" {task.name}: {caption} over curve points." if caption else ""))
 
 
 def _t_grids(checkpoint: LoadedCheckpoint) -> dict[str, list[float]]:
@@ -118,12 +125,18 @@ def _batch(checkpoint: LoadedCheckpoint) -> None:
     far = beyond_tested(checkpoint, result.predicted)
     if far:
         st.warning(batch_extrapolation_warning(far))
-    st.dataframe(result.predicted, hide_index=True, key="predict_table")
+    if impossible := batch_impossible_warning(result.predicted):
+        st.warning(impossible)
+    flag = st.column_config.TextColumn(IMPOSSIBLE_COLUMN, help=f"Physically impossible value: {IMPOSSIBLE_MEANING}")
+    order = table_columns(result.predicted, column)
+    st.dataframe(result.predicted, hide_index=True, key="predict_table", column_order=order,
+                 column_config={IMPOSSIBLE_COLUMN: flag})  # fmt: skip
+    st.caption(HOW_TO_READ["table"])
     figures = error_bar_figures(checkpoint, result.predicted, column)
     for i, figure in enumerate(figures):
         st.plotly_chart(figure, width="stretch", key=f"predict_error_bars_{i}")
     if figures:
-        st.caption(uncertainty_caption(checkpoint))
+        st.caption(HOW_TO_READ["error_bars"] + " " + uncertainty_caption(checkpoint))
     st.download_button(
         "Download predictions (CSV)",
         data=result.csv_bytes(),
@@ -137,7 +150,10 @@ def _batch(checkpoint: LoadedCheckpoint) -> None:
 st.title("Predict")
 if (active := active_checkpoint_or_explain()) is not None:
     path, checkpoint = active
-    st.caption("Every value is in the task's unit.")
+    st.caption(
+        "Every value is in the task's unit, named in each header as `[unit]`; a curve point `<task>@<t><t unit>` is "
+        "the value at that t."
+    )
     with st.expander("Tasks and units"):
         st.dataframe(units_table(checkpoint), hide_index=True)
     _single_formula(checkpoint)

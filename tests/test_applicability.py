@@ -73,8 +73,8 @@ def test_fm_predict_flags_extrapolation_per_task(tiny_run, tmp_path, capsys):
     assert out.loc[0, "yield_strength_distance_to_training"] == pytest.approx(1.0)
     assert out.loc[1, "yield_strength_distance_to_training"] == pytest.approx(0.0, abs=1e-6)
     tested = training_domain(checkpoint, "yield_strength").tested_up_to
-    assert "warning: yield_strength: 1 row is further from the task's training compositions" in printed
-    assert f"(distance > {tested:.2f})" in printed
+    assert "warning: yield_strength: 1 row is as far from the task's training compositions as its furthest" in printed
+    assert f"(distance >= {tested:.2f})" in printed
     flagged = out["extrapolated_for"].fillna("").str.split(", ")
     assert "yield_strength" in flagged[0] and "yield_strength" not in flagged[1]
     assert beyond_tested(checkpoint, out)["yield_strength"] == (1, tested)
@@ -86,7 +86,7 @@ def test_predict_needs_a_composition_column(tiny_run):
     with pytest.raises(ValueError, match=r"no composition column found \(columns: sample; found automatically when"):
         predict_frame(checkpoint, pd.DataFrame({"sample": ["Fe"]}))
     frame = predict_frame(checkpoint, pd.DataFrame({" ALLOY ": ["CoCrFeNi"]}), distances=False)
-    assert not [c for c in frame.columns if "distance" in c] and np.isfinite(frame.loc[0, "bulk_modulus"])
+    assert not [c for c in frame.columns if "distance" in c] and np.isfinite(frame.loc[0, "bulk_modulus [GPa]"])
 
 
 def test_old_checkpoints_without_the_task_record_get_one_distance(tiny_run, tmp_path):
@@ -206,3 +206,54 @@ def test_the_index_bounds_equal_the_dense_maxima():
         np.testing.assert_array_equal(index.best_ref, dense.argmax(axis=0))  # the first reference at the maximum
         np.testing.assert_array_equal(index.weights, dense)
         assert index.normalised and not ReferenceIndex(given * 2).normalised
+
+
+@pytest.mark.parametrize(
+    ("distance", "tested_up_to", "beyond"),
+    [
+        (0.5, 0.5, True),  # at the furthest test composition: the test error does not cover it
+        (np.float32(0.5) - 1e-7, 0.5, True),  # the same in float32
+        (0.6, 0.5, True),
+        (0.49, 0.5, False),
+        (0.0, 0.0, False),  # a training composition, even when every test composition is one too
+        (1.0, float("nan"), False),  # no test compositions: nothing to compare with
+    ],
+)
+def test_a_distance_equal_to_the_tested_range_is_beyond_it(distance, tested_up_to, beyond):
+    assert bool(is_beyond_tested(distance, tested_up_to)) is beyond
+
+
+@pytest.fixture(scope="module")
+def hea_only(tmp_path_factory):
+    """A tiny model of the HEA phase alone, on the bundled HEA dataset: its furthest test composition is 0.5 from
+    the training alloys, and so is NaCl (an alloy with Na or Cl at 50 % is in the data)."""
+    from fm_engine.datasets import bundled_task
+    from fm_engine.training import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("hea_only")
+    bundled_task("hea_phase").frame().to_csv(folder / "phase.csv", index=False)
+    config = TrainConfig.from_dict({
+        "name": "hea-only", "seed": 7,
+        "tasks": [{"name": "hea_phase", "type": "classification", "data_files": [str(folder / "phase.csv")]}],
+        "model": {"encoder": {"type": "mlp", "hidden_dims": [32, 16]}},
+        "trainer": {"max_epochs": 1, "patience": 5, "progress_bar": False},
+    })  # fmt: skip
+    result = train(config, folder / "run")
+    assert result.state == "done"
+    return load_checkpoint(result.checkpoint)
+
+
+def test_nacl_on_an_hea_only_model_is_flagged_at_the_tested_range(hea_only, tmp_path, capsys):
+    from workbench.components.predictions import extrapolation_warning, predict_formula
+
+    tested = training_domain(hea_only, "hea_phase").tested_up_to
+    table = predict_frame(hea_only, pd.DataFrame({"composition": ["NaCl"]}))
+    assert table.loc[0, "hea_phase_distance_to_training"] == pytest.approx(tested, abs=1e-6)  # exactly at the edge
+    assert table.loc[0, "extrapolated_for"] == "hea_phase"
+    (phase,) = predict_formula(hea_only, "NaCl").tasks
+    assert phase.extrapolated
+    assert f"distance {tested:.2f}, furthest test composition at {tested:.2f}" in extrapolation_warning([phase])
+    pd.DataFrame({"formula": ["NaCl"]}).to_csv(tmp_path / "in.csv", index=False)
+    assert main(["predict", "--checkpoint", str(hea_only.path), "--input", str(tmp_path / "in.csv"),
+                 "--output", str(tmp_path / "out.csv"), "--no-progress"]) == 0  # fmt: skip
+    assert "warning: hea_phase: 1 row is as far" in capsys.readouterr().out

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fm_engine.floors import FLOOR_SHARE, fit_lower_bound
+from fm_engine.floors import FLOOR_SHARE, fit_lower_bound, physical_minimum
 from fm_engine.models import FlexibleMultiTaskModel, ModelConfig, TargetScaler
 from fm_engine.tasks import TaskSpec
 
@@ -60,3 +60,20 @@ def test_physical_outputs_are_floored_and_gradients_stay_those_of_the_raw_output
     config.scalers["gap"] = TargetScaler(mean=[1.0], std=[2.0], floor=0.0, floor_share=0.4)
     again = ModelConfig.from_dict(config.to_dict())
     assert again.scalers["gap"].floor == 0.0 and again.scalers["gap"].floor_share == 0.4
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "bound", "expected"),
+    [
+        ("bulk_modulus", "GPa", None, 0.0),  # a modulus is never negative
+        ("yield_strength", "MPa", None, 0.0),
+        ("oqmd_band_gap", "eV", None, 0.0),  # eV can be negative, a band gap cannot
+        ("mp_energy_above_hull", "eV/atom", None, 0.0),
+        ("band_gap", "eV", 0.1, 0.1),  # the task's own lower bound wins
+        ("formation_energy", "eV/atom", None, None),  # negative is physical
+        ("mp_log10_bulk_modulus", "log10(GPa)", None, None),  # a logarithm is negative below 1 GPa
+        ("thermal_expansion", "1/K", None, None),  # negative thermal expansion exists
+    ],
+)
+def test_the_physical_minimum_comes_from_the_bound_the_unit_or_the_name(name, unit, bound, expected):
+    assert physical_minimum(name=name, unit=unit, bound=bound) == expected

@@ -135,7 +135,7 @@ def test_fit_from_yaml_writes_a_checkpoint_that_loads_and_predicts(tmp_path: Pat
 
     frame = pd.DataFrame({"composition": ["Fe50Ni50", "Fe3Ni", "Xx2"]})
     predicted = predict_frame(loaded, frame)
-    assert np.isfinite(predicted.loc[:1, "density"].astype(float)).all()
+    assert np.isfinite(predicted.loc[:1, "density [g/cm3]"].astype(float)).all()
     assert set(predicted.loc[:1, "phase"]) <= {"BCC", "FCC"}
     assert "unknown element" in predicted.loc[2, "error"]
 

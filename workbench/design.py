@@ -15,12 +15,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fm_engine.checkpoints import LoadedCheckpoint
+from fm_engine.columns import VARIANT_SUFFIXES, split_unit, with_unit
 from fm_engine.elements import element_symbols
 from fm_engine.field_docs import field_help
 from fm_engine.inverse import DesignConfig, DesignResult, SeedConfig, Target, element_presets, run_design
 from fm_engine.inverse.report import design_figures, seed_elements
 from fm_engine.inverse.seeds import SPLITS
 from fm_engine.models import FlexibleMultiTaskModel
+from fm_engine.predict import IMPOSSIBLE_COLUMN, IMPOSSIBLE_MEANING
 from fm_engine.safe_io import atomic_write_json
 from fm_engine.tasks import TaskType
 from fm_engine.training.config import START_FOUNDATION
@@ -223,7 +225,7 @@ def stability_note(result: DesignResult, checkpoint: LoadedCheckpoint | None) ->
     for target in result.config.targets:
         if stability_preset(checkpoint.model, target.task) is not None:
             caption = metric_caption(checkpoint, target.task)
-            column = f"{target.task} [{result.units.get(target.task, '')}]"
+            column = with_unit(target.task, result.units.get(target.task, ""))
             parts.append(column + (f": {caption}" if caption else ""))
     if not parts:
         return ""
@@ -399,7 +401,7 @@ def result_counts(result: DesignResult) -> dict[str, int]:
 
 def result_columns(result: DesignResult) -> dict[str, Any]:
     """The results table's column formats and help texts."""
-    value_columns = {f"{n} [{u}]" for n, u in result.units.items()}
+    value_columns = {with_unit(n, u) for n, u in result.units.items()}
     config: dict[str, Any] = {
         "constraints_ok": st.column_config.CheckboxColumn("constraints_ok"),
         "distance_to_training": st.column_config.NumberColumn(
@@ -407,16 +409,19 @@ def result_columns(result: DesignResult) -> dict[str, Any]:
         ),
         "objective": st.column_config.NumberColumn("objective", format="%.4g", help=OBJECTIVE_HELP),
         "seed_projected": st.column_config.TextColumn("seed_projected", help=SEED_PROJECTED_HELP),
+        IMPOSSIBLE_COLUMN: st.column_config.TextColumn(
+            IMPOSSIBLE_COLUMN, help=f"target tasks predicted below their physical minimum: {IMPOSSIBLE_MEANING}"
+        ),
         "extrapolated_for": st.column_config.TextColumn(
             "extrapolated_for",
-            help="target tasks for which this recipe is further from the training data than "
-            "any test composition of the task",
+            help="target tasks for which this recipe is as far from the training data as the task's furthest "
+            "test composition, or further",
         ),
     }
     for column in result.table.columns:
         if column.startswith("x_") or column.endswith("_distance_to_training"):
             config[column] = st.column_config.NumberColumn(column, format="%.3f")
-        elif column in value_columns or any(part in column for part in (" seed [", " change [", "_std [")):
+        elif column in value_columns or any(split_unit(column)[0].endswith(suffix) for suffix in VARIANT_SUFFIXES):
             config[column] = st.column_config.NumberColumn(column, format="%.4g")
     return config
 

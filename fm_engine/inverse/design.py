@@ -20,7 +20,7 @@ import torch
 from fm_engine.applicability import distance_columns, has_training_record, nearest, training_domain
 from fm_engine.cards import package_versions
 from fm_engine.checkpoints import LoadedCheckpoint
-from fm_engine.columns import curve_column, probability_column
+from fm_engine.columns import change_column, curve_column, probability_column, seed_column, std_column, with_unit
 from fm_engine.compositions import format_formula, format_percent, weights_to_fractions
 from fm_engine.config import check_range, check_seed, from_mapping
 from fm_engine.elements import element_index, element_symbols
@@ -35,7 +35,7 @@ from fm_engine.inverse.seeds import SeedConfig, data_seeds, formula_seeds, rando
 from fm_engine.inverse.targets import Target
 from fm_engine.inverse.uncertainty import single_model_error
 from fm_engine.models import FlexibleMultiTaskModel
-from fm_engine.predict import predict_checkpoint, predict_weights
+from fm_engine.predict import IMPOSSIBLE_COLUMN, impossible_flags, predict_checkpoint, predict_weights
 from fm_engine.tasks import TaskType
 from fm_engine.threads import configure_threads
 
@@ -241,14 +241,14 @@ def nearest_training(checkpoint: LoadedCheckpoint, recipes: np.ndarray) -> tuple
 
 def target_columns(model: FlexibleMultiTaskModel, target: Target) -> list[str]:
     """The names of ``target``'s value columns in a design table (before the `` [unit]`` suffix): the task,
-    ``P(<task>=<classes>)`` (classification) or ``<task>@<t>`` per curve point (:mod:`fm_engine.columns`)."""
+    ``P(<task>=<classes>)`` (classification) or ``<task>@<t><t_unit>`` per curve point (:mod:`fm_engine.columns`)."""
     task = model.tasks[target.task]
     if task.type is TaskType.CLASSIFICATION:
         names = task.classes or []
         chosen = [names[c] if isinstance(c, int) else str(c) for c in target.classes or []]
         return [probability_column(target.task, chosen)]
     if task.type is TaskType.KERNEL_REGRESSION:
-        return [curve_column(target.task, t) for t, _ in target.points or []]
+        return [curve_column(target.task, t, task.t_unit) for t, _ in target.points or []]
     return [target.task]
 
 
@@ -503,6 +503,8 @@ def build_table(
     values, units, stds = _target_columns(checkpoint, config.targets, recipes)
     projected = project_onto_constraints(seeds, config.constraints) if seeds is not None else None
     seed_values, seed_stds = _seed_columns(checkpoint, config.targets, projected) if projected is not None else ({}, {})
+    by_task = {t.task: target_columns(checkpoint.model, t) for t in config.targets}
+    impossible = impossible_flags(checkpoint.model, by_task, values)  # values below a physical minimum
     nearest_names, distance = nearest_training(checkpoint, recipes)
     task_columns = distance_columns(
         checkpoint, recipes, rows=np.arange(len(recipes)), n_rows=len(recipes),
@@ -522,15 +524,16 @@ def build_table(
         if latent_objective is not None:
             row["objective_latent"] = float(latent_objective[r])
         for name, column in values.items():
-            unit = units[name]
-            row[f"{name} [{unit}]"] = float(column[r])
+            header = with_unit(name, units[name])
+            row[header] = float(column[r])
             if name in stds:
-                row[f"{name}_std [{unit}]"] = float(stds[name][r])
+                row[std_column(header)] = float(stds[name][r])
             if name in seed_values:
-                row[f"{name} seed [{unit}]"] = float(seed_values[name][r])
+                row[seed_column(header)] = float(seed_values[name][r])
                 if name in seed_stds:  # an ensemble: the seed's calibrated spread too
-                    row[f"{name} seed_std [{unit}]"] = float(seed_stds[name][r])
-                row[f"{name} change [{unit}]"] = float(column[r] - seed_values[name][r])
+                    row[std_column(seed_column(header))] = float(seed_stds[name][r])
+                row[change_column(header)] = float(column[r] - seed_values[name][r])
+        row[IMPOSSIBLE_COLUMN] = impossible[r]
         row["constraints_ok"] = not violations
         row["constraint_check"] = "; ".join(violations) if violations else "all hard constraints hold"
         row["seed"] = labels[r] if r < len(labels) else ""

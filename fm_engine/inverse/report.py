@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from fm_engine.checkpoints import LoadedCheckpoint
+from fm_engine.columns import seed_column, with_unit
 from fm_engine.elements import element_symbols
 from fm_engine.inverse.design import SAME_RECIPE, DesignResult, target_columns
 from fm_engine.plots import pareto_front, recipe_heatmap, seed_vs_optimized, trajectory_figure
@@ -30,7 +31,7 @@ def design_figures(result: DesignResult, checkpoint: LoadedCheckpoint) -> dict[s
     table = result.table
     allowed = result.config.constraints.allowed()
     figures = {"element_heatmap": recipe_heatmap(table, seed_elements(result), allowed=allowed)}
-    value_columns = [name for name in result.units if f"{name} [{result.units[name]}]" in table.columns]
+    value_columns = [name for name in result.units if with_unit(name, result.units[name]) in table.columns]
     for target in result.config.targets:
         task = checkpoint.model.tasks[target.task]
         names = target_columns(checkpoint.model, target)
@@ -42,12 +43,12 @@ def design_figures(result: DesignResult, checkpoint: LoadedCheckpoint) -> dict[s
         elif target.points is not None:
             goals = [y for _, y in target.points]
         for name, goal in zip(names, goals, strict=True):
-            if name not in value_columns or f"{name} seed [{result.units[name]}]" not in table.columns:
+            if name not in value_columns or seed_column(with_unit(name, result.units[name])) not in table.columns:
                 continue
             stem = "seed_vs_designed_" + "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
             figures[stem] = seed_vs_optimized(table, name, unit=result.units[name], target=goal)
     if len(value_columns) >= 2:
-        x, y = (f"{n} [{result.units[n]}]" for n in value_columns[:2])
+        x, y = (with_unit(n, result.units[n]) for n in value_columns[:2])
         figures["pareto"] = pareto_front(table, x, y, maximize=_maximize(result, checkpoint, value_columns[:2]))
     if result.trajectory:
         figures["trajectory"] = trajectory_figure(result.trajectory)
@@ -88,10 +89,10 @@ def summary_markdown(result: DesignResult, checkpoint: LoadedCheckpoint) -> str:
     lines += ["", f"**Hard constraints verified on the final recipes: {ok}/{len(table)} satisfy all.**", ""]
     if "extrapolated_for" in table.columns:
         n_far = int((table["extrapolated_for"] != "").sum())
-        lines += [f"**Extrapolation: {n_far}/{len(table)} recipes lie further from a target task's training "
-                  "compositions than any of its test compositions (column `extrapolated_for`); the test "
+        lines += [f"**Extrapolation: {n_far}/{len(table)} recipes lie as far from a target task's training "
+                  "compositions as its furthest test composition, or further (column `extrapolated_for`); the test "
                   "errors do not cover their predicted values.**", ""]  # fmt: skip
-    value_columns = [f"{n} [{u}]" for n, u in result.units.items() if f"{n} [{u}]" in table.columns]
+    value_columns = [with_unit(n, u) for n, u in result.units.items() if with_unit(n, u) in table.columns]
     head = ["rank", "formula", *value_columns, "objective", "distance_to_training"]
     n_unique = int((table["duplicate_of_rank"] == 0).sum())
     lines += [

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from fm_engine.columns import seed_column, std_column, with_unit
 from fm_engine.plots.ptable import ptable_heatmap
 
 REPORTED_DECIMALS = 3  # the formula's precision: recipes equal at it are one recipe when counted without a rule
@@ -84,11 +85,12 @@ def seed_vs_optimized(
     or the ends of a range, in ``unit``). ``error_bars``: +/- 1 std on each axis where the table has the spread
     columns ``<column> seed_std [<unit>]`` / ``<column>_std [<unit>]`` (an ensemble's design; a single model's
     table has none, so no bars). ``layout``: passed to ``figure.update_layout``."""
-    seed = table[f"{column} seed [{unit}]"]
-    designed = table[f"{column} [{unit}]"]
+    header = with_unit(column, unit)
+    seed = table[seed_column(header)]
+    designed = table[header]
     errors: dict[str, dict[str, Any]] = {}
     extent = [seed.to_numpy(dtype=float), designed.to_numpy(dtype=float)]
-    for axis, name, values in (("x", f"{column} seed_std [{unit}]", seed), ("y", f"{column}_std [{unit}]", designed)):
+    for axis, name, values in (("x", std_column(seed_column(header)), seed), ("y", std_column(header), designed)):
         if error_bars and name in table.columns:
             spread = table[name].to_numpy(dtype=float)
             errors[f"error_{axis}"] = {"type": "data", "array": spread, "visible": True}
@@ -121,8 +123,9 @@ def seed_vs_optimized(
 def _value_text(table: pd.DataFrame, name: str, unit: str) -> pd.Series:
     """``"212.4 ± 8.1 GPa"`` per row: the value column ``<name> [<unit>]`` and, where the table has it, the ensemble's
     spread (``<column>_std [<unit>]``, ``<column> seed_std [<unit>]``); the value alone for a single model."""
-    spread_name = f"{name}_std [{unit}]"  # "<column>_std [unit]" or "<column> seed_std [unit]"
-    values = table[f"{name} [{unit}]"].map(lambda v: f"{v:.4g}")
+    column = with_unit(name, unit)
+    spread_name = std_column(column)  # "<column>_std [unit]" or "<column> seed_std [unit]"
+    values = table[column].map(lambda v: f"{v:.4g}")
     if spread_name in table.columns:
         values = values + table[spread_name].map(lambda v: f" ± {v:.2g}")
     return values + (f" {unit}" if unit else "")

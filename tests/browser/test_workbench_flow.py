@@ -173,7 +173,7 @@ def test_predict_csv_with_a_bad_row(app_with_demo, page, tmp_path):
     predicted = pd.read_csv(path, keep_default_na=False)
     assert list(predicted["formula"]) == ["NbMoTaW", "not a formula!", "Al0.5CoCrFeNi"]
     assert predicted.loc[1, "error"] and not predicted.loc[0, "error"] and not predicted.loc[2, "error"]
-    assert float(predicted.loc[0, "bulk_modulus"]) > 0
+    assert float(predicted.loc[0, "bulk_modulus [GPa]"]) > 0
     page.goto(url + "/checkpoints")
     wait_for_app(page)
     expect(page.get_by_role("heading", name="Compare two checkpoints")).to_be_visible(timeout=CEILING_MS)

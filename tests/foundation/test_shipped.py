@@ -44,10 +44,10 @@ def test_no_experimental_benchmark_target_is_a_foundation_task(foundation):
 
 def test_the_foundation_predicts_dft_properties_in_their_units(foundation):
     table = foundation.predict(["NaCl", "Al2O3", "Cu"])
-    enthalpy = table.set_index("composition")["oqmd_formation_energy"]
+    enthalpy = table.set_index("composition")["oqmd_formation_energy [eV/atom]"]
     assert enthalpy["NaCl"] < -1.0 and enthalpy["Al2O3"] < -2.0 and abs(enthalpy["Cu"]) < 0.2  # eV/atom
     assert foundation.card.task("oqmd_formation_energy").unit == "eV/atom"
-    gap = table.set_index("composition")["mp_band_gap"]
+    gap = table.set_index("composition")["mp_band_gap [eV]"]
     assert gap["NaCl"] > 3.0 and gap["Cu"] < 0.5  # eV: an insulator and a metal
     assert table["oqmd_formation_energy_distance_to_training"].notna().all()
 

@@ -129,7 +129,7 @@ def test_recipes_outside_a_tasks_tested_range_are_flagged(checkpoint):
     table = result.table
     np.testing.assert_allclose(table["yield_strength_distance_to_training"], 1.0, atol=1e-6)
     assert table["extrapolated_for"].str.contains("yield_strength").all()
-    assert "**Extrapolation: 4/4 recipes lie further" in summary_markdown(result, checkpoint)
+    assert "**Extrapolation: 4/4 recipes lie as far from" in summary_markdown(result, checkpoint)
 
 
 def test_json_replay_gives_identical_recipes(checkpoint):

@@ -44,7 +44,7 @@ def test_design_on_an_ensemble_reports_the_members_mean_and_calibrated_std(ensem
     np.testing.assert_allclose(table["bulk_modulus [GPa]"], means["bulk_modulus"], rtol=1e-6)
     np.testing.assert_allclose(table["bulk_modulus_std [GPa]"], stds["bulk_modulus"], rtol=1e-6)
     for j, t in enumerate(grid):
-        name = curve_column("yield_strength", t)
+        name = curve_column("yield_strength", t, "K")
         np.testing.assert_allclose(table[f"{name} [MPa]"], means["yield_strength"][:, j], rtol=1e-6)
         np.testing.assert_allclose(table[f"{name}_std [MPa]"], stds["yield_strength"][:, j], rtol=1e-6)
     bcc = ensemble.model.tasks["hea_phase"].classes.index("BCC")
@@ -155,7 +155,7 @@ def test_seed_values_carry_their_calibrated_std_on_an_ensemble_only(ensemble, ti
     np.testing.assert_allclose(table["bulk_modulus seed [GPa]"], means["bulk_modulus"], rtol=1e-6)
     np.testing.assert_allclose(table["bulk_modulus seed_std [GPa]"], stds["bulk_modulus"], rtol=1e-6)
     for j, t in enumerate(grid):
-        name = curve_column("yield_strength", t)
+        name = curve_column("yield_strength", t, "K")
         np.testing.assert_allclose(table[f"{name} seed_std [MPa]"], stds["yield_strength"][:, j], rtol=1e-6)
     bcc = ensemble.model.tasks["hea_phase"].classes.index("BCC")
     np.testing.assert_allclose(table["P(hea_phase=BCC) seed_std [probability]"], stds["hea_phase"][:, bcc], rtol=1e-6)

@@ -100,8 +100,8 @@ def test_hostile_formulas_never_reach_the_model(tiny_run):
     pd.testing.assert_frame_equal(frame, original)
     assert result["note"].tolist() == list("abcd")
     assert "too large" in result["error"].iloc[1] and "decimal comma" in result["error"].iloc[2]
-    assert result["bulk_modulus"].iloc[[1, 2]].isna().all()
-    assert np.isfinite(result["bulk_modulus"].iloc[[0, 3]].to_numpy(dtype=float)).all()
+    assert result["bulk_modulus [GPa]"].iloc[[1, 2]].isna().all()
+    assert np.isfinite(result["bulk_modulus [GPa]"].iloc[[0, 3]].to_numpy(dtype=float)).all()
 
 
 # ---------------------------------------------------------------------------------------------- CSV cells
@@ -220,7 +220,7 @@ def test_a_1e300_target_is_a_bad_row_and_training_predicts_finite_values(tmp_pat
     card = json.loads((result.checkpoint / "card.json").read_text())
     assert card["tasks"][0]["bad_rows_skipped"] == 1
     predictions = predict_frame(load_checkpoint(result.checkpoint), frame[["formula"]])
-    assert np.isfinite(predictions["bulk_modulus"].to_numpy(dtype=float)).all()
+    assert np.isfinite(predictions["bulk_modulus [GPa]"].to_numpy(dtype=float)).all()
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -338,7 +338,7 @@ def test_a_compositions_file_without_split_column_warns_instead_of_crashing(tiny
     table.drop(columns=["split"]).to_csv(crafted / "compositions.csv", index=False)
     with pytest.warns(UserWarning, match="compositions.csv without the column"):
         result = predict_frame(load_checkpoint(crafted), pd.DataFrame({"composition": ["Fe2O3"]}))
-    assert np.isfinite(result["bulk_modulus"]).all()
+    assert np.isfinite(result["bulk_modulus [GPa]"]).all()
 
 
 def test_design_on_a_checkpoint_without_compositions(tiny_run, tmp_path):

@@ -45,8 +45,10 @@ def table(tmp_path: Path) -> Path:
     ("existing", "renamed"),
     [
         (["error"], {"error": "pred_error"}),
-        (["bulk_modulus"], {"bulk_modulus": "pred_bulk_modulus"}),
-        (["hea_phase_proba_BCC"], {"hea_phase_proba_BCC": "pred_hea_phase_proba_BCC"}),
+        (["bulk_modulus [GPa]"], {"bulk_modulus [GPa]": "pred_bulk_modulus [GPa]"}),
+        (["hea_phase_proba_BCC [probability]"],
+         {"hea_phase_proba_BCC [probability]": "pred_hea_phase_proba_BCC [probability]"}),
+        (["below_physical_minimum"], {"below_physical_minimum": "pred_below_physical_minimum"}),
         (["hea_phase_distance_to_training"], {"hea_phase_distance_to_training": "pred_hea_phase_distance_to_training"}),
         (["extrapolated_for"], {"extrapolated_for": "pred_extrapolated_for"}),
         (["error", "pred_error"], {"error": "pred_pred_error"}),
@@ -70,13 +72,14 @@ def test_outputs_colliding_with_input_columns_get_a_prefix(tiny_run, tmp_path, c
 
 def test_python_api_prefixes_colliding_outputs_and_maps_them(tiny_run):
     checkpoint = load_checkpoint(tiny_run)
-    frame = pd.DataFrame({"composition": ["NaCl", "NbMoTaW"], "error": ["a", "b"], "bulk_modulus": [1.0, 2.0]})
+    bulk = "bulk_modulus [GPa]"  # e.g. an earlier prediction's output, predicted again
+    frame = pd.DataFrame({"composition": ["NaCl", "NbMoTaW"], "error": ["a", "b"], bulk: [1.0, 2.0]})
     result = predict_frame(checkpoint, frame)
-    assert result["error"].tolist() == ["a", "b"] and result["bulk_modulus"].tolist() == [1.0, 2.0]
+    assert result["error"].tolist() == ["a", "b"] and result[bulk].tolist() == [1.0, 2.0]
     names = result.attrs[OUTPUT_COLUMNS_ATTR]
-    assert names["error"] == "pred_error" and names["bulk_modulus"] == "pred_bulk_modulus"
-    assert result["pred_error"].tolist() == ["", ""] and np.isfinite(result["pred_bulk_modulus"]).all()
-    assert list(result.columns[:3]) == ["composition", "error", "bulk_modulus"]
+    assert names["error"] == "pred_error" and names[bulk] == f"pred_{bulk}"
+    assert result["pred_error"].tolist() == ["", ""] and np.isfinite(result[f"pred_{bulk}"]).all()
+    assert list(result.columns[:3]) == ["composition", "error", bulk]
     assert beyond_tested(checkpoint, result)  # found through the mapping; NaCl is far from the alloys
 
 
@@ -211,8 +214,9 @@ def test_non_finite_predictions_are_error_rows(tiny_run, tmp_path, table, capsys
     parsed = [0, 2, 5, 6, 7]  # the rows whose formula is fine
     for row in parsed:
         assert f"prediction is not a finite number for {task} (model overflow)" in out.loc[row, "error"]
-        assert out.loc[row, task] == ""  # never a silent inf / NaN / class label
-        assert out.loc[row, "hea_phase" if task == "bulk_modulus" else "bulk_modulus"] == ""  # an error row
+        columns = {"bulk_modulus": "bulk_modulus [GPa]", "hea_phase": "hea_phase"}  # a value, a class label
+        assert out.loc[row, columns[task]] == ""  # never a silent inf / NaN / class label
+        assert out.loc[row, columns["hea_phase" if task == "bulk_modulus" else "bulk_modulus"]] == ""  # an error row
     assert "inf" not in output.read_text().lower().replace("info", "")
     assert f"0 rows predicted, {len(FORMULAS)} bad rows" in capsys.readouterr().out
 
@@ -242,7 +246,7 @@ def test_chunked_streaming_writes_exactly_what_one_chunk_writes(tiny_run, tmp_pa
     assert out[["id", "composition", "measured", "note"]].equals(frame.astype(str))  # input cells as written
     bad = out["composition"].isin(["not a formula!", "", "Xx2", "Fe0O3"])
     assert (out.loc[bad, "error"] != "").all() and (out.loc[~bad, "error"] == "").all()
-    assert (out.loc[bad, "bulk_modulus"] == "").all() and (out.loc[~bad, "bulk_modulus"] != "").all()
+    assert (out.loc[bad, "bulk_modulus [GPa]"] == "").all() and (out.loc[~bad, "bulk_modulus [GPa]"] != "").all()
     assert out.loc[out["composition"] == "", "error"].str.contains("missing composition").all()
 
 
@@ -252,7 +256,7 @@ def test_streaming_matches_the_python_api(tiny_run, tmp_path):
     assert run(tiny_run, source, tmp_path / "out.csv", "--chunk-size", "5") == 0
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
     direct = predict_frame(load_checkpoint(tiny_run), frame.replace({"composition": {"": None}}))
-    for column in ("bulk_modulus", "hea_phase_proba_BCC", "yield_strength_distance_to_training"):
+    for column in ("bulk_modulus [GPa]", "hea_phase_proba_BCC [probability]", "yield_strength_distance_to_training"):
         expected = direct[column].to_numpy(dtype=float)
         got = pd.to_numeric(out[column], errors="coerce").to_numpy(dtype=float)
         np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
@@ -268,7 +272,7 @@ def test_parquet_input_streams_by_row_groups(tiny_run, tmp_path):
     assert run(tiny_run, tmp_path / "in.csv", tmp_path / "c.csv") == 0
     from_parquet = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     from_csv = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
-    assert from_parquet["bulk_modulus"].tolist() == from_csv["bulk_modulus"].tolist()
+    assert from_parquet["bulk_modulus [GPa]"].tolist() == from_csv["bulk_modulus [GPa]"].tolist()
     assert from_parquet["error"].tolist() == from_csv["error"].tolist()
     values = pd.read_csv(tmp_path / "p.csv")["value"]
     np.testing.assert_array_equal(values.to_numpy(), frame["value"].to_numpy())  # exact, not %.6g

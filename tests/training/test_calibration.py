@@ -15,7 +15,7 @@ import pytest
 from fm_engine import load_checkpoint
 from fm_engine.calibration import EXPECTED_LEVELS, UNCALIBRATED_NOTE, SpreadScale, coverage
 from fm_engine.checkpoints import CheckpointError
-from fm_engine.columns import STD_SUFFIX
+from fm_engine.columns import STD_SUFFIX, split_unit, std_column
 from fm_engine.compositions import canonical_key
 from fm_engine.config import read_config_file
 from fm_engine.training import TrainConfig
@@ -75,15 +75,15 @@ def test_every_exported_std_is_the_floored_scaled_raw_member_std(tiny_ensemble):
     table = checkpoint.predict(formulas, distances=False)
     members = [load_checkpoint(member_folder(tiny_ensemble, k)).predict(formulas, distances=False)
                for k in range(ENSEMBLE_MEMBERS)]  # fmt: skip
-    columns = ["bulk_modulus"] + [c for c in table.columns if c.startswith("yield_strength@") and "_std" not in c]
+    columns = ["bulk_modulus [GPa]"] + [c for c in table.columns if c.startswith("yield_strength@") and "_std" not in c]
     for column in columns:
         raw = np.stack([m[column].to_numpy(dtype=np.float64) for m in members]).std(axis=0)
-        scale = checkpoint.spread_scales[column.split("@")[0]]
+        scale = checkpoint.spread_scales[split_unit(column)[0].split("@")[0]]
         expected = np.sqrt((scale.a * raw) ** 2 + scale.b**2)
-        np.testing.assert_allclose(table[column + STD_SUFFIX], expected, rtol=1e-5, err_msg=column)
-    proba = "hea_phase_proba_BCC"  # classification: not calibrated
+        np.testing.assert_allclose(table[std_column(column)], expected, rtol=1e-5, err_msg=column)
+    proba = "hea_phase_proba_BCC [probability]"  # classification: not calibrated
     raw = np.stack([m[proba].to_numpy(dtype=np.float64) for m in members]).std(axis=0)
-    np.testing.assert_allclose(table[proba + STD_SUFFIX], raw, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(table[std_column(proba)], raw, rtol=1e-5, atol=1e-7)
 
 
 def test_the_card_reports_the_test_coverage_of_the_calibrated_std(tiny_ensemble, tiny_data):
@@ -97,7 +97,7 @@ def test_the_card_reports_the_test_coverage_of_the_calibrated_std(tiny_ensemble,
     table = checkpoint.compositions()
     test = list(table[(table["split"] == "test") & table["tasks"].str.contains("bulk_modulus")]["composition"])
     predicted = checkpoint.predict(test, distances=False)
-    y, mean, std = truth.loc[test].to_numpy(), predicted["bulk_modulus"], predicted["bulk_modulus_std"]
+    y, mean, std = truth.loc[test].to_numpy(), predicted["bulk_modulus [GPa]"], predicted["bulk_modulus_std [GPa]"]
     assert record.n_test == len(test)
     tolerance = 1.5 / len(test)  # float32 blocks of another shape may move a value on an interval's edge
     assert coverage(y, mean, std, 1) == pytest.approx(record.coverage_1_after, abs=tolerance)
@@ -128,9 +128,9 @@ def test_an_ensemble_saved_before_calibration_loads_with_factor_one(tiny_ensembl
     assert loaded.card.ensemble.calibration == {} and "Not calibrated" in loaded.card.render_markdown()
     formulas = ["Al0.3CoCrFeNi", "NbMoTaW"]
     raw, scaled = loaded.predict(formulas, distances=False), calibrated.predict(formulas, distances=False)
-    np.testing.assert_allclose(scaled["bulk_modulus"], raw["bulk_modulus"])
+    np.testing.assert_allclose(scaled["bulk_modulus [GPa]"], raw["bulk_modulus [GPa]"])
     scale = calibrated.spread_scales["bulk_modulus"]
-    np.testing.assert_allclose(scaled["bulk_modulus_std"], scale.apply(raw["bulk_modulus_std"]), rtol=1e-6)
+    np.testing.assert_allclose(scaled["bulk_modulus_std [GPa]"], scale.apply(raw["bulk_modulus_std [GPa]"]), rtol=1e-6)
 
 
 def test_factors_stored_before_the_floor_load_as_a_with_floor_zero(tiny_ensemble, tmp_path):
@@ -144,8 +144,9 @@ def test_factors_stored_before_the_floor_load_as_a_with_floor_zero(tiny_ensemble
     assert loaded.std_factors == {"bulk_modulus": 2.5, "yield_strength": 4.0} and loaded.std_floors == {}
     formulas = ["Al0.3CoCrFeNi", "NbMoTaW"]
     unscaled = raw.spread_scales["bulk_modulus"]
-    members = np.sqrt(raw.predict(formulas, distances=False)["bulk_modulus_std"] ** 2 - unscaled.b**2) / unscaled.a
-    np.testing.assert_allclose(loaded.predict(formulas, distances=False)["bulk_modulus_std"], 2.5 * members,
+    spread = raw.predict(formulas, distances=False)["bulk_modulus_std [GPa]"]
+    members = np.sqrt(spread**2 - unscaled.b**2) / unscaled.a
+    np.testing.assert_allclose(loaded.predict(formulas, distances=False)["bulk_modulus_std [GPa]"], 2.5 * members,
                                rtol=1e-5)  # fmt: skip
 
 
@@ -153,7 +154,7 @@ def test_a_single_model_has_no_std_and_no_factor(tiny_run):
     checkpoint = load_checkpoint(tiny_run)
     assert checkpoint.std_factors == {} and checkpoint.calibration_note == ""
     assert "std_factors" not in (checkpoint.path / "config.json").read_text(encoding="utf-8")
-    assert not [c for c in checkpoint.predict(["NbMoTaW"]).columns if c.endswith(STD_SUFFIX)]
+    assert not [c for c in checkpoint.predict(["NbMoTaW"]).columns if split_unit(c)[0].endswith(STD_SUFFIX)]
 
 
 @pytest.mark.parametrize(("factors", "key", "says"), [

@@ -14,7 +14,7 @@ import yaml
 from safetensors.numpy import load_file
 
 from fm_engine import load_checkpoint
-from fm_engine.columns import STD_SUFFIX
+from fm_engine.columns import STD_SUFFIX, split_unit, std_column
 from fm_engine.compositions import canonical_key
 from fm_engine.training import TrainConfig, train
 from fm_engine.training.ensemble import member_folder
@@ -42,20 +42,22 @@ def test_an_ensembles_prediction_is_the_mean_of_its_members(tiny_ensemble):
     ensemble = checkpoint.predict(FORMULAS, distances=False)
     members = member_predictions(tiny_ensemble)
     values = value_columns(members[0])
-    assert values and not any(c.endswith(STD_SUFFIX) for c in values)
+    assert values and not any(split_unit(c)[0].endswith(STD_SUFFIX) for c in values)
     assert any("@" in c for c in values) and any("_proba_" in c for c in values)  # curves and probabilities too
     for column in values:
         stacked = np.stack([m[column].to_numpy(dtype=np.float64) for m in members])
         np.testing.assert_allclose(ensemble[column], stacked.mean(axis=0), rtol=1e-6, atol=1e-9, err_msg=column)
-        scale = checkpoint.spread_scales.get(column.split("@")[0].split("_proba_")[0])  # calibrated spread
+        task = split_unit(column)[0].split("@")[0].split("_proba_")[0]
+        scale = checkpoint.spread_scales.get(task)  # calibrated spread
         a, b = (scale.a, scale.b) if scale is not None else (1.0, 0.0)
-        np.testing.assert_allclose(ensemble[column + STD_SUFFIX], np.hypot(a * stacked.std(axis=0), b), rtol=1e-5,
+        np.testing.assert_allclose(ensemble[std_column(column)], np.hypot(a * stacked.std(axis=0), b), rtol=1e-5,
                                    atol=1e-6, err_msg=column)  # fmt: skip
     good = ensemble["error"] == ""
-    assert (ensemble.loc[good, "bulk_modulus" + STD_SUFFIX] > 0).all()  # members that differ in seed differ
-    assert ensemble.loc[~good].filter(like=STD_SUFFIX).isna().all().all()  # a bad formula: no numbers at all
+    assert (ensemble.loc[good, "bulk_modulus_std [GPa]"] > 0).all()  # members that differ in seed differ
+    assert ensemble.loc[~good].filter(like=STD_SUFFIX + " [").isna().all().all()  # a bad formula: no numbers at all
     # the predicted class comes from the mean probabilities (hea_phase has 4 classes: the most probable one)
-    probabilities = ensemble[[f"hea_phase_proba_{c}" for c in checkpoint.model.tasks["hea_phase"].classes]]
+    classes = checkpoint.model.tasks["hea_phase"].classes
+    probabilities = ensemble[[f"hea_phase_proba_{c} [probability]" for c in classes]]
     expected = probabilities[good].to_numpy().argmax(axis=1)
     classes = np.asarray(checkpoint.model.tasks["hea_phase"].classes)
     assert list(ensemble.loc[good, "hea_phase"]) == list(classes[expected])
@@ -88,7 +90,7 @@ def test_a_single_model_checkpoint_has_no_std_columns(tiny_run, tiny_data, tmp_p
     checkpoint = load_checkpoint(tiny_run)
     assert not checkpoint.is_ensemble and checkpoint.members == [] and checkpoint.models == [checkpoint.model]
     before = checkpoint.predict(FORMULAS)
-    assert not [c for c in before.columns if c.endswith(STD_SUFFIX)]
+    assert not [c for c in before.columns if split_unit(c)[0].endswith(STD_SUFFIX)]
     # ensemble: {members: 1} is the single model, bit for bit
     config = TrainConfig.from_dict(tiny_config_dict(tiny_data) | {"ensemble": {"members": 1}})
     assert train(config, tmp_path / "one").state == "done"
@@ -105,7 +107,7 @@ def test_identical_members_have_zero_spread(tiny_data, tmp_path):
     )
     assert train(config, tmp_path / "same").state == "done"
     table = load_checkpoint(tmp_path / "same").predict(FORMULAS[:5], distances=False)
-    spreads = table[[c for c in table.columns if c.endswith(STD_SUFFIX)]]
+    spreads = table[[c for c in table.columns if split_unit(c)[0].endswith(STD_SUFFIX)]]
     assert spreads.shape[1] > 5 and (spreads.to_numpy() == 0).all()
 
 
@@ -126,7 +128,7 @@ def test_the_card_sets_the_ensemble_beside_its_average_member(tiny_ensemble, tin
     truth = truth.drop_duplicates("key").set_index("key")["target"]
     table = checkpoint.compositions()
     test = table[(table["split"] == "test") & table["tasks"].str.contains("bulk_modulus")]["composition"]
-    predicted = checkpoint.predict(list(test), distances=False)["bulk_modulus"].to_numpy()
+    predicted = checkpoint.predict(list(test), distances=False)["bulk_modulus [GPa]"].to_numpy()
     mae = float(np.mean(np.abs(predicted - truth.loc[list(test)].to_numpy())))
     assert card.task("bulk_modulus").test_metrics["mae"] == pytest.approx(mae, rel=1e-4)
     assert "## Ensemble" in (checkpoint.path / "card.md").read_text(encoding="utf-8")
@@ -166,8 +168,8 @@ def test_fm_train_ensemble_from_the_cli_then_fm_predict(tiny_data, tmp_path):
     written = pd.read_csv(tmp_path / "out.csv")
     expected = checkpoint.predict(pd.DataFrame({"formula": FORMULAS}))
     assert list(written.columns) == list(expected.columns)
-    assert "bulk_modulus_std" in written.columns and "hea_phase_proba_BCC_std" in written.columns
-    np.testing.assert_allclose(written["bulk_modulus_std"], expected["bulk_modulus_std"], rtol=1e-6)
+    assert "bulk_modulus_std [GPa]" in written.columns and "hea_phase_proba_BCC_std [probability]" in written.columns
+    np.testing.assert_allclose(written["bulk_modulus_std [GPa]"], expected["bulk_modulus_std [GPa]"], rtol=1e-6)
 
 
 @pytest.mark.parametrize("members", [0, -1, "two"])
@@ -204,6 +206,6 @@ def test_members_fine_tune_from_one_start_on_one_split_with_its_replay(tiny_data
     tables = [load_checkpoint(member_folder(tmp_path / "run", k)).compositions() for k in range(2)]
     pd.testing.assert_frame_equal(tables[0], tables[1])
     table = checkpoint.predict(FORMULAS[:3], distances=False)
-    assert {"mp_band_gap_std", "bulk_modulus_std"} <= set(table.columns)
+    assert {"mp_band_gap_std", "bulk_modulus_std"} <= {split_unit(c)[0] for c in table.columns}
     assert checkpoint.card is not None and checkpoint.card.start is not None
     assert checkpoint.card.start.kept_heads and checkpoint.card.ensemble.members == 2

@@ -77,4 +77,4 @@ def test_finetune_of_an_ensemble_retrains_every_members_head_and_recalibrates(ti
     assert record.test_metrics_after["hea_phase"] == ensemble_before["hea_phase"]  # an untouched head scores the same
     assert "## Fine-tuning" in capsys.readouterr().out
     frame = tuned.predict(["Al0.3CoCrFeNi"], distances=False)
-    assert frame["bulk_modulus_std"].iloc[0] > 0
+    assert frame["bulk_modulus_std [GPa]"].iloc[0] > 0

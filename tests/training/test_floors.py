@@ -51,7 +51,7 @@ def test_band_gap_predictions_stop_at_the_floor_of_the_training_targets(tmp_path
     scaler = checkpoint.model.config.scalers["gap"]
     card = checkpoint.card.task("gap")
     queries = [f"{a}{1 - x:.2f}{b}{x:.2f}" for a in METALS for b in NONMETALS for x in (0.05, 0.1, 0.2, 0.6, 0.9)]
-    predicted = checkpoint.predict(queries, distances=False)["gap"].astype(float)
+    predicted = checkpoint.predict(queries, distances=False)["gap [eV]"].astype(float)
     if setting == "none":
         assert scaler.floor is None and card.lower_bound is None
         assert "Lower bounds" not in (result.checkpoint / "card.md").read_text()
@@ -61,7 +61,7 @@ def test_band_gap_predictions_stop_at_the_floor_of_the_training_targets(tmp_path
     assert scaler.floor_share != pytest.approx(np.mean(train_targets == 0.0), abs=1e-4)
     assert card.lower_bound == 0.0 and card.lower_bound_share == scaler.floor_share
     scaler.floor = None
-    raw = checkpoint.predict(queries, distances=False)["gap"].astype(float)
+    raw = checkpoint.predict(queries, distances=False)["gap [eV]"].astype(float)
     assert (raw < 0).any()  # the network alone predicts negative gaps for some metals
     assert np.array_equal(predicted, np.maximum(raw, 0.0))
     assert "gap: never predicted below 0 eV" in (result.checkpoint / "card.md").read_text()

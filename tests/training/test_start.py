@@ -17,6 +17,7 @@ import torch
 
 from fm_engine.checkpoints import load_checkpoint
 from fm_engine.cli import main
+from fm_engine.columns import with_unit
 from fm_engine.compositions import parse_many
 from fm_engine.training import TrainConfig, train
 from fm_engine.training.start import REPLAY_FILE, StartError, config_for_start, plan_start, resolve_start
@@ -338,7 +339,8 @@ def test_a_design_on_the_fine_tuned_model_can_also_target_a_kept_head(foundation
             "seeds": {"source": "data", "n": 6, "strategy": "random"},
         })  # fmt: skip
         best = run_design(checkpoint, design).table["formula"].iloc[0]
-        enthalpy.append(float(checkpoint.predict([best])["formation_enthalpy"].iloc[0]))
+        column = with_unit("formation_enthalpy", checkpoint.model.tasks["formation_enthalpy"].unit)
+        enthalpy.append(float(checkpoint.predict([best])[column].iloc[0]))
     assert enthalpy[1] < enthalpy[0] - 0.05, enthalpy  # the stability target moved the design
 
 

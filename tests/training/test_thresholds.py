@@ -54,7 +54,7 @@ def test_predictions_and_card_test_metrics_use_the_threshold(binary_run):
     compositions = checkpoint.compositions()
     test = compositions[compositions["split"] == "test"]["composition"].tolist()
     table = checkpoint.predict(test, distances=False)
-    p1 = table["forms_proba_1"].to_numpy(float)
+    p1 = table["forms_proba_1 [probability]"].to_numpy(float)
     assert (table["forms"] == np.where(p1 > threshold, "1", "0")).all()
     assert (table["forms"] != np.where(p1 > 0.5, "1", "0")).any()  # some test compositions change class
     # the card's test metrics are those of these predicted classes (one row of slack: the card's pass batches the
@@ -75,7 +75,7 @@ def test_a_fixed_half_keeps_the_most_probable_class(tmp_path):
     assert checkpoint.model.decision_threshold("forms") == 0.5
     assert checkpoint.card.task("forms").decision_threshold_rule == "fixed"
     table = checkpoint.predict(imbalanced_alloys(60, seed=9)["formula"].tolist(), distances=False)
-    proba = table[["forms_proba_0", "forms_proba_1"]].to_numpy(float)
+    proba = table[["forms_proba_0 [probability]", "forms_proba_1 [probability]"]].to_numpy(float)
     assert (table["forms"] == np.array(["0", "1"])[proba.argmax(axis=1)]).all()
 
 
@@ -107,6 +107,6 @@ def test_a_checkpoint_written_before_thresholds_predicts_the_most_probable_class
     before, now = load_checkpoint(old), load_checkpoint(checkpoint_dir)
     assert before.model.decision_threshold("forms") is None and now.model.decision_threshold("forms") is not None
     old_table, new_table = before.predict(formulas, distances=False), now.predict(formulas, distances=False)
-    columns = ["forms_proba_0", "forms_proba_1"]
+    columns = ["forms_proba_0 [probability]", "forms_proba_1 [probability]"]
     np.testing.assert_array_equal(old_table[columns].to_numpy(float), new_table[columns].to_numpy(float))
     assert (old_table["forms"] == np.array(["0", "1"])[old_table[columns].to_numpy(float).argmax(axis=1)]).all()

@@ -47,13 +47,14 @@ def test_lists_checkpoints_with_their_model_cards(workspace_with_model):
     overview = table(at, "checkpoint", "problem")
     assert list(overview["checkpoint"]) == ["tiny"]
     assert overview["tasks"].iloc[0] == "bulk_modulus, hea_phase, yield_strength"
-    tasks = table(at, "task", "test metrics [95 % CI]").set_index("task")
+    tasks = table(at, "task", "unit", "t unit").set_index("task")
     assert tasks.loc["bulk_modulus", "unit"] == "GPa"
     assert tasks.loc["yield_strength", "t unit"] == "K"
     assert tasks.loc["hea_phase", "unit"].startswith("classes: BCC")
-    bulk = tasks.loc["bulk_modulus", "test metrics [95 % CI]"]
-    mae, low, high = map(float, re.match(r"MAE (\S+) \[(\S+), (\S+)\] GPa", bulk).groups())
-    assert low < mae < high
+    metrics = table(at, "task", "metric", "95 % CI").set_index(["task", "metric"])
+    bulk = metrics.loc[("bulk_modulus", "MAE")]
+    low, high = map(float, re.match(r"\[(\S+), (\S+)\]", bulk["95 % CI"]).groups())
+    assert low < bulk["value"] < high and bulk["unit"] == "GPa"
     card = json.loads((workspace_with_model / "checkpoint" / "card.json").read_text(encoding="utf-8"))
     reach = {e["name"]: e["test_distance_to_training"]["max"] for e in card["tasks"]}
     assert tasks["test reaches (distance)"].to_dict() == reach
@@ -73,12 +74,12 @@ def test_compare_two_checkpoints(workspace_with_model):
     assert list(metrics.columns) == [
         "task",
         "metric",
-        "unit",
-        "tiny",
-        "tiny 95 % CI",
-        "tiny2",
-        "tiny2 95 % CI",
         "better",
+        "tiny",
+        "tiny2",
+        "unit",
+        "tiny 95 % CI",
+        "tiny2 95 % CI",
     ]
     mae = metrics[(metrics["task"] == "bulk_modulus") & (metrics["metric"] == "MAE")].iloc[0]
     assert mae["unit"] == "GPa" and mae["tiny2"] == pytest.approx(2 * mae["tiny"]) and mae["better"] == "tiny"
@@ -165,3 +166,39 @@ def test_an_ensembles_card_shows_its_calibration_table_and_plot(workspace, tiny_
 def test_a_single_models_card_has_no_calibration_section(workspace_with_model):
     at = open_page("checkpoints")
     assert not any("Calibration of the spread" in m.value for m in at.markdown)
+
+
+def test_test_metrics_and_the_compare_verdict_are_read_without_scrolling_right(workspace_with_model):
+    """At 1280 px the main column is about 820 px wide: the card's test metrics have a narrow table of their own
+    (one row per task and metric) and the comparison says its verdict in a sentence above a table that starts with
+    it."""
+    second_run(workspace_with_model)
+    at = open_page("checkpoints")
+    at.selectbox(key="compare_a").select("tiny").run()
+    at.selectbox(key="compare_b").select("tiny2").run()
+    assert not at.exception
+    metrics = table(at, "task", "metric", "95 % CI")
+    assert list(metrics.columns) == ["task", "metric", "value", "95 % CI", "unit"]  # one row per task and metric
+    assert {"MAE", "RMSE", "test n"} <= set(metrics.loc[metrics["task"] == "bulk_modulus", "metric"])
+    compared = table(at, "task", "metric", "better")
+    assert list(compared.columns[:5]) == ["task", "metric", "better", "tiny", "tiny2"]
+    wins = int((compared["better"] == "tiny").sum())
+    similar = int((compared["better"] == "similar").sum())
+    verdicts = [m.value for m in at.markdown if m.value.startswith("**Verdict:**")]
+    assert verdicts == [f"**Verdict:** **tiny** is better: tiny better on {wins}, tiny2 better on 0, similar on "
+                        f"{similar} of {wins + similar} test metrics."]  # fmt: skip
+    assert wins > 0  # tiny2's errors are doubled
+
+
+def test_each_result_says_how_to_read_it(workspace, tiny_ensemble, tiny_run):
+    from workbench.components.cards import HOW_TO_READ
+
+    shutil.copytree(tiny_ensemble, workspace / "runs" / "ensemble")
+    shutil.copytree(tiny_run, workspace / "runs" / "tiny")
+    at = open_page("checkpoints")
+    at.selectbox(key="card_choice").select("ensemble").run()
+    at.selectbox(key="compare_a").select("ensemble").run()
+    at.selectbox(key="compare_b").select("tiny").run()
+    captions = [c.value for c in at.caption]
+    for key in ("metrics", "tasks", "compare", "calibration_table", "calibration_plot"):
+        assert HOW_TO_READ[key] in captions, key

@@ -26,15 +26,15 @@ def test_one_formula_on_an_ensemble_is_the_members_mean(tiny_ensemble):
     table = checkpoint.predict(["Al0.3CoCrFeNi"], distances=False)
     shown = {p.task.name: p for p in predict_formula(checkpoint, "Al0.3CoCrFeNi").tasks}
     assert shown["bulk_modulus"].value == pytest.approx(
-        float(table["bulk_modulus"].iloc[0]), rel=1e-5
+        float(table["bulk_modulus [GPa]"].iloc[0]), rel=1e-5
     )  # float32 blocks of another shape
     for label, probability in shown["hea_phase"].probabilities.items():
         assert probability == pytest.approx(
-            float(table[f"hea_phase_proba_{label}"].iloc[0]), rel=1e-5
+            float(table[f"hea_phase_proba_{label} [probability]"].iloc[0]), rel=1e-5
         )  # float32 blocks of another shape
     assert shown["hea_phase"].label == table["hea_phase"].iloc[0]
     member = load_checkpoint(tiny_ensemble / "checkpoint" / "members" / "1").predict(["Al0.3CoCrFeNi"], distances=False)
-    assert not np.isclose(shown["bulk_modulus"].value, float(member["bulk_modulus"].iloc[0]))
+    assert not np.isclose(shown["bulk_modulus"].value, float(member["bulk_modulus [GPa]"].iloc[0]))
 
 
 def test_one_formula_on_an_ensemble_shows_its_calibrated_spread(tiny_ensemble, tiny_run):
@@ -42,7 +42,8 @@ def test_one_formula_on_an_ensemble_shows_its_calibrated_spread(tiny_ensemble, t
     table = checkpoint.predict(["Al0.3CoCrFeNi"], distances=False)
     shown = {p.task.name: p for p in predict_formula(checkpoint, "Al0.3CoCrFeNi").tasks}
     bulk = shown["bulk_modulus"]
-    assert bulk.std == pytest.approx(float(table["bulk_modulus_std"].iloc[0]), rel=1e-4)  # calibrated, as exported
+    exported = float(table["bulk_modulus_std [GPa]"].iloc[0])
+    assert bulk.std == pytest.approx(exported, rel=1e-4)  # calibrated, as exported
     assert f"{bulk.value:.4g} ± {bulk.std:.2g} GPa" == bulk.value_text
     curve = shown["yield_strength"]
     assert curve.std is not None and curve.std.shape == curve.curve.shape and (curve.std > 0).all()
@@ -62,8 +63,8 @@ def test_a_table_on_an_ensemble_gets_error_bars_and_how_to_read_them(tiny_ensemb
     (figure,) = error_bar_figures(checkpoint, result.predicted, "formula")  # bulk_modulus, the one scalar task
     (points,) = figure.data
     assert list(points.x) == ["Al0.3CoCrFeNi", "NbMoTaW", "CoCrFeMnNi"]  # the bad row is left out
-    np.testing.assert_allclose(points.error_y.array, result.predicted["bulk_modulus_std"])
-    np.testing.assert_allclose(points.y, result.predicted["bulk_modulus"])
+    np.testing.assert_allclose(points.error_y.array, result.predicted["bulk_modulus_std [GPa]"])
+    np.testing.assert_allclose(points.y, result.predicted["bulk_modulus [GPa]"])
     caption = uncertainty_caption(checkpoint)
     assert f"{len(checkpoint.members)} members" in caption and "calibrated" in caption
     assert "± 2 std as a 95 % interval" in caption  # the level the calibration is fitted for (README)

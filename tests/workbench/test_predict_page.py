@@ -90,7 +90,7 @@ def test_csv_batch_lists_bad_rows_and_predicts_the_rest(checkpoint):
     assert "unknown element 'Xx'" in result.bad_rows["reason"].iloc[0]
     assert "empty" in result.bad_rows["reason"].iloc[1]
     assert list(result.predicted["id"]) == [1, 4]
-    assert result.predicted["bulk_modulus"].notna().all()
+    assert result.predicted["bulk_modulus [GPa]"].notna().all()
     assert set(result.predicted["hea_phase"]) <= {"BCC", "FCC", "HCP", "multiphase"}
     assert any(c.startswith("yield_strength@") for c in result.predictions.columns)
     assert result.predicted["yield_strength_distance_to_training"].between(0, 1).all()
@@ -98,7 +98,7 @@ def test_csv_batch_lists_bad_rows_and_predicts_the_rest(checkpoint):
     assert len(downloaded) == 4 and "error" in downloaded.columns
     # the composition column is guessed when not given; a custom t grid is used
     guessed = page.predict_csv(checkpoint, data, t_grids={"yield_strength": page.parse_t_grid("300, 900")})
-    assert {"yield_strength@300", "yield_strength@900"} <= set(guessed.predictions.columns)
+    assert {"yield_strength@300K [MPa]", "yield_strength@900K [MPa]"} <= set(guessed.predictions.columns)
 
 
 def test_an_input_column_named_error_is_kept_and_bad_rows_come_from_pred_error(checkpoint):
@@ -157,3 +157,42 @@ def test_a_binary_tasks_predicted_class_and_caption_follow_its_decision_threshol
     caption = page.metric_caption(checkpoint, "forms")
     assert caption.startswith("test accuracy ") and "balanced accuracy " in caption
     assert caption.endswith(f"predicted '1' when its probability > {threshold:.3g} (chosen on validation data)")
+
+
+@pytest.fixture
+def negative_bulk_modulus(workspace_with_model):
+    """The workspace's run with its bulk-modulus output shifted 10,000 GPa down (config.json's target scaling):
+    every bulk modulus it predicts is negative, physically impossible."""
+    import json
+
+    path = workspace_with_model / "checkpoint" / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["model"]["scalers"]["bulk_modulus"]["mean"][0] -= 1e4
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return workspace_with_model
+
+
+def test_a_physically_impossible_value_is_marked_and_explained(negative_bulk_modulus):
+    at = open_page("predict")
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["bulk_modulus (GPa)"].split()[0]) < 0 and metrics["bulk_modulus (GPa)"].endswith("GPa ⚠")
+    (warning,) = [w.value for w in at.warning if "Physically impossible" in w.value]
+    assert "- **bulk_modulus**: below 0 GPa" in warning and "never negative" in warning
+
+
+def test_a_tables_impossible_values_are_counted_and_shown_first(negative_bulk_modulus):
+    from fm_engine.checkpoints import load_checkpoint
+
+    checkpoint = load_checkpoint(negative_bulk_modulus)
+    result = page.predict_csv(checkpoint, b"id,formula\n1,Fe2O3\n2,Xx2O3\n3,NbMoTaW\n", "formula")
+    warning = page.batch_impossible_warning(result.predicted)
+    assert "- **bulk_modulus < 0 GPa**: 2 rows" in warning and "`below_physical_minimum`" in warning
+    assert page.table_columns(result.predicted, "formula")[:2] == ["formula", "below_physical_minimum"]
+
+
+def test_each_prediction_says_how_to_read_it(workspace_with_model):
+    at = open_page("predict")
+    captions = " ".join(c.value for c in at.caption)
+    for key in ("values", "probabilities", "curve"):
+        assert page.HOW_TO_READ[key] in captions, key

@@ -18,7 +18,6 @@ from fm_engine.cards import (
     ModelCard,
     TaskCard,
     format_interval,
-    format_metric,
 )
 from fm_engine.cards import (
     read_card as read_checkpoint_card,
@@ -28,6 +27,23 @@ from fm_engine.plots import calibration_figure
 LOWER_IS_BETTER = {"mae", "rmse"}
 HIGHER_IS_BETTER = {"r2", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc"}
 SPLITS = ("train", "val", "test")
+HOW_TO_READ = {
+    "metrics": "**How to read this:** errors measured on test compositions the model never saw during training: "
+    "MAE / RMSE in the task's unit (lower is better), R2, accuracy, ROC-AUC (higher is better); [low, high] is the "
+    "95 % bootstrap interval, so two models whose intervals overlap may not really differ.",
+    "tasks": "**How to read this:** how much data each task had (compositions per split) and how far its test "
+    "compositions lie from the training data (0 = seen, 1 = no element in common): predictions further out than "
+    "that are extrapolations the test metrics do not cover.",
+    "compare": "**How to read this:** `better` names the checkpoint with the better test value of each metric; "
+    "*similar* means each value lies inside the other's 95 % interval, i.e. the difference is within the noise "
+    "of the test set. Compare like with like: the same tasks on the same test compositions.",
+    "calibration_table": "**How to read this:** after calibration, about 68 % of the test truths should lie within "
+    "± 1 std and 95 % within ± 2 std; values well below mean the error bars are too narrow, well above too wide.",
+    "calibration_plot": "**How to read this:** each line is the share of test truths inside the error bar at each "
+    "nominal level; on the diagonal the error bars mean what they say, below it they are too narrow (over-"
+    "confident), above it too wide (the grey dashed diagonal). Dotted: the members' raw spread before calibration.",
+}
+"""The "how to read this" line under each result of the Checkpoints page (markdown)."""
 
 
 def checkpoint_folder(path: Path) -> Path:
@@ -68,25 +84,6 @@ def task_unit(task: TaskCard) -> str:
     return ""
 
 
-def format_metrics(
-    metrics: dict[str, float] | None, unit: str = "", intervals: dict[str, list[float]] | None = None
-) -> str:
-    """``MAE 9.967 [9.13, 10.9] GPa, ...``: each metric with, when the card has them, its 95 % bootstrap
-    interval, and its unit."""
-    if not metrics:
-        return ""
-    intervals = intervals or {}
-    parts = []
-    for name, value in metrics.items():
-        if name == "n" or value is None:
-            continue
-        text = f"{METRIC_LABELS.get(name, name)} {format_metric(value, intervals.get(name))}"
-        if name in LOWER_IS_BETTER and unit and not unit.startswith("classes"):
-            text += f" {unit}"
-        parts.append(text)
-    return ", ".join(parts)
-
-
 def split_text(sizes: dict[str, int]) -> str:
     """``380/48/48``: compositions per split (train / val / test), ``-`` where unknown."""
     return "/".join(str(sizes.get(k, "-")) for k in SPLITS)
@@ -116,10 +113,10 @@ def overview_table(runs: dict[str, Path]) -> pd.DataFrame:
 
 def tasks_table(card: ModelCard) -> pd.DataFrame:
     """Per task: type, unit (or classes), t unit, split sizes, bad rows skipped, how far the test set reaches
-    from the training data (max distance, fraction of atoms that differ), test metrics."""
+    from the training data (max distance, fraction of atoms that differ); the test metrics: :func:`metrics_table`."""
     rows = []
     for task in card.tasks:
-        sizes, test, unit = task.compositions, task.test_metrics, task_unit(task)
+        sizes, unit = task.compositions, task_unit(task)
         rows.append(
             {
                 "task": task.name,
@@ -131,11 +128,19 @@ def tasks_table(card: ModelCard) -> pd.DataFrame:
                 "test": sizes.get("test"),
                 "bad rows skipped": task.bad_rows_skipped,
                 "test reaches (distance)": (task.test_distance_to_training or {}).get("max"),
-                "test n": int(test["n"]) if test.get("n") is not None else None,
-                "test metrics [95 % CI]": format_metrics(test, unit, task.test_metrics_ci95),
             }
         )
     return pd.DataFrame(rows)
+
+
+def metrics_table(card: ModelCard) -> pd.DataFrame:
+    """One row per task and test metric: its value, 95 % bootstrap interval and unit (the number of test
+    compositions is the metric ``test n``): five narrow columns, read without scrolling right."""
+    long = metrics_long(card)
+    return pd.DataFrame({
+        "task": long["task"], "metric": long["metric"], "value": long["value"],
+        "95 % CI": long.apply(_interval_text, axis=1), "unit": long["unit"],
+    })  # fmt: skip
 
 
 def sources_table(card: ModelCard) -> pd.DataFrame:
@@ -251,8 +256,9 @@ def _labels(label_a: str, label_b: str) -> tuple[str, str]:
 
 
 def compare_cards(card_a: ModelCard, card_b: ModelCard, label_a: str, label_b: str) -> pd.DataFrame:
-    """Per task and test metric, side by side (with the unit and each card's 95 % interval) and which
-    checkpoint is better (or ``similar``, see :func:`_verdict`)."""
+    """Per task and test metric: which checkpoint is better (or ``similar``, see :func:`_verdict`), then both values
+    side by side, the unit and each card's 95 % interval (the verdict and the values first, so they are read
+    without scrolling right)."""
     label_a, label_b = _labels(label_a, label_b)
     merged = metrics_long(card_a).merge(
         metrics_long(card_b), on=["task", "metric", "key"], how="outer", suffixes=("_a", "_b")
@@ -263,19 +269,40 @@ def compare_cards(card_a: ModelCard, card_b: ModelCard, label_a: str, label_b: s
         {
             "task": merged["task"],
             "metric": merged["metric"],
-            "unit": merged["unit_a"].fillna(merged["unit_b"]).fillna(""),
-            label_a: side_a["value"],
-            f"{label_a} 95 % CI": side_a.apply(_interval_text, axis=1),
-            label_b: side_b["value"],
-            f"{label_b} 95 % CI": side_b.apply(_interval_text, axis=1),
             "better": [
                 _verdict(side_a.loc[i], side_b.loc[i], merged.at[i, "key"], label_a, label_b) for i in merged.index
             ],
+            label_a: side_a["value"],
+            label_b: side_b["value"],
+            "unit": merged["unit_a"].fillna(merged["unit_b"]).fillna(""),
+            f"{label_a} 95 % CI": side_a.apply(_interval_text, axis=1),
+            f"{label_b} 95 % CI": side_b.apply(_interval_text, axis=1),
         }
     )
     order = {name: i for i, name in enumerate(card_a.task_names)}
     table["_order"] = table["task"].map(order).fillna(len(order))
     return table.sort_values(["_order", "task"], kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def compare_verdict(table: pd.DataFrame, label_a: str, label_b: str) -> str:
+    """The comparison in one sentence (markdown) from :func:`compare_cards`' ``better`` column: how many metrics
+    each checkpoint wins and how many are similar."""
+    label_a, label_b = _labels(label_a, label_b)
+    verdicts = table["better"].value_counts()
+    won_a, won_b, similar = (int(verdicts.get(key, 0)) for key in (label_a, label_b, "similar"))
+    compared = won_a + won_b + similar
+    if not compared:
+        return "**Verdict:** no test metric in common to compare."
+    if won_a and not won_b:
+        lead = f"**{label_a}** is better"
+    elif won_b and not won_a:
+        lead = f"**{label_b}** is better"
+    elif won_a or won_b:
+        lead = "Mixed"
+    else:
+        lead = "No clear difference"
+    return (f"**Verdict:** {lead}: {label_a} better on {won_a}, {label_b} better on {won_b}, similar on {similar} "
+            f"of {compared} test metrics.")  # fmt: skip
 
 
 def _setup_facts(card: ModelCard) -> dict[str, str]:

@@ -10,20 +10,46 @@ import plotly.graph_objects as go
 
 from fm_engine.applicability import distance_column, distance_columns, training_domain
 from fm_engine.checkpoints import LoadedCheckpoint
-from fm_engine.columns import std_column
+from fm_engine.columns import std_column, with_unit
 from fm_engine.compositions import format_formula, parse_many
 from fm_engine.plots import class_probabilities, predicted_curve, predictions_with_error_bars
-from fm_engine.predict import default_t_grid, error_column, predict_checkpoint
+from fm_engine.predict import (
+    IMPOSSIBLE_COLUMN,
+    IMPOSSIBLE_MEANING,
+    OUTPUT_COLUMNS_ATTR,
+    default_t_grid,
+    error_column,
+    physical_minima,
+    predict_checkpoint,
+)
 from fm_engine.tasks import TaskSpec, TaskType
 from workbench.components.uploads import guess_column, read_csv_bytes
 
 CURVE_POINTS = 60
 MAX_ERROR_BAR_ROWS = 60  # a table's first rows drawn with error bars (every row is in the table and the download)
 EXTRAPOLATION = (
-    "further from a task's training compositions than any of its test compositions (distance = fraction of "
-    "atoms that differ from the nearest training composition), so the task's test error does not cover "
+    "as far from a task's training compositions as its furthest test composition, or further (distance = fraction "
+    "of atoms that differ from the nearest training composition), so the task's test error does not cover "
     "these values."
 )
+IMPOSSIBLE_MARK = "⚠"
+HOW_TO_READ = {
+    "values": "**How to read this:** each number is the model's estimate for this composition in the task's unit; "
+    "the ⓘ next to it gives the test error measured on compositions the model never saw, a fair guide to how far "
+    "off it may be.",
+    "probabilities": "**How to read this:** the bars are the model's probabilities for each class (they sum to 1); "
+    "the highlighted bar is the predicted class. Close bars mean the model cannot tell the classes apart here.",
+    "curve": "**How to read this:** the predicted property across the temperature (t) range the task was trained "
+    "on; the shaded band, for an ensemble, is ± 1 calibrated standard deviation. Outside this range the curve is "
+    "not drawn because the model has no data there.",
+    "table": "**How to read this:** one row per composition, every column headed by its unit; "
+    "`<task>_distance_to_training` is 0 for a training composition and 1 for one with no element in common, "
+    "`extrapolated_for` names the tasks whose test error does not cover the row, and `below_physical_minimum` the "
+    "tasks whose value is physically impossible.",
+    "error_bars": "**How to read this:** each point is a composition's predicted mean, its bar ± 1 calibrated "
+    "standard deviation of the ensemble; overlapping bars mean the model cannot rank those compositions.",
+}
+"""The "how to read this" line under each result and figure of the Predict page (markdown)."""
 
 
 @dataclass
@@ -39,7 +65,16 @@ class TaskPrediction:
     # fraction of atoms that differ from the nearest composition the task was trained on
     distance_to_training: float = float("nan")
     tested_up_to: float = float("nan")  # the furthest of the task's test compositions from its training data
-    extrapolated: bool = False  # further from the training data than the test error was measured
+    extrapolated: bool = False  # as far from the training data as the test error was measured, or further
+    physical_minimum: float | None = None  # below it a value is physically impossible (fm_engine.floors)
+
+    @property
+    def impossible(self) -> bool:
+        """True when the value (any curve point) lies below the task's physical minimum."""
+        values = self.curve if self.curve is not None else self.value
+        if self.physical_minimum is None or values is None:
+            return False
+        return bool(np.any(np.asarray(values, dtype=np.float64) < self.physical_minimum))
 
     @property
     def value_text(self) -> str:
@@ -48,7 +83,8 @@ class TaskPrediction:
         if isinstance(self.value, np.ndarray):
             spread = self.std if isinstance(self.std, np.ndarray) else [None] * len(self.value)
             return ", ".join(_with_spread(v, s) for v, s in zip(self.value, spread, strict=True)) + unit
-        return _with_spread(self.value, self.std) + unit
+        text = _with_spread(self.value, self.std) + unit
+        return f"{text} {IMPOSSIBLE_MARK}" if self.impossible else text
 
 
 def _with_spread(value: float, std: float | None) -> str:
@@ -76,12 +112,14 @@ def predict_formula(checkpoint: LoadedCheckpoint, text: str, *, curve_points: in
     outputs, spreads = predict_checkpoint(checkpoint, parsed.weights, t_grids=grids)  # an ensemble: mean, std
     distances = distance_columns(checkpoint, parsed.weights, rows=np.arange(1), n_rows=1)  # as predict_frame
     flagged = str(distances.get("extrapolated_for", [""])[0]).split(", ")
+    minima = physical_minima(model)
     results = []
     for name, task in model.tasks.items():
         values = outputs[name][0]
         domain = training_domain(checkpoint, name)
         where = {"distance_to_training": float(distances.get(distance_column(domain.task), [np.nan])[0]),
-                 "tested_up_to": domain.tested_up_to, "extrapolated": name in flagged}  # fmt: skip
+                 "tested_up_to": domain.tested_up_to, "extrapolated": name in flagged,
+                 "physical_minimum": minima.get(name)}  # fmt: skip
         if task.type is TaskType.CLASSIFICATION:
             classes = list(task.classes or [str(i) for i in range(len(values))])
             results.append(
@@ -157,12 +195,13 @@ def error_bar_figures(
     :data:`MAX_ERROR_BAR_ROWS` predicted rows at mean +/- calibrated std (none for a single model)."""
     if not checkpoint.is_ensemble or predicted.empty:
         return []
-    names = predicted.attrs.get("fm_output_columns", {})
+    names = predicted.attrs.get(OUTPUT_COLUMNS_ATTR, {})
     rows = predicted.head(MAX_ERROR_BAR_ROWS)
     figures = []
     for name, task in checkpoint.model.tasks.items():
-        column = names.get(name, name)
-        spread = names.get(std_column(name), std_column(name))
+        header = with_unit(name, task.unit)
+        column = names.get(header, header)
+        spread = names.get(std_column(header), std_column(header))
         if task.type is not TaskType.REGRESSION or spread not in rows.columns:
             continue
         shown = f" (first {len(rows)} of {len(predicted)} rows)" if len(predicted) > len(rows) else ""
@@ -277,14 +316,47 @@ def metric_caption(checkpoint: LoadedCheckpoint, task: str) -> str:
 
 
 def extrapolation_warning(far: list[TaskPrediction]) -> str:
-    """The warning for one formula's tasks that lie beyond their test compositions (markdown)."""
-    lines = [f"- **{p.task.name}**: distance {p.distance_to_training:.2f}, test compositions up to {p.tested_up_to:.2f}"
-             for p in far]  # fmt: skip
+    """The warning for one formula's tasks that lie at or beyond their furthest test composition (markdown)."""
+    lines = [f"- **{p.task.name}**: distance {p.distance_to_training:.2f}, furthest test composition at "
+             f"{p.tested_up_to:.2f}" for p in far]  # fmt: skip
     return f"Extrapolation: {EXTRAPOLATION}\n" + "\n".join(lines)
 
 
 def batch_extrapolation_warning(far: dict[str, tuple[int, float]]) -> str:
-    """The warning for a table's rows beyond each task's test compositions (task -> rows, tested up to)."""
-    lines = [f"- **{task}**: {n_rows} row{'s' if n_rows > 1 else ''} beyond distance {tested_up_to:.2f}"
+    """The warning for a table's rows at or beyond each task's furthest test composition (task -> rows, tested up
+    to)."""
+    lines = [f"- **{task}**: {n_rows} row{'s' if n_rows > 1 else ''} at distance {tested_up_to:.2f} or beyond"
              for task, (n_rows, tested_up_to) in far.items()]  # fmt: skip
     return f"Extrapolation in some rows: {EXTRAPOLATION}\n" + "\n".join(lines)
+
+
+def impossible_warning(predictions: list[TaskPrediction]) -> str:
+    """The warning for one formula's tasks predicted below their physical minimum (markdown; '' when none)."""
+    lines = [f"- **{p.task.name}**: below {p.physical_minimum:g} {p.task.unit}".rstrip()
+             for p in predictions if p.impossible]  # fmt: skip
+    if not lines:
+        return ""
+    return f"{IMPOSSIBLE_MARK} Physically impossible value: {IMPOSSIBLE_MEANING}\n" + "\n".join(lines)
+
+
+def batch_impossible_warning(predicted: pd.DataFrame) -> str:
+    """The warning for a table's rows with a value below its task's physical minimum, per task (markdown; '' when
+    none): the column ``below_physical_minimum`` of :func:`fm_engine.predict.predict_frame` names them."""
+    column = predicted.attrs.get(OUTPUT_COLUMNS_ATTR, {}).get(IMPOSSIBLE_COLUMN, IMPOSSIBLE_COLUMN)
+    if column not in predicted.columns:
+        return ""
+    named = predicted[column].astype(str).str.split("; ").explode()
+    counts = named[named != ""].value_counts()
+    if counts.empty:
+        return ""
+    lines = [f"- **{text}**: {n} row{'s' if n > 1 else ''}" for text, n in counts.items()]
+    return (f"{IMPOSSIBLE_MARK} Physically impossible values (column `{column}`): {IMPOSSIBLE_MEANING}\n"
+            + "\n".join(lines))  # fmt: skip
+
+
+def table_columns(predicted: pd.DataFrame, composition_column: str) -> list[str]:
+    """The prediction table's columns in display order: the composition, then ``below_physical_minimum`` (so the
+    marker is seen without scrolling right), then the rest as in the download."""
+    flag = predicted.attrs.get(OUTPUT_COLUMNS_ATTR, {}).get(IMPOSSIBLE_COLUMN, IMPOSSIBLE_COLUMN)
+    first = [c for c in (composition_column, flag) if c in predicted.columns]
+    return first + [c for c in predicted.columns if c not in first]
