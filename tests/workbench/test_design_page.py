@@ -118,7 +118,7 @@ def test_valid_design_produces_checked_recipes_and_downloads(workspace_with_mode
     n_far = int((result.table["extrapolated_for"] != "").sum())
     warnings = [w.value for w in at.warning if "extrapolated_for" in w.value]
     if n_far:
-        assert len(warnings) == 1 and warnings[0].startswith(f"{n_far} recipe(s) lie further")
+        assert len(warnings) == 1 and warnings[0].startswith(f"{n_far} recipe(s) lie as far")
     else:
         assert not warnings
     recipes = pd.read_csv(io.StringIO(result.to_csv()))
