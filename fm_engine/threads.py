@@ -63,6 +63,15 @@ def fixed_threads(env: Mapping[str, str] | None = None) -> int | None:
     return None
 
 
+def training_threads(env: Mapping[str, str] | None = None) -> int:
+    """The torch threads one training process uses: the fixed count, else :data:`DEFAULT_THREADS`; with
+    ``FM_THREAD_POLICY=off`` torch's own default, one per core."""
+    env = os.environ if env is None else env
+    if not policy_enabled(env):
+        return os.cpu_count() or 1
+    return fixed_threads(env) or DEFAULT_THREADS
+
+
 def thread_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Variables to add to a child process's environment (``env`` defaults to ours) so its OpenMP
     threads wait passively; empty with ``FM_THREAD_POLICY=off``. A value the user set is never replaced."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -178,9 +179,13 @@ class EnsembleConfig:
     # The members' seeds; []: ``seed``, ``seed + 1``, ... (member 0 is then the single model of this config).
     # Repeating a seed gives identical members (their spread is 0).
     seeds: list[int] = field(default_factory=list)
+    # Members training at once, one process each (a member trains exactly as alone, bit for bit); 0: as many as
+    # the machine's cores allow (cores / torch threads per training), at most the members; 1: one after another.
+    parallel: int = 0
 
     def __post_init__(self) -> None:
         check_range("ensemble.members", self.members, low=1, high=MAX_ENSEMBLE_MEMBERS)
+        check_range("ensemble.parallel", self.parallel, low=0, high=MAX_ENSEMBLE_MEMBERS)
         for index, seed in enumerate(self.seeds):
             check_seed(f"ensemble.seeds[{index}]", seed)
         if self.seeds and len(self.seeds) != self.members:
@@ -188,6 +193,16 @@ class EnsembleConfig:
                 f"ensemble.seeds: expected one seed per member ({self.members}), got {len(self.seeds)} "
                 f"({', '.join(map(str, self.seeds))}); leave it out for seed, seed + 1, ..."
             )
+
+    def processes(self) -> int:
+        """How many members train at once on this machine (``parallel``, or for 0 the cores available over the
+        torch threads one training uses), at most ``members``."""
+        if self.parallel:
+            return min(self.parallel, self.members)
+        from fm_engine.threads import training_threads
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(cores // training_threads(), self.members))
 
     def member_seeds(self, seed: int) -> list[int]:
         """Each member's training seed, for a run whose ``seed`` is ``seed``."""

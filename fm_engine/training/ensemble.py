@@ -11,9 +11,11 @@ The run folder of an ensemble::
 
 Member k is the run's config with ``seed`` = its seed (:meth:`EnsembleConfig.member_seeds`: ``seed + k`` unless
 ``ensemble.seeds`` says) and ``data.split_seed`` fixed to the run's split seed, so every member trains, validates
-and tests on the same compositions and member 0 is the single model of the same config. Members train one after
-another (one process: on 2 CPU cores two trainings side by side are no faster, see the README). ``--resume``
-keeps finished members, resumes the unfinished one from its ``last.ckpt`` and trains the rest.
+and tests on the same compositions and member 0 is the single model of the same config. Members train side by
+side, one process each, as many at once as ``ensemble.parallel`` allows (:mod:`fm_engine.training.member_processes`;
+a training uses one torch thread, so 2 cores train 2 members at once), or one after another in this process
+(``parallel: 1``, and always for ``fm finetune``, whose members are models in memory). ``--resume`` keeps finished
+members, resumes each unfinished one from its ``last.ckpt`` and trains the rest.
 
 The ensemble's card scores the members' mean on the validation and test splits (one data module rebuilt from member
 0's records): a binary task's decision threshold is chosen on the validation split from the mean probabilities, and
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +51,7 @@ from fm_engine.training.evaluate import (
     ensemble_outputs,
     evaluate,
 )
+from fm_engine.training.member_processes import member_jobs, train_side_by_side
 from fm_engine.training.run_files import RunDirectory, WallClock, now_iso
 
 if TYPE_CHECKING:
@@ -96,7 +98,7 @@ def check_ensemble(config: TrainConfig) -> None:
     trainer = config.trainer
     if trainer.devices > 1 or trainer.num_nodes > 1:
         raise ValueError(
-            f"ensemble.members: {config.ensemble.members} members train one after another in one process; "
+            f"ensemble.members: each of the {config.ensemble.members} members trains in one process; "
             f"trainer.devices ({trainer.devices}) and trainer.num_nodes ({trainer.num_nodes}) must be 1"
         )
 
@@ -182,23 +184,33 @@ def _train_members(
     from fm_engine.training.trainer import TrainResult, train
 
     configs = member_configs(config)
-    for index, member in enumerate(configs):
-        folder = member_folder(run.path, index)
-        if (folder / "checkpoint").is_dir():
-            continue  # finished before a --resume
-        run.update_status(member=index, message=f"member {index + 1} of {len(configs)} (seed {member.seed})",
-                          wall_time_s=round(clock.total(), 2))  # fmt: skip
-        again = (folder / "last.ckpt").is_file()
-        if not again and folder.exists():
-            shutil.rmtree(folder)  # a member stopped before its first saved epoch: start it again
-        folder.parent.mkdir(parents=True, exist_ok=True)
+    jobs = member_jobs(configs, lambda index: member_folder(run.path, index))
+    parallel = config.ensemble.processes() if finetunes is None else 1  # fine-tunes hold their models in memory
+    if parallel > 1:
+
+        def training(members: list[int]) -> None:
+            if members:
+                shown = ", ".join(str(k + 1) for k in members)
+                run.update_status(member=members[0], training=members, wall_time_s=round(clock.total(), 2),
+                                  message=f"members {shown} of {len(configs)} training side by side")  # fmt: skip
+
+        show_bar = config.trainer.progress_bar if progress_bar is None else progress_bar
+        if train_side_by_side(jobs, parallel=parallel, status=training, progress_bar=show_bar) != "done":
+            run.update_status(state="cancelled", finished_at=now_iso(), wall_time_s=round(clock.total(), 2),
+                              message=f"cancelled while training {len(configs)} members side by side")  # fmt: skip
+            return TrainResult("cancelled", run.path, None, None, 0, clock.total())
+        jobs = []
+    for job in jobs:
+        run.update_status(member=job.index, message=f"member {job.index + 1} of {len(configs)} (seed "
+                          f"{job.config.seed})", wall_time_s=round(clock.total(), 2))  # fmt: skip
         if finetunes is not None:
-            result = train(member, folder, finetune=finetunes[index], progress_bar=progress_bar)
+            result = train(job.config, job.folder, finetune=finetunes[job.index], progress_bar=progress_bar)
         else:
-            result = train(None if again else member, folder, resume=again, progress_bar=progress_bar)
+            result = train(None if job.resume else job.config, job.folder, resume=job.resume,
+                           progress_bar=progress_bar)  # fmt: skip
         if result.state != "done":
             run.update_status(state="cancelled", finished_at=now_iso(), wall_time_s=round(clock.total(), 2),
-                              message=f"cancelled during member {index + 1} of {len(configs)}")  # fmt: skip
+                              message=f"cancelled during member {job.index + 1} of {len(configs)}")  # fmt: skip
             return TrainResult("cancelled", run.path, None, None, result.epochs, clock.total())
     run.update_status(message="scoring the ensemble", wall_time_s=round(clock.total(), 2))
     source = (

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,8 @@ from fm_engine.columns import STD_SUFFIX, split_unit, std_column
 from fm_engine.compositions import canonical_key
 from fm_engine.training import TrainConfig, train
 from fm_engine.training.ensemble import member_folder
+from fm_engine.training.run_files import RunDirectory
+from tests.ceiling import CEILING_S
 from tests.conftest import ENSEMBLE_MEMBERS, tiny_config_dict
 from tests.regression.make_fixtures import fm_environment
 
@@ -103,7 +107,7 @@ def test_a_single_model_checkpoint_has_no_std_columns(tiny_run, tiny_data, tmp_p
 
 def test_identical_members_have_zero_spread(tiny_data, tmp_path):
     config = TrainConfig.from_dict(
-        tiny_config_dict(tiny_data, max_epochs=2) | {"ensemble": {"members": 2, "seeds": [3, 3]}}
+        tiny_config_dict(tiny_data, max_epochs=2) | {"ensemble": {"members": 2, "seeds": [3, 3], "parallel": 1}}
     )
     assert train(config, tmp_path / "same").state == "done"
     table = load_checkpoint(tmp_path / "same").predict(FORMULAS[:5], distances=False)
@@ -197,7 +201,7 @@ def test_a_bad_ensemble_option_on_the_command_line(tiny_data, tmp_path):
 @pytest.mark.filterwarnings("ignore:model.encoder")  # the start's encoder shape is used (said by a warning)
 def test_members_fine_tune_from_one_start_on_one_split_with_its_replay(tiny_data, tiny_foundation, tmp_path):
     config = tiny_config_dict(tiny_data, max_epochs=2) | {"start_from": str(tiny_foundation),
-                                                          "ensemble": {"members": 2}}  # fmt: skip
+                                                          "ensemble": {"members": 2, "parallel": 1}}  # fmt: skip
     assert train(TrainConfig.from_dict(config), tmp_path / "run").state == "done"
     checkpoint = load_checkpoint(tmp_path / "run")
     assert checkpoint.is_ensemble and "mp_band_gap" in checkpoint.model.tasks  # the foundation's heads are kept
@@ -209,3 +213,65 @@ def test_members_fine_tune_from_one_start_on_one_split_with_its_replay(tiny_data
     assert {"mp_band_gap_std", "bulk_modulus_std"} <= {split_unit(c)[0] for c in table.columns}
     assert checkpoint.card is not None and checkpoint.card.start is not None
     assert checkpoint.card.start.kept_heads and checkpoint.card.ensemble.members == 2
+
+
+def test_members_side_by_side_train_exactly_as_one_after_another(tiny_data, tmp_path):
+    """``ensemble.parallel: 2``: two member processes at once (their training times overlap), with weights bit
+    for bit those of members trained one after another in this process."""
+    runs = {}
+    for parallel in (2, 1):
+        config = tiny_config_dict(tiny_data, max_epochs=3) | {"ensemble": {"members": 2, "parallel": parallel}}
+        runs[parallel] = tmp_path / f"parallel_{parallel}"
+        assert train(TrainConfig.from_dict(config), runs[parallel]).state == "done"
+    for k in range(2):
+        side, alone = (load_file(member_folder(runs[p], k) / "checkpoint" / "model.safetensors") for p in (2, 1))
+        assert sorted(side) == sorted(alone)
+        for name, values in alone.items():
+            np.testing.assert_array_equal(side[name], values, err_msg=f"member {k}: {name}")
+    first, second = (RunDirectory(member_folder(runs[2], k)).read_status() for k in range(2))
+    assert second["created_at"] < first["finished_at"]  # member 2 started before member 1 ended
+    pd.testing.assert_frame_equal(load_checkpoint(runs[2]).predict(FORMULAS, distances=False),
+                                  load_checkpoint(runs[1]).predict(FORMULAS, distances=False))  # fmt: skip
+
+
+def test_sigterm_cancels_members_side_by_side_then_resume_finishes(tiny_data, tmp_path):
+    config = tiny_config_dict(tiny_data, max_epochs=400, patience=400) | {"ensemble": {"members": 2, "parallel": 2}}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    command = [
+        sys.executable,
+        "-m",
+        "fm_engine.cli",
+        "train",
+        "--config",
+        "train.yaml",
+        "--out",
+        "run",
+        "--no-progress",
+    ]
+    process = subprocess.Popen(command, cwd=tmp_path, env=fm_environment(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    members = [RunDirectory(member_folder(tmp_path / "run", k)) for k in range(2)]
+    deadline = time.monotonic() + CEILING_S
+    while not all(m.resume_path.exists() and (m.read_status().get("epoch") or 0) >= 2 for m in members):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=CEILING_S)
+    assert process.returncode == 143, output
+    assert "Traceback" not in output and "--resume" in output
+    assert RunDirectory(tmp_path / "run").read_status()["state"] == "cancelled"
+    for member in members:  # each member saved its state and ended itself
+        assert member.read_status()["state"] == "cancelled" and member.resume_path.exists()
+    stopped = [m.read_status()["epoch"] for m in members]
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text(encoding="utf-8"))
+    for member in members:  # fewer epochs left, so the resumed run ends soon
+        record = yaml.safe_load(member.config_path.read_text(encoding="utf-8"))
+        record["trainer"]["max_epochs"] = max(stopped) + 2
+        member.config_path.write_text(yaml.safe_dump(record), encoding="utf-8")
+    assert saved["ensemble"]["parallel"] == 2
+    resumed = fm("train", "--out", "run", "--resume", "--no-progress", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(tmp_path / "run").is_ensemble
+    for member, epoch in zip(members, stopped, strict=True):
+        logged = [r["epoch"] for r in member.read_metrics() if r["kind"] == "epoch"]
+        assert max(logged) > epoch and logged == list(range(len(logged)))  # continued, not started again

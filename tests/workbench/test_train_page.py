@@ -348,6 +348,8 @@ def test_ensemble_members_field_builds_the_ensemble_section():
     )
     assert ensemble_headline({"state": "running", "members": 3, "member": 1}) == "member 2 of 3"
     assert ensemble_headline({"state": "done", "members": 3, "member": 2}) == "3 members"
+    side_by_side = {"state": "running", "members": 3, "member": 0, "training": [0, 1]}
+    assert ensemble_headline(side_by_side) == "members 1, 2 of 3"
     assert ensemble_headline({"state": "running", "epoch": 4}) == ""  # a single model
     member = {"epoch": 5, "max_epochs": 10}
     assert ensemble_fraction({"members": 4, "member": 1}, member) == pytest.approx((1 + 0.5) / 4)

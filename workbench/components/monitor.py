@@ -38,13 +38,17 @@ def ensemble_members(status: Mapping[str, Any]) -> int:
 
 
 def ensemble_headline(status: Mapping[str, Any]) -> str:
-    """``member 2 of 5`` while an ensemble run trains (its status' ``member``: the 0-based member in training),
-    ``5 members`` once it is final; "" for a single model."""
+    """``member 2 of 5`` while an ensemble run trains (its status' ``member``: the 0-based member in training;
+    ``members 2, 3 of 5`` while several train side by side), ``5 members`` once it is final; "" for a single
+    model."""
     members = ensemble_members(status)
     if members == 1:
         return ""
     if status.get("state") in ("done", "failed", "cancelled"):
         return f"{members} members"
+    training = status.get("training")
+    if isinstance(training, list) and len(training) > 1:  # members side by side (ensemble.parallel)
+        return f"members {', '.join(str(int(k) + 1) for k in training)} of {members}"
     return f"member {int(status.get('member') or 0) + 1} of {members}"
 
 
