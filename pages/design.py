@@ -214,10 +214,10 @@ def main() -> None:
         else:
             with message_col:
                 design.start_run(checkpoint, config)
-    if st.session_state.get(design.RUN_ERROR):
-        message_col.error(f"Cannot run this design: {st.session_state[design.RUN_ERROR]}")
-
     result = state.get(state.DESIGN_RESULT)
+    if st.session_state.get(design.RUN_ERROR):
+        earlier = " Nothing was run: the results below are from the previous design." if result is not None else ""
+        message_col.error(f"Cannot run this design: {st.session_state[design.RUN_ERROR]}{earlier}")
     if result is None:
         return
     made_with, warning = design.result_checkpoint(result, checkpoint)

@@ -288,3 +288,20 @@ def test_fewer_distinct_recipes_than_asked_are_said_plainly(workspace_with_model
     assert list(table["formula"]) == ["Ti0.900Al0.100"]
     assert any(w.value.startswith("Found 1 distinct recipes of 4 asked") for w in at.warning)
     assert next(m for m in at.metric if m.label == "Distinct recipes").value == "1 of 4 asked"
+
+
+def test_a_refused_design_says_the_results_below_are_the_previous_ones(workspace_with_model):
+    """Issue 18: when a run is refused, the previous results stayed under the error with no marker."""
+    at = design_page()
+    at.number_input(key="design_seed_n").set_value(2)
+    at.number_input(key="design_steps").set_value(10).run()
+    at.button(key="run_design").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    previous = at.session_state[state.DESIGN_RESULT]
+    at.session_state[FIXED] = fixed(Al=0.6, Ni=0.5)  # sums past 1: refused
+    at.run()
+    at.button(key="run_design").click().run()
+    (error,) = [e.value for e in at.error if e.value.startswith("Cannot run this design")]
+    assert "fixed_amounts sum to 1.100" in error
+    assert "Nothing was run: the results below are from the previous design." in error
+    assert at.session_state[state.DESIGN_RESULT] is previous  # kept, and marked as the earlier run's
