@@ -30,6 +30,12 @@ from workbench.components.uploads import guess_column, read_upload
 from workbench.paths import ROOT, page
 from workbench.saved_uploads import PROBLEMS, add_upload, drop_upload, uploaded_tasks
 
+DISTRIBUTION_HOW_TO_READ = (
+    "How to read this: how the task's values are spread over its compositions (for a curve task, each curve's "
+    "points against t). A model learns best where most values lie; predictions far outside this range are "
+    "extrapolations."
+)
+
 
 def _bundled() -> None:
 
@@ -54,6 +60,7 @@ def _bundled() -> None:
             t_column=task.t_column, t_unit=task.t_unit,
         )  # fmt: skip
         st.plotly_chart(figure, width="stretch")
+        st.caption(DISTRIBUTION_HOW_TO_READ)
 
     coverage = st.cache_data(element_coverage, show_spinner=False)(tuple(frame["composition"].unique()))
     st.plotly_chart(
@@ -65,6 +72,10 @@ def _bundled() -> None:
         ),
         width="stretch",
         key="data_coverage",
+    )
+    st.caption(
+        "How to read this: the share of this task's compositions that contain each element. Predictions for "
+        "elements that are rare or grey here rest on few or no examples: check their distance to the training data."
     )
 
 

@@ -41,7 +41,16 @@ def _charts(run_dir: Path, *, key: str) -> None:
         tasks = task_metrics(model_config)
         loss_tasks = list(tasks) + (["autoencoder"] if model_config["autoencoder"]["enabled"] else [])
         st.plotly_chart(loss_figure(records, loss_tasks), key=f"{key}_loss")
+        st.caption(
+            "How to read this: each task's loss per epoch on its training rows (solid) and validation rows (dashed), "
+            "in normalised units. Both falling: the model is learning; validation rising while training falls: it "
+            "starts to memorise, and the run keeps the best validation epoch."
+        )
         st.plotly_chart(metric_figure(records, tasks), key=f"{key}_metrics")
+        st.caption(
+            "How to read this: each task's validation metric per epoch, in the task's physical unit (MAE) or as a "
+            "score (ROC-AUC, accuracy); the test metrics of the model card are measured once, at the end."
+        )
 
 
 def _schedule(run_dir: Path) -> None:

@@ -32,6 +32,8 @@ def test_browser_shows_the_coverage_heatmap(workspace):
     assert heatmaps
     assert '"Fe: ' in heatmaps[0] and '"O: ' in heatmaps[0]  # hover texts carry the shares
     assert any(h.value == "Upload your own data" for h in at.header)
+    how = [c.value for c in at.caption if c.value.startswith("How to read this:")]
+    assert len(how) == 2 and "share of this task's compositions" in how[1]  # the distribution and the heatmap
 
 
 def test_mapping_validates_and_lists_bad_rows_then_adds_the_task(workspace):
