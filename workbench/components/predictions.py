@@ -35,8 +35,8 @@ EXTRAPOLATION = (
 IMPOSSIBLE_MARK = "⚠"
 HOW_TO_READ = {
     "values": "**How to read this:** each number is the model's estimate for this composition in the task's unit; "
-    "the ⓘ next to it gives the test error measured on compositions the model never saw, a fair guide to how far "
-    "off it may be.",
+    "the ? icon next to its name gives the test error measured on compositions the model never saw, a fair guide to "
+    "how far off it may be.",
     "probabilities": "**How to read this:** the bars are the model's probabilities for each class (they sum to 1); "
     "the highlighted bar is the predicted class. Close bars mean the model cannot tell the classes apart here.",
     "curve": "**How to read this:** the predicted property across the temperature (t) range the task was trained "
