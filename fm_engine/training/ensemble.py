@@ -187,11 +187,14 @@ def _train_members(
     jobs = member_jobs(configs, lambda index: member_folder(run.path, index))
     parallel = config.ensemble.processes() if finetunes is None else 1  # fine-tunes hold their models in memory
     if parallel > 1:
+        most = [int(run.read_status().get("most_at_once") or 0)]  # the most members training at once so far
 
         def training(members: list[int]) -> None:
             if members:
+                most[0] = max(most[0], len(members))
                 shown = ", ".join(str(k + 1) for k in members)
-                run.update_status(member=members[0], training=members, wall_time_s=round(clock.total(), 2),
+                run.update_status(member=members[0], training=members, most_at_once=most[0],
+                                  wall_time_s=round(clock.total(), 2),
                                   message=f"members {shown} of {len(configs)} training side by side")  # fmt: skip
 
         show_bar = config.trainer.progress_bar if progress_bar is None else progress_bar
