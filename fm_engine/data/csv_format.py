@@ -22,6 +22,8 @@ ENCODINGS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "cp1252": "cp1252 
 SAMPLE_RECORDS = 500  # records read per candidate delimiter to decide which one splits the file consistently
 DECIMAL_COMMA = re.compile(r"\s*[+-]?(\d+,\d*|,\d+|\d+)([eE][+-]?\d+)?\s*")
 DECIMAL_POINT = re.compile(r"\s*[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?\s*")
+GROUPED = re.compile(r"\s*[+-]?\d{1,3}(\.\d{3})+(,\d*)?\s*")  # 1.234,5 or 1.234: dots group thousands
+GROUPED_WITH_DECIMALS = re.compile(r"\s*[+-]?\d{1,3}(\.\d{3})+,\d*\s*")  # 1.234,5: unambiguous
 
 
 @dataclass(frozen=True)
@@ -86,13 +88,19 @@ def sniff_delimiter(text: str) -> str:
 
 def _decimal_comma_column(cells: pd.Series) -> pd.Series | None:
     """The column with its decimal-comma numbers (``2,1``) read as floats, or None when it has none (or also
-    holds decimal-point numbers such as ``2.5``: then commas are not decimal marks). Other text stays as is."""
+    holds decimal-point numbers such as ``2.5``: then commas are not decimal marks). A column holding a number with
+    thousands groups and a decimal comma (``1.234,5``) reads every ``1.234`` in it as 1234 too (a European
+    spreadsheet's export); without such a number, ``1.234`` stays a decimal point. Other text stays as is."""
     text = cells.dropna()
     if not len(text) or not all(isinstance(v, str) for v in text):
         return None
-    numeric = text[text.str.fullmatch(DECIMAL_COMMA)]
-    if not numeric.str.contains(",").any() or text.str.fullmatch(DECIMAL_POINT).any():
-        return None
+    if text.str.fullmatch(GROUPED_WITH_DECIMALS).any():  # 1.234,5 somewhere: dots group thousands in this column
+        numeric = text[text.str.fullmatch(DECIMAL_COMMA) | text.str.fullmatch(GROUPED)]
+        numeric = numeric.str.replace(".", "", regex=False)
+    else:
+        numeric = text[text.str.fullmatch(DECIMAL_COMMA)]
+        if not numeric.str.contains(",").any() or text.str.fullmatch(DECIMAL_POINT).any():
+            return None
     converted = cells.astype(object).copy()
     converted[numeric.index] = numeric.str.replace(",", ".", regex=False).str.strip().astype(float)
     return converted.astype(float) if len(numeric) == len(text) else converted

@@ -63,3 +63,18 @@ def test_unreadable_bytes_name_the_source(data, message):
 def test_without_guessing_only_utf8_is_read():
     with pytest.raises(ValueError, match="x.csv: not UTF-8 text \\(cannot decode byte 0xb0\\)"):
         read_csv_data("a,T °C\nFe,1\n".encode("cp1252"), source="x.csv", guess_encoding=False)
+
+
+def test_thousands_groups_with_a_decimal_comma_read_as_numbers():
+    """A European spreadsheet export: ``1.234,5`` is 1234.5, and then ``1.500`` in the same column is 1500."""
+    data = b"Formula;Tm (K);Eg (eV)\nW;3.695,0;0\nFe;1.811;0\nAl2O3;2.345,5;8,8\nSi;1.687,25;1,1\n"
+    frame, found = read_csv_data(data, source="melting.csv")
+    np.testing.assert_allclose(frame["Tm (K)"], [3695.0, 1811.0, 2345.5, 1687.25])
+    np.testing.assert_allclose(frame["Eg (eV)"], [0.0, 0.0, 8.8, 1.1])
+    assert found.decimal_comma_columns == ("Tm (K)", "Eg (eV)")
+
+
+def test_a_dot_without_a_grouped_decimal_comma_stays_a_decimal_point():
+    frame, found = read_csv_data(b"Formula;x\nW;1.500\nFe;2.25\n", source="points.csv")
+    assert found.decimal_comma_columns == ()
+    assert [float(v) for v in frame["x"]] == [1.5, 2.25]  # never 1500
