@@ -44,9 +44,9 @@ MAX_DESIGN_STEPS = 100_000  # optimisation steps of one design run
 OPTIONAL_KEYS = (("", "uncertainty_scale"), ("constraints", "max_distance"), ("", "restarts"))
 """(section, key) of settings written to a config mapping only when not at their default (``""``: top level)."""
 DISTINCT_DISTANCE = 0.05
-"""Two recipes are the same recipe when at most 2 % of their atoms differ (``0.5 * sum |w_a - w_b| <= 0.02``:
-moving 2 at.% from one element to another, the default floor ``min_nonzero_weight``): a difference below the
-model's resolution and within what a recipe is weighed out to."""
+"""Two recipes are the same recipe when at most 5 % of their atoms differ (``0.5 * sum |w_a - w_b| <= 0.05``:
+e.g. Re0.606B0.294Al0.1 and Re0.585B0.287Al0.1W0.027). At 2 % (the default floor ``min_nonzero_weight``) a demo
+design filled its slots with such near-copies."""
 SAME_RECIPE = f"two recipes are the same when at most {100 * DISTINCT_DISTANCE:g} % of their atoms differ"
 MAX_RESTARTS = 20  # further rounds of starts of one design run
 
@@ -436,7 +436,8 @@ def run_design(
         if more is None:
             break
         starts = starts + more  # the recipes of earlier rounds stay; the new ones fill in what is missing
-        terms = objective_terms(checkpoint, config, starts.recipes)
+        added = objective_terms(checkpoint, config, more.recipes)  # earlier rows keep their scores
+        terms = {name: np.concatenate([values, added[name]]) for name, values in terms.items()}
         chosen = distinct_order(starts.recipes, sum(terms.values()), kept=chosen[:asked])
     n_starts = len(starts.recipes)
     starts = starts.take(chosen[:asked])
