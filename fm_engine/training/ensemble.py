@@ -106,8 +106,8 @@ def check_ensemble(config: TrainConfig) -> None:
 def train_ensemble(
     config: TrainConfig | None, run_dir: str | Path, *, resume: bool = False, progress_bar: bool | None = None
 ) -> TrainResult:
-    """Train ``config.ensemble.members`` members into ``run_dir`` one after another and save the ensemble's
-    checkpoint (see the module docstring); returns a ``TrainResult`` (``cancelled`` when a member was)."""
+    """Train ``config.ensemble.members`` members into ``run_dir`` (side by side or one after another, see the module
+    docstring) and save the ensemble's checkpoint; returns a ``TrainResult`` (``cancelled`` when a member was)."""
     run = RunDirectory(run_dir)
     if not is_rank_zero():
         raise ValueError("ensemble.members: an ensemble trains in one process (no DDP)")
@@ -118,23 +118,12 @@ def train_ensemble(
             clock.previous_s = float(run.read_status().get("wall_time_s") or 0.0)
         else:
             assert config is not None
-            check_ensemble(config)
-            if run.checkpoint_path.exists() or (run.path / MEMBERS_FOLDER).exists():
-                raise ValueError(f"{run.path} already holds a run; choose another --out or use --resume")
-            run.path.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run.config_path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+            _new_run_folder(run, config, resume_hint=" or use --resume")
         check_ensemble(config)
         created = run.read_status().get("created_at") or now_iso()
         run.update_status(state="running", **own_identity(), created_at=created, name=config.name, finished_at=None,
                           members=config.ensemble.members, message="training the ensemble's members")  # fmt: skip
-        try:
-            result = _train_members(config, run, clock=clock, progress_bar=progress_bar)
-        except BaseException as error:
-            state = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
-            run.update_status(state=state, finished_at=now_iso(), message=f"{type(error).__name__}: {error}",
-                              wall_time_s=round(clock.total(), 2))  # fmt: skip
-            raise
-        return result
+        return _ending_on_error(run, clock, lambda: _train_members(config, run, clock=clock, progress_bar=progress_bar))
 
 
 def finetune_ensemble(
@@ -154,22 +143,34 @@ def finetune_ensemble(
     if len(finetunes) != config.ensemble.members:
         raise ValueError(f"ensemble.members: {config.ensemble.members}, but {len(finetunes)} members to fine-tune")
     with hold_run(run.path):
-        check_ensemble(config)
-        if run.checkpoint_path.exists() or (run.path / MEMBERS_FOLDER).exists():
-            raise ValueError(f"{run.path} already holds a run; choose another --out")
-        run.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run.config_path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        _new_run_folder(run, config, resume_hint="")
         clock = WallClock()
         run.update_status(state="running", **own_identity(), created_at=now_iso(), name=config.name, kind="finetune",
                           members=config.ensemble.members, message="fine-tuning the ensemble's members")  # fmt: skip
-        try:
-            return _train_members(config, run, clock=clock, progress_bar=progress_bar, finetunes=finetunes,
-                                  before=before)  # fmt: skip
-        except BaseException as error:
-            state = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
-            run.update_status(state=state, finished_at=now_iso(), message=f"{type(error).__name__}: {error}",
-                              wall_time_s=round(clock.total(), 2))  # fmt: skip
-            raise
+        return _ending_on_error(run, clock, lambda: _train_members(config, run, clock=clock, progress_bar=progress_bar,
+                                                                   finetunes=finetunes, before=before))  # fmt: skip
+
+
+def _new_run_folder(run: RunDirectory, config: TrainConfig, *, resume_hint: str) -> None:
+    """Check ``config``, refuse a folder that already holds a run (``resume_hint`` ends the message), and write the
+    run's ``config.yaml``."""
+    check_ensemble(config)
+    if run.checkpoint_path.exists() or (run.path / MEMBERS_FOLDER).exists():
+        raise ValueError(f"{run.path} already holds a run; choose another --out{resume_hint}")
+    run.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.config_path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def _ending_on_error(run: RunDirectory, clock: WallClock, train_members: Callable[[], TrainResult]) -> TrainResult:
+    """``train_members()``; when it raises, the run's status says how it ended (cancelled on Ctrl-C / SIGTERM, else
+    failed, with the error) before the error goes on."""
+    try:
+        return train_members()
+    except BaseException as error:
+        state = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
+        run.update_status(state=state, finished_at=now_iso(), message=f"{type(error).__name__}: {error}",
+                          wall_time_s=round(clock.total(), 2))  # fmt: skip
+        raise
 
 
 def _train_members(
